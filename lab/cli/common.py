@@ -1,0 +1,25 @@
+"""What every verb shares: the consoles, error printing, and lab/node resolution."""
+
+from __future__ import annotations
+
+import sys
+
+from rich.console import Console
+
+DEBUG = False
+out = Console(highlight=False, soft_wrap=True)
+console = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def err(message: str, hint: str | None = None) -> None:
+    """One line on stderr: ``lab: error: what (what to do)``; multi-problem messages keep their lines."""
+    text = f"lab: error: {message}"
+    if hint:
+        text += f" ({hint})"
+    print(text, file=sys.stderr)
+
+
+def split_endpoint(value: str) -> tuple[str, str | None]:
+    """``node:eth0`` → (node, eth0); ``node`` → (node, None)."""
+    node, _, ifname = value.partition(":")
+    return node, (ifname or None)

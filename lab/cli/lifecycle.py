@@ -1,0 +1,191 @@
+"""Lifecycle verbs: validate, up, down, ls, inspect, exec, clean."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from lab import deploy, state
+from lab.cli.common import console, out
+from lab.errors import InputError
+from lab.nodes import node_from_info
+from lab.topology import load_topology
+
+VarOption = typer.Option([], "--var", "-v", help="Template variable NAME=VALUE for a jinja2 topology (repeatable).")
+
+
+def parse_vars(values: list[str]) -> dict[str, str]:
+    result = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key.isidentifier():
+            raise InputError(f"--var {item!r}: expected NAME=VALUE")
+        result[key] = value
+    return result
+
+
+def lab_name_from(arg: str) -> str:
+    """A lab name, or a topology file whose ``name:`` is the lab."""
+    if arg.endswith((".yaml", ".yml")) or os.sep in arg:
+        topo, _ = load_topology(arg)
+        return topo.name
+    return arg
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def validate(
+        topology: Path = typer.Argument(..., help="Topology YAML file."),
+        var: list[str] = VarOption,
+    ) -> None:
+        """Check a topology file; exit 0 if it is valid, 2 with file:line: field: problem if not."""
+        topo, _ = load_topology(topology, parse_vars(var))
+        n_if = sum(len(n.interfaces) for n in topo.nodes.values())
+        out.print(f"{topology}: ok — lab {topo.name}: {len(topo.nodes)} nodes, {len(topo.networks)} networks, "
+                  f"{len(topo.links)} links, {n_if} interfaces")
+
+    @app.command()
+    def up(
+        topology: Path = typer.Argument(..., help="Topology YAML file."),
+        dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan; create nothing."),
+        var: list[str] = VarOption,
+        quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress and no table."),
+    ) -> None:
+        """Build the lab the topology describes (rolled back on any failure)."""
+        from lab.plan import make_plan
+
+        topo, _ = load_topology(topology, parse_vars(var))
+        if dry_run:
+            for line in make_plan(topo).describe():
+                out.print(line)
+            return
+        text = Path(topology).read_text()
+        if quiet:
+            plan = deploy.up(topo, text, str(topology))
+        else:
+            with _progress() as bar:
+                task = bar.add_task(f"lab {topo.name}", total=1)
+
+                def report(step: str, done: int, total: int) -> None:
+                    bar.update(task, description=f"{topo.name}: {step}", completed=done, total=max(total, 1))
+
+                plan = deploy.up(topo, text, str(topology), progress=report)
+        if not quiet:
+            out.print(_nodes_table(topo.name, {n: vars(s) for n, s in plan.nodes.items()}))
+            out.print(f"lab [bold]{topo.name}[/] is up — try: lab exec {next(iter(topo.nodes))} -- ip -br addr")
+
+    @app.command()
+    def down(
+        lab: str = typer.Argument(..., help="Lab name, or the topology file it was made from."),
+    ) -> None:
+        """Remove the lab: everything its journal names, nothing else. Safe to repeat."""
+        name = lab_name_from(lab)
+        report = deploy.down(name)
+        if not report.removed:
+            out.print(f"lab {name}: nothing to remove")
+        else:
+            out.print(f"lab {name}: removed {len(report.removed)} objects")
+        for item in report.skipped:
+            console.print(f"skipped: {item}")
+
+    @app.command()
+    def clean() -> None:
+        """Take down every lab that has a journal, and remove containers labelled as a vanished lab's."""
+        reports = deploy.clean()
+        if not reports:
+            out.print("nothing to clean")
+        for r in reports:
+            out.print(f"lab {r.lab}: removed {len(r.removed)} objects")
+            for item in r.skipped:
+                console.print(f"skipped: {item}")
+
+    @app.command("ls")
+    def list_labs(as_json: bool = typer.Option(False, "--json", help="JSON output.")) -> None:
+        """The labs that are up."""
+        rows = []
+        for name in state.labs_with_state():
+            try:
+                info = state.read_lab_info(name)
+                rows.append({"name": name, "nodes": len(info["nodes"]), "file": info.get("file"), "state": "up"})
+            except InputError:
+                rows.append({"name": name, "nodes": None, "file": None, "state": "interrupted (run lab down)"})
+        if as_json:
+            out.print_json(json.dumps(rows))
+            return
+        table = Table("lab", "nodes", "state", "topology")
+        for row in rows:
+            table.add_row(row["name"], str(row["nodes"] or "-"), row["state"], row["file"] or "-")
+        out.print(table if rows else "no lab is up")
+
+    @app.command()
+    def inspect(
+        lab: str = typer.Argument(None, help="Lab name (optional when exactly one is up)."),
+        as_json: bool = typer.Option(False, "--json", help="JSON output."),
+    ) -> None:
+        """Nodes, interfaces, addresses, routes and faults of a running lab, read from the kernel."""
+        from lab.inspect import inspect_lab
+
+        data = inspect_lab(state.resolve_lab(lab))
+        if as_json:
+            out.print_json(json.dumps(data))
+            return
+        table = Table("node", "kind", "interface", "state", "address", "mac", "peer / network")
+        for node, info in data["nodes"].items():
+            for ifname, iface in info["interfaces"].items():
+                table.add_row(node, info["kind"], ifname, iface.get("state", "?"), ", ".join(iface.get("addresses", [])),
+                              iface.get("mac", ""), iface.get("peer") or iface.get("network") or "")
+        out.print(table)
+        routes = Table("node", "route")
+        for node, info in data["nodes"].items():
+            for r in info.get("routes", []):
+                routes.add_row(node, r)
+        out.print(routes)
+        if data.get("faults"):
+            faults = Table("fault", "where", "what")
+            for f in data["faults"]:
+                faults.add_row(f["id"], f["where"], f["what"])
+            out.print(faults)
+
+    @app.command(context_settings={"allow_interspersed_args": False})
+    def exec(
+        node: str = typer.Argument(..., help="Node name."),
+        command: list[str] = typer.Argument(..., help="The command, after --."),
+        lab: str = typer.Option(None, "--lab", help="Lab name (optional when exactly one is up)."),
+    ) -> None:
+        """Run a command inside a node; lab's exit code is the command's."""
+        if command and command[0] == "--":
+            command = command[1:]
+        if not command:
+            raise InputError("no command given", "write it after --, e.g. lab exec NODE -- ip addr")
+        info = state.read_lab_info(state.resolve_lab(lab))
+        handle = node_from_info(info, node)
+        try:
+            rc = subprocess.run(handle.command(command)).returncode
+        except FileNotFoundError as exc:
+            raise InputError(f"cannot run {command[0]!r}: {exc.strerror}") from None
+        raise typer.Exit(rc)
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                    TimeElapsedColumn(), console=console, transient=True)
+
+
+def _nodes_table(lab: str, nodes: dict[str, dict[str, Any]]) -> Table:
+    table = Table("node", "kind", "interface", "address", "network / peer", title=f"lab {lab}")
+    for name, spec in nodes.items():
+        first = True
+        for ifname, iface in spec["interfaces"].items():
+            table.add_row(name if first else "", spec["kind"] if first else "", ifname, iface.get("address") or "-",
+                          iface.get("network") or iface.get("peer") or "")
+            first = False
+        if first:
+            table.add_row(name, spec["kind"], "-", "-", "")
+    return table

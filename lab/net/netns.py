@@ -1,0 +1,152 @@
+"""Network namespaces without forking, and one netlink socket per namespace.
+
+``ip netns add`` and pyroute2's ``netns.create`` fork a helper per namespace.
+Here the calling thread itself enters a fresh namespace with ``unshare(2)``,
+bind-mounts it at /run/netns/<name> (so ``ip netns`` and ``nsenter`` see it),
+opens its netlink socket while inside, and returns with ``setns(2)``. A network
+namespace is a per-thread attribute, so nothing else in the process moves.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TypeVar
+
+from pyroute2 import IPRoute
+
+from lab.errors import EnvironmentProblem
+
+NETNS_DIR = "/run/netns"
+CLONE_NEWNET = 0x40000000
+MS_BIND = 4096
+MS_REC = 16384
+MS_SHARED = 1 << 20
+MNT_DETACH = 2
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_lock = threading.RLock()
+T = TypeVar("T")
+
+
+def _check(result: int, what: str) -> None:
+    if result != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}")
+
+
+def netns_path(name: str) -> str:
+    return os.path.join(NETNS_DIR, name)
+
+
+def ensure_netns_dir() -> None:
+    """Make /run/netns a shared mount point, as iproute2 does, so our mounts reach other mount namespaces."""
+    os.makedirs(NETNS_DIR, exist_ok=True)
+    if _libc.mount(b"none", NETNS_DIR.encode(), b"none", MS_SHARED | MS_REC, None) == 0:
+        return
+    if ctypes.get_errno() != errno.EINVAL:
+        _check(-1, f"mount --make-shared {NETNS_DIR}")
+    _check(_libc.mount(NETNS_DIR.encode(), NETNS_DIR.encode(), b"none", MS_BIND | MS_REC, None), "bind /run/netns")
+    _check(_libc.mount(b"none", NETNS_DIR.encode(), b"none", MS_SHARED | MS_REC, None), "share /run/netns")
+
+
+def exists(name: str) -> bool:
+    return os.path.exists(netns_path(name))
+
+
+@contextmanager
+def entered(path: str) -> Iterator[None]:
+    """Run the body with this thread inside the namespace at ``path``; always come back."""
+    with _lock:
+        home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+        target = os.open(path, os.O_RDONLY)
+        try:
+            _check(_libc.setns(target, CLONE_NEWNET), f"setns {path}")
+            try:
+                yield
+            finally:
+                _check(_libc.setns(home, CLONE_NEWNET), "setns back to the home namespace")
+        finally:
+            os.close(target)
+            os.close(home)
+
+
+def run_in(path: str, fn: Callable[[], T]) -> T:
+    with entered(path):
+        return fn()
+
+
+def create(name: str) -> IPRoute:
+    """Create namespace ``name`` and return a netlink socket inside it.
+
+    The mount point is created with O_EXCL: if the file already exists the
+    namespace is not ours and we refuse (FileExistsError) rather than adopt it.
+    """
+    path = netns_path(name)
+    fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0o444)
+    os.close(fd)
+    with _lock:
+        home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+        try:
+            try:
+                _check(_libc.unshare(CLONE_NEWNET), "unshare(CLONE_NEWNET)")
+            except OSError:
+                os.unlink(path)
+                raise
+            try:
+                _check(_libc.mount(b"/proc/thread-self/ns/net", path.encode(), b"none", MS_BIND, None),
+                       f"bind-mount namespace at {path}")
+                return IPRoute()
+            finally:
+                _check(_libc.setns(home, CLONE_NEWNET), "setns back to the home namespace")
+        finally:
+            os.close(home)
+
+
+def attach(name: str, source: str) -> None:
+    """Give an existing namespace (e.g. a container's /proc/PID/ns/net) the name ``name``."""
+    path = netns_path(name)
+    fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0o444)
+    os.close(fd)
+    try:
+        _check(_libc.mount(source.encode(), path.encode(), b"none", MS_BIND, None), f"bind-mount {source}")
+    except OSError:
+        os.unlink(path)
+        raise
+
+
+def open_socket(name: str) -> IPRoute:
+    """A netlink socket inside the existing namespace ``name``."""
+    return run_in(netns_path(name), IPRoute)
+
+
+def delete(name: str) -> bool:
+    """Unmount and remove /run/netns/<name>; True if something was there. Idempotent."""
+    path = netns_path(name)
+    if not os.path.lexists(path):
+        return False
+    if _libc.umount2(path.encode(), MNT_DETACH) != 0 and ctypes.get_errno() not in (errno.EINVAL, errno.ENOENT):
+        err = ctypes.get_errno()
+        raise OSError(err, f"umount {path}: {os.strerror(err)}")
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    return True
+
+
+def is_namespace_mount(name: str) -> bool:
+    """True when /run/netns/<name> is a mounted namespace (not a stray empty file)."""
+    try:
+        return os.stat(netns_path(name)).st_dev != os.stat(NETNS_DIR).st_dev
+    except FileNotFoundError:
+        return False
+
+
+def require_root() -> None:
+    if os.geteuid() != 0:
+        raise EnvironmentProblem("lab needs root to create namespaces", "run it with sudo")

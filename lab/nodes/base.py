@@ -1,0 +1,49 @@
+"""The protocol every node kind implements."""
+
+from __future__ import annotations
+
+import subprocess
+from abc import ABC, abstractmethod
+from typing import Any
+
+from lab.net.netns import netns_path
+
+
+class Node(ABC):
+    """A running node: its name, namespace, interfaces, and a way to run commands inside it."""
+
+    def __init__(self, lab: str, spec: dict[str, Any]) -> None:
+        self.lab = lab
+        self.name: str = spec["name"]
+        self.kind: str = spec["kind"]
+        self.netns: str = spec["netns"]
+        self.env: dict[str, str] = dict(spec.get("env") or {})
+        self.interfaces: dict[str, dict[str, Any]] = spec.get("interfaces") or {}
+
+    @property
+    def netns_path(self) -> str:
+        return netns_path(self.netns)
+
+    def address(self, ifname: str | None = None) -> str | None:
+        """The node's IPv4 address (without prefix) on ``ifname``, or on its first addressed interface."""
+        for name, iface in self.interfaces.items():
+            if (ifname is None or name == ifname) and iface.get("address"):
+                return str(iface["address"]).split("/")[0]
+        return None
+
+    @abstractmethod
+    def command(self, argv: list[str], env: dict[str, str] | None = None) -> list[str]:
+        """The argv that runs ``argv`` inside this node from the machine's shell-less exec."""
+
+    def exec(
+        self, argv: list[str], timeout: float | None = 60, env: dict[str, str] | None = None,
+        input: str | None = None, check: bool = False,
+    ) -> subprocess.CompletedProcess[str]:
+        """Run a command in the node to completion; its exit code is returned, never hidden."""
+        return subprocess.run(
+            self.command(argv, env), capture_output=True, text=True, timeout=timeout, input=input, check=check
+        )
+
+    def popen(self, argv: list[str], env: dict[str, str] | None = None, **kwargs: Any) -> subprocess.Popen[bytes]:
+        """Start a command in the node in the background (servers, captures)."""
+        return subprocess.Popen(self.command(argv, env), **kwargs)

@@ -1,0 +1,151 @@
+"""Container nodes: Docker containers with ``network_mode="none"`` whose links the lab wires itself.
+
+The container starts with only loopback; the lab then names its network
+namespace /run/netns/lab-<lab>.<node> and moves veths into it exactly as for a
+namespace node, so one plumbing path serves both kinds. Every container
+carries the labels ``lab.name`` and ``lab.node``, so ``down``/``clean`` find
+them even when the journal is gone.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+from lab import names
+from lab.errors import EnvironmentProblem
+from lab.nodes.base import Node
+
+if TYPE_CHECKING:
+    from docker import DockerClient
+
+    from lab.plan import Plan
+    from lab.state import Journal
+    from lab.topology.model import Topology
+
+LABEL_LAB = "lab.name"
+LABEL_NODE = "lab.node"
+CAPABILITIES = ["NET_ADMIN", "NET_RAW"]
+
+
+def docker_client() -> DockerClient:
+    """A Docker client, or a clear error saying how to get an engine running."""
+    try:
+        import docker
+
+        client = docker.from_env(timeout=120)
+        client.ping()
+        return client
+    except Exception as exc:  # docker raises several unrelated types when no engine answers
+        raise EnvironmentProblem(
+            f"no Docker engine answers ({type(exc).__name__})",
+            "start one: systemctl start docker, or dockerd &; install with apt-get install docker.io",
+        ) from None
+
+
+def start_containers(plan: Plan, topo: Topology, journal: Journal, progress: Any) -> dict[str, int]:
+    """Start every container node concurrently; return node -> PID of its init process."""
+    from lab.images import ensure_image
+
+    client = docker_client()
+    specs = [s for s in plan.nodes.values() if s.kind == "container"]
+    images = {s.image for s in specs if s.image}
+    resolved = {image: ensure_image(client, image, progress) for image in sorted(images)}
+    journal.record([{"kind": "container", "name": names.container_name(plan.lab, s.name)} for s in specs])
+
+    def run(spec: Any) -> tuple[str, int]:
+        container = client.containers.run(
+            resolved[spec.image],
+            name=names.container_name(plan.lab, spec.name),
+            hostname=spec.name,
+            labels={LABEL_LAB: plan.lab, LABEL_NODE: spec.name},
+            network_mode="none",
+            cap_add=CAPABILITIES,
+            environment=spec.env,
+            detach=True,
+            init=True,
+        )
+        container.reload()
+        return spec.name, int(container.attrs["State"]["Pid"])
+
+    pids: dict[str, int] = {}
+    with ThreadPoolExecutor(max_workers=min(16, max(1, len(specs)))) as pool:
+        for done, (node, pid) in enumerate(pool.map(run, specs), start=1):
+            pids[node] = pid
+            progress("starting containers", done, len(specs))
+    return pids
+
+
+def configure_containers(plan: Plan, topo: Topology, progress: Any) -> None:
+    """After wiring: write each container's /etc/hosts and start and wait for its services."""
+    from lab.services import configure_and_start
+
+    configure_and_start(plan, topo, progress)
+
+
+def remove_containers(lab: str, journal_names: list[str]) -> tuple[list[str], list[str]]:
+    """Remove the lab's containers: those the journal names that carry our labels, and any labelled ours."""
+    if not journal_names:
+        try:
+            client = docker_client()
+        except EnvironmentProblem:
+            return [], []  # no engine, and the journal names no container: nothing of ours can exist
+    else:
+        client = docker_client()
+    import docker.errors
+
+    removed, skipped = [], []
+    seen = set()
+    labelled = client.containers.list(all=True, filters={"label": f"{LABEL_LAB}={lab}"})
+    for c in labelled:
+        seen.add(c.name)
+        c.remove(force=True)
+        removed.append(c.name)
+    for name in journal_names:
+        if name in seen:
+            continue
+        try:
+            c = client.containers.get(name)
+        except docker.errors.NotFound:
+            continue
+        if c.labels.get(LABEL_LAB) != lab:
+            skipped.append(f"container {name}: not labelled as lab {lab!r}, left alone")
+            continue
+        c.remove(force=True)
+        removed.append(name)
+    return removed, skipped
+
+
+def remove_orphans(known: set[str]) -> list[str]:
+    """Containers labelled as some lab's whose lab has no journal any more (after the state dir was lost)."""
+    from lab.state import labs_with_state
+
+    try:
+        client = docker_client()
+    except EnvironmentProblem:
+        return []
+    alive = set(labs_with_state()) | known
+    removed = []
+    for c in client.containers.list(all=True, filters={"label": LABEL_LAB}):
+        if c.labels.get(LABEL_LAB) not in alive:
+            c.remove(force=True)
+            removed.append(c.name)
+    return removed
+
+
+class ContainerNode(Node):
+    """Commands run with ``docker exec`` semantics through nsenter into the container's namespaces."""
+
+    def __init__(self, lab: str, spec: dict[str, Any]) -> None:
+        super().__init__(lab, spec)
+        self.container = names.container_name(lab, self.name)
+
+    def pid(self) -> int:
+        client = docker_client()
+        c = client.containers.get(self.container)
+        return int(c.attrs["State"]["Pid"])
+
+    def command(self, argv: list[str], env: dict[str, str] | None = None) -> list[str]:
+        merged = {**self.env, **(env or {})}
+        prefix = ["env", *[f"{k}={v}" for k, v in merged.items()]] if merged else []
+        return ["docker", "exec", "-i", self.container, *prefix, *argv]

@@ -1,0 +1,243 @@
+"""Turn a validated Topology into a Plan: concrete names, indexes, addresses, in the order to apply.
+
+A Plan has no side effects and is fully printable (``lab up --dry-run``). Every
+kernel object gets its name *and* its interface index here, so the apply step
+never has to look an interface up: it knows eth0 of a node is index 2.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from ipaddress import IPv4Interface
+
+from lab import names
+from lab.topology.model import Topology
+
+FIRST_INDEX = 2  # 1 is lo in every namespace
+BRIDGE_PORTS_PER_SHARD = 1000  # a Linux bridge takes at most 1023 ports; keep room for trunks
+
+ROUTER_SYSCTLS = {"net.ipv4.ip_forward": "1"}
+HOST_SYSCTLS = {"net.ipv4.ip_forward": "0"}
+# A new namespace copies conf/all and conf/default from the machine's own namespace
+# (rule 0.1 of the catalogue), so every lab namespace sets these explicitly to the
+# kernel's own defaults rather than inheriting whatever the host was tuned to.
+BASE_SYSCTLS = {
+    "net.ipv4.conf.all.accept_redirects": "1",
+    "net.ipv4.conf.default.accept_redirects": "1",
+    "net.ipv4.conf.all.send_redirects": "1",
+    "net.ipv4.conf.default.send_redirects": "1",
+    "net.ipv4.conf.all.rp_filter": "0",
+    "net.ipv4.conf.default.rp_filter": "0",
+}
+NO_IPV6 = {"net.ipv6.conf.all.disable_ipv6": "1", "net.ipv6.conf.default.disable_ipv6": "1"}
+
+
+@dataclass
+class NamespaceSpec:
+    name: str
+    node: str | None  # None for the lab's switch namespace
+    kind: str  # host | router | container | switch
+    sysctls: dict[str, str] = field(default_factory=dict)
+    late_sysctls: dict[str, str] = field(default_factory=dict)  # per-interface keys, set after the links
+
+
+@dataclass
+class BridgeSpec:
+    netns: str
+    name: str
+    index: int
+    network: str
+    mtu: int | None = None
+    trunk_to: int | None = None  # shard > 0: index of the root bridge it hangs from
+
+
+@dataclass
+class VethSpec:
+    """One veth pair. The first end is in ``netns``; the peer is in ``peer_netns``."""
+
+    netns: str
+    ifname: str
+    index: int
+    peer_netns: str
+    peer_ifname: str
+    peer_index: int
+    address: str | None = None
+    peer_address: str | None = None
+    peer_master: int | None = None  # bridge index in peer_netns
+    master: int | None = None  # bridge index in netns (only for trunks between bridge shards)
+    mtu: int | None = None
+    mac: str | None = None
+    peer_mac: str | None = None
+    node: str | None = None
+    peer_node: str | None = None
+
+
+@dataclass
+class RouteSpec:
+    netns: str
+    dst: str  # 'default' or a CIDR
+    via: str | None
+    oif: int | None
+
+
+@dataclass
+class NodeSpec:
+    name: str
+    kind: str
+    netns: str
+    image: str | None
+    env: dict[str, str]
+    interfaces: dict[str, dict[str, str | int | None]]  # ifname -> {index, address, network, peer}
+
+
+@dataclass
+class Plan:
+    lab: str
+    namespaces: list[NamespaceSpec]
+    bridges: list[BridgeSpec]
+    veths: list[VethSpec]
+    routes: list[RouteSpec]
+    hosts_files: dict[str, str]
+    nodes: dict[str, NodeSpec]
+
+    def describe(self) -> list[str]:
+        """The plan as the lines ``lab up --dry-run`` prints, in the order they will be applied."""
+        out = [f"lab {self.lab}"]
+        for ns in self.namespaces:
+            what = "start container, bind its namespace as" if ns.kind == "container" else "create namespace"
+            out.append(f"  {what} {ns.name} ({ns.kind})")
+            values = {**ns.sysctls, **ns.late_sysctls}
+            out.append("    sysctls " + " ".join(f"{k}={v}" for k, v in values.items()))
+        for br in self.bridges:
+            trunk = f", trunk to index {br.trunk_to}" if br.trunk_to else ""
+            out.append(f"  bridge {br.name} (index {br.index}) in {br.netns} for network {br.network}{trunk}")
+        for v in self.veths:
+            left = f"{v.netns}:{v.ifname}#{v.index}" + (f" {v.address}" if v.address else "")
+            right = f"{v.peer_netns}:{v.peer_ifname}#{v.peer_index}" + (f" {v.peer_address}" if v.peer_address else "")
+            master = f" on bridge #{v.peer_master}" if v.peer_master else ""
+            out.append(f"  veth {left} <-> {right}{master}")
+        for r in self.routes:
+            out.append(f"  route in {r.netns}: {r.dst}" + (f" via {r.via}" if r.via else "") + (f" dev #{r.oif}" if r.oif else ""))
+        for ns in self.hosts_files:
+            out.append(f"  write /etc/netns/{ns}/hosts")
+        return out
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def make_plan(topo: Topology) -> Plan:
+    """Derive every name, index and address; the Topology has already been validated."""
+    lab = topo.name
+    sw = names.switch_netns(lab)
+    namespaces: list[NamespaceSpec] = []
+    bridges: list[BridgeSpec] = []
+    veths: list[VethSpec] = []
+    routes: list[RouteSpec] = []
+    nodes: dict[str, NodeSpec] = {}
+
+    common = {**BASE_SYSCTLS, **({} if topo.ipv6 else NO_IPV6)}
+    if topo.networks:
+        namespaces.append(NamespaceSpec(sw, None, "switch", {**common, **HOST_SYSCTLS}))
+
+    # Bridges: one per network, sharded when more ports than one bridge takes.
+    ports_per_network: dict[str, int] = {n: 0 for n in topo.networks}
+    for node in topo.nodes.values():
+        for iface in node.interfaces.values():
+            if iface.network:
+                ports_per_network[iface.network] += 1
+    next_sw_index = FIRST_INDEX
+    shards: dict[str, list[BridgeSpec]] = {}
+    for net_name, net in topo.networks.items():
+        count = max(1, -(-ports_per_network[net_name] // BRIDGE_PORTS_PER_SHARD))
+        shards[net_name] = []
+        for shard in range(count):
+            br = BridgeSpec(sw, names.bridge_name(net_name, shard), next_sw_index, net_name, net.mtu)
+            if shard:
+                br.trunk_to = shards[net_name][0].index
+            shards[net_name].append(br)
+            bridges.append(br)
+            next_sw_index += 1
+    # Trunks join shard N to shard 0 with a veth inside the switch namespace.
+    for net_name, group in shards.items():
+        for br in group[1:]:
+            veths.append(VethSpec(sw, f"trunk{br.index}a", next_sw_index, sw, f"trunk{br.index}b",
+                                  next_sw_index + 1, peer_master=group[0].index, master=br.index))
+            next_sw_index += 2
+
+    port_counts: dict[str, int] = {n: 0 for n in topo.networks}
+    for node_name, node in topo.nodes.items():
+        ns = names.netns_name(lab, node_name)
+        kind_sysctls = ROUTER_SYSCTLS if node.kind == "router" else HOST_SYSCTLS
+        wanted = {**common, **kind_sysctls, **_str(topo.sysctls), **_str(node.sysctls)}
+        early, late = {}, {}
+        for key, value in wanted.items():
+            if any(f".conf.{ifname}." in key for ifname in node.interfaces) or key.startswith("net.ipv4.neigh.eth"):
+                late[key] = value
+            else:
+                early[key] = value
+        namespaces.append(NamespaceSpec(ns, node_name, node.kind, early, late))
+        interfaces: dict[str, dict[str, str | int | None]] = {}
+        for offset, (ifname, iface) in enumerate(node.interfaces.items()):
+            index = FIRST_INDEX + offset
+            interfaces[ifname] = {
+                "index": index,
+                "address": str(iface.address) if iface.address else None,
+                "network": iface.network,
+                "peer": None,
+            }
+            if iface.network:
+                shard = shards[iface.network][port_counts[iface.network] // BRIDGE_PORTS_PER_SHARD]
+                port_counts[iface.network] += 1
+                veths.append(VethSpec(
+                    ns, ifname, index, sw, names.port_name(node_name, ifname), next_sw_index,
+                    address=str(iface.address) if iface.address else None, peer_master=shard.index,
+                    mtu=iface.mtu or topo.networks[iface.network].mtu, mac=iface.mac, node=node_name,
+                ))
+                next_sw_index += 1
+        nodes[node_name] = NodeSpec(node_name, node.kind, ns, node.image, dict(node.env), interfaces)
+
+    for link in topo.links:
+        (na, ia), (nb, ib) = link.ends
+        fa, fb = topo.nodes[na].interfaces[ia], topo.nodes[nb].interfaces[ib]
+        veths.append(VethSpec(
+            names.netns_name(lab, na), ia, int(nodes[na].interfaces[ia]["index"] or 0),
+            names.netns_name(lab, nb), ib, int(nodes[nb].interfaces[ib]["index"] or 0),
+            address=_ifaddr(fa.address), peer_address=_ifaddr(fb.address),
+            mtu=fa.mtu or fb.mtu, mac=fa.mac, peer_mac=fb.mac, node=na, peer_node=nb,
+        ))
+        nodes[na].interfaces[ia]["peer"] = f"{nb}:{ib}"
+        nodes[nb].interfaces[ib]["peer"] = f"{na}:{ia}"
+
+    for node_name, node in topo.nodes.items():
+        ns = names.netns_name(lab, node_name)
+        for route in node.routes:
+            oif = nodes[node_name].interfaces[route.dev]["index"] if route.dev else None
+            routes.append(RouteSpec(ns, str(route.to), str(route.via) if route.via else None,
+                                    int(oif) if oif is not None else None))
+
+    hosts = hosts_table(topo)
+    hosts_files = {}
+    for node_name, node in topo.nodes.items():
+        extra = "".join(f"{ip}\t{host}\n" for host, ip in node.hosts.items())
+        hosts_files[names.netns_name(lab, node_name)] = hosts + extra
+    return Plan(lab, namespaces, bridges, veths, routes, hosts_files, nodes)
+
+
+def hosts_table(topo: Topology) -> str:
+    """/etc/hosts for every node: localhost, then each node's first address and its name."""
+    lines = ["127.0.0.1\tlocalhost"]
+    for node_name, node in topo.nodes.items():
+        for iface in node.interfaces.values():
+            if iface.address is not None:
+                lines.append(f"{iface.address.ip}\t{node_name}")
+                break
+    return "\n".join(lines) + "\n"
+
+
+def _ifaddr(address: IPv4Interface | None) -> str | None:
+    return str(address) if address else None
+
+
+def _str(values: dict[str, str | int]) -> dict[str, str]:
+    return {k: str(v) for k, v in values.items()}

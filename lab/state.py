@@ -1,0 +1,146 @@
+"""Per-lab state: a directory, a lock, and an ownership journal.
+
+The journal is the list of everything the lab created. Each object is
+appended (and fsync'ed, one write per batch) *before* it is created, so after
+a crash at any point — even SIGKILL — ``lab down`` reads the journal and
+removes exactly what may exist, and nothing else. Teardown of a missing
+object is a no-op, so ``down`` is idempotent.
+
+Layout: ``$LAB_STATE_DIR`` (default /run/lab, root-only)/<lab>/
+  journal.jsonl   one JSON object per line: {"kind": ..., "name": ..., ...}
+  lab.json        written when ``up`` finished: the plan's nodes, for exec/inspect
+  topology.yaml   the file the lab was made from, as rendered
+  runs/           experiment runs (captures, reports)
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from lab.errors import InputError, LabNotFound
+
+
+def state_root() -> Path:
+    return Path(os.environ.get("LAB_STATE_DIR", "/run/lab"))
+
+
+def lab_dir(lab: str) -> Path:
+    return state_root() / lab
+
+
+def ensure_root_dir() -> Path:
+    root = state_root()
+    root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(root, 0o700)
+    return root
+
+
+@contextmanager
+def lab_lock(lab: str, wait: bool = False) -> Iterator[None]:
+    """Hold the lab's lock: two ``up`` of one lab never interleave; the second gets a clear error."""
+    root = ensure_root_dir()
+    fd = os.open(root / f".{lab}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            raise InputError(f"lab {lab!r} is being changed by another lab process", "wait for it to finish") from None
+        yield
+    finally:
+        os.close(fd)
+
+
+class Journal:
+    """Append-only record of what a lab owns. Entries are dicts with at least 'kind' and 'name'."""
+
+    def __init__(self, lab: str) -> None:
+        self.lab = lab
+        self.dir = lab_dir(lab)
+        self.path = self.dir / "journal.jsonl"
+
+    def exists(self) -> bool:
+        return self.path.exists()
+
+    def start(self, meta: dict[str, Any]) -> None:
+        self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.record([{"kind": "lab", "name": self.lab, **meta}])
+
+    def record(self, entries: list[dict[str, Any]]) -> None:
+        """Append a batch of entries durably, in one write."""
+        if not entries:
+            return
+        data = "".join(json.dumps(e, sort_keys=True) + "\n" for e in entries).encode()
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def entries(self) -> list[dict[str, Any]]:
+        """Every entry; a line torn by a crash mid-write is skipped (its object was not created yet)."""
+        if not self.path.exists():
+            return []
+        out = []
+        for line in self.path.read_text().splitlines():
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(entry, dict) and "kind" in entry:
+                out.append(entry)
+        return out
+
+    def remove(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def write_lab_info(lab: str, info: dict[str, Any]) -> None:
+    path = lab_dir(lab) / "lab.json"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(info, indent=2, sort_keys=True))
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
+
+
+def read_lab_info(lab: str) -> dict[str, Any]:
+    path = lab_dir(lab) / "lab.json"
+    try:
+        data: dict[str, Any] = json.loads(path.read_text())
+        return data
+    except FileNotFoundError:
+        if Journal(lab).exists():
+            raise LabNotFound(f"lab {lab!r} is not fully up (a build was interrupted)", f"run: lab down {lab}") from None
+        raise LabNotFound(f"no lab named {lab!r} is up", "see: lab ls") from None
+
+
+def labs_with_state() -> list[str]:
+    root = state_root()
+    if not root.exists():
+        return []
+    return sorted(p.name for p in root.iterdir() if p.is_dir() and (p / "journal.jsonl").exists())
+
+
+def labs_up() -> list[str]:
+    return [lab for lab in labs_with_state() if (lab_dir(lab) / "lab.json").exists()]
+
+
+def resolve_lab(name: str | None) -> str:
+    """The lab a node-addressing verb means: the one named, or the only one that is up."""
+    if name:
+        if not (lab_dir(name) / "lab.json").exists():
+            read_lab_info(name)  # raises the right error
+        return name
+    up = labs_up()
+    if len(up) == 1:
+        return up[0]
+    if not up:
+        raise LabNotFound("no lab is up", "start one with: lab up topologies/book-lan.yaml")
+    raise InputError(f"{len(up)} labs are up ({', '.join(up)})", "say which with --lab NAME")

@@ -1,0 +1,120 @@
+"""The topology model: what a topology file may say, and nothing else.
+
+Every model forbids unknown keys, so a typo ("adress") is an error at its line
+rather than a silently ignored field. Names are constrained here so that they
+can become kernel names (namespaces, interfaces) without escaping or shells.
+"""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+
+LAB_NAME = r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$"
+NODE_NAME = r"^[A-Za-z]([A-Za-z0-9-]*[A-Za-z0-9])?$"
+NETWORK_NAME = r"^[a-z][a-z0-9-]*$"
+IFNAME = r"^[a-z][a-z0-9_-]*$"
+SYSCTL_KEY = r"^[a-z0-9_]+(\.[a-z0-9_-]+)+$"
+
+LabName = Annotated[str, StringConstraints(pattern=LAB_NAME, max_length=20)]
+NodeName = Annotated[str, StringConstraints(pattern=NODE_NAME, max_length=32)]
+NetworkName = Annotated[str, StringConstraints(pattern=NETWORK_NAME, max_length=32)]
+IfName = Annotated[str, StringConstraints(pattern=IFNAME, max_length=15)]
+SysctlKey = Annotated[str, StringConstraints(pattern=SYSCTL_KEY, max_length=128)]
+SysctlValue = Annotated[str | int, Field(union_mode="left_to_right")]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=False)
+
+
+class Network(Strict):
+    """One L2 segment: a Linux bridge inside the lab's switch namespace."""
+
+    subnet: IPv4Network
+    mtu: int | None = Field(default=None, ge=576, le=9000)
+
+
+class Interface(Strict):
+    """A node's interface: on a network (bridge port) or one end of a point-to-point link."""
+
+    network: NetworkName | None = None
+    address: IPv4Interface | None = None
+    mtu: int | None = Field(default=None, ge=576, le=9000)
+    mac: Annotated[str, StringConstraints(pattern=r"^([0-9a-f]{2}:){5}[0-9a-f]{2}$")] | None = None
+
+
+class Route(Strict):
+    """A static route: ``to`` is ``default`` or a CIDR; ``via`` a gateway on a connected subnet."""
+
+    to: Literal["default"] | IPv4Network
+    via: IPv4Address | None = None
+    dev: IfName | None = None
+
+
+class Node(Strict):
+    """A host of the lab. ``host`` and ``router`` are plain namespaces; ``container`` runs an image."""
+
+    kind: Literal["host", "router", "container"] = "host"
+    image: str | None = None
+    interfaces: dict[IfName, Interface] = Field(default_factory=dict)
+    routes: list[Route] = Field(default_factory=list)
+    sysctls: dict[SysctlKey, SysctlValue] = Field(default_factory=dict)
+    env: dict[Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")], str] = Field(
+        default_factory=dict
+    )
+    hosts: dict[Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9.-]+$", max_length=253)], IPv4Address] = (
+        Field(default_factory=dict)
+    )
+
+
+Endpoint = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9-]+:[a-z][a-z0-9_-]*$", max_length=64)]
+
+
+class Link(BaseModel):
+    """A point-to-point veth between two ``node:interface`` endpoints."""
+
+    a: Endpoint
+    b: Endpoint
+
+    @property
+    def ends(self) -> tuple[tuple[str, str], tuple[str, str]]:
+        na, ia = self.a.split(":", 1)
+        nb, ib = self.b.split(":", 1)
+        return (na, ia), (nb, ib)
+
+
+class Topology(Strict):
+    """A whole lab: its name, L2 networks, nodes and point-to-point links."""
+
+    name: LabName
+    networks: dict[NetworkName, Network] = Field(default_factory=dict)
+    nodes: dict[NodeName, Node]
+    links: list[Link] = Field(default_factory=list)
+    sysctls: dict[SysctlKey, SysctlValue] = Field(default_factory=dict)
+    ipv6: bool = False
+
+    @field_validator("links", mode="before")
+    @classmethod
+    def _links_from_pairs(cls, value: object) -> object:
+        """Links are written as two-item lists ``[a:eth0, b:eth0]``."""
+        if not isinstance(value, list):
+            return value
+        out: list[object] = []
+        for item in value:
+            if isinstance(item, list | tuple):
+                if len(item) != 2:
+                    raise ValueError(f"a link names exactly two endpoints 'node:interface', got {len(item)}")
+                out.append({"a": item[0], "b": item[1]})
+            else:
+                out.append(item)
+        return out
+
+    @field_validator("nodes")
+    @classmethod
+    def _at_least_one_node(cls, value: dict[str, Node]) -> dict[str, Node]:
+        if not value:
+            raise ValueError("a lab needs at least one node")
+        return value

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Install what lab needs on a Debian/Ubuntu machine, as root, and make ./.venv.
+# Idempotent: a second run installs nothing new. Uses a running Docker engine
+# when there is one; installs (docker.io) and starts one when there is none.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_root() { [ "$(id -u)" = 0 ] || { echo "setup: run as root (sudo bash $0)" >&2; exit 3; }; }
+need_root
+
+PKGS=(python3 python3-venv python3-pip iproute2 iptables tcpdump iputils-ping ethtool bind9-host dnsutils
+      netbase inetutils-telnet netcat-openbsd wget curl procps psmisc debootstrap graphviz iperf ca-certificates)
+missing=()
+for p in "${PKGS[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p"); done
+if ! command -v dockerd >/dev/null 2>&1 && ! docker info >/dev/null 2>&1; then missing+=(docker.io); fi
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# A Docker engine: use the running one, else start one and wait for it.
+if ! docker info >/dev/null 2>&1; then
+  if command -v systemctl >/dev/null 2>&1 && systemctl start docker 2>/dev/null && docker info >/dev/null 2>&1; then
+    :
+  else
+    echo "setup: starting dockerd (log: /var/log/lab-dockerd.log)"
+    nohup dockerd >/var/log/lab-dockerd.log 2>&1 &
+    for _ in $(seq 1 60); do docker info >/dev/null 2>&1 && break; sleep 1; done
+    docker info >/dev/null 2>&1 || { echo "setup: dockerd did not start; see /var/log/lab-dockerd.log" >&2; exit 3; }
+  fi
+fi
+
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then "$PY" -m venv .venv; fi
+.venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
+echo "setup: ok ($(.venv/bin/lab --version 2>/dev/null || echo lab installed))"
