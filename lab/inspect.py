@@ -42,8 +42,7 @@ def inspect_lab(lab: str) -> dict[str, Any]:
         else:
             node["state"] = "namespace missing"
         result["nodes"][name] = node
-    result["faults"] = [
-        {"id": e.get("id", ""), "where": e.get("where", ""), "what": e.get("what", "")}
-        for e in state.Journal(lab).entries() if e["kind"] == "fault" and e.get("active", True)
-    ]
+    from lab.net.faults import active
+
+    result["faults"] = [{"id": e["id"], "where": e["where"], "what": e["what"]} for e in active(state.Journal(lab))]
     return result

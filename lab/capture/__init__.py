@@ -1,0 +1,1 @@
+"""Captures: tcpdump control inside a node's namespace, and pcap decoding into packet records."""

@@ -1,0 +1,121 @@
+"""Run tcpdump inside a node's network namespace, losing nothing at the start or the end.
+
+tcpdump is started with ``--immediate-mode -U`` (each packet written as it
+arrives, no TPACKET_V3 block timeout holding packets back) and we wait for its
+"listening on" line before any step acts: catalogue rule 0.5, where stopping
+tcpdump too soon lost every packet. ``-Z root`` keeps it able to write into the
+root-only run directory.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import shutil
+import signal
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lab.errors import EnvironmentProblem
+from lab.net.netns import netns_path
+
+READY_TIMEOUT = 10.0
+SETTLE = 0.3  # let the last packets of a step reach the ring before stopping
+
+
+def tcpdump_binary() -> str:
+    path = shutil.which("tcpdump") or ("/usr/bin/tcpdump" if os.path.exists("/usr/bin/tcpdump") else None)
+    if not path:
+        raise EnvironmentProblem("tcpdump is not installed", "apt-get install tcpdump (or run scripts/setup.sh)")
+    return path
+
+
+@dataclass
+class Tcpdump:
+    """One running tcpdump on one interface of one namespace."""
+
+    point: str
+    netns: str
+    ifname: str
+    pcap: Path
+    bpf: str | None = None
+    proc: subprocess.Popen[bytes] | None = None
+    stderr_lines: list[str] = field(default_factory=list)
+
+    def argv(self) -> list[str]:
+        args = ["nsenter", f"--net={netns_path(self.netns)}", tcpdump_binary(), "-i", self.ifname, "-nn",
+                "--immediate-mode", "-U", "-Z", "root", "-s", "0", "-w", str(self.pcap)]
+        if self.bpf:
+            args.append(self.bpf)
+        return args
+
+    def start(self) -> None:
+        self.pcap.parent.mkdir(parents=True, exist_ok=True)
+        self.proc = subprocess.Popen(self.argv(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        assert self.proc.stderr is not None
+        deadline = time.monotonic() + READY_TIMEOUT
+        buf = b""
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([self.proc.stderr], [], [], 0.1)
+            if ready:
+                chunk = os.read(self.proc.stderr.fileno(), 4096)
+                if not chunk:
+                    break
+                buf += chunk
+                if b"listening on" in buf:
+                    self.stderr_lines = buf.decode(errors="replace").splitlines()
+                    return
+            if self.proc.poll() is not None:
+                break
+        self.stop()
+        text = buf.decode(errors="replace").strip().splitlines()
+        raise EnvironmentProblem(f"tcpdump on {self.point} did not start: {text[-1] if text else 'no output'}")
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGINT)
+        try:
+            _, err = self.proc.communicate(timeout=5)
+            self.stderr_lines += err.decode(errors="replace").splitlines()
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.communicate()
+
+    @property
+    def dropped(self) -> int:
+        """Packets tcpdump says the kernel dropped (0 when it says nothing)."""
+        for line in self.stderr_lines:
+            if "dropped by kernel" in line:
+                return int(line.split()[0])
+        return 0
+
+
+class CaptureSet:
+    """Several tcpdumps started together (each waited for) and stopped together."""
+
+    def __init__(self, dumps: list[Tcpdump]) -> None:
+        self.dumps = dumps
+
+    def start(self) -> None:
+        try:
+            for dump in self.dumps:
+                dump.start()
+        except BaseException:
+            self.stop(settle=False)
+            raise
+
+    def stop(self, settle: bool = True) -> None:
+        if settle:
+            time.sleep(SETTLE)
+        for dump in self.dumps:
+            dump.stop()
+
+    @property
+    def pids(self) -> list[int]:
+        return [d.proc.pid for d in self.dumps if d.proc is not None]
+
+    def pcaps(self) -> dict[str, Path]:
+        return {d.point: d.pcap for d in self.dumps}

@@ -1,0 +1,48 @@
+"""``lab capture NODE:IF -w out.pcap``: an ad-hoc capture on a running lab, until Ctrl-C or --duration."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import typer
+
+from lab import state
+from lab.capture.tcpdump import Tcpdump
+from lab.cli.common import console, out
+from lab.nodes import node_from_info
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def capture(
+        where: str = typer.Argument(..., help="NODE:IF"),
+        write: Path = typer.Option(..., "--write", "-w", help="pcap file to write."),
+        bpf: str = typer.Option(None, "--filter", "-f", help="tcpdump filter, e.g. 'tcp port 80'."),
+        duration: float = typer.Option(None, "--duration", "-d", help="Stop after this many seconds."),
+        lab: str = typer.Option(None, "--lab", help="Lab name (optional when exactly one is up)."),
+    ) -> None:
+        """Capture on a node's interface into a pcap (opens in Wireshark); then print a short listing."""
+        from lab.capture.packets import read_pcap
+
+        info = state.read_lab_info(state.resolve_lab(lab))
+        node_name, _, ifname = where.partition(":")
+        node = node_from_info(info, node_name)
+        ifname = ifname or next(iter(node.interfaces))
+        dump = Tcpdump(f"{node_name}:{ifname}", node.netns, ifname, write.resolve(), bpf)
+        dump.start()
+        console.print(f"capturing on {dump.point} into {write} " + ("(Ctrl-C to stop)" if not duration else ""))
+        try:
+            if duration:
+                time.sleep(duration)
+            else:
+                while True:
+                    time.sleep(3600)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            dump.stop()
+        packets = read_pcap(write, dump.point)
+        out.print(f"{len(packets)} packets in {write}")
+        for p in packets[:20]:
+            out.print(p.summary())

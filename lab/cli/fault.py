@@ -1,0 +1,84 @@
+"""``lab fault add|clear|ls``: loss, drops, rejects, rate limits and delay on a node's interface."""
+
+from __future__ import annotations
+
+import typer
+from rich.table import Table
+
+from lab import state
+from lab.cli.common import out
+from lab.errors import InputError
+from lab.net import faults
+
+fault_app = typer.Typer(help="Inject faults on a node's interface, list and clear them.", no_args_is_help=True)
+LabOption = typer.Option(None, "--lab", help="Lab name (optional when exactly one is up).")
+
+
+def _percent(text: str) -> float:
+    try:
+        return float(text.rstrip("%"))
+    except ValueError:
+        raise InputError(f"--loss {text!r}: write a percentage such as 30%") from None
+
+
+@fault_app.command("add")
+def add(
+    where: str = typer.Argument(..., help="NODE:IF"),
+    loss: str = typer.Option(None, "--loss", help="Random loss, e.g. 30% (iptables statistic)."),
+    drop: str = typer.Option(None, "--drop", help="Drop matching packets, e.g. 'tcp syn dport 80'."),
+    reject: str = typer.Option(None, "--reject", help="Reject matching packets (ICMP error or TCP RST)."),
+    reject_with: str = typer.Option("icmp-port-unreachable", "--reject-with", help="e.g. tcp-reset"),
+    rate: str = typer.Option(None, "--rate", help="Rate limit, e.g. 1mbit (tc tbf)."),
+    delay: str = typer.Option(None, "--delay", help="Delay, e.g. 50ms (needs sch_netem)."),
+    jitter: str = typer.Option(None, "--jitter", help="Jitter for --delay, e.g. 10ms."),
+    direction: str = typer.Option(None, "--direction", help="in, out or both (default: both; drops: in)."),
+    lab: str = LabOption,
+) -> None:
+    """Add one fault. Faults last until cleared, the experiment ends, or the lab goes down."""
+    chosen = [x for x in (loss, drop, reject, rate, delay) if x]
+    if len(chosen) != 1:
+        raise InputError("give exactly one of --loss, --drop, --reject, --rate, --delay")
+    if direction not in (None, "in", "out", "both"):
+        raise InputError(f"--direction {direction!r}: in, out or both")
+    name = state.resolve_lab(lab)
+    ep = faults.endpoint(state.read_lab_info(name), where)
+    d = direction
+    if loss:
+        fault = faults.loss(ep, _percent(loss), d or "both")  # type: ignore[arg-type]
+    elif drop:
+        fault = faults.drop(ep, drop, d or "in")  # type: ignore[arg-type]
+    elif reject:
+        fault = faults.reject(ep, reject, d or "in", reject_with)  # type: ignore[arg-type]
+    elif rate:
+        fault = faults.rate(ep, rate, d or "both")  # type: ignore[arg-type]
+    else:
+        fault = faults.delay(ep, delay, jitter, d or "both")  # type: ignore[arg-type]
+    faults.apply(state.Journal(name), fault)
+    out.print(f"fault {fault.id}: {fault.what} on {fault.where}")
+
+
+@fault_app.command("clear")
+def clear(
+    where: str = typer.Argument(None, help="NODE:IF (default: every fault of the lab)."),
+    fault_id: str = typer.Option(None, "--id", help="Clear only this fault."),
+    lab: str = LabOption,
+) -> None:
+    """Remove faults (all of the lab's, those on NODE:IF, or one --id)."""
+    name = state.resolve_lab(lab)
+    label = faults.endpoint(state.read_lab_info(name), where).label if where else None
+    done = faults.clear(state.Journal(name), where=label, fault_id=fault_id)
+    out.print(f"cleared {len(done)} fault(s)" + "".join(f"\n  {e['id']}: {e['what']} on {e['where']}" for e in done))
+
+
+@fault_app.command("ls")
+def list_faults(lab: str = LabOption) -> None:
+    """The lab's active faults."""
+    name = state.resolve_lab(lab)
+    table = Table("id", "where", "what")
+    for e in faults.active(state.Journal(name)):
+        table.add_row(e["id"], e["where"], e["what"])
+    out.print(table)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(fault_app, name="fault")

@@ -1,0 +1,45 @@
+"""``lab link down|up NODE:IF``: pull a cable and plug it back."""
+
+from __future__ import annotations
+
+import typer
+
+from lab import state
+from lab.cli.common import out
+from lab.net import faults
+
+link_app = typer.Typer(help="Pull a cable (link down) or plug it back (link up).", no_args_is_help=True)
+
+
+@link_app.command("down")
+def link_down(
+    where: str = typer.Argument(..., help="NODE:IF"),
+    lab: str = typer.Option(None, "--lab", help="Lab name (optional when exactly one is up)."),
+) -> None:
+    """Take the link down at the switch (the node's NIC stays up, as with a pulled cable)."""
+    name = state.resolve_lab(lab)
+    ep = faults.endpoint(state.read_lab_info(name), where)
+    fault = faults.apply(state.Journal(name), faults.link_state(ep, up=False))
+    out.print(f"{ep.label}: link down (fault {fault.id}; undo with lab link up {ep.label})")
+
+
+@link_app.command("up")
+def link_up(
+    where: str = typer.Argument(..., help="NODE:IF"),
+    lab: str = typer.Option(None, "--lab", help="Lab name (optional when exactly one is up)."),
+) -> None:
+    """Plug the cable back in."""
+    name = state.resolve_lab(lab)
+    ep = faults.endpoint(state.read_lab_info(name), where)
+    journal = state.Journal(name)
+    cleared = [e for e in faults.active(journal) if e["where"] == ep.label and e["what"] == "link down"]
+    for entry in cleared:
+        faults.clear(journal, fault_id=entry["id"])
+    if not cleared:
+        faults.apply(journal, faults.link_state(ep, up=True))
+        faults.clear(journal, fault_id=faults.active(journal)[-1]["id"])
+    out.print(f"{ep.label}: link up")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(link_app, name="link")

@@ -1,0 +1,113 @@
+"""Experiment verbs: ``lab experiments`` (the catalogue) and ``lab run`` (one, several, or --all)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from lab.cli.common import console, out
+from lab.errors import InputError
+
+
+def _overrides(values: list[str]) -> dict[str, str]:
+    result = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise InputError(f"-p {item!r}: expected NAME=VALUE")
+        result[key] = value
+    return result
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def experiments(
+        path: list[Path] = typer.Option([], "--path", help="Also load experiments from *.py in this directory."),
+        as_json: bool = typer.Option(False, "--json", help="JSON output."),
+    ) -> None:
+        """The catalogue: id, book section, topology, parameters, one line each."""
+        from lab.experiments.engine import discover
+
+        catalogue = discover(path)
+        if as_json:
+            out.print_json(json.dumps([
+                {"id": e.id, "title": e.title, "section": e.section, "topology": e.topology, "parameters": e.params}
+                for e in catalogue.values()]))
+            return
+        table = Table("id", "section", "topology", "what it shows", "parameters")
+        for e in catalogue.values():
+            params = " ".join(f"{k}={v}" for k, v in e.params.items())
+            table.add_row(e.id, e.section, e.topology.removesuffix(".yaml"), e.title, params)
+        out.print(table)
+
+    @app.command()
+    def run(
+        ids: list[str] = typer.Argument(None, help="Experiment ids (see: lab experiments)."),
+        all_: bool = typer.Option(False, "--all", help="Run the whole catalogue."),
+        param: list[str] = typer.Option([], "--param", "-p", help="Parameter NAME=VALUE (repeatable)."),
+        keep: bool = typer.Option(False, "--keep", help="Leave the lab up afterwards to poke at."),
+        lab: str = typer.Option(None, "--lab", help="Run on this running lab instead of building one."),
+        jobs: int = typer.Option(1, "--jobs", "-j", min=1, max=16, help="With several experiments: N at once."),
+        as_json: bool = typer.Option(False, "--json", help="Print the JSON report on stdout."),
+        json_file: Path = typer.Option(None, "--json-file", help="Write the JSON report to this file."),
+        out_dir: Path = typer.Option(Path("runs"), "--out", help="Directory for run reports and pcaps."),
+        path: list[Path] = typer.Option([], "--path", help="Also load experiments from *.py in this directory."),
+        quiet: bool = typer.Option(False, "--quiet", "-q", help="Only the verdict lines."),
+    ) -> None:
+        """Run experiments: build the lab, run the steps, capture, decide, report. Exit 0 only if all held."""
+        from lab.experiments.engine import discover, find
+        from lab.experiments.runner import run_many, run_one
+        from lab.net.netns import require_root
+        from lab.report import jsonreport, text
+
+        if all_ and ids:
+            raise InputError("give experiment ids or --all, not both")
+        if not all_ and not ids:
+            raise InputError("which experiment?", "name one (see: lab experiments) or use --all")
+        overrides = _overrides(param)
+        require_root()
+        out_dir = out_dir.resolve()
+        out_dir.mkdir(parents=True, exist_ok=True)
+        if all_:
+            chosen = list(discover(path).values())
+        else:
+            chosen = [find(i, path) for i in ids]
+        if len(chosen) == 1 and not all_:
+            exp = chosen[0]
+            progress = (lambda msg: None) if quiet else (lambda msg: console.print(f"[dim]{exp.id}: {msg}[/]"))
+            result = run_one(exp, overrides, out_dir, keep=keep, lab=lab, progress=progress)
+            items = [jsonreport.experiment_json(result)]
+            if not quiet and not as_json:
+                text.print_run(result, out)
+        else:
+            if lab or keep:
+                raise InputError("--lab and --keep go with a single experiment")
+            unknown = set(overrides) - {k for e in chosen for k in e.params}
+            if unknown:
+                raise InputError(f"no experiment here has parameter {', '.join(sorted(unknown))}")
+            console.print(f"running {len(chosen)} experiments, {jobs} at a time; reports under {out_dir}")
+
+            def done(item: dict[str, object]) -> None:
+                if not as_json:
+                    colour = {"pass": "green", "fail": "red"}.get(str(item["verdict"]), "yellow")
+                    out.print(f"[{colour}]{str(item['verdict']).upper():5}[/] {item['id']:28} "
+                              f"{float(str(item['duration_s'])):7.1f} s  {item.get('error') or ''}")
+
+            items = run_many(chosen, overrides, out_dir, jobs, path, done)
+            index = out_dir / "index.html"
+            from lab.report.html import write_index
+
+            write_index(items, index)
+            if not as_json:
+                text.print_summary(items, out)
+                out.print(f"report: {index}")
+        document = jsonreport.document(items)
+        if json_file:
+            json_file.write_text(json.dumps(document, indent=2))
+        if as_json:
+            out.print_json(json.dumps(document))
+        failed = [i for i in items if i["verdict"] != "pass"]
+        raise typer.Exit(1 if failed else 0)

@@ -1,0 +1,317 @@
+"""Run: the handle an experiment's steps use. Every change it makes is undone when the run ends.
+
+Steps read like the book's procedure::
+
+    server = run.serve("ernest-laptop", "echo", "--port", "7")
+    with run.capture(["kongming20:eth0"], "arp or tcp"):
+        run.sh("kongming20", ["ip", "neigh", "flush", "dev", "eth0"])
+        run.py("kongming20", "connect_timer", run.ip("ernest-laptop"), "7")
+    run.expect(expect.count(expect.arp(run.packets), 2, "two ARP frames"))
+
+Sysctls are restored, faults cleared, background programs and captures stopped
+(by PID, recorded in the lab's journal), whatever the steps raised.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+from lab import procs
+from lab.capture.packets import Packet, merge
+from lab.capture.tcpdump import CaptureSet, Tcpdump
+from lab.errors import InputError
+from lab.experiments.expect import Verdict
+from lab.net import faults
+from lab.nodes import Node, node_from_info
+from lab.report.model import StepRecord
+from lab.state import Journal
+
+
+@dataclass
+class Proc:
+    """A program running in the background in a node (a server, a slow client)."""
+
+    run: Run
+    node: str
+    title: str
+    popen: subprocess.Popen[str]
+    step: StepRecord
+    out: list[str] = field(default_factory=list)
+
+    def _drain(self, timeout: float = 0.0) -> None:
+        assert self.popen.stdout is not None
+        fd = self.popen.stdout.fileno()
+        end = time.monotonic() + timeout
+        while True:
+            remaining = max(0.0, end - time.monotonic())
+            ready, _, _ = select.select([fd], [], [], remaining)
+            if not ready:
+                return
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                return
+            self.out.append(chunk.decode(errors="replace"))
+            if timeout == 0.0:
+                continue
+
+    @property
+    def stdout(self) -> str:
+        self._drain()
+        return "".join(self.out)
+
+    def wait_for(self, text: str, timeout: float = 10.0) -> bool:
+        """Wait until the program printed ``text`` (readiness is checked, not slept)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if text in self.stdout:
+                return True
+            if self.popen.poll() is not None:
+                self._drain()
+                return text in "".join(self.out)
+            self._drain(0.05)
+        return False
+
+    def wait(self, timeout: float = 30.0) -> int:
+        """Wait for the program to exit; returns its exit code (and records its output in the step)."""
+        try:
+            self.popen.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.stop()
+        return self._finish()
+
+    def stop(self) -> int:
+        if self.popen.poll() is None:
+            procs.stop(self.popen.pid, None, grace=2.0)
+        try:
+            self.popen.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+        return self._finish()
+
+    def _finish(self) -> int:
+        self._drain()
+        rc = self.popen.returncode if self.popen.returncode is not None else -9
+        stderr = self.popen.stderr.read() if self.popen.stderr and not self.popen.stderr.closed else ""
+        self.step.rc = rc
+        self.step.stdout = "".join(self.out)
+        self.step.stderr = stderr or ""
+        self.step.duration = time.time() - self.step.started
+        return rc
+
+
+@dataclass
+class Result:
+    """A finished command: exit code and output."""
+
+    rc: int
+    stdout: str
+    stderr: str
+    elapsed: float
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+
+class Run:
+    """One run of one experiment on one lab."""
+
+    def __init__(self, lab_info: dict[str, Any], params: SimpleNamespace, run_dir: Path) -> None:
+        self.lab_info = lab_info
+        self.lab = lab_info["name"]
+        self.p = params
+        self.run_dir = run_dir
+        self.journal = Journal(self.lab)
+        self.steps: list[StepRecord] = []
+        self.verdicts: list[Verdict] = []
+        self.packets: list[Packet] = []
+        self.pcaps: dict[str, Path] = {}
+        self.notes: list[str] = []
+        self._procs: list[Proc] = []
+        self._sysctls: list[tuple[str, str, str]] = []
+        self._faults: list[str] = []
+        self._captures = 0
+
+    # --- nodes -------------------------------------------------------------
+    def node(self, name: str) -> Node:
+        return node_from_info(self.lab_info, name)
+
+    def ip(self, node: str, ifname: str | None = None) -> str:
+        address = self.node(node).address(ifname)
+        if address is None:
+            raise InputError(f"node {node!r} has no address" + (f" on {ifname}" if ifname else ""))
+        return address
+
+    def mac(self, node: str, ifname: str = "eth0") -> str:
+        r = self.sh(node, ["ip", "-j", "link", "show", "dev", ifname], record=False)
+        return str(json.loads(r.stdout)[0]["address"])
+
+    def python(self, node: str) -> str:
+        """The interpreter that runs the project's programs in ``node``."""
+        return "python3" if self.node(node).kind == "container" else sys.executable
+
+    # --- steps -------------------------------------------------------------
+    def sh(self, node: str, argv: list[str], title: str | None = None, timeout: float = 60,
+           env: dict[str, str] | None = None, record: bool = True, input: str | None = None) -> Result:
+        """Run a command in a node to completion and record it as a step."""
+        handle = self.node(node)
+        started = time.time()
+        try:
+            cp = handle.exec(argv, timeout=timeout, env=env, input=input)
+            rc, out, err = cp.returncode, cp.stdout, cp.stderr
+        except subprocess.TimeoutExpired as exc:
+            rc, out, err = -9, _text(exc.stdout), _text(exc.stderr) + f"\n(killed after {timeout:g} s)"
+        elapsed = time.time() - started
+        if record:
+            self.steps.append(StepRecord(title or " ".join(argv), " ".join(argv), node, rc, out, err, started, elapsed))
+        return Result(rc, out, err, elapsed)
+
+    def py(self, node: str, program: str, *args: str, title: str | None = None, timeout: float = 60) -> Result:
+        """Run one of the project's programs (lab/servers) to completion in a node."""
+        argv = [self.python(node), "-m", f"lab.servers.{program}", *args]
+        return self.sh(node, argv, title=title or f"{program} {' '.join(args)}", timeout=timeout)
+
+    def spawn(self, node: str, argv: list[str], title: str | None = None, ready: str | None = None,
+              ready_timeout: float = 10.0) -> Proc:
+        """Start a program in the background; with ``ready``, wait until it printed that text."""
+        handle = self.node(node)
+        popen = handle.popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             start_new_session=True)
+        self.journal.record([procs.process_record(popen.pid, f"{node}:{argv[0]}", handle.netns)])
+        step = StepRecord(title or " ".join(argv), " ".join(argv), node, None, "", "", time.time(), 0.0)
+        self.steps.append(step)
+        proc = Proc(self, node, step.title, popen, step)
+        self._procs.append(proc)
+        if ready and not proc.wait_for(ready, ready_timeout):
+            proc.stop()
+            raise RuntimeError(f"{step.title} on {node} did not print {ready!r} within {ready_timeout:g} s: "
+                               f"{(proc.step.stderr or proc.step.stdout).strip()[-300:]}")
+        return proc
+
+    def serve(self, node: str, program: str, *args: str, ready: str | None = "listening on",
+              title: str | None = None) -> Proc:
+        """Start one of the project's servers in a node and wait until it listens."""
+        argv = [self.python(node), "-m", f"lab.servers.{program}", *args]
+        return self.spawn(node, argv, title=title or f"{program} {' '.join(args)}", ready=ready)
+
+    def start(self, node: str, program: str, *args: str, title: str | None = None) -> Proc:
+        """Start one of the project's clients in the background (no readiness line)."""
+        return self.serve(node, program, *args, ready=None, title=title)
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+    def note(self, text: str) -> None:
+        self.notes.append(text)
+
+    # --- capture -----------------------------------------------------------
+    @contextmanager
+    def capture(self, points: list[str], bpf: str | None = "ip or arp") -> Iterator[None]:
+        """Capture on ``node:if`` points for the duration of the block; decode into ``run.packets``."""
+        self._captures += 1
+        dumps = []
+        for point in points:
+            node, _, ifname = point.partition(":")
+            handle = self.node(node)
+            ifname = ifname or next(iter(handle.interfaces))
+            name = f"{self._captures:02d}-{node}-{ifname}.pcap"
+            dumps.append(Tcpdump(f"{node}:{ifname}", handle.netns, ifname, self.run_dir / name, bpf))
+        cap = CaptureSet(dumps)
+        cap.start()
+        self.journal.record([procs.process_record(pid, "tcpdump") for pid in cap.pids])
+        try:
+            yield
+        finally:
+            cap.stop()
+            pcaps = cap.pcaps()
+            self.pcaps.update(pcaps)
+            self.packets = merge(pcaps)
+            lost = sum(d.dropped for d in dumps)
+            if lost:
+                self.note(f"tcpdump reported {lost} packets dropped by the kernel")
+
+    # --- changes that are undone at the end ---------------------------------
+    def sysctl(self, node: str, key: str, value: str | int) -> None:
+        """Set a sysctl in the node's namespace for this run; the old value comes back at the end."""
+        old = self.sh(node, ["sysctl", "-n", key], record=False)
+        if old.rc != 0:
+            raise InputError(f"{node}: this kernel has no sysctl {key}")
+        self._sysctls.append((node, key, old.stdout.strip()))
+        r = self.sh(node, ["sysctl", "-w", f"{key}={value}"], title=f"sysctl {key}={value}")
+        if r.rc != 0:
+            raise RuntimeError(f"{node}: sysctl {key}={value} failed: {r.stderr.strip()}")
+
+    def fault(self, fault: faults.Fault) -> faults.Fault:
+        faults.apply(self.journal, fault)
+        self._faults.append(fault.id)
+        self.steps.append(StepRecord(f"fault: {fault.what} on {fault.where}", None, fault.where.split(":")[0],
+                                     0, "", "", time.time(), 0.0))
+        return fault
+
+    def endpoint(self, spec: str) -> faults.Endpoint:
+        return faults.endpoint(self.lab_info, spec)
+
+    def drop(self, where: str, match: str, direction: faults.Direction = "in") -> faults.Fault:
+        return self.fault(faults.drop(self.endpoint(where), match, direction))
+
+    def reject(self, where: str, match: str, with_: str, direction: faults.Direction = "in") -> faults.Fault:
+        return self.fault(faults.reject(self.endpoint(where), match, direction, with_))
+
+    def loss(self, where: str, percent: float, direction: faults.Direction = "both", match: str = "") -> faults.Fault:
+        return self.fault(faults.loss(self.endpoint(where), percent, direction, match))
+
+    def link(self, where: str, up: bool) -> None:
+        """Cable pull (``up=False``) or plug back; pulled cables are plugged back at the end."""
+        if up:
+            for entry in reversed(faults.active(self.journal)):
+                if entry["where"] == self.endpoint(where).label and entry["what"] == "link down":
+                    faults.clear(self.journal, fault_id=entry["id"])
+                    self.steps.append(StepRecord(f"plug {where} back in", None, where.split(":")[0], 0, "", "",
+                                                 time.time(), 0.0))
+                    return
+        self.fault(faults.link_state(self.endpoint(where), up))
+
+    def expect(self, verdict: Verdict) -> Verdict:
+        self.verdicts.append(verdict)
+        return verdict
+
+    # --- the end -----------------------------------------------------------
+    def cleanup(self) -> list[str]:
+        """Stop programs, clear faults, restore sysctls; return problems met (never raises)."""
+        problems = []
+        for proc in reversed(self._procs):
+            try:
+                if proc.popen.poll() is None:
+                    proc.stop()
+                elif proc.step.rc is None:
+                    proc._finish()
+            except Exception as exc:  # cleanup must go on
+                problems.append(f"stopping {proc.title}: {exc}")
+        for fid in reversed(self._faults):
+            try:
+                faults.clear(self.journal, fault_id=fid)
+            except Exception as exc:
+                problems.append(f"clearing fault {fid}: {exc}")
+        for node, key, value in reversed(self._sysctls):
+            try:
+                self.sh(node, ["sysctl", "-w", f"{key}={value}"], record=False)
+            except Exception as exc:
+                problems.append(f"restoring {key} on {node}: {exc}")
+        return problems
+
+
+def _text(value: bytes | str | None) -> str:
+    if value is None:
+        return ""
+    return value.decode(errors="replace") if isinstance(value, bytes) else value

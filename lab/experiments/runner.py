@@ -1,0 +1,130 @@
+"""Run experiments: a lab for each (or a running one), the steps, the undo, the verdict, the reports.
+
+``run_one`` is the whole life of one experiment in this process. ``run_many``
+runs a catalogue: with ``jobs > 1`` each experiment runs in its own ``lab run``
+child process (its own lab, its own namespaces), N at a time, and the results
+are read back from the JSON each child writes.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import subprocess
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from lab import deploy, state
+from lab.errors import LabError
+from lab.experiments.context import Run
+from lab.experiments.engine import Experiment
+from lab.report.model import RunResult
+from lab.topology import load_topology
+
+
+def lab_name_for(exp: Experiment) -> str:
+    """A short unique lab name: the id's initials and a random suffix (≤ 20 characters)."""
+    initials = "".join(word[0] for word in exp.id.split("-"))[:8]
+    return f"{initials}-{secrets.token_hex(3)}"
+
+
+def run_one(exp: Experiment, overrides: dict[str, str], out_dir: Path, keep: bool = False,
+            lab: str | None = None, progress: Callable[[str], None] = lambda _: None) -> RunResult:
+    """Run one experiment; never raises for the experiment's own failures (they become its verdict)."""
+    params = exp.parameters(overrides)
+    run_dir = out_dir / f"{exp.id}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    topo, _ = load_topology(exp.topology_path())
+    reused = lab is not None
+    error: str | None = None
+    ctx: Run | None = None
+    try:
+        if lab is None:
+            topo.name = lab_name_for(exp)
+            progress(f"building lab {topo.name} from {exp.topology}")
+            deploy.up(topo, exp.topology_path().read_text(), str(exp.topology_path()))
+            lab = topo.name
+        lab_info = state.read_lab_info(lab)
+        ctx = Run(lab_info, params, run_dir)
+        progress("running steps")
+        try:
+            exp.steps(ctx)
+        except LabError as exc:
+            error = str(exc)
+        except Exception as exc:
+            error = f"{type(exc).__name__}: {exc}"
+            (run_dir / "traceback.txt").write_text(traceback.format_exc())
+        finally:
+            problems = ctx.cleanup()
+            if problems:
+                ctx.note("cleanup: " + "; ".join(problems))
+    finally:
+        if lab is not None and not reused and not keep:
+            progress(f"taking lab {lab} down")
+            deploy.down(lab)
+    verdicts = ctx.verdicts if ctx else []
+    if error is None and not verdicts:
+        error = "the experiment checked nothing (no expectation was recorded)"
+    verdict = "error" if error else ("pass" if all(v.ok for v in verdicts) else "fail")
+    result = RunResult(
+        id=exp.id, title=exp.title, section=exp.section, topology=lab or topo.name,
+        parameters=vars(params), verdict=verdict, duration_s=round(time.time() - started, 3), started=started,
+        expectations=verdicts, steps=ctx.steps if ctx else [], packets=ctx.packets if ctx else [],
+        pcaps={k: str(v) for k, v in (ctx.pcaps if ctx else {}).items()}, book_listing=exp.book,
+        modern_note=exp.modern + ("\n" + "\n".join(ctx.notes) if ctx and ctx.notes else ""),
+        error=error, topology_svg=_svg(topo), run_dir=run_dir, html_path=None,
+    )
+    write_reports(result)
+    return result
+
+
+def _svg(topo: object) -> str | None:
+    try:
+        from lab.report.graph import topology_svg
+
+        return topology_svg(topo)  # type: ignore[arg-type]
+    except Exception:
+        return None
+
+
+def write_reports(result: RunResult) -> None:
+    from lab.report import html, jsonreport
+
+    result.html_path = result.run_dir / "report.html"
+    html.write_run(result, result.html_path)
+    (result.run_dir / "result.json").write_text(json.dumps(jsonreport.experiment_json(result), indent=2))
+
+
+def run_many(exps: list[Experiment], overrides: dict[str, str], out_dir: Path, jobs: int,
+             paths: list[Path], on_done: Callable[[dict[str, object]], None]) -> list[dict[str, object]]:
+    """Each experiment in its own child ``lab run`` (its own lab), ``jobs`` at a time; returns JSON items."""
+
+    def child(exp: Experiment) -> dict[str, object]:
+        result_file = out_dir / f".{exp.id}.json"
+        argv = [sys.executable, "-m", "lab", "run", exp.id, "--out", str(out_dir), "--json-file", str(result_file),
+                "--quiet"]
+        for key, value in overrides.items():
+            if key in exp.params:
+                argv += ["-p", f"{key}={value}"]
+        for p in paths:
+            argv += ["--path", str(p)]
+        started = time.time()
+        proc = subprocess.run(argv, capture_output=True, text=True)
+        try:
+            item: dict[str, object] = json.loads(result_file.read_text())["experiments"][0]
+            result_file.unlink()
+        except (FileNotFoundError, json.JSONDecodeError, KeyError, IndexError):
+            tail = (proc.stderr or proc.stdout).strip().splitlines()
+            item = {"id": exp.id, "title": exp.title, "section": exp.section, "verdict": "error",
+                    "duration_s": round(time.time() - started, 3), "parameters": {}, "expectations": [],
+                    "error": tail[-1] if tail else f"lab run exited {proc.returncode}", "pcaps": {}, "report": None}
+        on_done(item)
+        return item
+
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        return list(pool.map(child, exps))

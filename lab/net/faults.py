@@ -1,0 +1,265 @@
+"""Faults on a node's interface: drops and random loss (iptables), cable pulls, rate limits, delay.
+
+Each fault is a list of commands applied inside the lab's namespaces and a list
+that undoes it; both go into the lab's journal, so ``lab fault clear``, the end
+of an experiment, and ``lab down`` all remove it. Direction ``in`` is traffic
+arriving at the interface, ``out`` traffic leaving it.
+
+Where things live: loss and drops are iptables rules in the node's namespace
+(``raw PREROUTING -i IF`` for in, ``mangle POSTROUTING -o IF`` for out, so
+forwarded traffic on a router is hit too); a cable pull sets the switch-side
+port down (the node's NIC stays up, as when a cable is pulled at the switch),
+or the node's own end of a point-to-point link; rate and delay are qdiscs on
+the egress of the interface (out) and of its peer (in).
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import subprocess
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from lab import names
+from lab.errors import EnvironmentProblem, InputError
+from lab.net.netns import netns_path
+from lab.state import Journal
+
+Direction = Literal["in", "out", "both"]
+RATE = re.compile(r"^\d+(\.\d+)?(bit|kbit|mbit|gbit|bps|kbps|mbps)$")
+TIME = re.compile(r"^\d+(\.\d+)?(us|ms|s)$")
+IPV4 = re.compile(r"^\d{1,3}(\.\d{1,3}){3}(/\d{1,2})?$")
+
+
+@dataclass
+class Endpoint:
+    """A node's interface in a running lab, and where its other end is."""
+
+    lab: str
+    node: str
+    ifname: str
+    netns: str
+    peer_netns: str
+    peer_ifname: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.node}:{self.ifname}"
+
+
+@dataclass
+class Fault:
+    id: str
+    where: str
+    what: str
+    apply: list[list[str]] = field(default_factory=list)
+    undo: list[list[str]] = field(default_factory=list)
+
+
+def endpoint(lab_info: dict[str, Any], spec: str) -> Endpoint:
+    """Resolve ``node:ifname`` in a running lab; the interface is required."""
+    node, _, ifname = spec.partition(":")
+    nodes = lab_info["nodes"]
+    if node not in nodes:
+        raise InputError(f"lab {lab_info['name']!r} has no node {node!r}", f"nodes: {', '.join(sorted(nodes))}")
+    interfaces = nodes[node]["interfaces"]
+    if not ifname:
+        if len(interfaces) != 1:
+            raise InputError(f"say which interface of {node}: {', '.join(f'{node}:{i}' for i in interfaces)}")
+        ifname = next(iter(interfaces))
+    if ifname not in interfaces:
+        raise InputError(f"node {node!r} has no interface {ifname!r}", f"interfaces: {', '.join(interfaces)}")
+    iface = interfaces[ifname]
+    lab = lab_info["name"]
+    if iface.get("network"):
+        peer_ns, peer_if = names.switch_netns(lab), names.port_name(node, ifname)
+    else:
+        peer_node, _, peer_if = str(iface["peer"]).partition(":")
+        peer_ns = nodes[peer_node]["netns"]
+    return Endpoint(lab, node, ifname, nodes[node]["netns"], peer_ns, peer_if)
+
+
+def in_ns(netns: str, argv: list[str]) -> list[str]:
+    return ["nsenter", f"--net={netns_path(netns)}", *argv]
+
+
+def parse_match(text: str) -> list[str]:
+    """A small, closed match language → iptables arguments: ``tcp syn dport 80``, ``udp port 53``, ``from 10.0.0.1``."""
+    words = text.split()
+    args: list[str] = []
+    proto = None
+    i = 0
+    while i < len(words):
+        w = words[i]
+        if w in ("tcp", "udp", "icmp"):
+            proto = w
+            args += ["-p", w]
+        elif w in ("syn", "synack", "rst", "fin"):
+            if proto is None:
+                proto = "tcp"
+                args += ["-p", "tcp"]
+            if proto != "tcp":
+                raise InputError(f"match {text!r}: {w!r} needs tcp")
+            args += {"syn": ["--syn"], "synack": ["--tcp-flags", "SYN,ACK", "SYN,ACK"],
+                     "rst": ["--tcp-flags", "RST", "RST"], "fin": ["--tcp-flags", "FIN", "FIN"]}[w]
+        elif w in ("port", "dport", "sport", "from", "to"):
+            if i + 1 >= len(words):
+                raise InputError(f"match {text!r}: {w!r} needs a value")
+            value = words[i + 1]
+            i += 1
+            if w in ("from", "to"):
+                if not IPV4.match(value):
+                    raise InputError(f"match {text!r}: {value!r} is not an IPv4 address or CIDR")
+                args += ["-s" if w == "from" else "-d", value]
+            else:
+                if not value.isdigit() or not 0 < int(value) < 65536:
+                    raise InputError(f"match {text!r}: {value!r} is not a port number")
+                if proto is None:
+                    raise InputError(f"match {text!r}: say tcp or udp before {w!r}")
+                if w == "port":
+                    args += ["-m", "multiport", "--ports", value]
+                else:
+                    args += [f"--{w}", value]
+        else:
+            raise InputError(f"match {text!r}: unknown word {w!r}",
+                             "use tcp|udp|icmp, syn|synack|rst|fin, port|dport|sport N, from|to ADDRESS")
+        i += 1
+    return args
+
+
+def _directions(direction: Direction) -> list[str]:
+    return ["in", "out"] if direction == "both" else [direction]
+
+
+def iptables_fault(ep: Endpoint, match: list[str], target: list[str], direction: Direction, what: str) -> Fault:
+    fault = Fault(_new_id(), ep.label, what)
+    tag = ["-m", "comment", "--comment", f"lab-fault-{fault.id}"]
+    for d in _directions(direction):
+        if target[:2] == ["-j", "REJECT"]:
+            table, chain, iface = "filter", ("INPUT" if d == "in" else "OUTPUT"), ("-i" if d == "in" else "-o")
+        elif d == "in":
+            table, chain, iface = "raw", "PREROUTING", "-i"
+        else:
+            table, chain, iface = "mangle", "POSTROUTING", "-o"
+        rule = [chain, iface, ep.ifname, *match, *tag, *target]
+        fault.apply.append(in_ns(ep.netns, ["iptables", "-w", "-t", table, "-I", *rule]))
+        fault.undo.append(in_ns(ep.netns, ["iptables", "-w", "-t", table, "-D", *rule]))
+    return fault
+
+
+def loss(ep: Endpoint, percent: float, direction: Direction = "both", match: str = "") -> Fault:
+    if not 0 < percent <= 100:
+        raise InputError(f"--loss {percent}%: give a percentage between 0 and 100")
+    target = ["-m", "statistic", "--mode", "random", "--probability", f"{percent / 100:.6f}", "-j", "DROP"]
+    what = f"loss {percent:g}% {direction}" + (f" of {match}" if match else "")
+    return iptables_fault(ep, parse_match(match) if match else [], target, direction, what)
+
+
+def drop(ep: Endpoint, match: str, direction: Direction = "in") -> Fault:
+    return iptables_fault(ep, parse_match(match), ["-j", "DROP"], direction, f"drop {match} {direction}")
+
+
+def reject(ep: Endpoint, match: str, direction: Direction = "in", with_: str = "icmp-port-unreachable") -> Fault:
+    allowed = {"icmp-port-unreachable", "icmp-host-unreachable", "icmp-net-unreachable", "tcp-reset",
+               "icmp-admin-prohibited"}
+    if with_ not in allowed:
+        raise InputError(f"--reject-with {with_!r}", f"one of: {', '.join(sorted(allowed))}")
+    target = ["-j", "REJECT", "--reject-with", with_]
+    return iptables_fault(ep, parse_match(match), target, direction, f"reject {match} {direction} with {with_}")
+
+
+def _qdisc_targets(ep: Endpoint, direction: Direction) -> list[tuple[str, str]]:
+    out = []
+    for d in _directions(direction):
+        out.append((ep.netns, ep.ifname) if d == "out" else (ep.peer_netns, ep.peer_ifname))
+    return out
+
+
+def rate(ep: Endpoint, value: str, direction: Direction = "out") -> Fault:
+    if not RATE.match(value):
+        raise InputError(f"--rate {value!r}", "write e.g. 1mbit, 500kbit")
+    fault = Fault(_new_id(), ep.label, f"rate {value} {direction}")
+    for ns, dev in _qdisc_targets(ep, direction):
+        fault.apply.append(in_ns(ns, ["tc", "qdisc", "replace", "dev", dev, "root", "tbf", "rate", value,
+                                      "burst", "32kbit", "latency", "400ms"]))
+        fault.undo.append(in_ns(ns, ["tc", "qdisc", "del", "dev", dev, "root"]))
+    return fault
+
+
+def delay(ep: Endpoint, value: str, jitter: str | None = None, direction: Direction = "out") -> Fault:
+    for t in (value, jitter):
+        if t is not None and not TIME.match(t):
+            raise InputError(f"delay {t!r}", "write e.g. 50ms")
+    fault = Fault(_new_id(), ep.label, f"delay {value}" + (f"±{jitter}" if jitter else "") + f" {direction}")
+    for ns, dev in _qdisc_targets(ep, direction):
+        fault.apply.append(in_ns(ns, ["tc", "qdisc", "replace", "dev", dev, "root", "netem", "delay", value,
+                                      *([jitter] if jitter else [])]))
+        fault.undo.append(in_ns(ns, ["tc", "qdisc", "del", "dev", dev, "root"]))
+    return fault
+
+
+def link_state(ep: Endpoint, up: bool) -> Fault:
+    """The cable pull: the switch-side port (or the node's own end of a point-to-point link) goes down."""
+    ns, dev = (ep.peer_netns, ep.peer_ifname) if ep.peer_netns.endswith("._sw") else (ep.netns, ep.ifname)
+    state = "up" if up else "down"
+    other = "down" if up else "up"
+    return Fault(_new_id(), ep.label, f"link {state}",
+                 [in_ns(ns, ["ip", "link", "set", "dev", dev, state])],
+                 [in_ns(ns, ["ip", "link", "set", "dev", dev, other])])
+
+
+def apply(journal: Journal, fault: Fault) -> Fault:
+    """Record the fault, then run its commands; on failure undo what ran and explain."""
+    journal.record([{"kind": "fault", "name": fault.id, "id": fault.id, "where": fault.where, "what": fault.what,
+                     "undo": fault.undo}])
+    for i, argv in enumerate(fault.apply):
+        result = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+        if result.returncode != 0:
+            for undo in fault.undo[:i]:
+                subprocess.run(undo, capture_output=True, timeout=30)
+            journal.record([{"kind": "fault-cleared", "name": fault.id, "id": fault.id}])
+            msg = (result.stderr or result.stdout).strip().splitlines()
+            detail = msg[-1] if msg else f"exit {result.returncode}"
+            if "netem" in argv and ("unknown" in detail.lower() or "not found" in detail.lower()):
+                raise EnvironmentProblem("this kernel has no sch_netem: delay and jitter cannot be emulated",
+                                         "loss, drops, cable pulls and rate limits still work")
+            raise EnvironmentProblem(f"fault {fault.what} on {fault.where} failed: {detail}")
+    return fault
+
+
+def active(journal: Journal) -> list[dict[str, Any]]:
+    cleared = {e["id"] for e in journal.entries() if e["kind"] == "fault-cleared"}
+    return [e for e in journal.entries() if e["kind"] == "fault" and e["id"] not in cleared]
+
+
+def clear(journal: Journal, where: str | None = None, fault_id: str | None = None) -> list[dict[str, Any]]:
+    """Undo active faults (all, those on ``where``, or one id), newest first."""
+    done = []
+    for entry in reversed(active(journal)):
+        if (where and entry["where"] != where) or (fault_id and entry["id"] != fault_id):
+            continue
+        for argv in entry.get("undo", []):
+            subprocess.run(argv, capture_output=True, timeout=30)
+        journal.record([{"kind": "fault-cleared", "name": entry["id"], "id": entry["id"]}])
+        done.append(entry)
+    return done
+
+
+def netem_available() -> bool:
+    """True when the kernel can load sch_netem (tried on a dummy qdisc in a scratch namespace)."""
+    from lab.net import netns as ns_mod
+
+    name = f"lab-probe-{secrets.token_hex(3)}"
+    try:
+        ns_mod.ensure_netns_dir()
+        ns_mod.create(name).close()
+        r = subprocess.run(in_ns(name, ["tc", "qdisc", "add", "dev", "lo", "root", "netem", "delay", "1ms"]),
+                           capture_output=True, timeout=10)
+        return r.returncode == 0
+    finally:
+        ns_mod.delete(name)
+
+
+def _new_id() -> str:
+    return secrets.token_hex(3)
