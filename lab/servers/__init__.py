@@ -1,0 +1,45 @@
+"""The project's own servers and clients, deployed into lab nodes: ``python3 -m lab.servers.<name>``.
+
+Each program is small, written for this project after the book's listings
+(5-3 testlisten, 5-5 testaccept, 5-6/5-7 OOB, 5-10/5-11 buffers, 5-12
+daytime) and the catalogue's extra experiments. They use the standard library
+only (Python 3.11) and nothing else from ``lab``, so a node needs just
+``lab/__init__.py`` and ``lab/servers/`` on its PYTHONPATH.
+
+Shared conventions (see ``_common``): addresses come as arguments (``IP PORT``),
+one flushed line per event on stdout, servers print ``listening on IP:PORT``
+when ready, every blocking step has a timeout, exit 0 on success and 1 with
+``errno=NAME(n)`` (kernel error) or ``timeout step=...`` (our own deadline).
+
+``python3 -m lab.servers`` lists the programs below.
+"""
+
+from __future__ import annotations
+
+PROGRAMS: dict[str, str] = {
+    "echo": "TCP echo server (or --udp); one thread per connection",
+    "discard": "TCP discard server; reads, drops, prints the byte count at EOF",
+    "daytime": "daytime server (RFC 867) on port 13 by default",
+    "daytime_client": "book 5-12: resolve host and the daytime service, print port and time",
+    "testlisten": "book 5-3: listen with a backlog and never accept",
+    "testaccept": "book 5-5: listen, sleep, then accept one connection and print the peer",
+    "connect_many": "open N connections at an interval (non-blocking) and report which completed",
+    "oob_send": "book 5-6: send '123', 'abc' with MSG_OOB, '123'",
+    "oob_recv": "book 5-7: accept, wait, recv normal / MSG_OOB / normal and print the book's lines",
+    "setsendbuffer": "book 5-10: set SO_SNDBUF before connect, print the value read back, send N bytes",
+    "setrecvbuffer": "book 5-11: set SO_RCVBUF before listen, print the value read back, read to EOF",
+    "halfclose_client": "send a message, shutdown(SHUT_WR), read the reply to EOF",
+    "halfclose_server": "read to EOF, reply 'bye:'+data, close",
+    "linger_abort_server": "write N bytes, set SO_LINGER {1, T}, close(); T=0 aborts with an RST",
+    "slow_reader": "small SO_RCVBUF, sleep without reading, then read until EOF or error",
+    "keystroke_client": "send one-byte keystrokes at an interval and time each echo",
+    "nagle_client": "rounds of send 10 B, send 10 B, recv 1 B with Nagle on and/or TCP_NODELAY",
+    "nagle_server": "reply 1 byte after every 20 bytes received",
+    "bulk_send": "send N bytes (optional TCP_CONGESTION, SO_SNDBUF), print time and TCP_INFO",
+    "bulk_recv": "read to EOF (optional SO_RCVBUF before listen/connect), print bytes and TCP_INFO",
+    "connect_timer": "time a connect (optional TCP_SYNCNT); print elapsed and errno",
+    "bind_client": "bind a fixed local port (optional SO_REUSEADDR), connect, close first",
+    "reuse_server": "listen with/without SO_REUSEADDR, accept one, close first (server holds TIME_WAIT)",
+    "rst_client": "connect, then send/recv at given times and print each call's errno",
+    "udp_client": "send one datagram on a connected UDP socket and report the reply or errno",
+}
