@@ -135,10 +135,15 @@ def listen_tcp(ip: str, port: int, backlog: int = 5, reuseaddr: bool = True,
     sock = tcp_socket(ip)
     if reuseaddr:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    if before_bind is not None:
-        before_bind(sock)
-    sock.bind((ip, port))
-    sock.listen(backlog)
+    try:
+        if before_bind is not None:
+            before_bind(sock)
+        sock.bind((ip, port))
+        sock.listen(backlog)
+    except OSError as exc:
+        sock.close()
+        exc.add_note(f"while binding {fmt_addr((ip, port))}")
+        raise
     out(f"listening on {fmt_addr(sock.getsockname())}")
     return sock
 
@@ -195,6 +200,11 @@ def connect_within(ip: str, port: int, timeout: float,
         sock.close()
         if is_local_timeout(exc):
             raise LocalTimeout("connect", timeout) from None
+        exc.add_note(f"while connecting to {fmt_addr((ip, port))}")
+        raise
+    except OSError as exc:
+        sock.close()
+        exc.add_note(f"while connecting to {fmt_addr((ip, port))}")
         raise
     except BaseException:
         sock.close()
@@ -287,6 +297,7 @@ def run(main: Callable[[argparse.Namespace], int], parser: argparse.ArgumentPars
             err(f"{prog}: timed out")
         else:
             out(f"errno={errno_tag(exc.errno)}")
-            err(f"{prog}: {exc}")
+            notes = getattr(exc, "__notes__", [])
+            err(f"{prog}: {exc}" + "".join(f" ({note})" for note in notes))
         code = 1
     sys.exit(code)
