@@ -1,0 +1,184 @@
+"""Build Ethernet frames and pcap files for the decoder's tests, with dpkt.
+
+The tests write their own captures rather than shipping binary fixtures, so
+each field a test checks is visible in the test itself. Checksums are
+computed by dpkt when the frames are serialised, as tcpdump expects.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+from collections.abc import Iterable
+from pathlib import Path
+
+import dpkt
+
+MAC_A = "02:00:00:00:00:0a"
+MAC_B = "02:00:00:00:00:0b"
+MAC_R = "02:00:00:00:00:fe"
+BROADCAST = "ff:ff:ff:ff:ff:ff"
+
+
+def mac(text: str) -> bytes:
+    return bytes(int(part, 16) for part in text.split(":"))
+
+
+def ip4(text: str) -> bytes:
+    return socket.inet_aton(text)
+
+
+def eth(src: str, dst: str, payload: bytes | dpkt.Packet, eth_type: int = 0x0800) -> bytes:
+    return bytes(dpkt.ethernet.Ethernet(src=mac(src), dst=mac(dst), type=eth_type, data=bytes(payload)))
+
+
+def ipv4(
+    src: str,
+    dst: str,
+    proto: int,
+    payload: bytes | dpkt.Packet,
+    ident: int = 1,
+    df: bool = True,
+    mf: bool = False,
+    offset: int = 0,
+    ttl: int = 64,
+    tos: int = 0,
+) -> dpkt.ip.IP:
+    """An IPv4 packet; ``offset`` is in 8-byte units, as in the header."""
+    flags_offset = (dpkt.ip.IP_DF if df else 0) | (dpkt.ip.IP_MF if mf else 0) | offset
+    packet = dpkt.ip.IP(src=ip4(src), dst=ip4(dst), p=proto, id=ident, _flags_offset=flags_offset,
+                        ttl=ttl, tos=tos)
+    packet.data = payload
+    if isinstance(payload, dpkt.Packet):
+        setattr(packet, payload.__class__.__name__.lower(), payload)
+    packet.len = packet.__hdr_len__ + len(bytes(payload))
+    return packet
+
+
+def tcp_segment(
+    sport: int,
+    dport: int,
+    seq: int,
+    ack: int = 0,
+    flags: int = dpkt.tcp.TH_ACK,
+    win: int = 502,
+    options: bytes = b"",
+    payload: bytes = b"",
+    urp: int = 0,
+) -> dpkt.tcp.TCP:
+    pad = (-len(options)) % 4
+    opts = options + b"\x00" * pad
+    return dpkt.tcp.TCP(
+        sport=sport, dport=dport, seq=seq, ack=ack, flags=flags, win=win, urp=urp,
+        off=(20 + len(opts)) // 4, opts=opts, data=payload,
+    )
+
+
+def tcp_frame(src: str, dst: str, seg: dpkt.tcp.TCP, src_mac: str = MAC_A, dst_mac: str = MAC_B,
+              ident: int = 1, ttl: int = 64) -> bytes:
+    return eth(src_mac, dst_mac, ipv4(src, dst, 6, seg, ident=ident, ttl=ttl))
+
+
+def syn_options(mss: int = 1460, ts_val: int = 1, ts_ecr: int = 0, wscale: int = 7) -> bytes:
+    """Linux's SYN options, in Linux's order: mss, sackOK, TS, nop, wscale."""
+    return (struct.pack("!BBH", 2, 4, mss) + b"\x04\x02" + struct.pack("!BBII", 8, 10, ts_val, ts_ecr)
+            + b"\x01" + struct.pack("!BBB", 3, 3, wscale))
+
+
+def ts_options(ts_val: int, ts_ecr: int) -> bytes:
+    return b"\x01\x01" + struct.pack("!BBII", 8, 10, ts_val, ts_ecr)
+
+
+def udp_frame(src: str, dst: str, sport: int, dport: int, payload: bytes,
+              src_mac: str = MAC_A, dst_mac: str = MAC_B, ident: int = 1) -> bytes:
+    datagram = dpkt.udp.UDP(sport=sport, dport=dport, data=payload)
+    datagram.ulen = 8 + len(payload)
+    return eth(src_mac, dst_mac, ipv4(src, dst, 17, datagram, ident=ident))
+
+
+def arp_frame(op: int, sha: str, spa: str, tha: str, tpa: str, eth_dst: str | None = None,
+              pad: int = 0) -> bytes:
+    packet = dpkt.arp.ARP(op=op, sha=mac(sha), spa=ip4(spa), tha=mac(tha), tpa=ip4(tpa))
+    dst = eth_dst or (BROADCAST if op == 1 else tha)
+    return eth(sha, dst, bytes(packet) + b"\x00" * pad, eth_type=0x0806)
+
+
+def icmp_message(icmp_type: int, code: int, body: bytes) -> bytes:
+    """An ICMP message with its checksum: ``body`` is everything after the 4-byte type/code/checksum."""
+    return bytes(dpkt.icmp.ICMP(type=icmp_type, code=code, data=_Raw(body)))
+
+
+class _Raw(dpkt.Packet):
+    """Raw bytes that dpkt serialises verbatim (ICMP's data must be a Packet or bytes)."""
+
+    __hdr__ = ()
+
+    def __init__(self, body: bytes) -> None:
+        super().__init__()
+        self.data = body
+
+
+def echo(ident: int, seq: int, data: bytes, reply: bool = False) -> bytes:
+    return icmp_message(0 if reply else 8, 0, struct.pack("!HH", ident, seq) + data)
+
+
+def quoted(inner_ip: dpkt.ip.IP, keep: int = 8) -> bytes:
+    """The start of an offending datagram, as an ICMP error quotes it (header + 8 bytes)."""
+    raw = bytes(inner_ip)
+    return raw[: inner_ip.hl * 4 + keep]
+
+
+def redirect(code: int, gateway: str, inner_ip: dpkt.ip.IP) -> bytes:
+    return icmp_message(5, code, ip4(gateway) + quoted(inner_ip))
+
+
+def unreachable(code: int, inner_ip: dpkt.ip.IP, mtu: int = 0) -> bytes:
+    return icmp_message(3, code, struct.pack("!HH", 0, mtu) + quoted(inner_ip))
+
+
+def time_exceeded(inner_ip: dpkt.ip.IP, code: int = 0) -> bytes:
+    return icmp_message(11, code, b"\x00" * 4 + quoted(inner_ip))
+
+
+def icmp_frame(src: str, dst: str, message: bytes, src_mac: str = MAC_A, dst_mac: str = MAC_B,
+               ident: int = 1, df: bool = False, ttl: int = 64) -> bytes:
+    return eth(src_mac, dst_mac, ipv4(src, dst, 1, message, ident=ident, df=df, ttl=ttl))
+
+
+def fragments(src: str, dst: str, proto: int, payload: bytes, mtu: int, ident: int,
+              src_mac: str = MAC_A, dst_mac: str = MAC_B) -> list[bytes]:
+    """Split an IP payload the way the kernel does: 8-byte aligned pieces of at most mtu-20 bytes."""
+    size = (mtu - 20) // 8 * 8
+    frames = []
+    for start in range(0, len(payload), size):
+        piece = payload[start : start + size]
+        more = start + size < len(payload)
+        frames.append(eth(src_mac, dst_mac, ipv4(src, dst, proto, piece, ident=ident, df=False, mf=more,
+                                                 offset=start // 8)))
+    return frames
+
+
+def dns_query(ident: int, name: str, qtype: int = dpkt.dns.DNS_A, rd: bool = True) -> bytes:
+    msg = dpkt.dns.DNS(id=ident, op=dpkt.dns.DNS_RD if rd else 0, qd=[dpkt.dns.DNS.Q(name=name, type=qtype)])
+    return bytes(msg)
+
+
+def dns_response(ident: int, name: str, cname: str, addresses: Iterable[str], aa: bool = True,
+                 ttl: int = 0) -> bytes:
+    op = dpkt.dns.DNS_QR | dpkt.dns.DNS_RD | dpkt.dns.DNS_RA | (dpkt.dns.DNS_AA if aa else 0)
+    answers = [dpkt.dns.DNS.RR(name=name, type=dpkt.dns.DNS_CNAME, cls=1, ttl=ttl, cname=cname)]
+    for address in addresses:
+        answers.append(dpkt.dns.DNS.RR(name=cname, type=dpkt.dns.DNS_A, cls=1, ttl=ttl, ip=ip4(address)))
+    msg = dpkt.dns.DNS(id=ident, op=op, qd=[dpkt.dns.DNS.Q(name=name, type=dpkt.dns.DNS_A)], an=answers)
+    return bytes(msg)
+
+
+def write_pcap(path: str | Path, frames: Iterable[tuple[float, bytes]], linktype: int = 1,
+               nano: bool = False) -> Path:
+    """A classic pcap file as ``tcpdump -w`` writes it (microsecond or nanosecond timestamps)."""
+    p = Path(path)
+    with p.open("wb") as f:
+        writer = dpkt.pcap.Writer(f, snaplen=262144, linktype=linktype, nano=nano)
+        for ts, frame in frames:
+            writer.writepkt(frame, ts=ts)
+    return p
