@@ -1,0 +1,64 @@
+"""What a run produced, as the reports read it.
+
+The runner fills a :class:`RunResult`; the terminal, JSON and HTML renderers
+only read it. Keeping the record plain (dataclasses, no behaviour) is what lets
+a run be rendered again later, or by a child process's parent from its JSON.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from lab.capture.packets import Packet
+from lab.experiments.expect import Verdict
+
+VerdictKind = Literal["pass", "fail", "error"]
+
+
+@dataclass
+class StepRecord:
+    """One step of a run: a command in a node (or a change such as a fault), and what it printed."""
+
+    title: str
+    command: str | None = None
+    node: str | None = None
+    rc: int | None = None
+    stdout: str = ""
+    stderr: str = ""
+    started: float = 0.0
+    duration: float = 0.0
+
+
+@dataclass
+class RunResult:
+    """Everything one experiment run produced, for the reports."""
+
+    id: str
+    title: str
+    section: str
+    topology: str
+    parameters: dict[str, Any]
+    verdict: str
+    duration_s: float
+    started: float
+    expectations: list[Verdict] = field(default_factory=list)
+    steps: list[StepRecord] = field(default_factory=list)
+    packets: list[Packet] = field(default_factory=list)
+    pcaps: dict[str, str] = field(default_factory=dict)
+    book_listing: str = ""
+    modern_note: str = ""
+    error: str | None = None
+    topology_svg: str | None = None
+    run_dir: Path = field(default_factory=Path)
+    html_path: Path | None = None
+
+
+def overall_verdict(expectations: Iterable[Verdict], error: str | None = None) -> VerdictKind:
+    """A run's verdict: error if it could not be decided, fail if any expectation failed, else pass."""
+    items = list(expectations)
+    if error is not None or not items or any(v.verdict == "error" for v in items):
+        return "error"
+    return "pass" if all(v.ok for v in items) else "fail"
