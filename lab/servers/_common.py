@@ -241,10 +241,14 @@ def set_linger(sock: socket.socket, seconds: int) -> None:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, seconds))
 
 
-def show_bytes(data: bytes) -> str:
-    """Payload as text for a log line; non-printable bytes escaped so one event stays one line."""
-    text = data.decode("latin-1")
-    return "".join(ch if " " <= ch <= "~" else repr(ch)[1:-1] for ch in text)
+def show_bytes(data: bytes, limit: int | None = None) -> str:
+    """Payload as text for a log line; non-printable bytes escaped so one event stays one line.
+
+    With ``limit``, only the first ``limit`` bytes are shown, followed by ``...``.
+    """
+    text = data[:limit].decode("latin-1") if limit is not None else data.decode("latin-1")
+    shown = "".join(ch if " " <= ch <= "~" else repr(ch)[1:-1] for ch in text)
+    return shown + "..." if limit is not None and len(data) > limit else shown
 
 
 def unescape(text: str) -> bytes:
