@@ -10,7 +10,7 @@ from __future__ import annotations
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
 LAB_NAME = r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$"
 NODE_NAME = r"^[A-Za-z]([A-Za-z0-9-]*[A-Za-z0-9])?$"
@@ -23,7 +23,15 @@ NodeName = Annotated[str, StringConstraints(pattern=NODE_NAME, max_length=32)]
 NetworkName = Annotated[str, StringConstraints(pattern=NETWORK_NAME, max_length=32)]
 IfName = Annotated[str, StringConstraints(pattern=IFNAME, max_length=15)]
 SysctlKey = Annotated[str, StringConstraints(pattern=SYSCTL_KEY, max_length=128)]
-SysctlValue = Annotated[str | int, Field(union_mode="left_to_right")]
+# A value is written to a /proc/sys file: one line of printable text, never a second "key=value" line.
+SysctlText = Annotated[str, StringConstraints(pattern=r"^[ -~\t]*$", max_length=256)]
+SysctlValue = Annotated[SysctlText | int, Field(union_mode="left_to_right")]
+# A Docker image reference (registry[:port]/name[:tag][@sha256:digest]); never a shell word.
+ImageRef = Annotated[str, StringConstraints(
+    pattern=r"^([a-z0-9.-]+(:[0-9]+)?/)?[a-z0-9]+([._-]+[a-z0-9]+)*(/[a-z0-9]+([._-]+[a-z0-9]+)*)*"
+    r"(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[0-9a-f]{64})?$", max_length=255)]
+EnvValue = Annotated[str, StringConstraints(pattern=r"^[^\x00]*$", max_length=65536)]
+HostName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9.-]+$", max_length=253)]
 
 
 class Strict(BaseModel):
@@ -58,26 +66,34 @@ class Node(Strict):
     """A host of the lab. ``host`` and ``router`` are plain namespaces; ``container`` runs an image."""
 
     kind: Literal["host", "router", "container"] = "host"
-    image: str | None = None
+    image: ImageRef | None = None
     interfaces: dict[IfName, Interface] = Field(default_factory=dict)
     routes: list[Route] = Field(default_factory=list)
     sysctls: dict[SysctlKey, SysctlValue] = Field(default_factory=dict)
-    env: dict[Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")], str] = Field(
+    env: dict[Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")], EnvValue] = Field(
         default_factory=dict
     )
-    hosts: dict[Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9.-]+$", max_length=253)], IPv4Address] = (
-        Field(default_factory=dict)
-    )
+    hosts: dict[HostName, IPv4Address] = Field(default_factory=dict)
 
 
 Endpoint = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9-]+:[a-z][a-z0-9_-]*$", max_length=64)]
 
 
-class Link(BaseModel):
+class Link(Strict):
     """A point-to-point veth between two ``node:interface`` endpoints."""
 
     a: Endpoint
     b: Endpoint
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_pair(cls, value: object) -> object:
+        """Links are written as two-item lists ``[a:eth0, b:eth0]``; errors then point at the item's line."""
+        if isinstance(value, list | tuple):
+            if len(value) != 2:
+                raise ValueError(f"a link names exactly two endpoints 'node:interface', got {len(value)}")
+            return {"a": value[0], "b": value[1]}
+        return value
 
     @property
     def ends(self) -> tuple[tuple[str, str], tuple[str, str]]:
@@ -95,22 +111,6 @@ class Topology(Strict):
     links: list[Link] = Field(default_factory=list)
     sysctls: dict[SysctlKey, SysctlValue] = Field(default_factory=dict)
     ipv6: bool = False
-
-    @field_validator("links", mode="before")
-    @classmethod
-    def _links_from_pairs(cls, value: object) -> object:
-        """Links are written as two-item lists ``[a:eth0, b:eth0]``."""
-        if not isinstance(value, list):
-            return value
-        out: list[object] = []
-        for item in value:
-            if isinstance(item, list | tuple):
-                if len(item) != 2:
-                    raise ValueError(f"a link names exactly two endpoints 'node:interface', got {len(item)}")
-                out.append({"a": item[0], "b": item[1]})
-            else:
-                out.append(item)
-        return out
 
     @field_validator("nodes")
     @classmethod
