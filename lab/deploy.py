@@ -10,14 +10,13 @@ remove exactly what the journal (and, for containers, the labels) name.
 from __future__ import annotations
 
 import os
+import resource
 import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-from pyroute2 import IPRoute
 
 from lab import names, procs
 from lab.errors import EnvironmentProblem, InputError, LabError
@@ -43,7 +42,9 @@ class Teardown:
     skipped: list[str] = field(default_factory=list)
 
 
-def up(topo: Topology, source_text: str, source_file: str | None = None, progress: Progress = _no_progress) -> Plan:
+def up(
+    topo: Topology, source_text: str, source_file: str | None = None, progress: Progress = _no_progress
+) -> Plan:
     """Build the lab; on any failure (or Ctrl-C) remove what was made and re-raise."""
     netns.require_root()
     plan = make_plan(topo)
@@ -76,8 +77,10 @@ def up(topo: Topology, source_text: str, source_file: str | None = None, progres
 
 
 def _apply(plan: Plan, topo: Topology, journal: Journal, progress: Progress) -> None:
-    sockets: dict[str, IPRoute] = {}
+    spaces: dict[str, netns.Namespace] = {}
     try:
+        _ensure_open_files(len(plan.namespaces))
+        missing: set[str] = set()
         containers = [s for s in plan.namespaces if s.kind == "container"]
         if containers:
             from lab.nodes import container
@@ -87,77 +90,111 @@ def _apply(plan: Plan, topo: Topology, journal: Journal, progress: Progress) -> 
             journal.record([{"kind": "netns", "name": s.name} for s in containers])
             for spec in containers:
                 netns.attach(spec.name, f"/proc/{pids[spec.node or '']}/ns/net")
-                sockets[spec.name] = netns.open_socket(spec.name)
+                spaces[spec.name] = handle = netns.open_namespace(spec.name)
+                with netns.entered_fd(handle.fd):
+                    missing.update(sysctl.write_sysctls(spec.sysctls))
 
         plain = [s for s in plan.namespaces if s.kind != "container"]
         journal.record([{"kind": "netns", "name": s.name} for s in plain])
         for i, spec in enumerate(plain):
-            progress("namespaces", i, len(plan.namespaces))
+            if i % 50 == 0:
+                progress("namespaces", i, len(plain))
             try:
-                sockets[spec.name] = netns.create(spec.name)
+                spaces[spec.name], absent = netns.make(spec.name, spec.sysctls)
             except FileExistsError:
                 raise EnvironmentProblem(
                     f"namespace {spec.name} already exists and is not this lab's",
                     f"remove it yourself if it is stale: ip netns delete {spec.name}") from None
-        progress("namespaces", len(plan.namespaces), len(plan.namespaces))
-
-        missing: set[str] = set()
-        for i, spec in enumerate(plan.namespaces):
-            progress("sysctls", i, len(plan.namespaces))
-            links.up_loopback(sockets[spec.name])
-            missing.update(netns.run_in(netns.netns_path(spec.name), lambda s=spec: sysctl.write_sysctls(s.sysctls)))
+            missing.update(absent)
         _refuse_missing_sysctls(missing, plan)
 
-        for br in plan.bridges:
-            links.netlink_step(f"bridge {br.name}", lambda b=br: links.add_bridge(sockets[b.netns], b))
-
-        total = len(plan.veths)
-        for i, veth in enumerate(plan.veths):
-            if i % 50 == 0:
-                progress("links", i, total)
-            links.netlink_step(
-                f"veth {veth.netns}:{veth.ifname}",
-                lambda v=veth: links.add_veth(sockets[v.netns], sockets[v.peer_netns], v, netns.netns_path(v.peer_netns)),
-            )
-        for veth in plan.veths:
-            links.netlink_step(
-                f"configure {veth.netns}:{veth.ifname}",
-                lambda v=veth: links.configure_veth_ends(sockets[v.netns], sockets[v.peer_netns], v),
-            )
-        progress("links", total, total)
-
-        by_ns: dict[str, list[str]] = {}
-        for veth in plan.veths:
-            by_ns.setdefault(veth.netns, []).append(veth.ifname)
-            by_ns.setdefault(veth.peer_netns, []).append(veth.peer_ifname)
-        for ns_name, ifnames in by_ns.items():
-            def offloads(ifs: list[str] = ifnames) -> None:
-                for ifname in ifs:
-                    sysctl.disable_tx_checksum(ifname)
-            netns.run_in(netns.netns_path(ns_name), offloads)
-
-        for route in plan.routes:
-            links.add_route(sockets[route.netns], route)
+        progress("links", 0, 3)
+        links.queue_links(plan, spaces)
+        links.flush(spaces)
+        progress("links", 1, 3)
+        links.queue_addresses(plan, spaces)
+        links.flush(spaces)
+        progress("links", 2, 3)
+        links.tx_checksum_off(plan, spaces)
         for spec in plan.namespaces:
             if spec.late_sysctls:
-                missing.update(netns.run_in(netns.netns_path(spec.name), lambda s=spec: sysctl.write_sysctls(s.late_sysctls)))
+                with netns.entered_fd(spaces[spec.name].fd):
+                    missing.update(sysctl.write_sysctls(spec.late_sysctls))
         _refuse_missing_sysctls(missing, plan)
 
-        journal.record([{"kind": "etcdir", "name": ns} for ns in plan.hosts_files])
-        for ns_name, text in plan.hosts_files.items():
-            d = Path(ETC_NETNS) / ns_name
-            d.mkdir(parents=True, exist_ok=True)
-            (d / "hosts").write_text(text)
-            if not (d / "resolv.conf").exists():
-                (d / "resolv.conf").write_text("# lab: no DNS server configured for this node\n")
+        _write_etc_files(plan, journal)
         if containers:
             from lab.nodes import container
 
             container.configure_containers(plan, topo, progress)
         progress("ready", 1, 1)
     finally:
-        for sock in sockets.values():
-            sock.close()
+        for handle in spaces.values():
+            handle.close()
+
+
+def _ensure_open_files(namespaces: int) -> None:
+    """Two descriptors per namespace stay open during ``up``: raise this process's soft limit to fit."""
+    need = 2 * namespaces + 256
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= need:
+        return
+    if hard != resource.RLIM_INFINITY and hard < need:
+        raise EnvironmentProblem(
+            f"a lab of {namespaces} namespaces needs {need} open files; this shell allows {hard}",
+            f"raise it first: ulimit -n {need}")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (need, hard))
+
+
+def _write_etc_files(plan: Plan, journal: Journal) -> None:
+    """Give each node an /etc/netns/<ns>/ (``ip netns exec`` mounts its hosts and resolv.conf over /etc).
+
+    Nodes whose files are identical share one directory under the lab's state
+    directory, and /etc/netns/<ns> is a symlink to it: one symlink per node
+    instead of a directory and two files (the hosts table alone is O(N) bytes,
+    so copies would be O(N²)). Use :func:`node_etc_dir` to change one node's files.
+    """
+    journal.record([{"kind": "etcdir", "name": ns} for ns in plan.hosts_files])
+    shared: dict[str, Path] = {}
+    for ns_name, text in plan.hosts_files.items():
+        if text not in shared:
+            shared[text] = _new_etc_dir(plan.lab, f"shared{len(shared)}", {"hosts": text})
+        link = Path(ETC_NETNS) / ns_name
+        try:
+            os.symlink(shared[text], link)
+        except FileExistsError:  # a directory a user (or an older lab) left: write into it as before
+            link.mkdir(parents=True, exist_ok=True)
+            (link / "hosts").write_text(text)
+            if not (link / "resolv.conf").exists():
+                (link / "resolv.conf").write_text(NO_RESOLVER)
+
+
+NO_RESOLVER = "# lab: no DNS server configured for this node\n"
+
+
+def _new_etc_dir(lab: str, name: str, files: dict[str, str]) -> Path:
+    d = lab_dir(lab) / "etc" / name
+    d.mkdir(parents=True, exist_ok=True)
+    for filename, text in {"resolv.conf": NO_RESOLVER, **files}.items():
+        (d / filename).write_text(text)
+    return d
+
+
+def node_etc_dir(lab: str, ns_name: str) -> Path:
+    """The node's own /etc/netns/<ns> directory, safe to write into (un-shared first if it was shared)."""
+    link = Path(ETC_NETNS) / ns_name
+    if not link.is_symlink():
+        link.mkdir(parents=True, exist_ok=True)
+        return link
+    source = link.resolve()
+    files = {f.name: f.read_text() for f in source.iterdir() if f.is_file()}
+    private = _new_etc_dir(lab, f"node-{ns_name}", files)
+    tmp = link.with_name(f".{ns_name}.tmp")
+    if tmp.is_symlink():
+        tmp.unlink()
+    os.symlink(private, tmp)
+    os.replace(tmp, link)
+    return private
 
 
 def _refuse_missing_sysctls(missing: set[str], plan: Plan) -> None:
@@ -181,24 +218,33 @@ def _teardown(lab: str, journal: Journal) -> Teardown:
             if procs.stop(int(entry["pid"]), entry.get("start_time")):
                 report.removed.append(f"process {entry['name']}")
     container_names = [e["name"] for e in entries if e["kind"] == "container"]
-    try:
-        from lab.nodes import container
+    # A container is journaled before it is started, so a journal naming none means the lab
+    # started none: skip Docker entirely (``lab clean`` still sweeps labelled orphans).
+    if container_names or not entries:
+        try:
+            from lab.nodes import container
 
-        removed, skipped = container.remove_containers(lab, container_names)
-        report.removed += [f"container {n}" for n in removed]
-        report.skipped += skipped
-    except EnvironmentProblem as exc:
-        if container_names:
-            report.skipped.append(f"containers {', '.join(container_names)}: {exc.message}")
+            removed, skipped = container.remove_containers(lab, container_names)
+            report.removed += [f"container {n}" for n in removed]
+            report.skipped += skipped
+        except EnvironmentProblem as exc:
+            if container_names:
+                report.skipped.append(f"containers {', '.join(container_names)}: {exc.message}")
     for entry in entries:
         if entry["kind"] == "netns" and netns.delete(entry["name"]):
             report.removed.append(f"namespace {entry['name']}")
     for entry in entries:
         if entry["kind"] == "etcdir":
             path = Path(ETC_NETNS) / entry["name"]
-            if path.parent == Path(ETC_NETNS) and path.name.startswith(names.PREFIX) and path.exists():
+            if path.parent != Path(ETC_NETNS) or not path.name.startswith(names.PREFIX):
+                continue
+            try:
+                os.unlink(path)  # a symlink into the lab's state directory (removed with it below)
+            except FileNotFoundError:
+                continue
+            except IsADirectoryError:
                 shutil.rmtree(path, ignore_errors=True)
-                report.removed.append(f"{path}")
+            report.removed.append(f"{path}")
     for entry in entries:
         if entry["kind"] == "file":
             try:

@@ -113,13 +113,15 @@ class Plan:
             out.append(f"  bridge {br.name} (index {br.index}) in {br.netns} for network {br.network}{trunk}")
         for v in self.veths:
             left = f"{v.netns}:{v.ifname}#{v.index}" + (f" {v.address}" if v.address else "")
-            right = f"{v.peer_netns}:{v.peer_ifname}#{v.peer_index}" + (f" {v.peer_address}" if v.peer_address else "")
+            right = f"{v.peer_netns}:{v.peer_ifname}#{v.peer_index}" + (
+                f" {v.peer_address}" if v.peer_address else "")
             master = f" on bridge #{v.peer_master}" if v.peer_master else ""
             out.append(f"  veth {left} <-> {right}{master}")
         for r in self.routes:
-            out.append(f"  route in {r.netns}: {r.dst}" + (f" via {r.via}" if r.via else "") + (f" dev #{r.oif}" if r.oif else ""))
-        for ns in self.hosts_files:
-            out.append(f"  write /etc/netns/{ns}/hosts")
+            via = f" via {r.via}" if r.via else ""
+            out.append(f"  route in {r.netns}: {r.dst}{via}" + (f" dev #{r.oif}" if r.oif else ""))
+        for ns_name in self.hosts_files:
+            out.append(f"  write /etc/netns/{ns_name}/hosts")
         return out
 
     def to_dict(self) -> dict[str, object]:
@@ -159,7 +161,7 @@ def make_plan(topo: Topology) -> Plan:
             bridges.append(br)
             next_sw_index += 1
     # Trunks join shard N to shard 0 with a veth inside the switch namespace.
-    for net_name, group in shards.items():
+    for group in shards.values():
         for br in group[1:]:
             veths.append(VethSpec(sw, f"trunk{br.index}a", next_sw_index, sw, f"trunk{br.index}b",
                                   next_sw_index + 1, peer_master=group[0].index, master=br.index))
@@ -172,7 +174,8 @@ def make_plan(topo: Topology) -> Plan:
         wanted = {**common, **kind_sysctls, **_str(topo.sysctls), **_str(node.sysctls)}
         early, late = {}, {}
         for key, value in wanted.items():
-            if any(f".conf.{ifname}." in key for ifname in node.interfaces) or key.startswith("net.ipv4.neigh.eth"):
+            per_interface = any(f".conf.{ifname}." in key for ifname in node.interfaces)
+            if per_interface or key.startswith("net.ipv4.neigh.eth"):
                 late[key] = value
             else:
                 early[key] = value
@@ -187,11 +190,11 @@ def make_plan(topo: Topology) -> Plan:
                 "peer": None,
             }
             if iface.network:
-                shard = shards[iface.network][port_counts[iface.network] // BRIDGE_PORTS_PER_SHARD]
+                bridge = shards[iface.network][port_counts[iface.network] // BRIDGE_PORTS_PER_SHARD]
                 port_counts[iface.network] += 1
                 veths.append(VethSpec(
                     ns, ifname, index, sw, names.port_name(node_name, ifname), next_sw_index,
-                    address=str(iface.address) if iface.address else None, peer_master=shard.index,
+                    address=str(iface.address) if iface.address else None, peer_master=bridge.index,
                     mtu=iface.mtu or topo.networks[iface.network].mtu, mac=iface.mac, node=node_name,
                 ))
                 next_sw_index += 1

@@ -15,11 +15,15 @@ import os
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TypeVar
-
-from pyroute2 import IPRoute
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, TypeVar
 
 from lab.errors import EnvironmentProblem
+from lab.net import sysctl
+from lab.net.rtnl import Rtnl
+
+if TYPE_CHECKING:
+    from pyroute2 import IPRoute
 
 NETNS_DIR = "/run/netns"
 CLONE_NEWNET = 0x40000000
@@ -50,7 +54,8 @@ def ensure_netns_dir() -> None:
         return
     if ctypes.get_errno() != errno.EINVAL:
         _check(-1, f"mount --make-shared {NETNS_DIR}")
-    _check(_libc.mount(NETNS_DIR.encode(), NETNS_DIR.encode(), b"none", MS_BIND | MS_REC, None), "bind /run/netns")
+    _check(_libc.mount(NETNS_DIR.encode(), NETNS_DIR.encode(), b"none", MS_BIND | MS_REC, None),
+           "bind /run/netns")
     _check(_libc.mount(b"none", NETNS_DIR.encode(), b"none", MS_SHARED | MS_REC, None), "share /run/netns")
 
 
@@ -100,7 +105,85 @@ def create(name: str) -> IPRoute:
             try:
                 _check(_libc.mount(b"/proc/thread-self/ns/net", path.encode(), b"none", MS_BIND, None),
                        f"bind-mount namespace at {path}")
+                from pyroute2 import IPRoute
+
                 return IPRoute()
+            finally:
+                _check(_libc.setns(home, CLONE_NEWNET), "setns back to the home namespace")
+        finally:
+            os.close(home)
+
+
+@dataclass
+class Namespace:
+    """A namespace of a lab being built: its name, an fd on it, and a raw netlink socket inside it.
+
+    The fd lets a veth's peer be created straight inside this namespace
+    (IFLA_NET_NS_FD) and lets a thread enter it without resolving a path.
+    """
+
+    name: str
+    fd: int
+    rtnl: Rtnl
+
+    def close(self) -> None:
+        self.rtnl.close()
+        os.close(self.fd)
+
+
+def make(name: str, sysctls: dict[str, str]) -> tuple[Namespace, list[str]]:
+    """Create namespace ``name``, write its sysctls while inside, open its handle; no fork, one unshare.
+
+    Returns the handle and the sysctl keys this kernel does not have. Like
+    :func:`create`, an existing /run/netns/<name> is refused (FileExistsError).
+    """
+    path = netns_path(name)
+    fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0o444)
+    os.close(fd)
+    with _lock:
+        home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+        try:
+            try:
+                _check(_libc.unshare(CLONE_NEWNET), "unshare(CLONE_NEWNET)")
+            except OSError:
+                os.unlink(path)
+                raise
+            try:
+                _check(_libc.mount(b"/proc/thread-self/ns/net", path.encode(), b"none", MS_BIND, None),
+                       f"bind-mount namespace at {path}")
+                missing = sysctl.write_sysctls(sysctls)
+                ns_fd = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+                try:
+                    return Namespace(name, ns_fd, Rtnl(name)), missing
+                except BaseException:
+                    os.close(ns_fd)
+                    raise
+            finally:
+                _check(_libc.setns(home, CLONE_NEWNET), "setns back to the home namespace")
+        finally:
+            os.close(home)
+
+
+def open_namespace(name: str) -> Namespace:
+    """The handle of an existing namespace (a container's, once :func:`attach` named it)."""
+    fd = os.open(netns_path(name), os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        with entered_fd(fd):
+            return Namespace(name, fd, Rtnl(name))
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+@contextmanager
+def entered_fd(fd: int) -> Iterator[None]:
+    """:func:`entered` for a namespace already open as ``fd``."""
+    with _lock:
+        home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+        try:
+            _check(_libc.setns(fd, CLONE_NEWNET), "setns into a lab namespace")
+            try:
+                yield
             finally:
                 _check(_libc.setns(home, CLONE_NEWNET), "setns back to the home namespace")
         finally:
@@ -120,22 +203,25 @@ def attach(name: str, source: str) -> None:
 
 
 def open_socket(name: str) -> IPRoute:
-    """A netlink socket inside the existing namespace ``name``."""
+    """A pyroute2 socket inside the existing namespace ``name`` (for reading; ``up`` uses lab.net.rtnl)."""
+    from pyroute2 import IPRoute
+
     return run_in(netns_path(name), IPRoute)
 
 
 def delete(name: str) -> bool:
     """Unmount and remove /run/netns/<name>; True if something was there. Idempotent."""
     path = netns_path(name)
-    if not os.path.lexists(path):
-        return False
-    if _libc.umount2(path.encode(), MNT_DETACH) != 0 and ctypes.get_errno() not in (errno.EINVAL, errno.ENOENT):
+    if _libc.umount2(path.encode(), MNT_DETACH) != 0:
         err = ctypes.get_errno()
-        raise OSError(err, f"umount {path}: {os.strerror(err)}")
+        if err == errno.ENOENT:
+            return False
+        if err != errno.EINVAL:  # EINVAL: not a mount point (a stray file): just remove it
+            raise OSError(err, f"umount {path}: {os.strerror(err)}")
     try:
         os.unlink(path)
     except FileNotFoundError:
-        pass
+        return False
     return True
 
 

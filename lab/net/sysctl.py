@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ctypes
 import fcntl
+import os
 import socket
 import struct
 
@@ -24,10 +25,14 @@ def write_sysctls(values: dict[str, str]) -> list[str]:
     missing = []
     for key, value in values.items():
         try:
-            with open(sysctl_path(key), "w") as f:
-                f.write(str(value))
+            fd = os.open(sysctl_path(key), os.O_WRONLY | os.O_CLOEXEC)
         except FileNotFoundError:
             missing.append(key)
+            continue
+        try:
+            os.write(fd, str(value).encode())
+        finally:
+            os.close(fd)
     return missing
 
 
