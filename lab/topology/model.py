@@ -62,6 +62,74 @@ class Route(Strict):
     dev: IfName | None = None
 
 
+DNS_NAME = r"^[A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9])?\.?$"
+DnsName = Annotated[str, StringConstraints(pattern=DNS_NAME, max_length=253)]
+DocPath = Annotated[str, StringConstraints(pattern=r"^(/[A-Za-z0-9_-][A-Za-z0-9_.-]*)+$", max_length=255)]
+Port = Annotated[int, Field(ge=1, le=65535)]
+
+
+def _is_ipv4(text: str) -> bool:
+    try:
+        IPv4Address(text)
+        return True
+    except ValueError:
+        return False
+
+
+class DnsRecord(Strict):
+    """One record a node's DNS server answers: A (name → IPv4), CNAME (name → name), PTR (IPv4 → name)."""
+
+    name: DnsName  # for PTR: the IPv4 address (or its ...in-addr.arpa name)
+    type: Literal["A", "CNAME", "PTR"] = "A"
+    value: DnsName  # A: an IPv4 address; CNAME and PTR: a host name
+
+    @model_validator(mode="after")
+    def _value_fits_type(self) -> DnsRecord:
+        if self.type == "A" and not _is_ipv4(self.value):
+            raise ValueError(f"an A record's value is an IPv4 address, not {self.value!r}")
+        if self.type != "A" and _is_ipv4(self.value):
+            raise ValueError(f"a {self.type} record's value is a host name, not the address {self.value!r}")
+        arpa = self.name.rstrip(".").endswith(".in-addr.arpa")
+        if self.type == "PTR" and not (_is_ipv4(self.name) or arpa):
+            raise ValueError(f"a PTR record's name is an IPv4 address or x.in-addr.arpa, not {self.name!r}")
+        return self
+
+
+class DnsService(Strict):
+    """Run a DNS server (dnsmasq) on this container node; it has no upstream, so no query leaves the lab."""
+
+    records: list[DnsRecord] = Field(default_factory=list)  # the only names it answers for
+
+
+class ProxyService(Strict):
+    """Run an HTTP proxy (squid) on this container node, as the book's ernest-laptop does in ch.4."""
+
+    port: Port = 3128
+    allow: list[NetworkName | IPv4Network] = Field(default_factory=list)  # networks/CIDRs (default: its own)
+    cache: bool = False  # False writes `cache deny all`: every fetch reaches the web server (a MISS)
+    nameservers: list[IPv4Address] = Field(default_factory=list)  # dns_nameservers (default: node's resolv)
+
+
+class WebFile(Strict):
+    """A document read from a file (a path relative to the topology file's directory)."""
+
+    file: Annotated[str, StringConstraints(min_length=1, max_length=4096)]
+
+
+class WebService(Strict):
+    """Run a web server (nginx) on this container node, serving ``documents``."""
+
+    port: Port = 80
+    documents: dict[DocPath, str | WebFile] = Field(default_factory=dict)  # URL path → text, or {file: ...}
+
+
+class Resolv(Strict):
+    """The node's /etc/resolv.conf: the DNS servers it asks (with none, names come from /etc/hosts only)."""
+
+    nameservers: list[IPv4Address] = Field(default_factory=list, max_length=3)
+    search: list[DnsName] = Field(default_factory=list, max_length=6)
+
+
 class Node(Strict):
     """A host of the lab. ``host`` and ``router`` are plain namespaces; ``container`` runs an image."""
 
@@ -74,6 +142,18 @@ class Node(Strict):
         default_factory=dict
     )
     hosts: dict[HostName, IPv4Address] = Field(default_factory=dict)
+    resolv: Resolv | None = None  # /etc/resolv.conf (any kind of node)
+    dns: DnsService | None = None  # run dnsmasq (container nodes, e.g. image: dns)
+    proxy: ProxyService | None = None  # run squid (container nodes, e.g. image: proxy)
+    web: WebService | None = None  # run nginx (container nodes, e.g. image: web)
+
+    @model_validator(mode="after")
+    def _services_need_a_container(self) -> Node:
+        wanted = [k for k in ("dns", "proxy", "web") if getattr(self, k) is not None]
+        if wanted and self.kind != "container":
+            what = wanted[0]
+            raise ValueError(f"'{what}:' runs a daemon, so the node needs kind: container (image: {what})")
+        return self
 
 
 Endpoint = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9-]+:[a-z][a-z0-9_-]*$", max_length=64)]
