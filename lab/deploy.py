@@ -155,18 +155,20 @@ def _write_etc_files(plan: Plan, journal: Journal) -> None:
     so copies would be O(N²)). Use :func:`node_etc_dir` to change one node's files.
     """
     journal.record([{"kind": "etcdir", "name": ns} for ns in plan.hosts_files])
-    shared: dict[str, Path] = {}
+    shared: dict[tuple[str, str], Path] = {}
     for ns_name, text in plan.hosts_files.items():
-        if text not in shared:
-            shared[text] = _new_etc_dir(plan.lab, f"shared{len(shared)}", {"hosts": text})
+        resolv = plan.resolv_files.get(ns_name, NO_RESOLVER)
+        if (text, resolv) not in shared:
+            files = {"hosts": text, "resolv.conf": resolv}
+            shared[(text, resolv)] = _new_etc_dir(plan.lab, f"shared{len(shared)}", files)
         link = Path(ETC_NETNS) / ns_name
         try:
-            os.symlink(shared[text], link)
+            os.symlink(shared[(text, resolv)], link)
         except FileExistsError:  # a directory a user (or an older lab) left: write into it as before
             link.mkdir(parents=True, exist_ok=True)
             (link / "hosts").write_text(text)
-            if not (link / "resolv.conf").exists():
-                (link / "resolv.conf").write_text(NO_RESOLVER)
+            if ns_name in plan.resolv_files or not (link / "resolv.conf").exists():
+                (link / "resolv.conf").write_text(resolv)
 
 
 NO_RESOLVER = "# lab: no DNS server configured for this node\n"

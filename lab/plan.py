@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field
 from ipaddress import IPv4Interface
 
 from lab import names
-from lab.topology.model import Topology
+from lab.topology.model import Node, Topology
 
 FIRST_INDEX = 2  # 1 is lo in every namespace
 BRIDGE_PORTS_PER_SHARD = 1000  # a Linux bridge takes at most 1023 ports; keep room for trunks
@@ -99,6 +99,7 @@ class Plan:
     routes: list[RouteSpec]
     hosts_files: dict[str, str]
     nodes: dict[str, NodeSpec]
+    resolv_files: dict[str, str] = field(default_factory=dict)  # netns -> resolv.conf (nodes with `resolv:`)
 
     def describe(self) -> list[str]:
         """The plan as the lines ``lab up --dry-run`` prints, in the order they will be applied."""
@@ -122,6 +123,8 @@ class Plan:
             out.append(f"  route in {r.netns}: {r.dst}{via}" + (f" dev #{r.oif}" if r.oif else ""))
         for ns_name in self.hosts_files:
             out.append(f"  write /etc/netns/{ns_name}/hosts")
+        for ns_name in self.resolv_files:
+            out.append(f"  write /etc/netns/{ns_name}/resolv.conf")
         return out
 
     def to_dict(self) -> dict[str, object]:
@@ -224,7 +227,8 @@ def make_plan(topo: Topology) -> Plan:
     for node_name, node in topo.nodes.items():
         extra = "".join(f"{ip}\t{host}\n" for host, ip in node.hosts.items())
         hosts_files[names.netns_name(lab, node_name)] = hosts + extra
-    return Plan(lab, namespaces, bridges, veths, routes, hosts_files, nodes)
+    resolv_files = {names.netns_name(lab, n): resolv_conf(nd) for n, nd in topo.nodes.items() if nd.resolv}
+    return Plan(lab, namespaces, bridges, veths, routes, hosts_files, nodes, resolv_files)
 
 
 def hosts_table(topo: Topology) -> str:
@@ -235,6 +239,16 @@ def hosts_table(topo: Topology) -> str:
             if iface.address is not None:
                 lines.append(f"{iface.address.ip}\t{node_name}")
                 break
+    return "\n".join(lines) + "\n"
+
+
+def resolv_conf(node: Node) -> str:
+    """/etc/resolv.conf for a node with a ``resolv:`` section: its nameservers and search domains."""
+    assert node.resolv is not None
+    lines = ["# lab: written from the topology's resolv: section"]
+    lines += [f"nameserver {ip}" for ip in node.resolv.nameservers]
+    if node.resolv.search:
+        lines.append("search " + " ".join(node.resolv.search))
     return "\n".join(lines) + "\n"
 
 
