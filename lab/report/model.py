@@ -54,6 +54,7 @@ class RunResult:
     topology_svg: str | None = None
     run_dir: Path = field(default_factory=Path)
     html_path: Path | None = None
+    hosts: dict[str, str] = field(default_factory=dict)  # IP address → node name, for the diagram's headings
 
 
 def overall_verdict(expectations: Iterable[Verdict], error: str | None = None) -> VerdictKind:
