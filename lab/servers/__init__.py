@@ -41,5 +41,5 @@ PROGRAMS: dict[str, str] = {
     "bind_client": "bind a fixed local port (optional SO_REUSEADDR), connect, close first",
     "reuse_server": "listen with/without SO_REUSEADDR, accept one, close first (server holds TIME_WAIT)",
     "rst_client": "connect, then send/recv at given times and print each call's errno",
-    "udp_client": "send one datagram on a connected UDP socket and report the reply or errno",
+    "udp_client": "send datagrams on a connected UDP socket; report each reply or errno (ICMP errors)",
 }
