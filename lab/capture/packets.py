@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import socket
 import struct
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -459,7 +459,7 @@ def read_pcap(path: str | Path, point: str) -> list[Packet]:
     return packets
 
 
-def merge(captures: dict[str, str | Path]) -> list[Packet]:
+def merge(captures: Mapping[str, str | Path]) -> list[Packet]:
     """Read several captures (point → pcap path) into one listing sorted by time, numbered 1..N.
 
     Relative TCP numbers are computed per point, so a segment seen at two

@@ -182,3 +182,41 @@ def write_pcap(path: str | Path, frames: Iterable[tuple[float, bytes]], linktype
         for ts, frame in frames:
             writer.writepkt(frame, ts=ts)
     return p
+
+
+# ---------------------------------------------------------------- a whole conversation
+
+CLIENT, SERVER = "10.0.1.1", "10.0.1.2"
+ISN_C, ISN_S = 3499745539, 2006616300
+REQUEST = b"GET /index.html HTTP/1.1\r\nHost: www.baidu.com\r\nUser-Agent: Wget/1.21.3\r\n\r\n"
+RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nVia: 1.1 ernest-laptop (squid/5.7)\r\n\r\nhello"
+SYN, ACK, PSH, FIN = dpkt.tcp.TH_SYN, dpkt.tcp.TH_ACK, dpkt.tcp.TH_PUSH, dpkt.tcp.TH_FIN
+
+
+def handshake_frames() -> list[bytes]:
+    """The client's view of a handshake with Linux's options, one HTTP exchange, and a 4-segment close."""
+    c, s = ISN_C, ISN_S
+    nq, nr = len(REQUEST), len(RESPONSE)
+
+    def up(seq: int, ack: int, flags: int, opts: bytes, data: bytes = b"", win: int = 502) -> bytes:
+        return tcp_frame(CLIENT, SERVER, tcp_segment(43210, 80, seq, ack, flags, win, opts, data))
+
+    def down(seq: int, ack: int, flags: int, opts: bytes, data: bytes = b"", win: int = 509) -> bytes:
+        segment = tcp_segment(80, 43210, seq, ack, flags, win, opts, data)
+        return tcp_frame(SERVER, CLIENT, segment, MAC_B, MAC_A, ident=0 if flags & SYN else 1)
+
+    return [
+        up(c, 0, SYN, syn_options(ts_val=100), win=64240),
+        down(s, c + 1, SYN | ACK, syn_options(ts_val=200, ts_ecr=100, wscale=9), win=65160),
+        up(c + 1, s + 1, ACK, ts_options(101, 200)),
+        up(c + 1, s + 1, ACK | PSH, ts_options(102, 200), REQUEST),
+        down(s + 1, c + 1 + nq, ACK | PSH, ts_options(201, 102), RESPONSE),
+        up(c + 1 + nq, s + 1 + nr, ACK | FIN, ts_options(103, 201)),
+        down(s + 1 + nr, c + 2 + nq, ACK | FIN, ts_options(202, 103)),
+        up(c + 2 + nq, s + 2 + nr, ACK, ts_options(104, 202)),
+    ]
+
+
+def timed(frames: list[bytes], start: float = 1000.0, step: float = 0.001) -> list[tuple[float, bytes]]:
+    """Frames with timestamps ``start``, ``start + step``, ..."""
+    return [(start + i * step, f) for i, f in enumerate(frames)]

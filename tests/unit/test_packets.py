@@ -13,12 +13,15 @@ from pcapgen import (
     MAC_A,
     MAC_B,
     MAC_R,
+    REQUEST,
+    RESPONSE,
     arp_frame,
     dns_query,
     dns_response,
     echo,
     eth,
     fragments,
+    handshake_frames,
     icmp_frame,
     ipv4,
     redirect,
@@ -26,7 +29,7 @@ from pcapgen import (
     tcp_frame,
     tcp_segment,
     time_exceeded,
-    ts_options,
+    timed,
     udp_frame,
     unreachable,
     write_pcap,
@@ -45,31 +48,7 @@ from lab.capture.packets import (
 )
 
 A, B, R, W, DNS = "10.0.1.1", "10.0.1.2", "10.0.1.254", "10.0.2.1", "10.0.2.53"
-ISN_C, ISN_S = 3499745539, 2006616300
 T = dpkt.tcp
-REQUEST = b"GET /index.html HTTP/1.1\r\nHost: www.baidu.com\r\nUser-Agent: Wget/1.21.3\r\n\r\n"
-RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nVia: 1.1 ernest-laptop (squid/5.7)\r\n\r\nhello"
-
-
-def handshake_frames() -> list[bytes]:
-    """A client-side view of: handshake with Linux's options, one HTTP exchange, the 4-segment close."""
-    c, s = ISN_C, ISN_S
-    nq, nr = len(REQUEST), len(RESPONSE)
-    return [
-        tcp_frame(A, B, tcp_segment(43210, 80, c, 0, T.TH_SYN, 64240, syn_options(ts_val=100))),
-        tcp_frame(B, A, tcp_segment(80, 43210, s, c + 1, T.TH_SYN | T.TH_ACK, 65160,
-                                    syn_options(ts_val=200, ts_ecr=100, wscale=9)), MAC_B, MAC_A, ident=0),
-        tcp_frame(A, B, tcp_segment(43210, 80, c + 1, s + 1, T.TH_ACK, 502, ts_options(101, 200))),
-        tcp_frame(A, B, tcp_segment(43210, 80, c + 1, s + 1, T.TH_ACK | T.TH_PUSH, 502, ts_options(102, 200),
-                                    REQUEST)),
-        tcp_frame(B, A, tcp_segment(80, 43210, s + 1, c + 1 + nq, T.TH_ACK | T.TH_PUSH, 509,
-                                    ts_options(201, 102), RESPONSE), MAC_B, MAC_A),
-        tcp_frame(A, B, tcp_segment(43210, 80, c + 1 + nq, s + 1 + nr, T.TH_ACK | T.TH_FIN, 502,
-                                    ts_options(103, 201))),
-        tcp_frame(B, A, tcp_segment(80, 43210, s + 1 + nr, c + 2 + nq, T.TH_ACK | T.TH_FIN, 509,
-                                    ts_options(202, 103)), MAC_B, MAC_A),
-        tcp_frame(A, B, tcp_segment(43210, 80, c + 2 + nq, s + 2 + nr, T.TH_ACK, 502, ts_options(104, 202))),
-    ]
 
 
 def misc_frames() -> list[bytes]:
@@ -110,10 +89,6 @@ def misc_frames() -> list[bytes]:
         eth(MAC_A, MAC_B, b"\x00" * 40, eth_type=0x88B5),
     ]
     return frames
-
-
-def timed(frames: list[bytes], start: float = 1000.0, step: float = 0.001) -> list[tuple[float, bytes]]:
-    return [(start + i * step, f) for i, f in enumerate(frames)]
 
 
 @pytest.fixture
