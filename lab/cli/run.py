@@ -80,7 +80,12 @@ def register(app: typer.Typer) -> None:
             progress = (lambda msg: None) if quiet else (lambda msg: console.print(f"[dim]{exp.id}: {msg}[/]"))
             result = run_one(exp, overrides, out_dir, keep=keep, lab=lab, progress=progress)
             items = [jsonreport.experiment_json(result)]
-            if not quiet and not as_json:
+            if as_json:
+                pass
+            elif quiet:
+                out.print(f"{result.verdict.upper():5} {result.id} {result.duration_s:.1f} s"
+                          + (f"  {result.error}" if result.error else ""))
+            else:
                 text.print_run(result, out)
         else:
             if lab or keep:
@@ -98,9 +103,9 @@ def register(app: typer.Typer) -> None:
 
             items = run_many(chosen, overrides, out_dir, jobs, path, done)
             index = out_dir / "index.html"
-            from lab.report.html import write_index
+            from lab.report.html import render_index
 
-            write_index(items, index)
+            render_index(items, index)
             if not as_json:
                 text.print_summary(items, out)
                 out.print(f"report: {index}")
