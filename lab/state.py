@@ -117,7 +117,8 @@ def read_lab_info(lab: str) -> dict[str, Any]:
         return data
     except FileNotFoundError:
         if Journal(lab).exists():
-            raise LabNotFound(f"lab {lab!r} is not fully up (a build was interrupted)", f"run: lab down {lab}") from None
+            raise LabNotFound(f"lab {lab!r} is not fully up (a build was interrupted)",
+                              f"run: lab down {lab}") from None
         raise LabNotFound(f"no lab named {lab!r} is up", "see: lab ls") from None
 
 

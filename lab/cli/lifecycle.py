@@ -121,7 +121,7 @@ def register(app: typer.Typer) -> None:
             return
         table = Table("lab", "nodes", "state", "topology")
         for row in rows:
-            table.add_row(row["name"], str(row["nodes"] or "-"), row["state"], row["file"] or "-")
+            table.add_row(str(row["name"]), str(row["nodes"] or "-"), str(row["state"]), str(row["file"] or "-"))
         out.print(table if rows else "no lab is up")
 
     @app.command()
@@ -139,7 +139,8 @@ def register(app: typer.Typer) -> None:
         table = Table("node", "kind", "interface", "state", "address", "mac", "peer / network")
         for node, info in data["nodes"].items():
             for ifname, iface in info["interfaces"].items():
-                table.add_row(node, info["kind"], ifname, iface.get("state", "?"), ", ".join(iface.get("addresses", [])),
+                addresses = ", ".join(iface.get("addresses", []))
+                table.add_row(node, info["kind"], ifname, iface.get("state", "?"), addresses,
                               iface.get("mac", ""), iface.get("peer") or iface.get("network") or "")
         out.print(table)
         routes = Table("node", "route")

@@ -96,8 +96,7 @@ def experiment(
 
 def discover(paths: list[Path] | None = None) -> dict[str, Experiment]:
     """Import the package's experiments and any ``*.py`` under the given user directories."""
-    from lab.experiments import book
-
+    book = importlib.import_module("lab.experiments.book")
     for info in pkgutil.iter_modules(book.__path__):
         importlib.import_module(f"{book.__name__}.{info.name}")
     for directory in paths or []:

@@ -93,11 +93,12 @@ def _svg(topo: object) -> str | None:
 
 
 def write_reports(result: RunResult) -> None:
-    from lab.report import html, jsonreport
+    from lab.report.html import write_run
+    from lab.report.jsonreport import experiment_json
 
     result.html_path = result.run_dir / "report.html"
-    html.write_run(result, result.html_path)
-    (result.run_dir / "result.json").write_text(json.dumps(jsonreport.experiment_json(result), indent=2))
+    write_run(result, result.html_path)
+    (result.run_dir / "result.json").write_text(json.dumps(experiment_json(result), indent=2))
 
 
 def run_many(exps: list[Experiment], overrides: dict[str, str], out_dir: Path, jobs: int,

@@ -44,6 +44,6 @@ class Node(ABC):
             self.command(argv, env), capture_output=True, text=True, timeout=timeout, input=input, check=check
         )
 
-    def popen(self, argv: list[str], env: dict[str, str] | None = None, **kwargs: Any) -> subprocess.Popen[bytes]:
+    def popen(self, argv: list[str], env: dict[str, str] | None = None, **kwargs: Any) -> subprocess.Popen[Any]:
         """Start a command in the node in the background (servers, captures)."""
         return subprocess.Popen(self.command(argv, env), **kwargs)

@@ -41,7 +41,9 @@ def handshake_close(run: Run) -> None:
 
     pk = run.packets
     syn, synack = expect.syns(pk), expect.synacks(pk)
-    acks = [p for p in expect.tcp(pk, flags=".") if p.tcp and not p.tcp.payload and p.tcp.ack == (synack[0].tcp.seq + 1 if synack else -1)]
+    server_isn = synack[0].tcp.seq if synack and synack[0].tcp else None
+    acks = [p for p in expect.tcp(pk, flags=".")
+            if p.tcp and not p.tcp.payload and server_isn is not None and p.tcp.ack == server_isn + 1]
     run.expect(expect.count(syn, 1, "exactly one SYN"))
     run.expect(expect.count(synack, 1, "exactly one SYN-ACK"))
     if syn and synack:

@@ -6,9 +6,9 @@ import re
 
 from lab.experiments import expect
 from lab.experiments.book.timing import syn_schedule
-from lab.experiments.expect import timer_tolerance
 from lab.experiments.context import Run
 from lab.experiments.engine import experiment
+from lab.experiments.expect import timer_tolerance
 
 CLIENT, SERVER = "kongming20", "ernest-laptop"
 
