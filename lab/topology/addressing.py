@@ -36,4 +36,6 @@ def assign_addresses(topo: Topology, smap: SourceMap) -> None:
                     break
             else:
                 path = ("nodes", node_name, "interfaces", ifname)
-                raise TopologyError([f"{smap.where(path)}: no free address left in {iface.network} ({subnet})"])
+                where = f"{smap.where(path)}: nodes.{node_name}.interfaces.{ifname}"
+                raise TopologyError([f"{where}: no free address left in {iface.network} ({subnet}); "
+                                     "use a larger subnet"])

@@ -1,30 +1,53 @@
 """Read a topology file: jinja2 (sandboxed) → YAML with line numbers → model → checks.
 
-Line numbers survive templating: before rendering, every template line gets an
-invisible marker naming its line; after rendering, each output line is mapped
-back to the template line that produced it, and the markers are removed. So an
-error inside a ``{% for %}`` loop points at the loop's line in the user's file.
+Every problem comes back as ``file:line: field: what is wrong``. The line is the
+user's own line even inside a jinja2 loop (see :mod:`lab.topology.render`).
+
+The YAML reader is hardened, since a topology may come from anyone: libyaml
+makes the events (fast; C), our composer builds the tree and refuses nesting
+deeper than :data:`MAX_DEPTH`, aliases that refer to themselves, and aliases
+that together expand to more than :data:`MAX_ALIAS_VALUES` values (the
+"billion laughs"); only plain values are allowed (no ``!!python/...`` tags).
 """
 
 from __future__ import annotations
 
-import re
+import copy
+import os
+import stat
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
-from jinja2 import StrictUndefined, TemplateError
-from jinja2.sandbox import SandboxedEnvironment
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
+from yaml.composer import Composer
+from yaml.constructor import SafeConstructor
+from yaml.resolver import Resolver
 
 from lab.errors import InputError, TopologyError
+from lab.topology import model
 from lab.topology.model import Topology
+from lab.topology.render import RenderError, render_with_lines
 
 MAX_FILE_BYTES = 16 * 1024 * 1024
-MARK = "\u27e6L{}\u27e7"
-MARK_RE = re.compile("\u27e6L(\\d+)\u27e7")
+MAX_DEPTH = 32
+MAX_ALIAS_VALUES = 100_000
 TEMPLATE_SIGNS = ("{{", "{%", "{#")
+
+try:  # libyaml's parser when PyYAML was built with it; the pure-Python one otherwise
+    from yaml._yaml import CParser as _Parser
+
+    _C_PARSER = True
+except ImportError:  # pragma: no cover - depends on how PyYAML was built
+    from yaml.parser import Parser as _Parser  # type: ignore[assignment]
+
+    _C_PARSER = False
+
+_TAG = "tag:yaml.org,2002:"
+ALLOWED_TAGS = {_TAG + t for t in ("str", "int", "float", "bool", "null", "timestamp", "seq", "map")}
 
 
 @dataclass
@@ -36,8 +59,9 @@ class SourceMap:
     rendered_to_source: list[int] | None = None
 
     def source_line(self, rendered_line: int) -> int:
-        if self.rendered_to_source and 0 < rendered_line <= len(self.rendered_to_source):
-            return self.rendered_to_source[rendered_line - 1]
+        if self.rendered_to_source:
+            index = min(max(rendered_line, 1), len(self.rendered_to_source)) - 1
+            return self.rendered_to_source[index]
         return rendered_line
 
     def line_of(self, path: tuple[Any, ...]) -> int:
@@ -54,21 +78,46 @@ class SourceMap:
 def load_topology(path: str | Path, variables: dict[str, str] | None = None) -> tuple[Topology, SourceMap]:
     """Load, render, parse, validate and check a topology file; raise TopologyError with file:line."""
     p = Path(path)
+    raw = _read_file(p)
     try:
-        if p.stat().st_size > MAX_FILE_BYTES:
-            raise InputError(f"{p}: file is larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB")
-        raw = p.read_bytes()
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        problem = f"{p}:{line}: the file is not UTF-8 text ({exc.reason} at byte {exc.start})"
+        raise TopologyError([problem]) from None
+    return load_topology_text(text, str(p), variables)
+
+
+def _read_file(p: Path) -> bytes:
+    """The file's bytes; refuses what is not a regular file (a FIFO or /dev/zero would never end)."""
+    try:
+        fd = os.open(p, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
-        raise InputError(f"{p}: no such topology file", "give the path of a .yaml file, e.g. topologies/book-lan.yaml") from None
+        raise InputError(f"{p}: no such topology file",
+                         "give the path of a .yaml file, e.g. topologies/book-lan.yaml") from None
     except IsADirectoryError:
         raise InputError(f"{p}: is a directory, not a topology file") from None
     except PermissionError:
         raise InputError(f"{p}: permission denied") from None
+    except OSError as exc:
+        raise InputError(f"{p}: cannot open: {exc.strerror}") from None
     try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise TopologyError([f"{p}:1: the file is not UTF-8 text ({exc.reason} at byte {exc.start})"]) from None
-    return load_topology_text(text, str(p), variables)
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise InputError(f"{p}: is a directory, not a topology file")
+        if not stat.S_ISREG(info.st_mode):
+            raise InputError(f"{p}: not a regular file", "give the path of a .yaml file")
+        if info.st_size > MAX_FILE_BYTES:
+            raise InputError(f"{p}: the file is larger than {MAX_FILE_BYTES // 2**20} MiB")
+        with os.fdopen(os.dup(fd), "rb") as f:
+            data = f.read(MAX_FILE_BYTES + 1)
+        if len(data) > MAX_FILE_BYTES:
+            raise InputError(f"{p}: the file is larger than {MAX_FILE_BYTES // 2**20} MiB")
+        return data
+    except OSError as exc:
+        raise InputError(f"{p}: cannot read: {exc.strerror}") from None
+    finally:
+        os.close(fd)
 
 
 def load_topology_text(
@@ -83,184 +132,305 @@ def load_topology_text(
         raise TopologyError([f"{filename}:{line}: the file contains a NUL byte"])
     smap = SourceMap(filename)
     if any(sign in text for sign in TEMPLATE_SIGNS):
-        text, smap.rendered_to_source = _render(text, filename, variables or {})
-    data = _parse_yaml(text, smap)
+        try:
+            text, smap.rendered_to_source = render_with_lines(text, variables or {})
+        except RenderError as exc:
+            problem = f"{filename}:{exc.line or 1}: template error: {_one_line(exc.message)}"
+            raise TopologyError([problem]) from None
+    data, root_line = _parse_yaml(text, smap)
     if not isinstance(data, dict):
-        raise TopologyError([f"{filename}:1: a topology is a mapping with keys name, networks, nodes, links"])
+        raise TopologyError([f"{filename}:{root_line}: a topology is a mapping with keys name, networks, "
+                             f"nodes, links (this file holds a {_kind(data)})"])
     try:
         topo = Topology.model_validate(data)
     except ValidationError as exc:
-        raise TopologyError(_explain(exc, smap)) from None
+        raise TopologyError(_explain(exc, smap, data)) from None
     check_topology(topo, smap)
     assign_addresses(topo, smap)
     return topo, smap
 
 
-def _render(text: str, filename: str, variables: dict[str, str]) -> tuple[str, list[int]]:
-    env = SandboxedEnvironment(undefined=StrictUndefined, keep_trailing_newline=True, trim_blocks=True)
-    marked = _mark_lines(text)
+def _kind(value: Any) -> str:
+    return "list" if isinstance(value, list) else "single value"
+
+
+class _YamlLimit(Exception):
+    """A hardening limit, raised at a YAML mark."""
+
+    def __init__(self, mark: Any, message: str) -> None:
+        super().__init__(message)
+        self.mark = mark
+        self.message = message
+
+
+class _Loader(_Parser, Composer, Resolver):  # type: ignore[misc, valid-type]
+    """libyaml's events, PyYAML's composer with limits: depth, self-reference, alias expansion."""
+
+    def __init__(self, text: str) -> None:
+        _Parser.__init__(self, text)
+        Composer.__init__(self)
+        Resolver.__init__(self)
+        self.depth = 0
+        self.open_anchors: set[str] = set()
+        self.alias_values = 0
+        self.sizes: dict[int, int] = {}  # id(node) → how many values it expands to
+
+    # libyaml's parser also composes, in C and without our limits: use PyYAML's composer instead.
+    get_single_node = Composer.get_single_node
+    compose_document = Composer.compose_document
+    check_node = Composer.check_node
+    get_node = Composer.get_node
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            if event.anchor in self.open_anchors:
+                raise _YamlLimit(event.start_mark, f"alias *{event.anchor} refers to itself (a value cannot "
+                                                   "contain itself)")
+            target = Composer.compose_node(self, parent, index)
+            self.alias_values += self.sizes[id(target)]
+            if self.alias_values > MAX_ALIAS_VALUES:
+                raise _YamlLimit(event.start_mark, f"aliases expand to too many values (more than "
+                                                   f"{MAX_ALIAS_VALUES:,}; a 'billion laughs'?)")
+            ref = copy.copy(target)  # the same value, but remembering where it was used
+            ref.start_mark = event.start_mark
+            self.sizes[id(ref)] = self.sizes[id(target)]
+            return ref
+        event = self.peek_event()
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise _YamlLimit(event.start_mark, f"the YAML is nested too deeply (over {MAX_DEPTH} levels)")
+        anchor = getattr(event, "anchor", None)
+        if anchor:
+            self.open_anchors.add(anchor)
+        try:
+            node = Composer.compose_node(self, parent, index)
+        finally:
+            self.depth -= 1
+            if anchor:
+                self.open_anchors.discard(anchor)
+        sizes = self.sizes
+        if isinstance(node, yaml.MappingNode):
+            sizes[id(node)] = 1 + sum(sizes[id(k)] + sizes[id(v)] for k, v in node.value)
+        elif isinstance(node, yaml.SequenceNode):
+            sizes[id(node)] = 1 + sum(sizes[id(item)] for item in node.value)
+        else:
+            sizes[id(node)] = 1
+        return node
+
+
+def _parse_yaml(text: str, smap: SourceMap) -> tuple[Any, int]:
+    """Parse and construct; return the plain data and the line where it starts."""
+    loader = _Loader(text)
     try:
-        rendered = env.from_string(marked).render(**variables)
-    except TemplateError as exc:
-        line = getattr(exc, "lineno", None) or _template_line_from_traceback(exc) or 1
-        raise TopologyError([f"{filename}:{line}: template error: {exc.message or exc}"]) from None
-    except RecursionError:
-        raise TopologyError([f"{filename}:1: template error: recursion too deep"]) from None
-    except (ArithmeticError, ValueError, TypeError, OverflowError, MemoryError) as exc:
-        line = _template_line_from_traceback(exc) or 1
-        raise TopologyError([f"{filename}:{line}: template error: {exc}"]) from None
-    out_lines: list[str] = []
-    sources: list[int] = []
-    last = 1
-    for raw_line in rendered.split("\n"):
-        found = MARK_RE.search(raw_line)
-        if found:
-            last = int(found.group(1))
-        sources.append(last)
-        out_lines.append(MARK_RE.sub("", raw_line))
-    return "\n".join(out_lines), sources
-
-
-def _mark_lines(text: str) -> str:
-    """Append a line marker to each template line that does not end inside a jinja tag."""
-    out = []
-    depth_closer: str | None = None
-    for number, line in enumerate(text.split("\n"), start=1):
-        i = 0
-        while i < len(line):
-            if depth_closer is None:
-                for opener, closer in (("{{", "}}"), ("{%", "%}"), ("{#", "#}")):
-                    if line.startswith(opener, i):
-                        depth_closer = closer
-                        i += 1
-                        break
-            elif line.startswith(depth_closer, i):
-                depth_closer = None
-                i += 1
-            i += 1
-        out.append(line if depth_closer else line + MARK.format(number))
-    return "\n".join(out)
-
-
-def _template_line_from_traceback(exc: BaseException) -> int | None:
-    tb = exc.__traceback__
-    line = None
-    while tb is not None:
-        if tb.tb_frame.f_code.co_filename == "<template>":
-            line = tb.tb_lineno
-        tb = tb.tb_next
-    return line
-
-
-def _parse_yaml(text: str, smap: SourceMap) -> Any:
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        node = loader.get_single_node()
+    except _YamlLimit as exc:
+        raise TopologyError([f"{smap.file}:{smap.source_line(exc.mark.line + 1)}: {exc.message}"]) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
+        if exc.context_mark is not None and "end of stream" in str(exc.problem):
+            mark = exc.context_mark  # an unclosed quote or bracket: point where it opened
         line = smap.source_line(mark.line + 1) if mark else 1
-        raise TopologyError([f"{smap.file}:{line}: YAML syntax error: {exc.problem or exc}"]) from None
+        problem = str(exc.problem or exc)
+        if exc.context and mark is exc.context_mark:
+            problem = f"{problem} ({exc.context})"
+        raise TopologyError([f"{smap.file}:{line}: YAML syntax error: {_one_line(problem)}"]) from None
+    except yaml.reader.ReaderError as exc:
+        line = smap.source_line(text[: exc.position].count("\n") + 1)
+        char = exc.character if isinstance(exc.character, str) else chr(exc.character)
+        raise TopologyError([f"{smap.file}:{line}: the file contains the control character {char!r}; "
+                             "a topology is plain text"]) from None
     except yaml.YAMLError as exc:
-        raise TopologyError([f"{smap.file}:1: YAML error: {exc}"]) from None
+        raise TopologyError([f"{smap.file}:1: YAML error: {_one_line(str(exc))}"]) from None
     except RecursionError:
         raise TopologyError([f"{smap.file}:1: the YAML is nested too deeply"]) from None
+    finally:
+        loader.dispose()
     if node is None:
         raise TopologyError([f"{smap.file}:1: the file is empty"])
     try:
-        return _construct(node, (), smap)
+        return _Builder(smap).build(node, (), 0), smap.source_line(node.start_mark.line + 1)
     except RecursionError:
         raise TopologyError([f"{smap.file}:1: the YAML is nested too deeply"]) from None
 
 
-def _construct(node: yaml.Node, path: tuple[Any, ...], smap: SourceMap) -> Any:
-    """Build plain Python values from a YAML node tree, remembering each value's line."""
-    line = smap.source_line(node.start_mark.line + 1)
-    smap.lines.setdefault(path, line)
-    if isinstance(node, yaml.MappingNode):
-        result: dict[Any, Any] = {}
-        for key_node, value_node in node.value:
-            if not isinstance(key_node, yaml.ScalarNode):
-                raise TopologyError([f"{smap.file}:{line}: a mapping key must be a plain word"])
-            key = yaml.SafeLoader(" ").construct_scalar(key_node)
-            key_line = smap.source_line(key_node.start_mark.line + 1)
-            if key == "<<":
-                raise TopologyError([f"{smap.file}:{key_line}: YAML merge keys ('<<') are not supported"])
-            if key in result:
-                raise TopologyError([f"{smap.file}:{key_line}: duplicate key {key!r}"])
-            smap.lines[path + (key,)] = key_line
-            result[key] = _construct(value_node, path + (key,), smap)
-        return result
-    if isinstance(node, yaml.SequenceNode):
-        return [_construct(item, path + (i,), smap) for i, item in enumerate(node.value)]
-    loader = yaml.SafeLoader("")
-    try:
-        return loader.construct_object(node, deep=True)
-    except yaml.constructor.ConstructorError as exc:
-        raise TopologyError([f"{smap.file}:{line}: {exc.problem}"]) from None
+class _Builder:
+    """Build plain Python values from the YAML tree, remembering each value's line."""
+
+    def __init__(self, smap: SourceMap) -> None:
+        self.smap = smap
+        self.scalars = SafeConstructor()
+
+    def fail(self, node: yaml.Node, message: str) -> TopologyError:
+        return TopologyError([f"{self.smap.file}:{self.line(node)}: {message}"])
+
+    def line(self, node: yaml.Node) -> int:
+        return self.smap.source_line(node.start_mark.line + 1)
+
+    def build(self, node: yaml.Node, path: tuple[Any, ...], depth: int) -> Any:
+        if depth > MAX_DEPTH:
+            raise self.fail(node, f"the YAML is nested too deeply (more than {MAX_DEPTH} levels)")
+        self.smap.lines.setdefault(path, self.line(node))
+        if isinstance(node, yaml.MappingNode):
+            self.check_tag(node)
+            result: dict[Any, Any] = {}
+            for key_node, value_node in node.value:
+                if not isinstance(key_node, yaml.ScalarNode):
+                    raise self.fail(key_node, "a mapping key must be a plain word")
+                if key_node.tag == _TAG + "merge":
+                    raise self.fail(key_node, "YAML merge keys ('<<') are not supported; write the keys out")
+                key = self.scalar(key_node)
+                if key in result:
+                    raise self.fail(key_node, f"duplicate key {_short(key)}")
+                self.smap.lines[path + (key,)] = self.line(key_node)
+                result[key] = self.build(value_node, path + (key,), depth + 1)
+            return result
+        if isinstance(node, yaml.SequenceNode):
+            self.check_tag(node)
+            return [self.build(item, path + (i,), depth + 1) for i, item in enumerate(node.value)]
+        return self.scalar(node)
+
+    def check_tag(self, node: yaml.Node) -> None:
+        if node.tag not in ALLOWED_TAGS:
+            raise self.fail(node, f"YAML tag {node.tag.replace(_TAG, '!!')!r} is not allowed "
+                                  "(a topology holds plain values only)")
+
+    def scalar(self, node: yaml.Node) -> Any:
+        self.check_tag(node)
+        try:
+            return SafeConstructor.yaml_constructors[node.tag](self.scalars, node)
+        except (ValueError, OverflowError, TypeError) as exc:  # 2024-13-45, an int of 5000 digits
+            reason = _one_line(str(exc)).split(";")[0]  # not Python's advice on sys.set_int_max_str_digits
+            kind = node.tag.replace(_TAG, "")
+            raise self.fail(node, f"{_short(node.value)} is not a valid {kind}: {reason}") from None
+        except yaml.constructor.ConstructorError as exc:
+            raise self.fail(node, _one_line(str(exc.problem))) from None
 
 
-def _explain(exc: ValidationError, smap: SourceMap) -> list[str]:
-    problems = []
+# ----------------------------------------------------------------------------- pydantic errors → lines
+
+
+def _explain(exc: ValidationError, smap: SourceMap, data: Any) -> list[str]:
+    """One line per problem: errors for the same field (the members of a union) are merged into one."""
+    by_path: dict[tuple[Any, ...], list[str]] = {}
+    shown_input: dict[tuple[Any, ...], str] = {}
     for err in exc.errors():
         loc = tuple(err["loc"])
-        field_path = ".".join(str(p) for p in loc if not _is_internal(p))
+        path = _user_path(loc, data, err["type"])
         if err["type"] == "extra_forbidden":
-            parent = loc[:-1]
-            allowed = _allowed_keys(parent)
+            allowed = _allowed_keys(path[:-1])
             hint = f"; expected one of: {', '.join(allowed)}" if allowed else ""
-            problems.append(f"{smap.where(loc)}: {field_path}: unknown key {loc[-1]!r}{hint}")
-            continue
-        value = err.get("input")
-        shown = "" if isinstance(value, dict | list) else f" (got {_short(value)})"
-        problems.append(f"{smap.where(_source_path(loc))}: {field_path}: {_message(err)}{shown}")
+            text = f"unknown key {_short(path[-1])}{hint}"
+        else:
+            text = _message(err)
+            value = err.get("input")
+            if err["type"] != "missing" and not isinstance(value, dict | list):
+                shown_input.setdefault(path, f" (got {_short(value)})")
+        messages = by_path.setdefault(path, [])
+        if text not in messages:
+            messages.append(text)
+    problems = []
+    for path, messages in by_path.items():
+        dotted = ".".join(_show_part(p) for p in path) or "(top)"
+        problems.append(f"{smap.where(path)}: {dotted}: {', or '.join(messages)}{shown_input.get(path, '')}")
     return problems
 
 
-def _is_internal(part: Any) -> bool:
-    return isinstance(part, str) and (part in {"a", "b"} or "[" in part or part.startswith("function-"))
+def _user_path(loc: tuple[Any, ...], data: Any, err_type: str) -> tuple[Any, ...]:
+    """The parts of pydantic's location that the user wrote (not union members or validator names)."""
+    path: list[Any] = []
+    current = data
+    for i, part in enumerate(loc):
+        if isinstance(current, dict) and part in current:
+            path.append(part)
+            current = current[part]
+        elif isinstance(current, list) and isinstance(part, int) and 0 <= part < len(current):
+            path.append(part)
+            current = current[part]
+        elif err_type == "missing" and i == len(loc) - 1:
+            path.append(part)
+    return tuple(path)
 
 
-def _source_path(loc: tuple[Any, ...]) -> tuple[Any, ...]:
-    return tuple(p for p in loc if not (isinstance(p, str) and ("[" in p or p.startswith("function-"))))
+def _show_part(part: Any) -> str:
+    """A key as the user wrote it, unless it would hide the message (a newline, a 300 kB key)."""
+    if isinstance(part, str) and part.isprintable() and len(part) <= 40:
+        return part
+    return str(part) if isinstance(part, int) else _short(part, 40)
 
 
 def _message(err: Any) -> str:
     msg = str(err["msg"])
     if err["type"] == "string_pattern_mismatch":
         pattern = err.get("ctx", {}).get("pattern", "")
-        return f"not a valid name (allowed: {_pattern_words(pattern)})"
+        noun, words = _pattern_words(pattern)
+        return f"not a valid name (allowed: {words})" if noun == "name" else f"not valid (expected {words})"
     if err["type"] == "missing":
         return "required key is missing"
-    return msg[0].lower() + msg[1:] if msg else msg
+    if err["type"] == "value_error" and msg.startswith("Value error, "):
+        msg = msg[len("Value error, "):]
+    return _one_line(msg[0].lower() + msg[1:] if msg else msg)
 
 
-def _pattern_words(pattern: str) -> str:
-    if "A-Za-z0-9-]+:" in pattern:
-        return "'node:interface'"
-    if pattern.startswith("^[a-z0-9]("):
-        return "lower-case letters, digits and inner hyphens"
-    if pattern.startswith("^[A-Za-z]("):
-        return "letters, digits and inner hyphens, starting with a letter"
-    if pattern.startswith("^[a-z][a-z0-9_-]"):
-        return "lower-case letters, digits, '_' and '-', starting with a letter"
-    return f"must match {pattern}"
+def _pattern_words(pattern: str) -> tuple[str, str]:
+    """What a model's regular expression means, in words."""
+    words = {
+        model.LAB_NAME: ("name", "lower-case letters, digits and inner hyphens"),
+        model.NODE_NAME: ("name", "letters, digits and inner hyphens, starting with a letter"),
+        model.NETWORK_NAME: ("name", "lower-case letters, digits and '-', starting with a letter"),
+        model.IFNAME: ("name", "lower-case letters, digits, '_' and '-', starting with a letter"),
+        model.SYSCTL_KEY: ("value", "a sysctl key such as net.ipv4.ip_forward"),
+        r"^[A-Za-z0-9-]+:[a-z][a-z0-9_-]*$": ("value", "'node:interface', e.g. router:eth1"),
+        r"^[A-Za-z_][A-Za-z0-9_]*$": ("name", "letters, digits and '_', not starting with a digit"),
+        r"^[A-Za-z0-9.-]+$": ("name", "a host name: letters, digits, '.' and '-'"),
+        r"^([0-9a-f]{2}:){5}[0-9a-f]{2}$": ("value", "a MAC address in lower case, e.g. 02:00:00:00:00:01"),
+        r"^[ -~\t]*$": ("value", "one line of printable ASCII text"),
+        r"^[^\x00]*$": ("value", "text without NUL characters"),
+    }
+    if pattern in words:
+        return words[pattern]
+    if "sha256" in pattern:
+        return "value", "a Docker image reference, e.g. lab/host:latest"
+    return "value", f"text matching {pattern}"
 
 
 def _allowed_keys(parent: tuple[Any, ...]) -> list[str]:
-    from lab.topology import model
+    """The keys the model accepts at ``parent`` (found by walking the model's type annotations)."""
+    current: Any = Topology
+    for part in parent:
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            info = current.model_fields.get(part) if isinstance(part, str) else None
+            if info is None:
+                return []
+            current = _unwrap(info.annotation)
+        elif typing.get_origin(current) in (dict, list):
+            current = _unwrap(typing.get_args(current)[-1])
+        else:
+            return []
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return sorted(current.model_fields)
+    return []
 
-    names = [p for p in parent if isinstance(p, str)]
-    cls: type[Any] = model.Topology
-    if names[:1] == ["networks"]:
-        cls = model.Network
-    elif names[:1] == ["nodes"]:
-        cls = model.Node
-        if "interfaces" in names:
-            cls = model.Interface
-        elif "routes" in names:
-            cls = model.Route
-    return sorted(cls.model_fields)
+
+def _unwrap(annotation: Any) -> Any:
+    """``X | None`` → X; ``Annotated[X, ...]`` → X; a union with one model → that model."""
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return _unwrap(typing.get_args(annotation)[0])
+    if origin in (typing.Union, types.UnionType):
+        members = [_unwrap(a) for a in typing.get_args(annotation) if a is not type(None)]
+        models = [m for m in members if isinstance(m, type) and issubclass(m, BaseModel)]
+        if models:
+            return models[0]
+        return members[0] if len(members) == 1 else annotation
+    return annotation
 
 
-def _short(value: Any) -> str:
+def _short(value: Any, limit: int = 60) -> str:
     text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _one_line(text: str) -> str:
+    """Messages are one line: a newline inside one would pass for a second problem."""
+    return " ".join(text.split("\n")) if "\n" in text else text

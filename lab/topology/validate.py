@@ -1,11 +1,14 @@
-"""Checks that need the whole topology: references, addresses, gateways, link ends.
+"""Checks that need the whole topology: references, addresses, gateways, link ends, routes.
 
 Each problem is one line ``file:line: field: what is wrong (hint)``; all
-problems are collected and reported together so one run fixes them all.
+problems are collected and reported together so one run fixes them all. A
+problem is reported once, where it starts: a link to a missing interface is
+not reported again as "the interface it meant has no link".
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from typing import TYPE_CHECKING
 
@@ -16,6 +19,7 @@ if TYPE_CHECKING:
     from lab.topology.loader import SourceMap
 
 MAX_BRIDGE_PORTS = 1023
+Problem = Callable[[tuple[object, ...], str], None]
 
 
 def check_topology(topo: Topology, smap: SourceMap) -> None:
@@ -25,25 +29,56 @@ def check_topology(topo: Topology, smap: SourceMap) -> None:
         dotted = ".".join(str(p) for p in path)
         problems.append(f"{smap.where(path)}: {dotted}: {text}")
 
+    linked, broken_links, unsure_nodes = _check_links(topo, problem)
+    _check_nodes(topo, linked, unsure_nodes, problem)
+    _check_link_subnets(topo, broken_links, problem)
+    _check_network_sizes(topo, problem)
+    if problems:
+        raise TopologyError(problems)
+
+
+def _check_links(topo: Topology, problem: Problem) -> tuple[dict[tuple[str, str], int], set[int], set[str]]:
+    """Each link joins two declared, network-less interfaces, each used once.
+
+    Returns the linked interfaces, the links with a problem, and the nodes a
+    broken link pointed at (their unlinked interfaces are probably what it meant).
+    """
     linked: dict[tuple[str, str], int] = {}
+    broken: set[int] = set()
+    unsure: set[str] = set()
     for i, link in enumerate(topo.links):
-        for side, (node, ifname) in zip(("a", "b"), link.ends, strict=True):
-            path = ("links", i)
-            if node not in topo.nodes:
-                problem(path, f"unknown node {node!r} (nodes: {', '.join(sorted(topo.nodes))})")
+        path = ("links", i)
+        if link.ends[0] == link.ends[1]:
+            problem(path, "a link cannot join an interface to itself")
+            broken.add(i)
+            unsure.add(link.ends[0][0])
+            continue
+        for node_name, ifname in link.ends:
+            if node_name not in topo.nodes:
+                problem(path, f"unknown node {node_name!r} (nodes: {_names(topo.nodes)})")
+                broken.add(i)
                 continue
-            iface = topo.nodes[node].interfaces.get(ifname)
+            iface = topo.nodes[node_name].interfaces.get(ifname)
             if iface is None:
-                problem(path, f"node {node!r} has no interface {ifname!r}; declare it under nodes.{node}.interfaces")
+                problem(path, f"node {node_name!r} has no interface {ifname!r}; "
+                              f"declare it under nodes.{node_name}.interfaces")
+                broken.add(i)
+                unsure.add(node_name)
                 continue
             if iface.network is not None:
-                problem(path, f"{node}:{ifname} is on network {iface.network!r}; a link joins interfaces without a network")
-            if (node, ifname) in linked:
-                problem(path, f"{node}:{ifname} is already used by links[{linked[(node, ifname)]}]")
-            linked[(node, ifname)] = i
-        if link.ends[0][0] == link.ends[1][0] and link.ends[0] == link.ends[1]:
-            problem(("links", i), "a link cannot join an interface to itself")
+                problem(path, f"{node_name}:{ifname} is on network {iface.network!r}; "
+                              "a link joins interfaces without a network")
+                broken.add(i)
+            if (node_name, ifname) in linked:
+                problem(path, f"{node_name}:{ifname} is already used by links[{linked[(node_name, ifname)]}]")
+                broken.add(i)
+                continue
+            linked[(node_name, ifname)] = i
+    return linked, broken, unsure
 
+
+def _check_nodes(topo: Topology, linked: dict[tuple[str, str], int], unsure: set[str],
+                 problem: Problem) -> None:
     seen_addresses: dict[IPv4Address, str] = {}
     for name, node in topo.nodes.items():
         base = ("nodes", name)
@@ -54,34 +89,40 @@ def check_topology(topo: Topology, smap: SourceMap) -> None:
         for ifname, iface in node.interfaces.items():
             path = base + ("interfaces", ifname)
             if ifname == "lo":
-                problem(path, "'lo' is the loopback every node already has; name the interface eth0, eth1, ...")
+                problem(path, "'lo' is the loopback every node already has; name it eth0, eth1, ...")
             if iface.network is not None:
                 net = topo.networks.get(iface.network)
                 if net is None:
-                    known = ", ".join(sorted(topo.networks)) or "none declared"
+                    known = _names(topo.networks) or "none declared"
                     problem(path + ("network",), f"unknown network {iface.network!r} (networks: {known})")
                 elif iface.address is not None:
                     _check_in_subnet(iface.address, net.subnet, path + ("address",), problem, iface.network)
             elif (name, ifname) not in linked:
-                problem(path, "interface has neither a network nor a link; add 'network:' or list it under links")
+                if name not in unsure:
+                    problem(path, "interface has neither a network nor a link; "
+                                  "add 'network:' or list it under links")
+            elif iface.address is not None:
+                _check_host_address(iface.address, path + ("address",), problem)
             if iface.address is not None:
                 ip = iface.address.ip
                 if ip in seen_addresses:
                     problem(path + ("address",), f"address {ip} is already used by {seen_addresses[ip]}")
-                seen_addresses[ip] = f"{name}:{ifname}"
+                seen_addresses.setdefault(ip, f"{name}:{ifname}")
         _check_routes(topo, name, problem)
 
-    for i, link in enumerate(topo.links):
-        ends = [topo.nodes.get(n, None) for n, _ in link.ends]
-        if None in ends:
-            continue
-        addrs = [topo.nodes[n].interfaces.get(ifn) for n, ifn in link.ends]
-        if all(a is not None and a.address is not None for a in addrs):
-            a, b = (x.address for x in addrs if x is not None)
-            assert a is not None and b is not None
-            if a.network != b.network:
-                problem(("links", i), f"the two ends are on different subnets ({a.network} and {b.network})")
 
+def _check_link_subnets(topo: Topology, broken: set[int], problem: Problem) -> None:
+    """Both ends of a point-to-point link sit in one subnet (checked for links without other problems)."""
+    for i, link in enumerate(topo.links):
+        if i in broken:
+            continue
+        ifaces = [topo.nodes[n].interfaces[ifname] for n, ifname in link.ends]
+        a, b = ifaces[0].address, ifaces[1].address
+        if a is not None and b is not None and a.network != b.network:
+            problem(("links", i), f"the two ends are on different subnets ({a.network} and {b.network})")
+
+
+def _check_network_sizes(topo: Topology, problem: Problem) -> None:
     ports: dict[str, int] = {}
     for node in topo.nodes.values():
         for iface in node.interfaces.values():
@@ -91,35 +132,56 @@ def check_topology(topo: Topology, smap: SourceMap) -> None:
         if net.subnet.prefixlen > 30 and ports.get(net_name, 0) > 2:
             problem(("networks", net_name, "subnet"), f"{net.subnet} has room for at most 2 hosts")
 
-    if problems:
-        raise TopologyError(problems)
 
-
-def _check_in_subnet(addr: IPv4Interface, subnet: IPv4Network, path: tuple[object, ...], problem, net_name: str) -> None:  # type: ignore[no-untyped-def]
+def _check_in_subnet(addr: IPv4Interface, subnet: IPv4Network, path: tuple[object, ...], problem: Problem,
+                     net_name: str) -> None:
     if addr.ip not in subnet:
         problem(path, f"{addr} is outside network {net_name!r} ({subnet})")
     elif addr.network != subnet:
-        problem(path, f"{addr} has prefix /{addr.network.prefixlen} but network {net_name!r} is {subnet}; write {addr.ip}/{subnet.prefixlen}")
-    elif subnet.prefixlen < 31 and addr.ip in (subnet.network_address, subnet.broadcast_address):
-        problem(path, f"{addr.ip} is the {'network' if addr.ip == subnet.network_address else 'broadcast'} address of {subnet}")
+        problem(path, f"{addr} has prefix /{addr.network.prefixlen} but network {net_name!r} is {subnet}; "
+                      f"write {addr.ip}/{subnet.prefixlen}")
+    else:
+        _check_host_address(addr, path, problem)
 
 
-def _check_routes(topo: Topology, name: str, problem) -> None:  # type: ignore[no-untyped-def]
+def _check_host_address(addr: IPv4Interface, path: tuple[object, ...], problem: Problem) -> None:
+    """Not the network or broadcast address of its subnet (those exist only from /30 down)."""
+    subnet = addr.network
+    if subnet.prefixlen < 31 and addr.ip in (subnet.network_address, subnet.broadcast_address):
+        which = "network" if addr.ip == subnet.network_address else "broadcast"
+        problem(path, f"{addr.ip} is the {which} address of {subnet}; give a host address")
+
+
+def _check_routes(topo: Topology, name: str, problem: Problem) -> None:
     node = topo.nodes[name]
     connected = connected_subnets(topo, name)
+    own = {iface.address.ip for iface in node.interfaces.values() if iface.address is not None}
+    destinations: dict[str, int] = {}
     for i, route in enumerate(node.routes):
         path = ("nodes", name, "routes", i)
+        dest = str(route.to)
+        if dest in destinations:
+            problem(path + ("to",), f"a route to {dest} is already given by routes[{destinations[dest]}]; "
+                                    "the kernel takes one route per destination")
+        destinations.setdefault(dest, i)
+        if route.to != "default" and isinstance(route.to, IPv4Network) and route.to in connected:
+            problem(path + ("to",), f"{name!r} is directly connected to {route.to}; the kernel already has "
+                                    "that route, remove this one")
         if route.dev is not None and route.dev not in node.interfaces:
             problem(path + ("dev",), f"node {name!r} has no interface {route.dev!r}")
         if route.via is None and route.dev is None:
             problem(path, "a route needs 'via:' (a gateway) or 'dev:' (an interface)")
-        if route.via is not None and connected is not None and not any(route.via in s for s in connected):
+        if route.via is not None and route.via in own:
+            problem(path + ("via",), f"gateway {route.via} is the node's own address; "
+                                     "give the address of the next router")
+        elif route.via is not None and not any(route.via in s for s in connected):
             shown = ", ".join(str(s) for s in connected) or "none"
-            problem(path + ("via",), f"gateway {route.via} is not on a subnet {name!r} is connected to ({shown})")
+            problem(path + ("via",), f"gateway {route.via} is not on a subnet {name!r} is connected to "
+                                     f"({shown})")
 
 
-def connected_subnets(topo: Topology, name: str) -> list[IPv4Network] | None:
-    """The subnets a node has an interface on; None when one is unknown (unaddressed link)."""
+def connected_subnets(topo: Topology, name: str) -> list[IPv4Network]:
+    """The subnets a node has an addressed interface or a network on."""
     nets: list[IPv4Network] = []
     for iface in topo.nodes[name].interfaces.values():
         if iface.network and iface.network in topo.networks:
@@ -127,3 +189,8 @@ def connected_subnets(topo: Topology, name: str) -> list[IPv4Network] | None:
         elif iface.address is not None:
             nets.append(iface.address.network)
     return nets
+
+
+def _names(items: Mapping[str, object]) -> str:
+    shown = sorted(items)
+    return ", ".join(shown[:20]) + (f", ... ({len(shown)} in all)" if len(shown) > 20 else "")
