@@ -44,29 +44,50 @@ def docker_client() -> DockerClient:
 
 
 def start_containers(plan: Plan, topo: Topology, journal: Journal, progress: Any) -> dict[str, int]:
-    """Start every container node concurrently; return node -> PID of its init process."""
-    from lab.images import ensure_image
+    """Start every container node concurrently; return node -> PID of its init process.
 
+    The nodes' service configurations are rendered first, so a bad reference
+    (an unknown network, a missing document) fails before anything starts;
+    then the images are resolved (lab images built when missing).
+    """
+    from lab.images import ensure_images
+    from lab.services import plan_daemons, topology_dir
+
+    plan_daemons(plan, topo, topology_dir(plan.lab))
     client = docker_client()
     specs = [s for s in plan.nodes.values() if s.kind == "container"]
-    images = {s.image for s in specs if s.image}
-    resolved = {image: ensure_image(client, image, progress) for image in sorted(images)}
+    resolved = ensure_images(client, sorted({s.image for s in specs if s.image}), progress)
     journal.record([{"kind": "container", "name": names.container_name(plan.lab, s.name)} for s in specs])
 
     def run(spec: Any) -> tuple[str, int]:
-        container = client.containers.run(
-            resolved[spec.image],
-            name=names.container_name(plan.lab, spec.name),
-            hostname=spec.name,
-            labels={LABEL_LAB: plan.lab, LABEL_NODE: spec.name},
-            network_mode="none",
-            cap_add=CAPABILITIES,
-            environment=spec.env,
-            detach=True,
-            init=True,
-        )
+        import docker.errors
+
+        name = names.container_name(plan.lab, spec.name)
+        try:
+            container = client.containers.run(
+                resolved[spec.image],
+                name=name,
+                hostname=spec.name,
+                labels={LABEL_LAB: plan.lab, LABEL_NODE: spec.name},
+                network_mode="none",
+                cap_add=CAPABILITIES,
+                environment=spec.env,
+                detach=True,
+                init=True,
+            )
+        except docker.errors.APIError as exc:
+            text = str(exc.explanation or exc)
+            hint = (f"a container {name} already exists: lab down {plan.lab}, or docker rm -f {name} if it "
+                    "is not a lab's" if exc.status_code == 409 else "see: docker info; the Docker engine log")
+            raise EnvironmentProblem(f"node {spec.name}: docker could not start {name}: {text[:200]}",
+                                     hint) from None
         container.reload()
-        return spec.name, int(container.attrs["State"]["Pid"])
+        pid = int(container.attrs["State"].get("Pid") or 0)
+        if not container.attrs["State"].get("Running") or pid <= 0:
+            logs = container.logs(tail=5).decode(errors="replace").strip()[-200:] or "no output"
+            raise EnvironmentProblem(f"node {spec.name}: container {name} exited at once ({logs})",
+                                     f"its image {resolved[spec.image]} must run a long-lived command")
+        return spec.name, pid
 
     pids: dict[str, int] = {}
     with ThreadPoolExecutor(max_workers=min(16, max(1, len(specs)))) as pool:
@@ -77,7 +98,7 @@ def start_containers(plan: Plan, topo: Topology, journal: Journal, progress: Any
 
 
 def configure_containers(plan: Plan, topo: Topology, progress: Any) -> None:
-    """After wiring: write each container's /etc/hosts and start and wait for its services."""
+    """After wiring: each container's /etc/hosts and resolv.conf, then its daemons, started and waited for."""
     from lab.services import configure_and_start
 
     configure_and_start(plan, topo, progress)
