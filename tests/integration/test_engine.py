@@ -1,0 +1,131 @@
+"""The engine for real, through the CLI: run verdicts and exit codes, JSON, --keep, faults, cable pulls, capture."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from lab import deploy, state
+from lab.capture.packets import read_pcap
+from lab.cli import main
+from lab.experiments import expect
+from lab.net import faults
+from lab.report.jsonreport import problems
+
+pytestmark = pytest.mark.root
+ROOT = Path(__file__).resolve().parents[2]
+BOOK_LAN = ROOT / "topologies" / "book-lan.yaml"
+
+FAILING = '''
+from lab.experiments import expect
+from lab.experiments.engine import experiment
+
+@experiment(id="user-expects-too-much", title="a claim that cannot hold", section="test",
+            topology="book-lan.yaml", params={"count": 3})
+def steps(run):
+    with run.capture(["kongming20:eth0"], "icmp"):
+        run.sh("kongming20", ["ping", "-c", "1", "-W", "2", run.ip("ernest-laptop")])
+    run.expect(expect.count(expect.icmp(run.packets, type=8), run.p.count, "echo requests"))
+'''
+
+
+def test_run_json_schema_and_exit_code_zero(tmp_path, capsys):
+    rc = main(["run", "rst-closed-port", "--json", "--out", str(tmp_path)])
+    document = json.loads(capsys.readouterr().out)
+    assert rc == 0
+    assert problems(document) == []
+    item = document["experiments"][0]
+    assert item["id"] == "rst-closed-port" and item["verdict"] == "pass"
+    assert item["parameters"] == {"port": 54321}
+    assert all(e["verdict"] == "pass" for e in item["expectations"])
+    assert Path(item["report"]).exists()
+    assert state.labs_with_state() == [] or all(not lab.startswith("rcp-") for lab in state.labs_with_state())
+
+
+def test_a_failed_expectation_exits_one_and_says_why(tmp_path, capsys):
+    user = tmp_path / "mine"
+    user.mkdir()
+    (user / "too_much.py").write_text(FAILING)
+    rc = main(["run", "user-expects-too-much", "--path", str(user), "--out", str(tmp_path / "runs")])
+    text = capsys.readouterr().out
+    assert rc == 1
+    assert "FAIL" in text and "echo requests" in text
+    rc = main(["run", "user-expects-too-much", "--path", str(user), "-p", "count=1", "--out", str(tmp_path / "r2")])
+    assert rc == 0
+
+
+def test_bad_parameters_and_ids_exit_two(tmp_path):
+    assert main(["run", "no-such-experiment", "--out", str(tmp_path)]) == 2
+    assert main(["run", "rst-closed-port", "-p", "nope=1", "--out", str(tmp_path)]) == 2
+    assert main(["run", "rst-closed-port", "-p", "port=abc", "--out", str(tmp_path)]) == 2
+
+
+def test_keep_leaves_the_lab_up(tmp_path):
+    before = set(state.labs_up())
+    assert main(["run", "rst-closed-port", "--keep", "-q", "--out", str(tmp_path)]) == 0
+    kept = set(state.labs_up()) - before
+    assert len(kept) == 1
+    deploy.down(kept.pop())
+
+
+def test_faults_links_and_capture_through_the_cli(lab_factory, tmp_path):
+    lab = lab_factory(BOOK_LAN, name="eng-f")
+    journal = state.Journal("eng-f")
+    server = "192.168.1.108"
+    assert lab.exec("kongming20", ["ping", "-c1", "-W1", server]).returncode == 0
+
+    # 100 % loss in: pings fail; listed by inspect; cleared: pings work again.
+    assert main(["fault", "add", "ernest-laptop:eth0", "--loss", "100%", "--direction", "in", "--lab", "eng-f"]) == 0
+    assert lab.exec("kongming20", ["ping", "-c1", "-W1", server]).returncode == 1
+    assert [f["what"] for f in faults.active(journal)] == ["loss 100% in"]
+    assert main(["fault", "clear", "--lab", "eng-f"]) == 0
+    assert faults.active(journal) == []
+    assert lab.exec("kongming20", ["ping", "-c1", "-W1", server]).returncode == 0
+
+    # Dropping SYNs: a connect times out; the ping still works (only SYNs are hit).
+    assert main(["fault", "add", "ernest-laptop:eth0", "--drop", "tcp syn dport 9", "--lab", "eng-f"]) == 0
+    r = lab.exec("kongming20", ["nc", "-z", "-w", "2", server, "9"])
+    assert r.returncode != 0
+    assert lab.exec("kongming20", ["ping", "-c1", "-W1", server]).returncode == 0
+    assert main(["fault", "clear", "ernest-laptop:eth0", "--lab", "eng-f"]) == 0
+
+    # The cable pull at the switch: the server's NIC stays administratively up and loses carrier,
+    # as with a real pulled cable; nothing crosses.
+    assert main(["link", "down", "ernest-laptop:eth0", "--lab", "eng-f"]) == 0
+    flags = lab.exec("ernest-laptop", ["ip", "link", "show", "eth0"]).stdout.split("<")[1].split(">")[0].split(",")
+    assert "UP" in flags and "NO-CARRIER" in flags
+    assert lab.exec("kongming20", ["ping", "-c1", "-W1", server]).returncode == 1
+    assert main(["link", "up", "ernest-laptop:eth0", "--lab", "eng-f"]) == 0
+    assert lab.exec("kongming20", ["ping", "-c1", "-W2", server]).returncode == 0
+
+    # Rate limit is a tbf qdisc on the interface.
+    assert main(["fault", "add", "kongming20:eth0", "--rate", "1mbit", "--direction", "out", "--lab", "eng-f"]) == 0
+    assert "tbf" in lab.exec("kongming20", ["tc", "qdisc", "show", "dev", "eth0"]).stdout
+    assert main(["fault", "clear", "--lab", "eng-f"]) == 0
+    assert "tbf" not in lab.exec("kongming20", ["tc", "qdisc", "show", "dev", "eth0"]).stdout
+
+    # Delay needs netem: either it works, or the error says netem is missing (exit 3).
+    rc = main(["fault", "add", "kongming20:eth0", "--delay", "20ms", "--lab", "eng-f"])
+    assert rc == (0 if faults.netem_available() else 3)
+    main(["fault", "clear", "--lab", "eng-f"])
+
+    # An ad-hoc capture sees a ping.
+    pcap = tmp_path / "adhoc.pcap"
+    import threading
+
+    pinger = threading.Timer(1.0, lambda: lab.exec("kongming20", ["ping", "-c2", "-i", "0.2", server]))
+    pinger.start()
+    assert main(["capture", "ernest-laptop:eth0", "-w", str(pcap), "-d", "2.5", "-f", "icmp", "--lab", "eng-f"]) == 0
+    pinger.join()
+    packets = read_pcap(pcap, "ernest-laptop:eth0")
+    assert len(expect.icmp(packets, type=8)) == 2 and len(expect.icmp(packets, type=0)) == 2
+
+
+def test_bad_fault_input_exits_two(lab_factory):
+    lab_factory(BOOK_LAN, name="eng-g")
+    assert main(["fault", "add", "kongming20:eth0", "--drop", "tcp $(reboot)", "--lab", "eng-g"]) == 2
+    assert main(["fault", "add", "kongming20:eth9", "--loss", "5%", "--lab", "eng-g"]) == 2
+    assert main(["fault", "add", "kongming20:eth0", "--loss", "500%", "--lab", "eng-g"]) == 2
+    assert main(["fault", "add", "kongming20:eth0", "--lab", "eng-g"]) == 2
