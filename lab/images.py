@@ -209,7 +209,7 @@ def tag_for(recipe: Recipe, members: list[Member], parent_identity: str) -> str:
 # --- the root image -----------------------------------------------------------------
 
 
-def debian_sources(suite: str = SUITE) -> list[tuple[str, str]]:
+def debian_sources(suite: str = SUITE, apt: Path = Path("/etc/apt")) -> list[tuple[str, str]]:
     """(mirror URI, suite) pairs for ``suite*`` from this machine's apt sources, both file formats.
 
     ``$LAB_DEBIAN_MIRROR`` overrides; with nothing configured, deb.debian.org.
@@ -218,7 +218,6 @@ def debian_sources(suite: str = SUITE) -> list[tuple[str, str]]:
     if override:
         return [(override, suite)]
     pairs: list[tuple[str, str]] = []
-    apt = Path("/etc/apt")
     one_line = [apt / "sources.list", *sorted((apt / "sources.list.d").glob("*.list"))]
     for f in one_line:
         if not f.is_file():
