@@ -10,8 +10,10 @@ remove exactly what the journal (and, for containers, the labels) name.
 from __future__ import annotations
 
 import os
+import queue
 import resource
 import shutil
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -78,6 +80,7 @@ def up(
 
 def _apply(plan: Plan, topo: Topology, journal: Journal, progress: Progress) -> None:
     spaces: dict[str, netns.Namespace] = {}
+    files: _FilesAhead | None = None
     try:
         _ensure_open_files(len(plan.namespaces))
         missing: set[str] = set()
@@ -95,16 +98,21 @@ def _apply(plan: Plan, topo: Topology, journal: Journal, progress: Progress) -> 
                     missing.update(sysctl.write_sysctls(spec.sysctls))
 
         plain = [s for s in plan.namespaces if s.kind != "container"]
-        journal.record([{"kind": "netns", "name": s.name} for s in plain])
+        journal.record([{"kind": "netns", "name": s.name} for s in plain]
+                       + [{"kind": "etcdir", "name": ns} for ns in plan.hosts_files])
+        files = _FilesAhead([s.name for s in plain], plan)
+        files.start()
         for i, spec in enumerate(plain):
             if i % 50 == 0:
                 progress("namespaces", i, len(plain))
             try:
-                spaces[spec.name], absent = netns.make(spec.name, spec.sysctls)
+                files.next_claimed(spec.name)
             except FileExistsError:
+                journal.record([{"kind": "not-ours", "name": spec.name}])
                 raise EnvironmentProblem(
                     f"namespace {spec.name} already exists and is not this lab's",
                     f"remove it yourself if it is stale: ip netns delete {spec.name}") from None
+            spaces[spec.name], absent = netns.make(spec.name, spec.sysctls, claimed=True)
             missing.update(absent)
         _refuse_missing_sysctls(missing, plan)
 
@@ -122,13 +130,15 @@ def _apply(plan: Plan, topo: Topology, journal: Journal, progress: Progress) -> 
                     missing.update(sysctl.write_sysctls(spec.late_sysctls))
         _refuse_missing_sysctls(missing, plan)
 
-        _write_etc_files(plan, journal)
+        files.finish()
         if containers:
             from lab.nodes import container
 
             container.configure_containers(plan, topo, progress)
         progress("ready", 1, 1)
     finally:
+        if files is not None:
+            files.stop()
         for handle in spaces.values():
             handle.close()
 
@@ -146,7 +156,59 @@ def _ensure_open_files(namespaces: int) -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (need, hard))
 
 
-def _write_etc_files(plan: Plan, journal: Journal) -> None:
+class _FilesAhead(threading.Thread):
+    """Claims the namespaces' names, then writes their /etc/netns entries, in a helper thread.
+
+    Creating a file in /run/netns or /etc/netns costs 0.1-0.5 ms where /run
+    and /etc sit on a disk (as on the machine in docs/PERFORMANCE.md), about
+    as much as building the namespace; the builder thread meanwhile spends
+    its time in unshare(2) and netlink with the GIL released, so on two cores
+    the two overlap. Everything here is in the journal before it starts.
+    """
+
+    def __init__(self, names: list[str], plan: Plan) -> None:
+        super().__init__(name="lab-files-ahead", daemon=True)
+        self.names = names
+        self.plan = plan
+        self.claimed: queue.SimpleQueue[str | BaseException] = queue.SimpleQueue()
+        self.error: BaseException | None = None
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        for name in self.names:
+            if self.stopping.is_set():
+                return
+            try:
+                netns.claim(name)
+            except BaseException as exc:
+                self.claimed.put(exc)
+                return
+            self.claimed.put(name)
+        try:
+            _write_etc_files(self.plan, self.stopping)
+        except BaseException as exc:
+            self.error = exc
+
+    def next_claimed(self, name: str) -> None:
+        """Wait until ``name`` (the next in order) is claimed; re-raise the helper's error for it."""
+        item = self.claimed.get()
+        if isinstance(item, BaseException):
+            raise item
+        if item != name:
+            raise RuntimeError(f"claimed {item}, expected {name}")
+
+    def finish(self) -> None:
+        """Wait for the /etc/netns entries; re-raise what went wrong writing them."""
+        self.join()
+        if self.error is not None:
+            raise self.error
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.join()
+
+
+def _write_etc_files(plan: Plan, stopping: threading.Event) -> None:
     """Give each node an /etc/netns/<ns>/ (``ip netns exec`` mounts its hosts and resolv.conf over /etc).
 
     Nodes whose files are identical share one directory under the lab's state
@@ -154,9 +216,10 @@ def _write_etc_files(plan: Plan, journal: Journal) -> None:
     instead of a directory and two files (the hosts table alone is O(N) bytes,
     so copies would be O(N²)). Use :func:`node_etc_dir` to change one node's files.
     """
-    journal.record([{"kind": "etcdir", "name": ns} for ns in plan.hosts_files])
     shared: dict[tuple[str, str], Path] = {}
     for ns_name, text in plan.hosts_files.items():
+        if stopping.is_set():
+            return
         resolv = plan.resolv_files.get(ns_name, NO_RESOLVER)
         if (text, resolv) not in shared:
             files = {"hosts": text, "resolv.conf": resolv}
@@ -232,8 +295,9 @@ def _teardown(lab: str, journal: Journal) -> Teardown:
         except EnvironmentProblem as exc:
             if container_names:
                 report.skipped.append(f"containers {', '.join(container_names)}: {exc.message}")
+    not_ours = {e["name"] for e in entries if e["kind"] == "not-ours"}
     for entry in entries:
-        if entry["kind"] == "netns" and netns.delete(entry["name"]):
+        if entry["kind"] == "netns" and entry["name"] not in not_ours and netns.delete(entry["name"]):
             report.removed.append(f"namespace {entry['name']}")
     for entry in entries:
         if entry["kind"] == "etcdir":

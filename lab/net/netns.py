@@ -131,15 +131,27 @@ class Namespace:
         os.close(self.fd)
 
 
-def make(name: str, sysctls: dict[str, str]) -> tuple[Namespace, list[str]]:
+def claim(name: str) -> None:
+    """Create the empty mount point /run/netns/<name>; FileExistsError if the name is taken (not ours).
+
+    Separate from :func:`make` so that a helper thread can claim the names
+    ahead of the thread that builds the namespaces: creating a file can cost
+    as much as the unshare(2) itself when /run sits on a disk.
+    """
+    fd = os.open(netns_path(name), os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0o444)
+    os.close(fd)
+
+
+def make(name: str, sysctls: dict[str, str], claimed: bool = False) -> tuple[Namespace, list[str]]:
     """Create namespace ``name``, write its sysctls while inside, open its handle; no fork, one unshare.
 
-    Returns the handle and the sysctl keys this kernel does not have. Like
-    :func:`create`, an existing /run/netns/<name> is refused (FileExistsError).
+    Returns the handle and the sysctl keys this kernel does not have. Unless
+    :func:`claim` was called for it already (``claimed``), the name is claimed
+    first, and like :func:`create` an existing one is refused (FileExistsError).
     """
     path = netns_path(name)
-    fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0o444)
-    os.close(fd)
+    if not claimed:
+        claim(name)
     with _lock:
         home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
         try:
