@@ -75,6 +75,16 @@ def topology_dot(topo: Topology) -> str:
     return "\n".join(lines) + "\n"
 
 
+def hosts_of(topo: Topology) -> dict[str, str]:
+    """IP address → node name, for the headings of the packet sequence diagram (RunResult.hosts)."""
+    names: dict[str, str] = {}
+    for name, node in topo.nodes.items():
+        for iface in node.interfaces.values():
+            if iface.address is not None:
+                names.setdefault(str(iface.address.ip), name)
+    return names
+
+
 def _iface_address(topo: Topology, node: str, ifname: str) -> object | None:
     n = topo.nodes.get(node)
     if n is None or ifname not in n.interfaces:

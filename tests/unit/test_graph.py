@@ -121,3 +121,10 @@ def test_cli_graph_bad_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     bad.write_text("name: x\nnodes: {a: {kind: spaceship}}\n")
     assert main(["graph", str(bad)]) == 2
     assert "bad.yaml:2" in capsys.readouterr().err
+
+
+def test_hosts_of_names_every_address(book_lan: Topology) -> None:
+    hosts = graph.hosts_of(book_lan)
+    assert hosts["192.168.1.109"] == "kongming20" and hosts["192.168.1.1"] == "router"
+    assert hosts["10.0.0.2"] == "isp" and hosts["10.0.1.10"] == "far-host"
+    assert len(hosts) == 7  # the routers have two addresses each
