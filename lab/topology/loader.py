@@ -130,6 +130,11 @@ def load_topology_text(
     if "\x00" in text:
         line = text[: text.index("\x00")].count("\n") + 1
         raise TopologyError([f"{filename}:{line}: the file contains a NUL byte"])
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:  # a lone surrogate: only text made in Python can hold one
+        line = text[: exc.start].count("\n") + 1
+        raise TopologyError([f"{filename}:{line}: the text is not valid Unicode ({exc.reason})"]) from None
     smap = SourceMap(filename)
     if any(sign in text for sign in TEMPLATE_SIGNS):
         try:
