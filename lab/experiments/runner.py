@@ -22,7 +22,7 @@ from lab import deploy, state
 from lab.errors import LabError
 from lab.experiments.context import Run
 from lab.experiments.engine import Experiment
-from lab.report.model import RunResult
+from lab.report.model import RunResult, overall_verdict
 from lab.topology import load_topology
 
 
@@ -70,17 +70,23 @@ def run_one(exp: Experiment, overrides: dict[str, str], out_dir: Path, keep: boo
     verdicts = ctx.verdicts if ctx else []
     if error is None and not verdicts:
         error = "the experiment checked nothing (no expectation was recorded)"
-    verdict = "error" if error else ("pass" if all(v.ok for v in verdicts) else "fail")
+    verdict = overall_verdict(verdicts, error)
     result = RunResult(
         id=exp.id, title=exp.title, section=exp.section, topology=lab or topo.name,
         parameters=vars(params), verdict=verdict, duration_s=round(time.time() - started, 3), started=started,
         expectations=verdicts, steps=ctx.steps if ctx else [], packets=ctx.packets if ctx else [],
         pcaps={k: str(v) for k, v in (ctx.pcaps if ctx else {}).items()}, book_listing=exp.book,
         modern_note=exp.modern + ("\n" + "\n".join(ctx.notes) if ctx and ctx.notes else ""),
-        error=error, topology_svg=_svg(topo), run_dir=run_dir, html_path=None,
+        error=error, topology_svg=_svg(topo), run_dir=run_dir, html_path=None, hosts=_hosts(topo),
     )
     write_reports(result)
     return result
+
+
+def _hosts(topo: object) -> dict[str, str]:
+    from lab.report.graph import hosts_of
+
+    return hosts_of(topo)  # type: ignore[arg-type]
 
 
 def _svg(topo: object) -> str | None:
