@@ -123,6 +123,7 @@ def _apply(plan: Plan, topo: Topology, journal: Journal, progress: Progress) -> 
         links.queue_addresses(plan, spaces)
         links.flush(spaces)
         progress("links", 2, 3)
+        links.settle(plan, spaces)
         links.tx_checksum_off(plan, spaces)
         for spec in plan.namespaces:
             if spec.late_sysctls:

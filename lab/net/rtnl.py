@@ -72,6 +72,7 @@ RT_SCOPE_LINK = 253
 RTN_UNICAST = 1
 
 SIOCETHTOOL = 0x8946
+ETHTOOL_GLINK = 0x0A
 ETHTOOL_STXCSUM = 0x17
 
 CHUNK = 64 * 1024  # bytes of requests per send(); well under the default 208 KiB socket buffer
@@ -269,16 +270,31 @@ class Rtnl:
 
     def tx_checksum_off(self, ifname: str) -> None:
         """``ethtool -K IF tx off``, through this socket: device ioctls act in the socket's namespace."""
+        self._ethtool(ifname, ETHTOOL_STXCSUM, 0, "turn TX checksum offload off on")
+
+    def settle_link(self, ifname: str) -> bool:
+        """``ethtool IF`` (get link): the kernel first applies the link's pending carrier event; True if up.
+
+        A carrier change is applied later by the kernel's linkwatch worker, at
+        most ~100-200 devices a run and a run a second: until then a veth
+        that came up before its peer keeps a no-op qdisc (drops what it is
+        given) and a bridge port stays disabled. With 1,000 ports that is
+        tens of seconds of a half-working LAN after ``up`` returned. Asking
+        for the link state applies the pending event at once, in this call.
+        """
+        return bool(self._ethtool(ifname, ETHTOOL_GLINK, 0, "read the link state of"))
+
+    def _ethtool(self, ifname: str, cmd: int, data: int, what: str) -> int:
         import ctypes
         import fcntl
 
-        value = ctypes.create_string_buffer(struct.pack("II", ETHTOOL_STXCSUM, 0))
+        value = ctypes.create_string_buffer(struct.pack("II", cmd, data))
         ifreq = struct.pack("16sP", ifname.encode(), ctypes.addressof(value))
         try:
             fcntl.ioctl(self.sock.fileno(), SIOCETHTOOL, ifreq)
         except OSError as exc:
-            what = f"turn TX checksum offload off on {ifname} in {self.label}"
-            raise OSError(exc.errno, f"{what}: {exc.strerror}") from None
+            raise OSError(exc.errno, f"{what} {ifname} in {self.label}: {exc.strerror}") from None
+        return int(struct.unpack_from("II", value.raw)[1])
 
 
 def _ext_ack_message(msg: bytes, flags: int) -> str:
