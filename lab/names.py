@@ -7,6 +7,7 @@ shortened with a stable hash rather than truncated into a collision.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 
 IFNAMSIZ = 15
@@ -42,8 +43,16 @@ def bridge_name(network: str, shard: int = 0) -> str:
 
 
 def port_name(node: str, ifname: str) -> str:
-    """The switch-side end of a node's veth: ``<node>-<if>`` when it fits, else shortened with a hash."""
+    """The switch-side end of a node's veth: ``<node>-<if>`` when it fits, else ``<node[:5]>_<hash>``.
+
+    The hash is 45 bits (9 base32 characters), so even 10,000 long names that
+    share a prefix do not collide (6 hex digits did, from about 5,000). The
+    '_' keeps shortened names apart from bridge names. Clashes between two
+    literal names (``web-a``+``eth0`` and ``web``+``a-eth0``) are refused by
+    the topology's validation.
+    """
     name = f"{node}-{ifname}"
     if len(name) <= IFNAMSIZ:
         return name
-    return f"{node[:8]}-{short_hash(node, ifname)}"
+    digest = base64.b32encode(hashlib.sha1(f"{node}\x1f{ifname}".encode()).digest()).decode().lower()
+    return f"{node[:5]}_{digest[:9]}"

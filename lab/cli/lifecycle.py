@@ -17,8 +17,10 @@ from lab.cli.common import console, out
 from lab.errors import InputError
 from lab.nodes import node_from_info
 from lab.topology import load_topology
+from lab.topology.trust import check_trusted_path
 
 VarOption = typer.Option([], "--var", "-v", help="Template variable NAME=VALUE for a jinja2 topology (repeatable).")
+ForceOption = typer.Option(False, "--force", help="Accept a topology file in a world-writable place.")
 
 
 def parse_vars(values: list[str]) -> dict[str, str]:
@@ -44,8 +46,11 @@ def register(app: typer.Typer) -> None:
     def validate(
         topology: Path = typer.Argument(..., help="Topology YAML file."),
         var: list[str] = VarOption,
+        force: bool = ForceOption,
     ) -> None:
         """Check a topology file; exit 0 if it is valid, 2 with file:line: field: problem if not."""
+        if not force:
+            check_trusted_path(topology)
         topo, _ = load_topology(topology, parse_vars(var))
         n_if = sum(len(n.interfaces) for n in topo.nodes.values())
         out.print(f"{topology}: ok — lab {topo.name}: {len(topo.nodes)} nodes, {len(topo.networks)} networks, "
@@ -57,16 +62,21 @@ def register(app: typer.Typer) -> None:
         dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan; create nothing."),
         var: list[str] = VarOption,
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress and no table."),
+        force: bool = ForceOption,
     ) -> None:
         """Build the lab the topology describes (rolled back on any failure)."""
+        from lab.doctor import needs_for, preflight
         from lab.plan import make_plan
 
+        if not force:
+            check_trusted_path(topology)
         topo, _ = load_topology(topology, parse_vars(var))
         if dry_run:
             for line in make_plan(topo).describe():
                 out.print(line)
             return
         text = Path(topology).read_text()
+        preflight(needs_for(topo))
         if quiet:
             plan = deploy.up(topo, text, str(topology))
         else:

@@ -359,7 +359,7 @@ def _user_path(loc: tuple[Any, ...], data: Any, err_type: str) -> tuple[Any, ...
 
 def _show_part(part: Any) -> str:
     """A key as the user wrote it, unless it would hide the message (a newline, a 300 kB key)."""
-    if isinstance(part, str) and part.isprintable() and len(part) <= 40:
+    if isinstance(part, str) and part.isprintable() and part.strip() == part and 0 < len(part) <= 40:
         return part
     return str(part) if isinstance(part, int) else _short(part, 40)
 

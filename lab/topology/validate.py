@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from typing import TYPE_CHECKING
 
+from lab import names
 from lab.errors import TopologyError
 from lab.topology.model import Topology
 
@@ -33,6 +34,7 @@ def check_topology(topo: Topology, smap: SourceMap) -> None:
     _check_nodes(topo, linked, unsure_nodes, problem)
     _check_link_subnets(topo, broken_links, problem)
     _check_network_sizes(topo, problem)
+    _check_switch_names(topo, problem)
     if problems:
         raise TopologyError(problems)
 
@@ -131,6 +133,36 @@ def _check_network_sizes(topo: Topology, problem: Problem) -> None:
     for net_name, net in topo.networks.items():
         if net.subnet.prefixlen > 30 and ports.get(net_name, 0) > 2:
             problem(("networks", net_name, "subnet"), f"{net.subnet} has room for at most 2 hosts")
+
+
+def _check_switch_names(topo: Topology, problem: Problem) -> None:
+    """Bridges and switch-side ports share one namespace, so their kernel names must all differ.
+
+    ``web-a``+``eth0`` and ``web``+``a-eth0`` would both make port ``web-a-eth0``;
+    node ``br`` with interface ``lan`` would make ``br-lan``, the bridge of network lan.
+    """
+    ports: dict[str, int] = {}
+    for node in topo.nodes.values():
+        for iface in node.interfaces.values():
+            if iface.network:
+                ports[iface.network] = ports.get(iface.network, 0) + 1
+    taken: dict[str, str] = {}
+    for net_name in topo.networks:
+        for shard in range(max(1, -(-ports.get(net_name, 0) // 1000))):
+            bridge = names.bridge_name(net_name, shard)
+            if bridge in taken:
+                problem(("networks", net_name), f"its bridge would be named {bridge!r}, like {taken[bridge]}; "
+                                                "rename the network")
+            taken.setdefault(bridge, f"the bridge of network {net_name!r}")
+    for node_name, node in topo.nodes.items():
+        for ifname, iface in node.interfaces.items():
+            if not iface.network:
+                continue
+            port = names.port_name(node_name, ifname)
+            if port in taken:
+                problem(("nodes", node_name, "interfaces", ifname),
+                        f"its switch port would be named {port!r}, like {taken[port]}; rename the node or interface")
+            taken.setdefault(port, f"the switch port of {node_name}:{ifname}")
 
 
 def _check_in_subnet(addr: IPv4Interface, subnet: IPv4Network, path: tuple[object, ...], problem: Problem,

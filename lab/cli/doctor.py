@@ -1,0 +1,38 @@
+"""The ``doctor`` verb: one row per check of the machine, with what to do; exit 3 when something fails."""
+
+from __future__ import annotations
+
+import json
+
+import typer
+from rich.table import Table
+
+from lab.cli.common import out
+
+STYLE = {"ok": "green", "warn": "yellow", "fail": "bold red"}
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def doctor(
+        as_json: bool = typer.Option(False, "--json", help="JSON output."),
+        nodes: int = typer.Option(20, "--nodes", "-n", min=1, max=100_000,
+                                  help="Judge the kernel limits for a lab of this many nodes."),
+    ) -> None:
+        """Check what this machine lacks or has wrong for labs (root, Docker, iptables, qdiscs, tools, limits)."""
+        from lab.doctor import FAIL, run_checks
+
+        checks = run_checks(nodes)
+        failed = any(c.status == FAIL for c in checks)
+        if as_json:
+            out.print_json(json.dumps({"ok": not failed, "checks": [c.to_dict() for c in checks]}))
+        else:
+            table = Table("check", "status", "what lab found, and what to do", show_lines=False)
+            for c in checks:
+                text = c.summary + (f" [bold]→ {c.fix}[/]" if c.fix else "")
+                table.add_row(c.name, f"[{STYLE[c.status]}]{c.status}[/]", text)
+            out.print(table)
+            counts = {s: sum(c.status == s for c in checks) for s in STYLE}
+            out.print(f"{counts['ok']} ok, {counts['warn']} warnings, {counts['fail']} failed")
+        if failed:
+            raise typer.Exit(3)
