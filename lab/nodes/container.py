@@ -118,9 +118,10 @@ def remove_containers(lab: str, journal_names: list[str]) -> tuple[list[str], li
     removed, skipped = [], []
     seen = set()
     labelled = client.containers.list(all=True, filters={"label": f"{LABEL_LAB}={lab}"})
+    with ThreadPoolExecutor(max_workers=min(16, max(1, len(labelled)))) as pool:  # concurrently, as they started
+        list(pool.map(lambda c: c.remove(force=True), labelled))
     for c in labelled:
         seen.add(c.name)
-        c.remove(force=True)
         removed.append(c.name)
     for name in journal_names:
         if name in seen:
