@@ -236,6 +236,9 @@ def ip_fragmentation(run: Run) -> None:
     size, small = run.p.size, run.p.small
     a_ip, b_ip = run.ip(A), run.ip(B)
     mtu = _mtu(run, A)
+    if small + ICMP_ECHO_HEADER + IP_HEADER > mtu:
+        raise InputError(f"-p small={small}: that ping does not fit the LAN's MTU {mtu}",
+                         f"use at most {mtu - ICMP_ECHO_HEADER - IP_HEADER}")
     plan = fragment_plan(size + ICMP_ECHO_HEADER, mtu)
     with run.capture([f"{A}:eth0"], "icmp"):
         big = run.sh(A, ["ping", "-c1", "-W2", "-s", str(size), b_ip])
@@ -285,6 +288,10 @@ $ sudo route -Cn        # the route cache: the far host now has a cached route v
 )
 def icmp_redirect(run: Run) -> None:
     p = run.p
+    if p.interval < 0.1:
+        raise InputError(f"-p interval={p.interval}: G rate-limits its redirects (ip_rt_redirect_load = 20 ms, "
+                         "doubling after each one), so echoes closer than 0.1 s apart may get none",
+                         "use -p interval=0.1 or more")
     gateway, router = B, ROUTER  # G: the wrong gateway, a LAN host that forwards; R: the real router
     a_ip, g_ip, r_ip, w_ip = run.ip(A), run.ip(gateway), run.ip(router, "eth0"), run.ip(FAR)
     g_mac, r_mac = run.mac(gateway), run.mac(router, "eth0")
