@@ -30,7 +30,7 @@ from typing import Any
 from lab import procs
 from lab.capture.packets import Packet, merge
 from lab.capture.tcpdump import CaptureSet, Tcpdump
-from lab.errors import InputError
+from lab.errors import EnvironmentProblem, InputError
 from lab.experiments.expect import Verdict
 from lab.net import faults
 from lab.nodes import Node, node_from_info
@@ -235,7 +235,10 @@ class Run:
         finally:
             cap.stop()
             pcaps = cap.pcaps()
-            self.pcaps.update(pcaps)
+            for point, path in pcaps.items():
+                # A second capture at the same point keeps the first one's file in the report too.
+                key = point if point not in self.pcaps else f"{point} (capture {self._captures})"
+                self.pcaps[key] = path
             self.packets = merge(pcaps)
             lost = sum(d.dropped for d in dumps)
             if lost:
@@ -246,7 +249,7 @@ class Run:
         """Set a sysctl in the node's namespace for this run; the old value comes back at the end."""
         old = self.sh(node, ["sysctl", "-n", key], record=False)
         if old.rc != 0:
-            raise InputError(f"{node}: this kernel has no sysctl {key}")
+            raise EnvironmentProblem(f"{node}: this kernel has no sysctl {key}")
         self._sysctls.append((node, key, old.stdout.strip()))
         r = self.sh(node, ["sysctl", "-w", f"{key}={value}"], title=f"sysctl {key}={value}")
         if r.rc != 0:

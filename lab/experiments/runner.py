@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from lab import deploy, state
-from lab.errors import LabError
+from lab.errors import InputError, LabError
 from lab.experiments.context import Run
 from lab.experiments.engine import Experiment
 from lab.report.model import RunResult, overall_verdict
@@ -54,6 +54,8 @@ def run_one(exp: Experiment, overrides: dict[str, str], out_dir: Path, keep: boo
         progress("running steps")
         try:
             exp.steps(ctx)
+        except InputError:
+            raise  # a parameter the experiment cannot work with: bad input (exit 2), no verdict
         except LabError as exc:
             error = str(exc)
         except Exception as exc:
