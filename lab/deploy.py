@@ -56,8 +56,9 @@ def up(
             hint = f"run: lab down {topo.name}"
             raise InputError(f"lab {topo.name!r} is already up (or was interrupted)", hint)
         netns.ensure_netns_dir()
+        _refuse_taken_names(plan)
         journal.start({"file": source_file, "created": time.time(), "pid": os.getpid()})
-        (lab_dir(topo.name) / "topology.yaml").write_text(source_text)
+        _write_private(lab_dir(topo.name) / "topology.yaml", source_text)
         try:
             _apply(plan, topo, journal, progress)
         except BaseException as exc:
@@ -78,6 +79,37 @@ def up(
     return plan
 
 
+def _refuse_taken_names(plan: Plan) -> None:
+    """Refuse, before anything is created, a lab whose namespace names are taken by someone else.
+
+    A /run/netns or /etc/netns entry with one of this lab's names that the
+    lab's journal does not know belongs to someone else: a hand-made
+    namespace, another state directory's lab of the same name, or debris
+    the user should look at. lab never adopts or deletes it. (The O_EXCL
+    claim in ``_apply`` still guards the moment between this check and the build.)
+    """
+    wanted = {s.name for s in plan.namespaces}
+    taken: set[str] = set()
+    for directory in (netns.NETNS_DIR, ETC_NETNS):
+        try:
+            taken |= wanted & set(os.listdir(directory))
+        except FileNotFoundError:
+            continue
+    if taken:
+        first = sorted(taken)
+        shown = ", ".join(first[:3]) + (f" and {len(first) - 3} more" if len(first) > 3 else "")
+        raise EnvironmentProblem(
+            f"namespace {shown} already exists and is not this lab's (nothing was created or removed)",
+            f"remove it yourself if it is stale: ip netns delete {first[0]}; rm -r {ETC_NETNS}/{first[0]}")
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write a state file readable by root only (the umask alone would leave it world-readable)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+
+
 def _apply(plan: Plan, topo: Topology, journal: Journal, progress: Progress) -> None:
     spaces: dict[str, netns.Namespace] = {}
     files: _FilesAhead | None = None
@@ -91,8 +123,14 @@ def _apply(plan: Plan, topo: Topology, journal: Journal, progress: Progress) -> 
             progress("starting containers", 0, len(containers))
             pids = container.start_containers(plan, topo, journal, progress)
             journal.record([{"kind": "netns", "name": s.name} for s in containers])
-            for spec in containers:
-                netns.attach(spec.name, f"/proc/{pids[spec.node or '']}/ns/net")
+            for i, spec in enumerate(containers):
+                try:
+                    netns.attach(spec.name, f"/proc/{pids[spec.node or '']}/ns/net")
+                except FileExistsError:
+                    journal.record([{"kind": "not-ours", "name": s.name} for s in containers[i:]])
+                    raise EnvironmentProblem(
+                        f"namespace {spec.name} already exists and is not this lab's",
+                        f"remove it yourself if it is stale: ip netns delete {spec.name}") from None
                 spaces[spec.name] = handle = netns.open_namespace(spec.name)
                 with netns.entered_fd(handle.fd):
                     missing.update(sysctl.write_sysctls(spec.sysctls))
@@ -107,8 +145,8 @@ def _apply(plan: Plan, topo: Topology, journal: Journal, progress: Progress) -> 
                 progress("namespaces", i, len(plain))
             try:
                 files.next_claimed(spec.name)
-            except FileExistsError:
-                journal.record([{"kind": "not-ours", "name": spec.name}])
+            except FileExistsError:  # this name and every later one were never claimed by us
+                journal.record([{"kind": "not-ours", "name": s.name} for s in plain[i:]])
                 raise EnvironmentProblem(
                     f"namespace {spec.name} already exists and is not this lab's",
                     f"remove it yourself if it is stale: ip netns delete {spec.name}") from None
@@ -240,9 +278,14 @@ NO_RESOLVER = "# lab: no DNS server configured for this node\n"
 
 def _new_etc_dir(lab: str, name: str, files: dict[str, str]) -> Path:
     d = lab_dir(lab) / "etc" / name
-    d.mkdir(parents=True, exist_ok=True)
+    d.parent.mkdir(mode=0o700, exist_ok=True)
+    d.mkdir(mode=0o700, exist_ok=True)
     for filename, text in {"resolv.conf": NO_RESOLVER, **files}.items():
-        (d / filename).write_text(text)
+        # World-readable on purpose: ``ip netns exec`` mounts them over /etc/hosts and /etc/resolv.conf,
+        # where a node's non-root programs read them; the 0700 directories keep them private by path.
+        path = d / filename
+        path.write_text(text)
+        os.chmod(path, 0o644)
     return d
 
 
@@ -301,7 +344,7 @@ def _teardown(lab: str, journal: Journal) -> Teardown:
         if entry["kind"] == "netns" and entry["name"] not in not_ours and netns.delete(entry["name"]):
             report.removed.append(f"namespace {entry['name']}")
     for entry in entries:
-        if entry["kind"] == "etcdir":
+        if entry["kind"] == "etcdir" and entry["name"] not in not_ours:
             path = Path(ETC_NETNS) / entry["name"]
             if path.parent != Path(ETC_NETNS) or not path.name.startswith(names.PREFIX):
                 continue
@@ -324,17 +367,28 @@ def _teardown(lab: str, journal: Journal) -> Teardown:
 
 
 def clean() -> list[Teardown]:
-    """``down`` for every lab with a journal, then any container labelled as a lab's whose journal is gone."""
+    """``down`` for every lab with a journal, then any container labelled as a lab's whose journal is gone.
+
+    What looks like a lab's but no journal here names (a hand-made ``lab-*``
+    namespace, another state directory's lab) is left alone and listed as skipped.
+    """
     netns.require_root()
     reports = [down(lab) for lab in labs_with_state()]
+    others = Teardown("(no journal)")
     try:
         from lab.nodes import container
 
-        orphans = container.remove_orphans(known=set())
-        if orphans:
-            reports.append(Teardown("(no journal)", removed=[f"container {n}" for n in orphans]))
+        orphans, others.skipped = container.remove_orphans(known=set())
+        others.removed = [f"container {n}" for n in orphans]
     except EnvironmentProblem:
         pass
+    try:
+        foreign = sorted(n for n in os.listdir(netns.NETNS_DIR) if n.startswith(names.PREFIX))
+    except FileNotFoundError:
+        foreign = []
+    others.skipped += [f"namespace {n}: no lab journal here names it, left alone" for n in foreign]
+    if others.removed or others.skipped:
+        reports.append(others)
     return reports
 
 

@@ -26,9 +26,11 @@ from typing import Any
 
 from lab.errors import InputError, LabNotFound
 
+DEFAULT_ROOT = "/run/lab"
+
 
 def state_root() -> Path:
-    return Path(os.environ.get("LAB_STATE_DIR", "/run/lab"))
+    return Path(os.environ.get("LAB_STATE_DIR", DEFAULT_ROOT))
 
 
 def lab_dir(lab: str) -> Path:
@@ -44,16 +46,40 @@ def ensure_root_dir() -> Path:
 
 @contextmanager
 def lab_lock(lab: str, wait: bool = False) -> Iterator[None]:
-    """Hold the lab's lock: two ``up`` of one lab never interleave; the second gets a clear error."""
+    """Hold the lab's lock: two ``up`` of one lab never interleave; the second gets a clear error.
+
+    The lock file goes away with the lab: a holder that leaves no lab directory
+    unlinks it before letting go, so ``down`` leaves no state file behind. A
+    process that was waiting on the unlinked file sees that its inode is no
+    longer the one at the path, and starts over on a fresh file.
+    """
     root = ensure_root_dir()
-    fd = os.open(root / f".{lab}.lock", os.O_RDWR | os.O_CREAT, 0o600)
-    try:
+    path = root / f".{lab}.lock"
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         except BlockingIOError:
+            os.close(fd)
             raise InputError(f"lab {lab!r} is being changed by another lab process", "wait for it to finish") from None
+        except BaseException:  # Ctrl-C while waiting
+            os.close(fd)
+            raise
+        try:
+            current = os.stat(path)
+        except FileNotFoundError:
+            current = None
+        if current is not None and current.st_ino == os.fstat(fd).st_ino:
+            break
+        os.close(fd)  # unlinked by the previous holder: take the new file's lock instead
+    try:
         yield
     finally:
+        if not lab_dir(lab).exists():
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
         os.close(fd)
 
 

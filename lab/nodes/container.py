@@ -9,6 +9,7 @@ them even when the journal is gone.
 
 from __future__ import annotations
 
+import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
 
 LABEL_LAB = "lab.name"
 LABEL_NODE = "lab.node"
+LABEL_STATE = "lab.state"  # the state directory of the lab that made it: another one's containers are not ours
 CAPABILITIES = ["NET_ADMIN", "NET_RAW"]
 
 
@@ -68,7 +70,7 @@ def start_containers(plan: Plan, topo: Topology, journal: Journal, progress: Any
                 resolved[spec.image],
                 name=name,
                 hostname=spec.name,
-                labels={LABEL_LAB: plan.lab, LABEL_NODE: spec.name},
+                labels={LABEL_LAB: plan.lab, LABEL_NODE: spec.name, LABEL_STATE: _state_root()},
                 network_mode="none",
                 cap_add=CAPABILITIES,
                 environment=spec.env,
@@ -104,6 +106,19 @@ def configure_containers(plan: Plan, topo: Topology, progress: Any) -> None:
     configure_and_start(plan, topo, progress)
 
 
+def _state_root() -> str:
+    from lab.state import state_root
+
+    return os.path.abspath(state_root())
+
+
+def is_ours(labels: dict[str, str]) -> bool:
+    """Made under this state directory (containers from before the label count as the default one's)."""
+    from lab.state import DEFAULT_ROOT
+
+    return labels.get(LABEL_STATE, DEFAULT_ROOT) == _state_root()
+
+
 def remove_containers(lab: str, journal_names: list[str]) -> tuple[list[str], list[str]]:
     """Remove the lab's containers: those the journal names that carry our labels, and any labelled ours."""
     if not journal_names:
@@ -117,7 +132,14 @@ def remove_containers(lab: str, journal_names: list[str]) -> tuple[list[str], li
 
     removed, skipped = [], []
     seen = set()
-    labelled = client.containers.list(all=True, filters={"label": f"{LABEL_LAB}={lab}"})
+    labelled = []
+    for c in client.containers.list(all=True, filters={"label": f"{LABEL_LAB}={lab}"}):
+        if is_ours(c.labels):
+            labelled.append(c)
+        else:
+            seen.add(c.name)
+            skipped.append(f"container {c.name}: lab {lab!r} of another state directory "
+                           f"({c.labels.get(LABEL_STATE)}), left alone")
     with ThreadPoolExecutor(max_workers=min(16, max(1, len(labelled)))) as pool:  # concurrently, as they started
         list(pool.map(lambda c: c.remove(force=True), labelled))
     for c in labelled:
@@ -130,7 +152,7 @@ def remove_containers(lab: str, journal_names: list[str]) -> tuple[list[str], li
             c = client.containers.get(name)
         except docker.errors.NotFound:
             continue
-        if c.labels.get(LABEL_LAB) != lab:
+        if c.labels.get(LABEL_LAB) != lab or not is_ours(c.labels):
             skipped.append(f"container {name}: not labelled as lab {lab!r}, left alone")
             continue
         c.remove(force=True)
@@ -138,21 +160,29 @@ def remove_containers(lab: str, journal_names: list[str]) -> tuple[list[str], li
     return removed, skipped
 
 
-def remove_orphans(known: set[str]) -> list[str]:
-    """Containers labelled as some lab's whose lab has no journal any more (after the state dir was lost)."""
+def remove_orphans(known: set[str]) -> tuple[list[str], list[str]]:
+    """Containers labelled as a lab's of this state directory whose journal is gone (the state dir was lost).
+
+    Returns (removed, skipped): containers of another state directory's labs are left alone, and said so.
+    """
     from lab.state import labs_with_state
 
     try:
         client = docker_client()
     except EnvironmentProblem:
-        return []
+        return [], []
     alive = set(labs_with_state()) | known
-    removed = []
+    removed, skipped = [], []
     for c in client.containers.list(all=True, filters={"label": LABEL_LAB}):
-        if c.labels.get(LABEL_LAB) not in alive:
-            c.remove(force=True)
-            removed.append(c.name)
-    return removed
+        if c.labels.get(LABEL_LAB) in alive:
+            continue
+        if not is_ours(c.labels):
+            skipped.append(f"container {c.name}: lab {c.labels.get(LABEL_LAB)!r} of another state directory "
+                           f"({c.labels.get(LABEL_STATE)}), left alone")
+            continue
+        c.remove(force=True)
+        removed.append(c.name)
+    return removed, skipped
 
 
 class ContainerNode(Node):
