@@ -38,8 +38,8 @@ def check_trusted_path(path: str | Path) -> None:
             mode = os.stat(place).st_mode
         except OSError:  # missing: loading the file reports it with a better message
             continue
-        if not mode & stat.S_IWOTH:
-            continue
+        if not mode & stat.S_IWOTH or not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+            continue  # a device or FIFO is refused by the loader, with its own message
         if stat.S_ISDIR(mode) and mode & stat.S_ISVTX:
             continue
         what = "directory" if stat.S_ISDIR(mode) else "file"
