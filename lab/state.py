@@ -18,6 +18,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from lab.errors import InputError, LabNotFound
+from lab.topology.model import LAB_NAME
 
 DEFAULT_ROOT = "/run/lab"
 
@@ -33,8 +35,17 @@ def state_root() -> Path:
     return Path(os.environ.get("LAB_STATE_DIR", DEFAULT_ROOT))
 
 
+def check_lab_name(lab: str) -> str:
+    """A lab name becomes a path under the state root: refuse anything else (``lab down ..`` must not
+    make the lab directory /run itself, which teardown would then remove)."""
+    if not (isinstance(lab, str) and len(lab) <= 20 and re.fullmatch(LAB_NAME, lab)):
+        raise LabNotFound(f"{lab!r} is not a lab name", "lab names are lower-case letters, digits and inner "
+                                                         "hyphens; see: lab ls")
+    return lab
+
+
 def lab_dir(lab: str) -> Path:
-    return state_root() / lab
+    return state_root() / check_lab_name(lab)
 
 
 def ensure_root_dir() -> Path:
@@ -54,7 +65,7 @@ def lab_lock(lab: str, wait: bool = False) -> Iterator[None]:
     longer the one at the path, and starts over on a fresh file.
     """
     root = ensure_root_dir()
-    path = root / f".{lab}.lock"
+    path = root / f".{check_lab_name(lab)}.lock"
     while True:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
@@ -152,7 +163,8 @@ def labs_with_state() -> list[str]:
     root = state_root()
     if not root.exists():
         return []
-    return sorted(p.name for p in root.iterdir() if p.is_dir() and (p / "journal.jsonl").exists())
+    return sorted(p.name for p in root.iterdir()
+                  if re.fullmatch(LAB_NAME, p.name) and p.is_dir() and (p / "journal.jsonl").exists())
 
 
 def labs_up() -> list[str]:

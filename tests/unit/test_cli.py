@@ -168,3 +168,20 @@ def test_doctor_fails_with_exit_3_when_not_root(capsys: pytest.CaptureFixture[st
     assert code == 3
     assert "lab needs root to create namespaces" in out and "run it with sudo" in out
     assert "failed" in out.splitlines()[-1]
+
+
+@pytest.mark.parametrize("args", [["down", ".."], ["down", "."], ["inspect", ".."],
+                                  ["exec", "--lab", "..", "a", "--", "true"]])
+def test_lab_names_from_the_command_line_never_become_paths(capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch, args: list[str]) -> None:
+    """`lab down ..` once made the lab directory the state root's parent (/run) and removed it."""
+    root = tmp_path / "state"
+    root.mkdir()
+    canary = tmp_path / "canary"
+    canary.write_text("still here")
+    monkeypatch.setenv("LAB_STATE_DIR", str(root))
+    code, _, err = run(capsys, *args)
+    assert canary.exists() and root.exists()
+    needs_root_first = args[0] == "down" and os.geteuid() != 0
+    assert code == (3 if needs_root_first else 2), err
+    assert needs_root_first or "is not a lab name" in err
