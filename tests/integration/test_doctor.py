@@ -1,0 +1,37 @@
+"""The doctor's kernel probes, for real: they run in throwaway namespaces and agree with the fault code."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from lab import doctor
+
+pytestmark = pytest.mark.root
+
+
+def test_probes_run_in_a_scratch_namespace_that_vanishes() -> None:
+    worked, _ = doctor._scratch(["ip", "link", "add", "lbdoc0", "type", "veth", "peer", "name", "lbdoc1"])
+    assert worked
+    host = subprocess.run(["ip", "link", "show", "lbdoc0"], capture_output=True)
+    assert host.returncode != 0, "the probe's veth appeared in the machine's own namespace"
+    worked, detail = doctor._scratch(["ip", "link", "set", "dev", "no-such-device", "up"])
+    assert not worked and detail
+
+
+def test_netem_check_agrees_with_the_fault_code() -> None:
+    from lab.net.faults import netem_available
+
+    assert (doctor.check_netem().status == "ok") == netem_available()
+
+
+def test_statistic_match_check_agrees_with_iptables() -> None:
+    check = doctor.check_statistic()
+    probe = subprocess.run(["unshare", "--net", "--", "iptables", "-w", "-A", "INPUT", "-m", "statistic",
+                            "--mode", "nth", "--every", "2", "--packet", "0", "-j", "ACCEPT"], capture_output=True)
+    assert (check.status == "ok") == (probe.returncode == 0)
+
+
+def test_preflight_as_root_passes_the_root_check() -> None:
+    doctor.preflight({"root"})
