@@ -345,9 +345,9 @@ def _teardown(lab: str, journal: Journal) -> Teardown:
             report.removed.append(f"namespace {entry['name']}")
     for entry in entries:
         if entry["kind"] == "etcdir" and entry["name"] not in not_ours:
-            path = Path(ETC_NETNS) / entry["name"]
-            if path.parent != Path(ETC_NETNS) or not path.name.startswith(names.PREFIX):
-                continue
+            if "/" in entry["name"] or not entry["name"].startswith(names.PREFIX):
+                continue  # only a lab's own entry directly in /etc/netns (no pathlib here: N entries)
+            path = os.path.join(ETC_NETNS, entry["name"])
             try:
                 os.unlink(path)  # a symlink into the lab's state directory (removed with it below)
             except FileNotFoundError:
