@@ -185,7 +185,7 @@ def nginx_daemon(plan: Plan, topo: Topology, node: str, base_dir: Path) -> Daemo
                            error_log=error)}
     for url_path, doc in spec.documents.items():
         if isinstance(doc, WebFile):
-            files[WEB_ROOT + url_path] = _read_document(node, url_path, base_dir / doc.file)
+            files[WEB_ROOT + url_path] = _read_document(node, url_path, _inside(node, url_path, base_dir, doc.file))
         else:
             files[WEB_ROOT + url_path] = doc.encode()
     return Daemon(
@@ -194,6 +194,16 @@ def nginx_daemon(plan: Plan, topo: Topology, node: str, base_dir: Path) -> Daemo
         ready=Readiness("tcp", _first_address(plan, node, "nginx"), spec.port),
         logs=[error, access],
     )
+
+
+def _inside(node: str, url_path: str, base_dir: Path, name: str) -> Path:
+    """A document file must lie under the topology's directory: a topology never reads /etc/shadow."""
+    base = base_dir.resolve()
+    path = (base / name).resolve()
+    if not path.is_relative_to(base):
+        raise InputError(f"node {node!r}: web document {url_path}: {name} is outside the topology's directory {base}",
+                         "put the file next to the topology file")
+    return path
 
 
 def _read_document(node: str, url_path: str, path: Path) -> bytes:

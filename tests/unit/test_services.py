@@ -168,3 +168,16 @@ def test_the_readiness_query_is_the_31_byte_query_host_sends():
     assert len(q) == 31  # the book's "A? www.baidu.com. (31)"
     assert struct.unpack("!HHHHHH", q[:12]) == (0x1234, 0x0100, 1, 0, 0, 0)
     assert q[12:-4] == b"\x03www\x05baidu\x03com\x00"
+
+
+def test_a_document_file_outside_the_topology_directory_is_refused(tmp_path):
+    import pytest
+
+    from lab.errors import InputError
+    from lab.services import _inside
+
+    (tmp_path / "index.html").write_text("hi")
+    assert _inside("web", "/index.html", tmp_path, "index.html") == (tmp_path / "index.html").resolve()
+    for hostile in ("../../etc/shadow", "/etc/shadow", "sub/../../x"):
+        with pytest.raises(InputError, match="outside the topology's directory"):
+            _inside("web", "/x", tmp_path, hostile)
