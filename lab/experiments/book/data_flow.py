@@ -52,6 +52,9 @@ def complete_capture(pk: list[Packet], sender: str, total: int) -> expect.Verdic
     when the machine is busy — still far below the 40 ms delayed-ACK timer.""",
 )
 def interactive_delack(run: Run) -> None:
+    if run.p.keystrokes < 2:
+        raise InputError(f"-p keystrokes={run.p.keystrokes}: the claims are about keystrokes after the first",
+                         "use -p keystrokes=2 or more")
     server_ip, client_ip = run.ip(SERVER), run.ip(CLIENT)
     run.serve(SERVER, "echo", server_ip, str(run.p.port))
     with run.capture([f"{CLIENT}:eth0"], f"tcp port {run.p.port}"):
@@ -65,9 +68,6 @@ def interactive_delack(run: Run) -> None:
     run.expect(expect.count([k.request for k in keys], run.p.keystrokes,
                             "one one-byte data segment per keystroke"))
     later = keys[1:]
-    if not later:
-        run.expect(expect.error("keystrokes after the first", "need at least 2 keystrokes (-p keystrokes=2)"))
-        return
 
     def echo_of(k: flows.Exchange) -> Packet | None:
         return next((p for p in k.after if p.src == server_ip), None)

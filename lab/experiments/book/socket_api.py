@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from lab.capture.packets import Packet
+from lab.errors import InputError
 from lab.experiments import expect
 from lab.experiments.book import flows, sockmodel, sockstate, sstext
 from lab.experiments.book.sockstate import port_of
@@ -368,6 +369,9 @@ tcp 0 0 192.168.1.109:54321 192.168.1.108:38545 ESTABLISHED
     client's own NIC stays up.""",
 )
 def accept_vanished_client(run: Run) -> None:
+    if run.p.sleep < 1.0:
+        raise InputError(f"-p sleep={run.p.sleep}: the client must connect and vanish before accept()",
+                         "use -p sleep=1 or more")
     server_ip, client_ip = run.ip(SERVER), run.ip(CLIENT)
     ports = {"pulled": run.p.port, "exited": run.p.port + 1}
     seen: dict[str, tuple[str, list[Sock], int | None]] = {}
