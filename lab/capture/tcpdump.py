@@ -5,8 +5,9 @@ arrives, no TPACKET_V3 block timeout holding packets back) and we wait for its
 "listening on" line before any step acts: catalogue rule 0.5, where stopping
 tcpdump too soon lost every packet. ``-Z root`` keeps it able to write into the
 root-only run directory. Immediate mode means TPACKET_V2, whose ring slots are
-snaplen-sized (256 KiB with ``-s 0``): the default 2 MiB ring holds only 8
-frames and a bulk burst loses most of its packets, so the ring is enlarged.
+snaplen-sized when the interface has offloads (256 KiB with ``-s 0``): the
+default 2 MiB ring holds only 8 frames and a bulk burst loses most of its
+packets. So the snaplen is the largest IPv4 packet and the ring is enlarged.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from lab.net.netns import netns_path
 
 READY_TIMEOUT = 10.0
 SETTLE = 0.3  # let the last packets of a step reach the ring before stopping
-RING_KIB = 32768  # -B: 128 slots of 256 KiB; 2 MiB (the default) dropped 60 % of a 1 MB transfer
+SNAPLEN = 65535  # the largest IPv4 packet; lab senders use gso_max_segs 1, so frames are MTU-sized anyway
+RING_KIB = 32768  # -B: ~512 slots; 2 MiB with -s 0 (the defaults) dropped 60 % of a 1 MB transfer
 
 
 def tcpdump_binary() -> str:
@@ -49,7 +51,7 @@ class Tcpdump:
 
     def argv(self) -> list[str]:
         args = ["nsenter", f"--net={netns_path(self.netns)}", tcpdump_binary(), "-i", self.ifname, "-nn",
-                "--immediate-mode", "-U", "-Z", "root", "-s", "0", "-B", str(RING_KIB), "-w", str(self.pcap)]
+                "--immediate-mode", "-U", "-Z", "root", "-s", str(SNAPLEN), "-B", str(RING_KIB), "-w", str(self.pcap)]
         if self.bpf:
             args.append(self.bpf)
         return args
