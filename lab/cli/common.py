@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 from rich.console import Console
 
 DEBUG = False
-out = Console(highlight=False, soft_wrap=True)
+# Piped output (CI logs, files) gets wide tables rather than rich's 80-column default.
+out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else 140)
 console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
