@@ -57,9 +57,9 @@ def up(
             raise InputError(f"lab {topo.name!r} is already up (or was interrupted)", hint)
         netns.ensure_netns_dir()
         _refuse_taken_names(plan)
-        journal.start({"file": source_file, "created": time.time(), "pid": os.getpid()})
-        _write_private(lab_dir(topo.name) / "topology.yaml", source_text)
-        try:
+        try:  # from the journal's first line on, any exit (Ctrl-C included) rolls back
+            journal.start({"file": source_file, "created": time.time(), "pid": os.getpid()})
+            _write_private(lab_dir(topo.name) / "topology.yaml", source_text)
             _apply(plan, topo, journal, progress)
         except BaseException as exc:
             progress("rolling back", 0, 1)

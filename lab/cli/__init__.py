@@ -6,8 +6,12 @@ input, 3 the environment could not build the lab, 130 interrupted.
 
 from __future__ import annotations
 
+import signal
 import sys
 import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import FrameType
 
 import typer
 from typer.exceptions import TyperException
@@ -47,13 +51,39 @@ def _register() -> None:
 _register()
 
 
+@contextmanager
+def _note_ctrl_c() -> Iterator[list[int]]:
+    """Remember a SIGINT (still raised as KeyboardInterrupt, so ``up`` rolls back) to report it in one line."""
+    seen: list[int] = []
+
+    def on_sigint(signum: int, frame: FrameType | None) -> None:
+        seen.append(signum)
+        signal.default_int_handler(signum, frame)
+
+    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:  # ignored, or someone else's
+        yield seen
+        return
+    try:
+        previous = signal.signal(signal.SIGINT, on_sigint)
+    except ValueError:  # not the main thread (tests calling main from a worker): leave it alone
+        yield seen
+        return
+    try:
+        yield seen
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script; returns the exit code (also used by tests)."""
     args = sys.argv[1:] if argv is None else argv
     common.DEBUG = "--debug" in args
     try:
-        result = app(args=args, prog_name="lab", standalone_mode=False)
+        with _note_ctrl_c() as interrupted:
+            result = app(args=args, prog_name="lab", standalone_mode=False)
         code = result if isinstance(result, int) else 0
+        if interrupted and code == 130:  # typer turns Ctrl-C into a silent exit code 130: say it
+            common.err("interrupted")
     except typer.Exit as exc:
         code = exc.exit_code
     except typer.Abort:
