@@ -406,33 +406,43 @@ def so_reuseaddr_restart(run: Run) -> None:
 
 @experiment(
     id="rst-linger-abort",
-    title="SO_LINGER {1, 0}: close() aborts with an RST and the unread data is thrown away",
+    title="SO_LINGER {1, 0}: close() aborts with an RST and drops the data; {1, T}: waits T s, returns 0",
     section="§3.5.2, §5.11.4",
     topology="book-lan.yaml",
-    params={"port": 6000, "bytes": 100000, "rcvbuf": 2048},
+    params={"port": 6000, "bytes": 100000, "rcvbuf": 2048, "linger": 0},
     book="""\
 TCP提供了异常终止一个连接的方法，即给对方发送一个复位报文段。一旦发送了复位报文段，发送端所有排队等待发送的数据都将被丢弃。
 应用程序可以使用socket选项SO_LINGER来发送复位报文段，以异常终止一个连接。
-    struct linger { int l_onoff; int l_linger; };   /* l_onoff != 0, l_linger == 0: close() sends RST */
-(the book runs no capture for this; see §5.11.4)""",
-    modern="""As the book says, on 6.x: close() with SO_LINGER {1, 0} sends one RST and no FIN, and
-    the peer's next read, after the bytes already in its receive buffer, fails with ECONNRESET;
-    what the server had queued but not sent is discarded. The RST carries the ACK flag and
-    the connection's real numbers (seq = snd_nxt, ack = rcv_nxt), the timestamp option and a
-    non-zero window — unlike the RST to a closed port (seq 0, win 0). The reader's SO_RCVBUF is
+    struct linger { int l_onoff; int l_linger; };
+l_onoff != 0, l_linger == 0: close() returns at once, discards what is left in the send buffer
+    and sends the peer a reset.
+l_onoff != 0, l_linger > 0 (§5.11.4): a blocking close() waits up to l_linger seconds for the data
+    to be sent and acknowledged; if it is not, close() returns -1 with errno EWOULDBLOCK.
+(the book runs no capture for this)""",
+    modern="""With linger=0, as the book says: close() sends one RST and no FIN, and the peer's next
+    read, after the bytes already in its receive buffer, fails with ECONNRESET; what the server
+    had queued is discarded. The RST carries the ACK flag and the connection's real numbers
+    (seq = snd_nxt, ack = rcv_nxt), the timestamp option and a non-zero window, unlike the
+    RST to a closed port (seq 0, win 0). With linger > 0 (-p linger=2) Linux differs from the
+    book: when the time runs out close() returns 0, not -1/EWOULDBLOCK (tcp_close ignores the
+    timeout's result), and nothing is discarded: the orphaned socket sits in FIN-WAIT-1 with
+    its data queued, and sends it and a FIN once the reader reads. The reader's SO_RCVBUF is
     doubled by the kernel and, set before connect, also drops the window scale to 0.""",
 )
 def rst_linger_abort(run: Run) -> None:
     server_ip, client_ip = run.ip(SERVER), run.ip(CLIENT)
+    port, linger = str(run.p.port), run.p.linger
     stall, delay = 1.0, 0.2
-    server = run.serve(SERVER, "linger_abort_server", server_ip, str(run.p.port), "--bytes", str(run.p.bytes),
-                       "--linger", "0", "--write-stall", str(stall), "--delay", str(delay))
-    with run.capture([f"{CLIENT}:eth0"], f"tcp port {run.p.port}"):
+    server = run.serve(SERVER, "linger_abort_server", server_ip, port, "--bytes", str(run.p.bytes),
+                       "--linger", str(linger), "--write-stall", str(stall), "--delay", str(delay))
+    with run.capture([f"{CLIENT}:eth0"], f"tcp port {port}"):
         # The reader sleeps past the server's writing (until it stalls) and its close.
-        reader = run.start(CLIENT, "slow_reader", server_ip, str(run.p.port), "--rcvbuf", str(run.p.rcvbuf),
-                           "--sleep", str(stall + delay + 1.5))
-        closed = server.wait_for("close returned", 10)
-        reader.wait(15)
+        reader = run.start(CLIENT, "slow_reader", server_ip, port, "--rcvbuf", str(run.p.rcvbuf),
+                           "--sleep", str(stall + delay + linger + 1.5))
+        closed = server.wait_for("close returned", 10 + linger)
+        _, orphan = ss(run, SERVER, "state", "all", f"( sport = :{port} )",
+                       title="ss: the server's socket after close()")
+        reader.wait(15 + linger)
         run.sleep(0.2)
     out = reader.stdout
     written = int(field(server.stdout, r"wrote (\d+) of") or -1)
@@ -442,6 +452,9 @@ def rst_linger_abort(run: Run) -> None:
     rsts = expect.rsts(pk)
     run.expect(expect.check("the server's close() came before the reader's first read", closed,
                             "'close returned' while the reader sleeps", last_line(server.stdout)))
+    if linger > 0:
+        lingered(run, linger, server.stdout, orphan, from_server, rsts, out, written, received)
+        return
     run.expect(expect.count(rsts, 1, "exactly one RST"))
     run.expect(expect.count([p for p in from_server if p.tcp and p.tcp.is_fin], 0, "no FIN from the server"))
     if rsts and rsts[0].tcp:
@@ -462,6 +475,25 @@ def rst_linger_abort(run: Run) -> None:
     acked = max(client_acks, default=1) - 1
     run.expect(expect.equals("the reader got exactly the bytes it had acknowledged before the RST",
                              acked, received))
+
+
+def lingered(run: Run, linger: int, served: str, orphan: list[sstext.SsSocket], from_server: list[Packet],
+             rsts: list[Packet], out: str, written: int, received: int) -> None:
+    """SO_LINGER {1, T > 0} while the reader does not read: Linux's close() times out and returns 0."""
+    after = field(served, r"close returned 0 after=([\d.]+)")
+    blocked = float(after) if after is not None else None
+    lo, hi = expect.timer_tolerance(float(linger))
+    run.expect(expect.within(f"close() blocks for the linger time ({linger} s) and returns 0, not -1/EWOULDBLOCK",
+                             blocked, lo, hi))
+    queued = [s for s in orphan if s.state == "FIN-WAIT-1" and s.send_q > 0]
+    run.expect(expect.check("after close() the socket sits in FIN-WAIT-1 with its data still queued", bool(queued),
+                            "FIN-WAIT-1, Send-Q > 0",
+                            "; ".join(f"{s.state} Send-Q {s.send_q}" for s in orphan) or "no socket"))
+    run.expect(expect.count(rsts, 0, "no RST: nothing is discarded"))
+    fins = [p for p in from_server if p.tcp and p.tcp.is_fin]
+    run.expect(expect.count(fins, 1, "the server's FIN follows its data once the reader reads"))
+    run.expect(expect.output_contains(out, f"received {written} bytes eof",
+                                      f"the reader gets all {written} bytes written, then EOF"))
 
 
 # ---------------------------------------------------------------- 15 rst_half_open
@@ -595,9 +627,9 @@ def retransmit_cable_pull(run: Run) -> None:
                            "--step", f"{at}:send:{run.p.second}",
                            "--step", f"{at + 0.01}:recv:{limit_guess * 3 + 30:.0f}")
         sent_first = client.wait_for(f"send {len(first)} bytes", 10)
+        run.link(f"{SERVER}:eth0", up=False)
         _, sockets = ss(run, CLIENT, "state", "all", f"( dport = :{port} )",
                         title="ss -ti: the client's RTO")
-        run.link(f"{SERVER}:eth0", up=False)
         client.wait(limit_guess * 3 + 40)
         run.sleep(0.3)
     rto = next((s.rto for s in sockets if s.rto), tcp_rules.TCP_RTO_MIN)
