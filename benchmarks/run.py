@@ -62,6 +62,7 @@ from lab.topology import load_topology_text  # noqa: E402
 LAB = str(ROOT / ".venv" / "bin" / "lab")
 OBSERVER = f"ipb-observer-{os.getpid()}"
 WITNESSES = 8
+SETTLE = 0.5  # seconds after a teardown is gone, for the kernel's last deferred frees
 
 
 @dataclass
@@ -165,13 +166,16 @@ def run_measured(argv: list[str]) -> tuple[float, float]:
     return wall, usage.ru_maxrss / 1024
 
 
-def lab_cli(row: Row, path: Path, lab: str) -> None:
+def lab_cli(row: Row, path: Path, lab: str, namespaces: list[str]) -> None:
     wall, rss = run_measured([LAB, "up", "-q", str(path)])
     row.cli_up.append(wall)
     row.cli_up_rss_mb = max(row.cli_up_rss_mb, rss)
+    ends = add_witnesses(namespaces)
+    t = time.perf_counter()
     wall, rss = run_measured([LAB, "down", lab])
     row.cli_down.append(wall)
     row.cli_down_rss_mb = max(row.cli_down_rss_mb, rss)
+    wait_gone(ends, t)  # so the next measurement does not share the machine with this teardown
 
 
 def traced_peak(topo, text: str) -> float:  # type: ignore[no-untyped-def]
@@ -201,9 +205,12 @@ def bench_namespaces(shape: str, n: int, repeat: int, cli: bool, memory: bool) -
         try:
             for _ in range(repeat):
                 lab_inprocess(row, topo, text, namespaces)
+                time.sleep(SETTLE)
                 ip_baseline(row, plan)
+                time.sleep(SETTLE)
                 if cli:
-                    lab_cli(row, path, lab)
+                    lab_cli(row, path, lab, namespaces)
+                    time.sleep(SETTLE)
             if memory:
                 row.traced_peak_mb = traced_peak(topo, text)
         finally:
