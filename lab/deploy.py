@@ -56,6 +56,7 @@ def up(
             hint = f"run: lab down {topo.name}"
             raise InputError(f"lab {topo.name!r} is already up (or was interrupted)", hint)
         netns.ensure_netns_dir()
+        os.makedirs(ETC_NETNS, exist_ok=True)  # absent on a fresh machine (iproute2 never makes it)
         _refuse_taken_names(plan)
         try:  # from the journal's first line on, any exit (Ctrl-C included) rolls back
             journal.start({"file": source_file, "created": time.time(), "pid": os.getpid()})
