@@ -271,6 +271,11 @@ def write_etc_files(container: Any, hosts: str, resolv: str) -> None:
         if not path:
             raise EnvironmentProblem(f"container {container.name} has no {key}",
                                      "its Docker engine does not manage /etc files")
+        if not Path(path).parent.is_dir():  # lab itself runs in a container without Docker's directory
+            raise EnvironmentProblem(f"container {container.name}: Docker keeps its {key} at {path}, which this "
+                                     "machine's file system does not show",
+                                     "running lab in a container? add -v /var/lib/docker/containers:"
+                                     "/var/lib/docker/containers (see docs/CI.md)")
         Path(path).write_text(text)
 
 
