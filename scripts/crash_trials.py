@@ -119,10 +119,13 @@ def lab_containers(lab: str) -> list[str]:
         return []
     from lab.nodes.container import LABEL_LAB
 
-    client: Any = _docker[0]
-    found = {c.name for c in client.containers.list(all=True, filters={"label": f"{LABEL_LAB}={lab}"})}
-    found |= {c.name for c in client.containers.list(all=True, filters={"name": f"{names.PREFIX}{lab}."})
-              if c.name.startswith(f"{names.PREFIX}{lab}.")}
+    api: Any = _docker[0].api  # type: ignore[attr-defined]
+    # The low-level list (no inspect per container): a container may vanish while we look.
+    labelled = api.containers(all=True, filters={"label": f"{LABEL_LAB}={lab}"})
+    named = api.containers(all=True, filters={"name": f"{names.PREFIX}{lab}."})
+    found = {n.lstrip("/") for row in labelled for n in row.get("Names") or []}
+    found |= {n.lstrip("/") for row in named for n in row.get("Names") or []
+              if n.lstrip("/").startswith(f"{names.PREFIX}{lab}.")}
     return sorted(found)
 
 
@@ -228,6 +231,8 @@ def debris(lab: str, before: Machine, left: Left, lab_names: set[str]) -> list[s
     if lock.exists():
         found.append(f"lock file {lock}")
     found += [f"container {c}" for c in lab_containers(lab)]
+    time.sleep(0.3)  # a create the killed process asked for could still land: look once more
+    found += [f"container {c} (appeared after down)" for c in lab_containers(lab) if f"container {c}" not in found]
     for entry in left.processes:
         pid, started = int(str(entry["pid"])), entry.get("start_time")
         if running(pid, started if isinstance(started, int) else None):
