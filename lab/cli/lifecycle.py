@@ -78,7 +78,7 @@ def register(app: typer.Typer) -> None:
         text = Path(topology).read_text()
         preflight(needs_for(topo))
         if quiet:
-            plan = deploy.up(topo, text, str(topology))
+            plan = deploy.up(topo, text, str(topology.resolve()))
         else:
             with _progress() as bar:
                 task = bar.add_task(f"lab {topo.name}", total=1)
@@ -86,7 +86,7 @@ def register(app: typer.Typer) -> None:
                 def report(step: str, done: int, total: int) -> None:
                     bar.update(task, description=f"{topo.name}: {step}", completed=done, total=max(total, 1))
 
-                plan = deploy.up(topo, text, str(topology), progress=report)
+                plan = deploy.up(topo, text, str(topology.resolve()), progress=report)
         if not quiet:
             out.print(_nodes_table(topo.name, {n: vars(s) for n, s in plan.nodes.items()}))
             out.print(f"lab [bold]{topo.name}[/] is up — try: lab exec {next(iter(topo.nodes))} -- ip -br addr")

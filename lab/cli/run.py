@@ -8,8 +8,10 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
+from lab import state
 from lab.cli.common import console, out
 from lab.errors import InputError
+from lab.experiments.engine import Experiment
 
 
 def _overrides(values: list[str]) -> dict[str, str]:
@@ -20,6 +22,19 @@ def _overrides(values: list[str]) -> dict[str, str]:
             raise InputError(f"-p {item!r}: expected NAME=VALUE")
         result[key] = value
     return result
+
+
+def running_lab_of(exp: Experiment) -> str | None:
+    """A lab that is up from the same topology file as the experiment's, to reuse instead of building one."""
+    wanted = exp.topology_path().resolve()
+    for name in state.labs_up():
+        try:
+            file = state.read_lab_info(name).get("file")
+        except InputError:
+            continue
+        if file and Path(file).resolve() == wanted:
+            return name
+    return None
 
 
 def register(app: typer.Typer) -> None:
@@ -50,6 +65,8 @@ def register(app: typer.Typer) -> None:
         param: list[str] = typer.Option([], "--param", "-p", help="Parameter NAME=VALUE (repeatable)."),
         keep: bool = typer.Option(False, "--keep", help="Leave the lab up afterwards to poke at."),
         lab: str = typer.Option(None, "--lab", help="Run on this running lab instead of building one."),
+        fresh: bool = typer.Option(False, "--fresh", help="Always build a new lab, even if one of the "
+                                   "experiment's topology is up."),
         jobs: int = typer.Option(1, "--jobs", "-j", min=1, max=16, help="With several experiments: N at once."),
         as_json: bool = typer.Option(False, "--json", help="Print the JSON report on stdout."),
         json_file: Path = typer.Option(None, "--json-file", help="Write the JSON report to this file."),
@@ -78,6 +95,10 @@ def register(app: typer.Typer) -> None:
         if len(chosen) == 1 and not all_:
             exp = chosen[0]
             progress = (lambda msg: None) if quiet else (lambda msg: console.print(f"[dim]{exp.id}: {msg}[/]"))
+            if lab is None and not fresh:
+                lab = running_lab_of(exp)
+                if lab and not quiet:
+                    console.print(f"[dim]{exp.id}: reusing the running lab {lab} (--fresh builds a new one)[/]")
             result = run_one(exp, overrides, out_dir, keep=keep, lab=lab, progress=progress)
             items = [jsonreport.experiment_json(result)]
             if as_json:

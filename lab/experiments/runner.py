@@ -116,7 +116,7 @@ def run_many(exps: list[Experiment], overrides: dict[str, str], out_dir: Path, j
     def child(exp: Experiment) -> dict[str, object]:
         result_file = out_dir / f".{exp.id}.json"
         argv = [sys.executable, "-m", "lab", "run", exp.id, "--out", str(out_dir), "--json-file", str(result_file),
-                "--quiet"]
+                "--quiet", "--fresh"]
         for key, value in overrides.items():
             if key in exp.params:
                 argv += ["-p", f"{key}={value}"]
