@@ -129,3 +129,14 @@ def test_bad_fault_input_exits_two(lab_factory):
     assert main(["fault", "add", "kongming20:eth9", "--loss", "5%", "--lab", "eng-g"]) == 2
     assert main(["fault", "add", "kongming20:eth0", "--loss", "500%", "--lab", "eng-g"]) == 2
     assert main(["fault", "add", "kongming20:eth0", "--lab", "eng-g"]) == 2
+
+
+def test_run_reuses_a_running_lab_of_its_topology_and_leaves_it_up(lab_factory, tmp_path, capsys):
+    lab_factory(BOOK_LAN, name="eng-r")
+    rc = main(["run", "rst-closed-port", "--json", "--out", str(tmp_path)])
+    document = json.loads(capsys.readouterr().out)
+    assert rc == 0
+    assert document["experiments"][0]["topology"] == "eng-r"
+    assert "eng-r" in state.labs_up()
+    rc = main(["run", "rst-closed-port", "--fresh", "--json", "--out", str(tmp_path)])
+    assert json.loads(capsys.readouterr().out)["experiments"][0]["topology"] != "eng-r"
