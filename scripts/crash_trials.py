@@ -71,9 +71,8 @@ def lab_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str
     return subprocess.run([sys.executable, "-m", "lab", *args], capture_output=True, text=True, timeout=timeout)
 
 
-def lab_popen(*args: str) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "lab", *args], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+def lab_popen(*args: str, stderr: int = subprocess.DEVNULL) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-m", "lab", *args], stdout=subprocess.DEVNULL, stderr=stderr)
 
 
 def prefixed(directory: Path | str, prefix: str) -> list[str]:
@@ -359,13 +358,14 @@ def measure_up(ws: Workspace, runs: int = 3) -> float:
     times = []
     for _ in range(runs):
         before = Machine.now()
-        proc = lab_popen("up", "-q", str(ws.topology))
+        proc = lab_popen("up", "-q", str(ws.topology), stderr=subprocess.PIPE)
         started = wait_for_journal(proc, ws.lab)
         start = time.monotonic()
-        rc = proc.wait(timeout=300)
+        _, err = proc.communicate(timeout=300)
         times.append(time.monotonic() - start)
-        if rc != 0:
-            raise SystemExit(f"crash_trials: lab up {ws.topology} failed (exit {rc}); try it by hand")
+        if proc.returncode != 0:
+            raise SystemExit(f"crash_trials: lab up {ws.topology} failed (exit {proc.returncode}): "
+                             f"{err.decode(errors='replace').strip()[-300:]}")
         trial = down_and_check(ws, ws.lab, before, 0, "calibrate", started + times[-1], "finished")
         if not trial.ok:
             raise SystemExit(f"crash_trials: a clean up/down left debris: {trial.debris}")
