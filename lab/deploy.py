@@ -341,9 +341,16 @@ def _teardown(lab: str, journal: Journal) -> Teardown:
             if container_names:
                 report.skipped.append(f"containers {', '.join(container_names)}: {exc.message}")
     not_ours = {e["name"] for e in entries if e["kind"] == "not-ours"}
-    for entry in entries:
-        if entry["kind"] == "netns" and entry["name"] not in not_ours and netns.delete(entry["name"]):
-            report.removed.append(f"namespace {entry['name']}")
+    namespaces = [e["name"] for e in entries if e["kind"] == "netns" and e["name"] not in not_ours]
+    _ensure_open_files(len(namespaces))
+    held = netns.hold(namespaces)  # destroyed together once all are unmounted (see netns.hold)
+    try:
+        for name in namespaces:
+            if netns.delete(name):
+                report.removed.append(f"namespace {name}")
+    finally:
+        for fd in held:
+            os.close(fd)
     for entry in entries:
         if entry["kind"] == "etcdir" and entry["name"] not in not_ours:
             if "/" in entry["name"] or not entry["name"].startswith(names.PREFIX):

@@ -65,17 +65,17 @@ def flush(spaces: Mapping[str, Namespace]) -> None:
 
 
 def settle(plan: Plan, spaces: Mapping[str, Namespace]) -> None:
-    """Apply now the carrier events of the ends born up before their peer (see Rtnl.settle_link).
+    """Apply now the pending carrier events of both ends of every veth (see Rtnl.settle_link).
 
     Without this a large LAN is only partly usable when ``up`` returns: its
-    bridge ports start forwarding as the kernel's linkwatch gets round to
-    them, 100-200 a second.
+    bridge ports start forwarding (and the ends born before their peer stop
+    dropping what they are given) as the kernel's linkwatch gets round to
+    them, 100-200 a second. Settling the other ends too leaves no backlog
+    that would slow a ``down`` soon after, and every state reads UP.
     """
     for v in plan.veths:
-        if v.peer_master and not v.master:
-            spaces[v.peer_netns].rtnl.settle_link(v.peer_ifname)
-        else:
-            spaces[v.netns].rtnl.settle_link(v.ifname)
+        spaces[v.netns].rtnl.settle_link(v.ifname)
+        spaces[v.peer_netns].rtnl.settle_link(v.peer_ifname)
 
 
 def tx_checksum_off(plan: Plan, spaces: Mapping[str, Namespace]) -> None:

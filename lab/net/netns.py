@@ -221,6 +221,25 @@ def open_socket(name: str) -> IPRoute:
     return run_in(netns_path(name), IPRoute)
 
 
+def hold(names: list[str]) -> list[int]:
+    """Open each namespace that exists (a reference the kernel counts); the caller closes the fds.
+
+    ``down`` holds all of a lab's namespaces while it unmounts them and lets
+    go at once: unmounted one by one, each namespace would be destroyed while
+    the next ones are being unmounted, the kernel's cleanup competing with the
+    unmounting; released together they are destroyed in one batch. Measured
+    at 500 namespaces: ``down`` ~2.5x and the destruction ~1.3-2x faster.
+    A namespace that cannot be opened (gone, or out of descriptors) is skipped.
+    """
+    fds = []
+    for name in names:
+        try:
+            fds.append(os.open(netns_path(name), os.O_RDONLY | os.O_CLOEXEC))
+        except OSError:
+            continue
+    return fds
+
+
 def delete(name: str) -> bool:
     """Unmount and remove /run/netns/<name>; True if something was there. Idempotent."""
     path = netns_path(name)
