@@ -37,6 +37,7 @@ import os
 import random
 import re
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -301,6 +302,9 @@ class Workspace:
     topology: Path
     lab_names: set[str]
 
+    def remove(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
+
     @classmethod
     def make(cls, lab: str | None = None) -> Workspace:
         lab = lab or f"crash-{secrets.token_hex(3)}"
@@ -531,10 +535,14 @@ def main(argv: list[str] | None = None) -> int:
         print(trial.line(), flush=True)
 
     started = time.monotonic()
-    trials = up_trials(ws, args.trials, rng, build_seconds, show)
-    if args.fault_trials:
-        trials += fault_trials(ws, args.fault_trials, rng, show)
-        trials += run_trials(ws, args.fault_trials, rng, show)
+    try:
+        trials = up_trials(ws, args.trials, rng, build_seconds, show)
+        if args.fault_trials:
+            trials += fault_trials(ws, args.fault_trials, rng, show)
+            trials += run_trials(ws, args.fault_trials, rng, show)
+    finally:
+        lab_cli("down", ws.lab)
+        ws.remove()
     bad = [t for t in trials if not t.ok]
     killed = sum(t.outcome == "killed" for t in trials)
     print(f"{len(trials)} trials ({killed} killed mid-way) in {time.monotonic() - started:.0f} s: "

@@ -18,6 +18,7 @@ import json
 import os
 import re
 import select
+import shutil
 import signal
 import subprocess
 import tempfile
@@ -137,6 +138,8 @@ class UplinkWatch:
             out = subprocess.run(["tcpdump", "-nn", "-r", str(self.pcap)], capture_output=True, text=True)
             lines = out.stdout.splitlines()
         self.result = Verdict(self.device, self.subnets, self.skipped, lines, seconds)
+        if not lines:  # keep the capture only when it holds evidence
+            shutil.rmtree(self.dir, ignore_errors=True)
         return self.result
 
     def _kill(self) -> None:

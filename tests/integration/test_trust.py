@@ -20,10 +20,12 @@ import importlib.util
 import os
 import random
 import secrets
+import shutil
 import signal
 import stat
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -78,9 +80,13 @@ def nothing_of(lab: str) -> list[str]:
 @pytest.mark.docker
 def test_sigkill_at_random_points_of_up_then_down_leaves_nothing():
     ws = ct.Workspace.make("tr-crash")
-    build_seconds = ct.measure_up(ws)
-    rng = random.Random(int.from_bytes(os.urandom(4), "big"))
-    trials = ct.up_trials(ws, 10, rng, build_seconds)
+    try:
+        build_seconds = ct.measure_up(ws)
+        rng = random.Random(int.from_bytes(os.urandom(4), "big"))
+        trials = ct.up_trials(ws, 10, rng, build_seconds)
+    finally:
+        deploy.down(ws.lab)
+        ws.remove()
     print("\n" + ct.HEADER + "\n" + "\n".join(t.line() for t in trials))
     assert [t.line() for t in trials if not t.ok] == []
     assert any(t.outcome == "killed" and t.left.journal > 1 for t in trials), "no kill landed mid-build"
@@ -89,8 +95,12 @@ def test_sigkill_at_random_points_of_up_then_down_leaves_nothing():
 @pytest.mark.docker
 def test_sigkill_of_fault_add_and_of_run_keep_then_down_leaves_nothing():
     ws = ct.Workspace.make("tr-crashf")
-    rng = random.Random(int.from_bytes(os.urandom(4), "big"))
-    trials = ct.fault_trials(ws, 3, rng) + ct.run_trials(ws, 3, rng)
+    try:
+        rng = random.Random(int.from_bytes(os.urandom(4), "big"))
+        trials = ct.fault_trials(ws, 3, rng) + ct.run_trials(ws, 3, rng)
+    finally:
+        deploy.down(ws.lab)
+        ws.remove()
     print("\n" + ct.HEADER + "\n" + "\n".join(t.line() for t in trials))
     assert [t.line() for t in trials if not t.ok] == []
     assert sum(t.outcome == "killed" for t in trials) >= 4
@@ -175,7 +185,7 @@ def own_mounts(lab: str) -> list[str]:
     with open("/proc/self/mountinfo") as f:
         points = [line.split()[4] for line in f]
     return sorted(p for p in points if p.startswith(f"/run/netns/lab-{lab}.")
-                  or not p.startswith(("/run/netns/lab-", "/var/lib/docker/", "/run/docker/")))
+                  or not p.startswith(("/run/netns/", "/var/lib/docker/", "/run/docker/")))
 
 
 def test_a_hundred_up_down_cycles_leak_nothing():
@@ -239,8 +249,18 @@ def test_a_hand_made_namespace_with_our_name_makes_up_refuse_and_survives():
         delete_namespace(theirs)
 
 
+RENAMED = Path(tempfile.mkdtemp(prefix="lab-trust-"))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _renamed_files():
+    yield
+    shutil.rmtree(RENAMED, ignore_errors=True)
+
+
 def _renamed(path: Path, lab: str) -> Path:
-    out = Path(os.environ.get("TMPDIR", "/tmp")) / f"{lab}-{secrets.token_hex(3)}.yaml"
+    """A copy of a topology under another lab name (beside nothing: no relative files in these)."""
+    out = RENAMED / f"{lab}-{secrets.token_hex(3)}.yaml"
     out.write_text(ct.topology_for(lab, path))
     return out
 
