@@ -44,7 +44,7 @@ def _check(result: int, what: str) -> None:
 
 
 def netns_path(name: str) -> str:
-    return os.path.join(NETNS_DIR, name)
+    return f"{NETNS_DIR}/{name}"  # names never contain "/" (the topology model forbids it)
 
 
 def ensure_netns_dir() -> None:
