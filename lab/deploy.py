@@ -18,7 +18,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from lab import names, procs
 from lab.errors import EnvironmentProblem, InputError, LabError
@@ -64,7 +63,10 @@ def up(
             _apply(plan, topo, journal, progress)
         except BaseException as exc:
             progress("rolling back", 0, 1)
-            _teardown(topo.name, journal)
+            try:
+                _teardown(topo.name, journal)
+            except Exception as cleanup:  # the first error is the one to report; say the rollback's too
+                exc.add_note(f"rollback incomplete ({type(cleanup).__name__}: {cleanup}); run: lab down {topo.name}")
             if isinstance(exc, OSError) and not isinstance(exc, LabError):
                 raise EnvironmentProblem(f"could not build lab {topo.name!r}: {exc.strerror or exc}") from exc
             raise
@@ -342,6 +344,9 @@ def _teardown(lab: str, journal: Journal) -> Teardown:
                 report.skipped.append(f"containers {', '.join(container_names)}: {exc.message}")
     not_ours = {e["name"] for e in entries if e["kind"] == "not-ours"}
     namespaces = [e["name"] for e in entries if e["kind"] == "netns" and e["name"] not in not_ours]
+    for pid in procs.in_namespaces([netns.netns_path(n) for n in namespaces]):
+        if procs.stop(pid, procs.start_time(pid), grace=1.0):
+            report.removed.append(f"process {pid} (running in a namespace of the lab)")
     _ensure_open_files(len(namespaces))
     held = netns.hold(namespaces)  # destroyed together once all are unmounted (see netns.hold)
     try:
@@ -363,13 +368,6 @@ def _teardown(lab: str, journal: Journal) -> Teardown:
             except IsADirectoryError:
                 shutil.rmtree(path, ignore_errors=True)
             report.removed.append(f"{path}")
-    for entry in entries:
-        if entry["kind"] == "file":
-            try:
-                os.unlink(entry["name"])
-                report.removed.append(entry["name"])
-            except FileNotFoundError:
-                pass
     journal.remove()
     return report
 
@@ -398,7 +396,3 @@ def clean() -> list[Teardown]:
     if others.removed or others.skipped:
         reports.append(others)
     return reports
-
-
-def journal_summary(lab: str) -> list[dict[str, Any]]:
-    return Journal(lab).entries()

@@ -28,8 +28,39 @@ def process_record(pid: int, what: str, netns: str | None = None) -> dict[str, o
 
 
 def is_same_process(pid: int, recorded_start: int | None) -> bool:
+    """True only when the PID still runs *and* started when we recorded (no start time: not provably ours)."""
     current = start_time(pid)
-    return current is not None and (recorded_start is None or current == recorded_start)
+    return current is not None and recorded_start is not None and current == recorded_start
+
+
+def in_namespaces(paths: list[str]) -> list[int]:
+    """PIDs of processes whose network namespace is one of ``paths`` (e.g. /run/netns/lab-x.y).
+
+    A process inside a lab's namespace was started there by lab (a server, a capture, a
+    ``lab exec``): the namespace is ours, so it is too. This finds the ones the journal could
+    not name (started in the instant before their record was written, or by ``lab exec … &``),
+    which would otherwise keep the namespace alive after ``down``.
+    """
+    wanted = set()
+    for path in paths:
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            continue
+        wanted.add((st.st_dev, st.st_ino))
+    if not wanted:
+        return []
+    me, found = os.getpid(), []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == me:
+            continue
+        try:
+            st = os.stat(f"/proc/{entry}/ns/net")
+        except OSError:
+            continue
+        if (st.st_dev, st.st_ino) in wanted:
+            found.append(int(entry))
+    return found
 
 
 def stop(pid: int, recorded_start: int | None, grace: float = 2.0) -> bool:

@@ -49,10 +49,10 @@ def lab_factory() -> Iterator[Callable[..., LabHandle]]:
     made: list[str] = []
 
     def make(path: str | Path, name: str | None = None, **variables: str) -> LabHandle:
-        topo, _ = load_topology(path, {k: str(v) for k, v in variables.items()})
+        topo, smap = load_topology(path, {k: str(v) for k, v in variables.items()})
         topo.name = name or f"t-{secrets.token_hex(4)}"
         made.append(topo.name)
-        deploy.up(topo, Path(path).read_text(), str(path))
+        deploy.up(topo, smap.text, str(path))
         return LabHandle(topo.name)
 
     try:

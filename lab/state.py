@@ -9,8 +9,7 @@ object is a no-op, so ``down`` is idempotent.
 Layout: ``$LAB_STATE_DIR`` (default /run/lab, root-only)/<lab>/
   journal.jsonl   one JSON object per line: {"kind": ..., "name": ..., ...}
   lab.json        written when ``up`` finished: the plan's nodes, for exec/inspect
-  topology.yaml   the file the lab was made from, as rendered
-  runs/           experiment runs (captures, reports)
+  topology.yaml   the topology the lab was made from, as rendered (jinja2 applied)
 """
 
 from __future__ import annotations
@@ -49,9 +48,16 @@ def lab_dir(lab: str) -> Path:
 
 
 def ensure_root_dir() -> Path:
+    """The state root, made root-only if we create it; an existing one must already be safe to use."""
     root = state_root()
-    root.mkdir(mode=0o700, parents=True, exist_ok=True)
-    os.chmod(root, 0o700)
+    try:
+        root.mkdir(mode=0o700, parents=True)
+        os.chmod(root, 0o700)
+    except FileExistsError:
+        st = root.stat()
+        if not root.is_dir() or st.st_uid != os.geteuid() or st.st_mode & 0o022:
+            raise InputError(f"state directory {root} is not a private directory of this user",
+                             "point LAB_STATE_DIR at a new directory (lab creates it root-only)") from None
     return root
 
 

@@ -100,6 +100,8 @@ def main(argv: list[str] | None = None) -> int:
         if common.DEBUG:
             traceback.print_exc()
         common.err(exc.message, exc.hint)
+        for note in getattr(exc, "__notes__", []):
+            common.err(note)
         code = exc.exit_code
     except KeyboardInterrupt:
         common.err("interrupted")

@@ -10,6 +10,7 @@ import typer
 from lab import state
 from lab.capture.tcpdump import Tcpdump
 from lab.cli.common import console, out
+from lab.net.faults import endpoint
 from lab.nodes import node_from_info
 
 
@@ -26,10 +27,9 @@ def register(app: typer.Typer) -> None:
         from lab.capture.packets import read_pcap
 
         info = state.read_lab_info(state.resolve_lab(lab))
-        node_name, _, ifname = where.partition(":")
-        node = node_from_info(info, node_name)
-        ifname = ifname or next(iter(node.interfaces))
-        dump = Tcpdump(f"{node_name}:{ifname}", node.netns, ifname, write.resolve(), bpf)
+        ep = endpoint(info, where)  # a clear error for an unknown node or interface
+        node = node_from_info(info, ep.node)
+        dump = Tcpdump(ep.label, node.netns, ep.ifname, write.resolve(), bpf)
         dump.start()
         console.print(f"capturing on {dump.point} into {write} " + ("(Ctrl-C to stop)" if not duration else ""))
         try:

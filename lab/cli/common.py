@@ -19,9 +19,3 @@ def err(message: str, hint: str | None = None) -> None:
     if hint:
         text += f" ({hint})"
     print(text, file=sys.stderr)
-
-
-def split_endpoint(value: str) -> tuple[str, str | None]:
-    """``node:eth0`` → (node, eth0); ``node`` → (node, None)."""
-    node, _, ifname = value.partition(":")
-    return node, (ifname or None)

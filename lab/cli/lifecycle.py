@@ -14,9 +14,9 @@ from rich.table import Table
 
 from lab import deploy, state
 from lab.cli.common import console, out
-from lab.errors import InputError
+from lab.errors import EnvironmentProblem, InputError
 from lab.nodes import node_from_info
-from lab.topology import load_topology
+from lab.topology import Topology, load_topology
 from lab.topology.trust import check_trusted_path
 
 VarOption = typer.Option([], "--var", "-v", help="Template variable NAME=VALUE for a jinja2 topology (repeatable).")
@@ -31,6 +31,16 @@ def parse_vars(values: list[str]) -> dict[str, str]:
             raise InputError(f"--var {item!r}: expected NAME=VALUE")
         result[key] = value
     return result
+
+
+def check_services(topo: Topology, topology_file: Path) -> None:
+    """Render the daemons' configuration (no side effects): a bad reference in ``dns:``/``proxy:``/``web:``
+    is refused by ``validate`` and ``up --dry-run`` too, not only when ``up`` gets to the containers."""
+    from lab.plan import make_plan
+    from lab.services import plan_daemons
+
+    if any(n.dns or n.proxy or n.web for n in topo.nodes.values()):
+        plan_daemons(make_plan(topo), topo, topology_file.resolve().parent)
 
 
 def lab_name_from(arg: str) -> str:
@@ -52,6 +62,7 @@ def register(app: typer.Typer) -> None:
         if not force:
             check_trusted_path(topology)
         topo, _ = load_topology(topology, parse_vars(var))
+        check_services(topo, topology)
         n_if = sum(len(n.interfaces) for n in topo.nodes.values())
         out.print(f"{topology}: ok — lab {topo.name}: {len(topo.nodes)} nodes, {len(topo.networks)} networks, "
                   f"{len(topo.links)} links, {n_if} interfaces")
@@ -70,12 +81,13 @@ def register(app: typer.Typer) -> None:
 
         if not force:
             check_trusted_path(topology)
-        topo, _ = load_topology(topology, parse_vars(var))
+        topo, smap = load_topology(topology, parse_vars(var))
+        check_services(topo, topology)
         if dry_run:
             for line in make_plan(topo).describe():
                 out.print(line)
             return
-        text = Path(topology).read_text()
+        text = smap.text  # as rendered: `lab graph NAME` and experiments read back what was built
         preflight(needs_for(topo))
         if quiet:
             plan = deploy.up(topo, text, str(topology.resolve()))
@@ -177,10 +189,11 @@ def register(app: typer.Typer) -> None:
             raise InputError("no command given", "write it after --, e.g. lab exec NODE -- ip addr")
         info = state.read_lab_info(state.resolve_lab(lab))
         handle = node_from_info(info, node)
+        argv = handle.command(command)
         try:
-            rc = subprocess.run(handle.command(command)).returncode
-        except FileNotFoundError as exc:
-            raise InputError(f"cannot run {command[0]!r}: {exc.strerror}") from None
+            rc = subprocess.run(argv).returncode
+        except FileNotFoundError:
+            raise EnvironmentProblem(f"{argv[0]} is not installed", "run scripts/setup.sh") from None
         raise typer.Exit(rc)
 
 

@@ -31,13 +31,7 @@ def link_up(
     """Plug the cable back in."""
     name = state.resolve_lab(lab)
     ep = faults.endpoint(state.read_lab_info(name), where)
-    journal = state.Journal(name)
-    cleared = [e for e in faults.active(journal) if e["where"] == ep.label and e["what"] == "link down"]
-    for entry in cleared:
-        faults.clear(journal, fault_id=entry["id"])
-    if not cleared:
-        faults.apply(journal, faults.link_state(ep, up=True))
-        faults.clear(journal, fault_id=faults.active(journal)[-1]["id"])
+    faults.plug_back(state.Journal(name), ep)
     out.print(f"{ep.label}: link up")
 
 

@@ -62,8 +62,6 @@ class Proc:
             if not chunk:
                 return
             self.out.append(chunk.decode(errors="replace"))
-            if timeout == 0.0:
-                continue
 
     @property
     def stdout(self) -> str:
@@ -83,20 +81,24 @@ class Proc:
         return False
 
     def wait(self, timeout: float = 30.0) -> int:
-        """Wait for the program to exit; returns its exit code (and records its output in the step)."""
-        try:
-            self.popen.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.stop()
+        """Wait for the program to exit (reading its output meanwhile, so a chatty one never blocks);
+        returns its exit code, and records its output in the step. Stopped if still running at the timeout."""
+        deadline = time.monotonic() + timeout
+        while self.popen.poll() is None and time.monotonic() < deadline:
+            self._drain(0.05)
+        if self.popen.poll() is None:
+            return self.stop()
         return self._finish()
 
-    def stop(self) -> int:
+    def stop(self, grace: float = 2.0) -> int:
+        """SIGTERM, then SIGKILL after ``grace`` seconds; the exit code is the one the kernel reported."""
         if self.popen.poll() is None:
-            procs.stop(self.popen.pid, None, grace=2.0)
-        try:
-            self.popen.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            pass
+            self.popen.terminate()
+            try:
+                self.popen.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait(timeout=5)
         return self._finish()
 
     def _finish(self) -> int:
@@ -222,11 +224,9 @@ class Run:
         self._captures += 1
         dumps = []
         for point in points:
-            node, _, ifname = point.partition(":")
-            handle = self.node(node)
-            ifname = ifname or next(iter(handle.interfaces))
-            name = f"{self._captures:02d}-{node}-{ifname}.pcap"
-            dumps.append(Tcpdump(f"{node}:{ifname}", handle.netns, ifname, self.run_dir / name, bpf))
+            ep = self.endpoint(point)
+            name = f"{self._captures:02d}-{ep.node}-{ep.ifname}.pcap"
+            dumps.append(Tcpdump(ep.label, ep.netns, ep.ifname, self.run_dir / name, bpf))
         cap = CaptureSet(dumps)
         cap.start()
         self.journal.record([procs.process_record(pid, "tcpdump") for pid in cap.pids])
@@ -277,12 +277,10 @@ class Run:
     def link(self, where: str, up: bool) -> None:
         """Cable pull (``up=False``) or plug back; pulled cables are plugged back at the end."""
         if up:
-            for entry in reversed(faults.active(self.journal)):
-                if entry["where"] == self.endpoint(where).label and entry["what"] == "link down":
-                    faults.clear(self.journal, fault_id=entry["id"])
-                    self.steps.append(StepRecord(f"plug {where} back in", None, where.split(":")[0], 0, "", "",
-                                                 time.time(), 0.0))
-                    return
+            faults.plug_back(self.journal, self.endpoint(where))
+            self.steps.append(StepRecord(f"plug {where} back in", None, where.split(":")[0], 0, "", "",
+                                         time.time(), 0.0))
+            return
         self.fault(faults.link_state(self.endpoint(where), up))
 
     def expect(self, verdict: Verdict) -> Verdict:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import signal
 import subprocess
 import sys
 import time
@@ -39,7 +40,7 @@ def run_one(exp: Experiment, overrides: dict[str, str], out_dir: Path, keep: boo
     run_dir = out_dir / f"{exp.id}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
     run_dir.mkdir(parents=True, exist_ok=True)
     started = time.time()
-    topo, _ = load_topology(exp.topology_path())
+    topo, smap = load_topology(exp.topology_path())
     reused = lab is not None
     error: str | None = None
     ctx: Run | None = None
@@ -47,7 +48,7 @@ def run_one(exp: Experiment, overrides: dict[str, str], out_dir: Path, keep: boo
         if lab is None:
             topo.name = lab_name_for(exp)
             progress(f"building lab {topo.name} from {exp.topology}")
-            deploy.up(topo, exp.topology_path().read_text(), str(exp.topology_path()))
+            deploy.up(topo, smap.text, str(exp.topology_path()))
             lab = topo.name
         lab_info = state.read_lab_info(lab)
         ctx = Run(lab_info, params, run_dir)
@@ -109,8 +110,29 @@ def write_reports(result: RunResult) -> None:
     (result.run_dir / "result.json").write_text(json.dumps(experiment_json(result), indent=2))
 
 
+CHILD_TIMEOUT = 600.0  # one experiment of the catalogue takes seconds to a minute; a hung one must not block CI
+
+
+def _interrupt(proc: subprocess.Popen[str]) -> str:
+    """Stop a child run that overran: Ctrl-C first (it undoes its changes and takes its lab down), then SIGKILL
+    and ``down`` of any lab it was building."""
+    proc.send_signal(signal.SIGINT)
+    try:
+        out, _ = proc.communicate(timeout=60)
+        return out
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, _ = proc.communicate()
+    for lab in state.labs_with_state():
+        first = next(iter(state.Journal(lab).entries()), {})
+        if first.get("kind") == "lab" and first.get("pid") == proc.pid:
+            deploy.down(lab)
+    return out
+
+
 def run_many(exps: list[Experiment], overrides: dict[str, str], out_dir: Path, jobs: int,
-             paths: list[Path], on_done: Callable[[dict[str, object]], None]) -> list[dict[str, object]]:
+             paths: list[Path], on_done: Callable[[dict[str, object]], None],
+             child_timeout: float = CHILD_TIMEOUT) -> list[dict[str, object]]:
     """Each experiment in its own child ``lab run`` (its own lab), ``jobs`` at a time; returns JSON items."""
 
     def child(exp: Experiment) -> dict[str, object]:
@@ -123,12 +145,16 @@ def run_many(exps: list[Experiment], overrides: dict[str, str], out_dir: Path, j
         for p in paths:
             argv += ["--path", str(p)]
         started = time.time()
-        proc = subprocess.run(argv, capture_output=True, text=True)
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            stdout, stderr = proc.communicate(timeout=child_timeout)
+        except subprocess.TimeoutExpired:
+            stdout, stderr = _interrupt(proc), f"timed out after {child_timeout:g} s (stopped)"
         try:
             item: dict[str, object] = json.loads(result_file.read_text())["experiments"][0]
             result_file.unlink()
         except (FileNotFoundError, json.JSONDecodeError, KeyError, IndexError):
-            tail = (proc.stderr or proc.stdout).strip().splitlines()
+            tail = (stderr or stdout).strip().splitlines()
             item = {"id": exp.id, "title": exp.title, "section": exp.section, "verdict": "error",
                     "duration_s": round(time.time() - started, 3), "parameters": {}, "expectations": [],
                     "error": tail[-1] if tail else f"lab run exited {proc.returncode}", "pcaps": {}, "report": None}

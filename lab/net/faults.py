@@ -199,6 +199,19 @@ def delay(ep: Endpoint, value: str, jitter: str | None = None, direction: Direct
     return fault
 
 
+def plug_back(journal: Journal, ep: Endpoint) -> list[dict[str, Any]]:
+    """``link up``: undo our cable pulls on ``ep``; with none active, set the link up (nothing to undo later)."""
+    pulled = [e for e in active(journal) if e["where"] == ep.label and e["what"] == "link down"]
+    for entry in pulled:
+        clear(journal, fault_id=entry["id"])
+    if not pulled:
+        argv = link_state(ep, up=True).apply[0]
+        result = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+        if result.returncode != 0:
+            raise EnvironmentProblem(f"link up on {ep.label} failed: {result.stderr.strip()}")
+    return pulled
+
+
 def link_state(ep: Endpoint, up: bool) -> Fault:
     """The cable pull: the switch-side port (or the node's own end of a point-to-point link) goes down."""
     ns, dev = (ep.peer_netns, ep.peer_ifname) if ep.peer_netns.endswith("._sw") else (ep.netns, ep.ifname)
@@ -244,21 +257,6 @@ def clear(journal: Journal, where: str | None = None, fault_id: str | None = Non
         journal.record([{"kind": "fault-cleared", "name": entry["id"], "id": entry["id"]}])
         done.append(entry)
     return done
-
-
-def netem_available() -> bool:
-    """True when the kernel can load sch_netem (tried on a dummy qdisc in a scratch namespace)."""
-    from lab.net import netns as ns_mod
-
-    name = f"lab-probe-{secrets.token_hex(3)}"
-    try:
-        ns_mod.ensure_netns_dir()
-        ns_mod.create(name).close()
-        r = subprocess.run(in_ns(name, ["tc", "qdisc", "add", "dev", "lo", "root", "netem", "delay", "1ms"]),
-                           capture_output=True, timeout=10)
-        return r.returncode == 0
-    finally:
-        ns_mod.delete(name)
 
 
 def _new_id() -> str:

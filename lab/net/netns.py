@@ -85,35 +85,6 @@ def run_in(path: str, fn: Callable[[], T]) -> T:
         return fn()
 
 
-def create(name: str) -> IPRoute:
-    """Create namespace ``name`` and return a netlink socket inside it.
-
-    The mount point is created with O_EXCL: if the file already exists the
-    namespace is not ours and we refuse (FileExistsError) rather than adopt it.
-    """
-    path = netns_path(name)
-    fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0o444)
-    os.close(fd)
-    with _lock:
-        home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
-        try:
-            try:
-                _check(_libc.unshare(CLONE_NEWNET), "unshare(CLONE_NEWNET)")
-            except OSError:
-                os.unlink(path)
-                raise
-            try:
-                _check(_libc.mount(b"/proc/thread-self/ns/net", path.encode(), b"none", MS_BIND, None),
-                       f"bind-mount namespace at {path}")
-                from pyroute2 import IPRoute
-
-                return IPRoute()
-            finally:
-                _check(_libc.setns(home, CLONE_NEWNET), "setns back to the home namespace")
-        finally:
-            os.close(home)
-
-
 @dataclass
 class Namespace:
     """A namespace of a lab being built: its name, an fd on it, and a raw netlink socket inside it.
@@ -254,14 +225,6 @@ def delete(name: str) -> bool:
     except FileNotFoundError:
         return False
     return True
-
-
-def is_namespace_mount(name: str) -> bool:
-    """True when /run/netns/<name> is a mounted namespace (not a stray empty file)."""
-    try:
-        return os.stat(netns_path(name)).st_dev != os.stat(NETNS_DIR).st_dev
-    except FileNotFoundError:
-        return False
 
 
 def require_root() -> None:

@@ -141,10 +141,13 @@ def remove_containers(lab: str, journal_names: list[str]) -> tuple[list[str], li
             skipped.append(f"container {c.name}: lab {lab!r} of another state directory "
                            f"({c.labels.get(LABEL_STATE)}), left alone")
     with ThreadPoolExecutor(max_workers=min(16, max(1, len(labelled)))) as pool:  # concurrently, as they started
-        list(pool.map(lambda c: c.remove(force=True), labelled))
-    for c in labelled:
+        problems = list(pool.map(_remove, labelled))
+    for c, problem in zip(labelled, problems, strict=True):
         seen.add(c.name)
-        removed.append(c.name)
+        if problem:
+            skipped.append(f"container {c.name}: {problem}")
+        else:
+            removed.append(c.name)
     for name in journal_names:
         if name in seen:
             continue
@@ -155,9 +158,27 @@ def remove_containers(lab: str, journal_names: list[str]) -> tuple[list[str], li
         if c.labels.get(LABEL_LAB) != lab or not is_ours(c.labels):
             skipped.append(f"container {name}: not labelled as lab {lab!r}, left alone")
             continue
-        c.remove(force=True)
-        removed.append(name)
+        problem = _remove(c)
+        if problem:
+            skipped.append(f"container {name}: {problem}")
+        else:
+            removed.append(name)
     return removed, skipped
+
+
+def _remove(container: Any) -> str | None:
+    """Remove one container; a container already gone (or going) is not an error, others are said."""
+    import docker.errors
+
+    try:
+        container.remove(force=True)
+    except docker.errors.NotFound:
+        return None
+    except docker.errors.APIError as exc:
+        if exc.status_code == 409 and "in progress" in str(exc):
+            return None  # another down/clean is removing it
+        return f"could not remove it: {exc.explanation or exc}"
+    return None
 
 
 def remove_orphans(known: set[str]) -> tuple[list[str], list[str]]:
@@ -185,8 +206,20 @@ def remove_orphans(known: set[str]) -> tuple[list[str], list[str]]:
     return removed, skipped
 
 
+# What ``docker exec`` would give a command: a clean environment, then the node's own variables.
+EXEC_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root", "LANG": "C.UTF-8"}
+
+
 class ContainerNode(Node):
-    """Commands run with ``docker exec`` semantics through nsenter into the container's namespaces."""
+    """Commands run inside the container's mount, UTS, IPC and network namespaces through ``nsenter``.
+
+    Not ``docker exec``: its CLI does not pass signals on to the command, so a
+    server stopped (or timed out) through it kept running in the container.
+    nsenter without ``--pid`` does not fork: the process we start *is* the
+    command, so its exit code and our SIGTERM both reach it directly. Such a
+    process stays in the machine's PID namespace; ``down`` stops anything left
+    in the lab's network namespaces before removing them.
+    """
 
     def __init__(self, lab: str, spec: dict[str, Any]) -> None:
         super().__init__(lab, spec)
@@ -198,6 +231,6 @@ class ContainerNode(Node):
         return int(c.attrs["State"]["Pid"])
 
     def command(self, argv: list[str], env: dict[str, str] | None = None) -> list[str]:
-        merged = {**self.env, **(env or {})}
-        prefix = ["env", *[f"{k}={v}" for k, v in merged.items()]] if merged else []
-        return ["docker", "exec", "-i", self.container, *prefix, *argv]
+        merged = {**EXEC_ENV, **self.env, **(env or {})}
+        return ["nsenter", f"--target={self.pid()}", "--mount", "--uts", "--ipc", "--net", "--",
+                "env", "-i", *[f"{k}={v}" for k, v in merged.items()], *argv]

@@ -57,6 +57,7 @@ class SourceMap:
     file: str
     lines: dict[tuple[Any, ...], int] = field(default_factory=dict)
     rendered_to_source: list[int] | None = None
+    text: str = ""  # the YAML as parsed (after templating): what a lab saves as its topology
 
     def source_line(self, rendered_line: int) -> int:
         if self.rendered_to_source:
@@ -142,6 +143,7 @@ def load_topology_text(
         except RenderError as exc:
             problem = f"{filename}:{exc.line or 1}: template error: {_one_line(exc.message)}"
             raise TopologyError([problem]) from None
+    smap.text = text
     data, root_line = _parse_yaml(text, smap)
     if not isinstance(data, dict):
         raise TopologyError([f"{filename}:{root_line}: a topology is a mapping with keys name, networks, "

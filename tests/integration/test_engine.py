@@ -108,7 +108,9 @@ def test_faults_links_and_capture_through_the_cli(lab_factory, tmp_path):
 
     # Delay needs netem: either it works, or the error says netem is missing (exit 3).
     rc = main(["fault", "add", "kongming20:eth0", "--delay", "20ms", "--lab", "eng-f"])
-    assert rc == (0 if faults.netem_available() else 3)
+    from lab.doctor import check_netem
+
+    assert rc == (0 if check_netem().status == "ok" else 3)
     main(["fault", "clear", "--lab", "eng-f"])
 
     # An ad-hoc capture sees a ping.
@@ -140,3 +142,34 @@ def test_run_reuses_a_running_lab_of_its_topology_and_leaves_it_up(lab_factory, 
     assert "eng-r" in state.labs_up()
     rc = main(["run", "rst-closed-port", "--fresh", "--json", "--out", str(tmp_path)])
     assert json.loads(capsys.readouterr().out)["experiments"][0]["topology"] != "eng-r"
+
+
+def test_link_up_on_a_healthy_link_leaves_it_up(lab_factory):
+    lab = lab_factory(BOOK_LAN, name="eng-l")
+    assert main(["link", "up", "ernest-laptop:eth0", "--lab", "eng-l"]) == 0
+    assert main(["fault", "clear", "--lab", "eng-l"]) == 0
+    assert lab.exec("kongming20", ["ping", "-c1", "-W2", "192.168.1.108"]).returncode == 0
+
+
+def test_programs_report_their_real_exit_codes(lab_factory, tmp_path):
+    from types import SimpleNamespace
+
+    from lab.experiments.context import Run
+
+    lab_factory(BOOK_LAN, name="eng-p")
+    run = Run(state.read_lab_info("eng-p"), SimpleNamespace(), tmp_path)
+    try:
+        assert run.spawn("kongming20", ["sleep", "30"]).stop() == -15  # SIGTERM, not a made-up 0
+        assert run.spawn("kongming20", ["sh", "-c", "exit 3"]).wait(5) == 3
+        chatty = run.spawn("kongming20", ["sh", "-c", "yes lab | head -c 300000"])
+        assert chatty.wait(10) == 0 and len(chatty.step.stdout) == 300000  # read while waiting: no pipe stall
+    finally:
+        run.cleanup()
+
+
+def test_a_templated_lab_is_saved_as_rendered(lab_factory, capsys):
+    lab_factory(ROOT / "topologies" / "routed-lans.yaml", name="eng-t", hosts="5")
+    saved = (state.lab_dir("eng-t") / "topology.yaml").read_text()
+    assert "red5:" in saved and "{%" not in saved
+    assert main(["graph", "eng-t"]) == 0
+    assert "red5" in capsys.readouterr().out

@@ -185,3 +185,21 @@ def test_lab_names_from_the_command_line_never_become_paths(capsys: pytest.Captu
     needs_root_first = args[0] == "down" and os.geteuid() != 0
     assert code == (3 if needs_root_first else 2), err
     assert needs_root_first or "is not a lab name" in err
+
+
+def test_validate_refuses_a_bad_service_reference(tmp_path, capsys):
+    import shutil
+    from pathlib import Path
+
+    from lab.cli import main
+
+    root = Path(__file__).resolve().parents[2] / "topologies"
+    (tmp_path / "book-web").mkdir()
+    shutil.copy(root / "book-web" / "index.html", tmp_path / "book-web" / "index.html")
+    text = (root / "book-web.yaml").read_text()
+    (tmp_path / "ok.yaml").write_text(text)
+    (tmp_path / "bad.yaml").write_text(text.replace("allow: [lan]", "allow: [nosuchnet]"))
+    tmp_path.chmod(0o700)
+    assert main(["validate", str(tmp_path / "ok.yaml")]) == 0
+    assert main(["validate", str(tmp_path / "bad.yaml")]) == 2
+    assert "proxy.allow names network 'nosuchnet'" in capsys.readouterr().err
