@@ -162,7 +162,7 @@ def check_netem() -> Check:
     if worked is None:
         return Check("sch_netem", WARN, detail)
     return Check("sch_netem", WARN, f"this kernel has no sch_netem ({detail}): delay and jitter faults "
-                                    "(lab link NODE:IF delay ...) are unavailable; loss, drops, cable pulls and "
+                                    "(lab fault add NODE:IF --delay ...) are unavailable; loss, drops, cable pulls and "
                                     "rate limits still work, and no book experiment needs delay",
                  "use a kernel with CONFIG_NET_SCH_NETEM (m or y) for WAN-like delays")
 

@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-.venv/bin/ruff check lab tests benchmarks
+.venv/bin/ruff check lab tests benchmarks scripts
 .venv/bin/mypy lab
 set +e
 .venv/bin/python -m pytest -ra -p no:cacheprovider "$@"
