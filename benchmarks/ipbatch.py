@@ -44,8 +44,11 @@ def _link_opts(mtu: int | None, mac: str | None) -> str:
     return (f" mtu {mtu}" if mtu else "") + (f" address {mac}" if mac else "") + " gso_max_segs 1"
 
 
-def up(plan: Plan) -> list[str]:
-    """Build the Plan's plumbing with iproute2; return the namespace names (for ``down``)."""
+def up(plan: Plan, sysctls: bool = True) -> list[str]:
+    """Build the Plan's plumbing with iproute2; return the namespace names (for ``down``).
+
+    ``sysctls=False`` leaves out step 4 (the issue's first measurement did).
+    """
     namespaces = [rename(s.name) for s in plan.namespaces]
     root = [f"netns add {ns}" for ns in namespaces]
     for v in plan.veths:
@@ -79,7 +82,7 @@ def up(plan: Plan) -> list[str]:
 
     for spec in plan.namespaces:
         values = {**spec.sysctls, **spec.late_sysctls}
-        if values:
+        if values and sysctls:
             subprocess.run(["nsenter", f"--net=/run/netns/{rename(spec.name)}", "sysctl", "-q", "-w",
                             *(f"{k}={v}" for k, v in values.items())], check=True)
     return namespaces
