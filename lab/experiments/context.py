@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import select
+import signal
 import subprocess
 import sys
 import time
@@ -93,12 +94,17 @@ class Proc:
     def stop(self, grace: float = 2.0) -> int:
         """SIGTERM, then SIGKILL after ``grace`` seconds; the exit code is the one the kernel reported."""
         if self.popen.poll() is None:
-            self.popen.terminate()
+            node = self.run.node(self.node)
+            node.signal(self.popen, signal.SIGTERM)
             try:
                 self.popen.wait(timeout=grace)
             except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait(timeout=5)
+                node.signal(self.popen, signal.SIGKILL)
+                try:
+                    self.popen.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    self.popen.kill()
+                    self.popen.wait(timeout=5)
         return self._finish()
 
     def _finish(self) -> int:

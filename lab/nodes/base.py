@@ -44,6 +44,10 @@ class Node(ABC):
             self.command(argv, env), capture_output=True, text=True, timeout=timeout, input=input, check=check
         )
 
+    def signal(self, popen: subprocess.Popen[Any], sig: int) -> None:
+        """Send ``sig`` to the program started with :meth:`popen` (the program itself, not a wrapper)."""
+        popen.send_signal(sig)
+
     def popen(self, argv: list[str], env: dict[str, str] | None = None, **kwargs: Any) -> subprocess.Popen[Any]:
         """Start a command in the node in the background (servers, captures)."""
         return subprocess.Popen(self.command(argv, env), **kwargs)

@@ -10,6 +10,9 @@ them even when the journal is gone.
 from __future__ import annotations
 
 import os
+import re
+import secrets
+import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -30,15 +33,24 @@ LABEL_STATE = "lab.state"  # the state directory of the lab that made it: anothe
 CAPABILITIES = ["NET_ADMIN", "NET_RAW"]
 
 
+_client: DockerClient | None = None
+
+
 def docker_client() -> DockerClient:
-    """A Docker client, or a clear error saying how to get an engine running."""
+    """The process's one Docker client (its connection pool is reused, never leaked per call),
+    or a clear error saying how to get an engine running."""
+    global _client
     try:
         import docker
 
-        client = docker.from_env(timeout=120)
-        client.ping()
-        return client
+        if _client is None:
+            _client = docker.from_env(timeout=120)
+        _client.ping()
+        return _client
     except Exception as exc:  # docker raises several unrelated types when no engine answers
+        if _client is not None:
+            _client.close()
+            _client = None
         raise EnvironmentProblem(
             f"no Docker engine answers ({type(exc).__name__})",
             "start one: systemctl start docker, or dockerd &; install with apt-get install docker.io",
@@ -206,19 +218,13 @@ def remove_orphans(known: set[str]) -> tuple[list[str], list[str]]:
     return removed, skipped
 
 
-# What ``docker exec`` would give a command: a clean environment, then the node's own variables.
-EXEC_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root", "LANG": "C.UTF-8"}
-
-
 class ContainerNode(Node):
-    """Commands run inside the container's mount, UTS, IPC and network namespaces through ``nsenter``.
+    """Commands run through ``docker exec``: the container's own capabilities, seccomp and cgroup apply.
 
-    Not ``docker exec``: its CLI does not pass signals on to the command, so a
-    server stopped (or timed out) through it kept running in the container.
-    nsenter without ``--pid`` does not fork: the process we start *is* the
-    command, so its exit code and our SIGTERM both reach it directly. Such a
-    process stays in the machine's PID namespace; ``down`` stops anything left
-    in the lab's network namespaces before removing them.
+    ``docker exec`` does not pass signals on to the command, so each command is
+    started by a fixed two-line ``sh`` script that writes its PID (inside the
+    container) to a file named by a random tag and then ``exec``s the command;
+    :meth:`signal` reads that file and signals the program itself.
     """
 
     def __init__(self, lab: str, spec: dict[str, Any]) -> None:
@@ -231,6 +237,21 @@ class ContainerNode(Node):
         return int(c.attrs["State"]["Pid"])
 
     def command(self, argv: list[str], env: dict[str, str] | None = None) -> list[str]:
-        merged = {**EXEC_ENV, **self.env, **(env or {})}
-        return ["nsenter", f"--target={self.pid()}", "--mount", "--uts", "--ipc", "--net", "--",
-                "env", "-i", *[f"{k}={v}" for k, v in merged.items()], *argv]
+        merged = {**self.env, **(env or {})}
+        flags = [part for key, value in merged.items() for part in ("-e", f"{key}={value}")]
+        script = f'echo $$ > {PIDFILE}{secrets.token_hex(6)}; exec "$@"'  # the command is "$@", never parsed
+        return ["docker", "exec", "-i", *flags, self.container, "sh", "-c", script, "sh", *argv]
+
+    def signal(self, popen: subprocess.Popen[Any], sig: int) -> None:
+        args = popen.args if isinstance(popen.args, list) else []
+        tag = next((m.group(1) for a in args if isinstance(a, str) and (m := PIDFILE_TAG.search(a))), None)
+        if tag is not None:
+            killed = subprocess.run(["docker", "exec", self.container, "sh", "-c",
+                                     f'kill -{int(sig)} "$(cat {PIDFILE}{tag})"'], capture_output=True, timeout=15)
+            if killed.returncode == 0:
+                return
+        popen.send_signal(sig)
+
+
+PIDFILE = "/tmp/.lab-exec-"
+PIDFILE_TAG = re.compile(r"/tmp/\.lab-exec-([0-9a-f]{12});")
