@@ -190,11 +190,11 @@ class _Loader(_Parser, Composer, Resolver):  # type: ignore[misc, valid-type]
 
     def compose_node(self, parent: Any, index: Any) -> Any:
         if self.check_event(yaml.AliasEvent):
-            event = self.peek_event()
+            event: Any = self.peek_event()  # an AliasEvent: it has an anchor and a start mark
             if event.anchor in self.open_anchors:
                 raise _YamlLimit(event.start_mark, f"alias *{event.anchor} refers to itself (a value cannot "
                                                    "contain itself)")
-            target = Composer.compose_node(self, parent, index)
+            target: Any = Composer.compose_node(self, parent, index)
             self.alias_values += self.sizes[id(target)]
             if self.alias_values > MAX_ALIAS_VALUES:
                 raise _YamlLimit(event.start_mark, f"aliases expand to too many values (more than "
@@ -203,7 +203,7 @@ class _Loader(_Parser, Composer, Resolver):  # type: ignore[misc, valid-type]
             ref.start_mark = event.start_mark
             self.sizes[id(ref)] = self.sizes[id(target)]
             return ref
-        event = self.peek_event()
+        event = self.peek_event()  # a scalar, sequence or mapping start: never None here
         self.depth += 1
         if self.depth > MAX_DEPTH:
             raise _YamlLimit(event.start_mark, f"the YAML is nested too deeply (over {MAX_DEPTH} levels)")
