@@ -129,17 +129,20 @@ class Journal:
 
     def entries(self) -> list[dict[str, Any]]:
         """Every entry; a line torn by a crash mid-write is skipped (its object was not created yet)."""
-        if not self.path.exists():
+        try:
+            lines = [line for line in self.path.read_text().splitlines() if line.strip()]
+        except FileNotFoundError:
             return []
-        out = []
-        for line in self.path.read_text().splitlines():
-            try:
-                entry = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(entry, dict) and "kind" in entry:
-                out.append(entry)
-        return out
+        try:  # one parse for the whole journal (json.dumps never writes a raw newline inside a line)
+            parsed = json.loads("[" + ",".join(lines) + "]")
+        except json.JSONDecodeError:  # a torn line: parse line by line and skip it
+            parsed = []
+            for line in lines:
+                try:
+                    parsed.append(json.loads(line))
+                except json.JSONDecodeError:
+                    continue
+        return [e for e in parsed if isinstance(e, dict) and "kind" in e]
 
     def remove(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)
