@@ -20,12 +20,17 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 # A Docker engine: use the running one, else start one and wait for it.
+if ! docker info >/dev/null 2>&1 && pgrep -x dockerd >/dev/null 2>&1; then
+  echo "setup: a dockerd is starting or stopping; waiting for it"
+  for _ in $(seq 1 30); do docker info >/dev/null 2>&1 && break; pgrep -x dockerd >/dev/null 2>&1 || break; sleep 1; done
+fi
 if ! docker info >/dev/null 2>&1; then
   if command -v systemctl >/dev/null 2>&1 && systemctl start docker 2>/dev/null && docker info >/dev/null 2>&1; then
     :
   else
     echo "setup: starting dockerd (log: /var/log/lab-dockerd.log)"
-    nohup dockerd >/var/log/lab-dockerd.log 2>&1 &
+    # its own session: a signal to the caller's process group (Ctrl-C, a CI job ending) must not stop it
+    setsid nohup dockerd >/var/log/lab-dockerd.log 2>&1 < /dev/null &
     for _ in $(seq 1 60); do docker info >/dev/null 2>&1 && break; sleep 1; done
     docker info >/dev/null 2>&1 || { echo "setup: dockerd did not start; see /var/log/lab-dockerd.log" >&2; exit 3; }
   fi
