@@ -344,12 +344,12 @@ def _teardown(lab: str, journal: Journal) -> Teardown:
                 report.skipped.append(f"containers {', '.join(container_names)}: {exc.message}")
     not_ours = {e["name"] for e in entries if e["kind"] == "not-ours"}
     namespaces = [e["name"] for e in entries if e["kind"] == "netns" and e["name"] not in not_ours]
-    for pid in procs.in_namespaces([netns.netns_path(n) for n in namespaces]):
-        if procs.stop(pid, procs.start_time(pid), grace=1.0):
-            report.removed.append(f"process {pid} (running in a namespace of the lab)")
     _ensure_open_files(len(namespaces))
     held = netns.hold(namespaces)  # destroyed together once all are unmounted (see netns.hold)
     try:
+        for pid in procs.in_namespaces({(st.st_dev, st.st_ino) for st in map(os.fstat, held)}):
+            if procs.stop(pid, procs.start_time(pid), grace=1.0):
+                report.removed.append(f"process {pid} (running in a namespace of the lab)")
         for name in namespaces:
             if netns.delete(name):
                 report.removed.append(f"namespace {name}")

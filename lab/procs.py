@@ -33,21 +33,14 @@ def is_same_process(pid: int, recorded_start: int | None) -> bool:
     return current is not None and recorded_start is not None and current == recorded_start
 
 
-def in_namespaces(paths: list[str]) -> list[int]:
-    """PIDs of processes whose network namespace is one of ``paths`` (e.g. /run/netns/lab-x.y).
+def in_namespaces(wanted: set[tuple[int, int]]) -> list[int]:
+    """PIDs of processes whose network namespace is one of ``wanted`` ((st_dev, st_ino) of a namespace).
 
     A process inside a lab's namespace was started there by lab (a server, a capture, a
     ``lab exec``): the namespace is ours, so it is too. This finds the ones the journal could
     not name (started in the instant before their record was written, or by ``lab exec … &``),
     which would otherwise keep the namespace alive after ``down``.
     """
-    wanted = set()
-    for path in paths:
-        try:
-            st = os.stat(path)
-        except FileNotFoundError:
-            continue
-        wanted.add((st.st_dev, st.st_ino))
     if not wanted:
         return []
     me, found = os.getpid(), []

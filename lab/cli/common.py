@@ -13,6 +13,19 @@ out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty()
 console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
+def parse_assignments(values: list[str], option: str) -> dict[str, str]:
+    """``NAME=VALUE`` options (``--var``, ``-p``) into a dict; a malformed one is bad input."""
+    from lab.errors import InputError
+
+    result = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key.isidentifier():
+            raise InputError(f"{option} {item!r}: expected NAME=VALUE")
+        result[key] = value
+    return result
+
+
 def err(message: str, hint: str | None = None) -> None:
     """One line on stderr: ``lab: error: what (what to do)``; multi-problem messages keep their lines."""
     text = f"lab: error: {message}"

@@ -13,7 +13,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from lab import deploy, state
-from lab.cli.common import console, out
+from lab.cli.common import console, out, parse_assignments
 from lab.errors import EnvironmentProblem, InputError
 from lab.nodes import node_from_info
 from lab.topology import Topology, load_topology
@@ -24,13 +24,7 @@ ForceOption = typer.Option(False, "--force", help="Accept a topology file in a w
 
 
 def parse_vars(values: list[str]) -> dict[str, str]:
-    result = {}
-    for item in values:
-        key, sep, value = item.partition("=")
-        if not sep or not key.isidentifier():
-            raise InputError(f"--var {item!r}: expected NAME=VALUE")
-        result[key] = value
-    return result
+    return parse_assignments(values, "--var")
 
 
 def check_services(topo: Topology, topology_file: Path) -> None:

@@ -9,19 +9,9 @@ import typer
 from rich.table import Table
 
 from lab import state
-from lab.cli.common import console, out
+from lab.cli.common import console, out, parse_assignments
 from lab.errors import InputError
 from lab.experiments.engine import Experiment
-
-
-def _overrides(values: list[str]) -> dict[str, str]:
-    result = {}
-    for item in values:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise InputError(f"-p {item!r}: expected NAME=VALUE")
-        result[key] = value
-    return result
 
 
 def running_lab_of(exp: Experiment) -> str | None:
@@ -84,7 +74,7 @@ def register(app: typer.Typer) -> None:
             raise InputError("give experiment ids or --all, not both")
         if not all_ and not ids:
             raise InputError("which experiment?", "name one (see: lab experiments) or use --all")
-        overrides = _overrides(param)
+        overrides = parse_assignments(param, "-p")
         require_root()
         out_dir = out_dir.resolve()
         out_dir.mkdir(parents=True, exist_ok=True)

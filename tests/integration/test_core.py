@@ -160,3 +160,14 @@ nodes:
         proc.wait()
         assert main(["down", "core-kill"]) == 0
         assert_gone("core-kill")
+
+
+def test_down_stops_a_process_left_running_in_the_lab(lab_factory):
+    lab_factory(BOOK_LAN, name="core-stray")
+    stray = subprocess.Popen(["ip", "netns", "exec", "lab-core-stray.kongming20", "sleep", "300"],
+                             start_new_session=True)
+    time.sleep(0.3)
+    report = deploy.down("core-stray")
+    assert stray.wait(timeout=5) != 0
+    assert any("running in a namespace of the lab" in item for item in report.removed)
+    assert_gone("core-stray")
