@@ -23,8 +23,9 @@ from lab import deploy, state
 from lab.errors import InputError, LabError
 from lab.experiments.context import Run
 from lab.experiments.engine import Experiment
+from lab.report.graph import hosts_of, topology_svg
 from lab.report.model import RunResult, overall_verdict
-from lab.topology import load_topology
+from lab.topology import Topology, load_topology
 
 
 def lab_name_for(exp: Experiment) -> str:
@@ -80,23 +81,16 @@ def run_one(exp: Experiment, overrides: dict[str, str], out_dir: Path, keep: boo
         expectations=verdicts, steps=ctx.steps if ctx else [], packets=ctx.packets if ctx else [],
         pcaps={k: str(v) for k, v in (ctx.pcaps if ctx else {}).items()}, book_listing=exp.book,
         modern_note=exp.modern + ("\n" + "\n".join(ctx.notes) if ctx and ctx.notes else ""),
-        error=error, topology_svg=_svg(topo), run_dir=run_dir, html_path=None, hosts=_hosts(topo),
+        error=error, topology_svg=_svg(topo), run_dir=run_dir, html_path=None, hosts=hosts_of(topo),
     )
     write_reports(result)
     return result
 
 
-def _hosts(topo: object) -> dict[str, str]:
-    from lab.report.graph import hosts_of
-
-    return hosts_of(topo)  # type: ignore[arg-type]
-
-
-def _svg(topo: object) -> str | None:
+def _svg(topo: Topology) -> str | None:
+    """The topology drawing for the report; a drawing that fails must not cost the run its verdict."""
     try:
-        from lab.report.graph import topology_svg
-
-        return topology_svg(topo)  # type: ignore[arg-type]
+        return topology_svg(topo)
     except Exception:
         return None
 
