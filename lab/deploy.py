@@ -23,7 +23,7 @@ from lab import names, procs
 from lab.errors import EnvironmentProblem, InputError, LabError
 from lab.net import links, netns, sysctl
 from lab.plan import Plan, make_plan
-from lab.state import Journal, lab_dir, lab_lock, labs_with_state, write_lab_info
+from lab.state import Journal, lab_dir, lab_lock, labs_with_state, netns_dir, write_lab_info
 from lab.topology.model import Topology
 
 ETC_NETNS = "/etc/netns"
@@ -60,6 +60,8 @@ def up(
         try:  # from the journal's first line on, any exit (Ctrl-C included) rolls back
             journal.start({"file": source_file, "created": time.time(), "pid": os.getpid()})
             _write_private(lab_dir(topo.name) / "topology.yaml", source_text)
+            journal.record([{"kind": "nsdir", "name": "netns"}])
+            netns.mount_nsdir(netns_dir(topo.name))
             _apply(plan, topo, journal, progress)
         except BaseException as exc:
             progress("rolling back", 0, 1)
@@ -116,6 +118,7 @@ def _write_private(path: Path, text: str) -> None:
 def _apply(plan: Plan, topo: Topology, journal: Journal, progress: Progress) -> None:
     spaces: dict[str, netns.Namespace] = {}
     files: _FilesAhead | None = None
+    nsdir = netns_dir(plan.lab)
     try:
         _ensure_open_files(len(plan.namespaces))
         missing: set[str] = set()
@@ -128,7 +131,7 @@ def _apply(plan: Plan, topo: Topology, journal: Journal, progress: Progress) -> 
             journal.record([{"kind": "netns", "name": s.name} for s in containers])
             for i, spec in enumerate(containers):
                 try:
-                    netns.attach(spec.name, f"/proc/{pids[spec.node or '']}/ns/net")
+                    netns.attach(spec.name, f"/proc/{pids[spec.node or '']}/ns/net", nsdir)
                 except FileExistsError:
                     journal.record([{"kind": "not-ours", "name": s.name} for s in containers[i:]])
                     raise EnvironmentProblem(
@@ -141,7 +144,7 @@ def _apply(plan: Plan, topo: Topology, journal: Journal, progress: Progress) -> 
         plain = [s for s in plan.namespaces if s.kind != "container"]
         journal.record([{"kind": "netns", "name": s.name} for s in plain]
                        + [{"kind": "etcdir", "name": ns} for ns in plan.hosts_files])
-        files = _FilesAhead([s.name for s in plain], plan)
+        files = _FilesAhead([s.name for s in plain], plan, nsdir)
         files.start()
         for i, spec in enumerate(plain):
             if i % 50 == 0:
@@ -153,7 +156,7 @@ def _apply(plan: Plan, topo: Topology, journal: Journal, progress: Progress) -> 
                 raise EnvironmentProblem(
                     f"namespace {spec.name} already exists and is not this lab's",
                     f"remove it yourself if it is stale: ip netns delete {spec.name}") from None
-            spaces[spec.name], absent = netns.make(spec.name, spec.sysctls, claimed=True)
+            spaces[spec.name], absent = netns.make(spec.name, spec.sysctls, nsdir, claimed=True)
             missing.update(absent)
         _refuse_missing_sysctls(missing, plan)
 
@@ -208,10 +211,11 @@ class _FilesAhead(threading.Thread):
     the two overlap. Everything here is in the journal before it starts.
     """
 
-    def __init__(self, names: list[str], plan: Plan) -> None:
+    def __init__(self, names: list[str], plan: Plan, nsdir: str) -> None:
         super().__init__(name="lab-files-ahead", daemon=True)
         self.names = names
         self.plan = plan
+        self.nsdir = nsdir
         self.claimed: queue.SimpleQueue[str | BaseException] = queue.SimpleQueue()
         self.error: BaseException | None = None
         self.stopping = threading.Event()
@@ -221,7 +225,7 @@ class _FilesAhead(threading.Thread):
             if self.stopping.is_set():
                 return
             try:
-                netns.claim(name)
+                netns.claim(name, self.nsdir)
             except BaseException as exc:
                 self.claimed.put(exc)
                 return
@@ -344,32 +348,38 @@ def _teardown(lab: str, journal: Journal) -> Teardown:
                 report.skipped.append(f"containers {', '.join(container_names)}: {exc.message}")
     not_ours = {e["name"] for e in entries if e["kind"] == "not-ours"}
     namespaces = [e["name"] for e in entries if e["kind"] == "netns" and e["name"] not in not_ours]
-    _ensure_open_files(len(namespaces))
-    held = netns.hold(namespaces)  # destroyed together once all are unmounted (see netns.hold)
-    try:
-        for pid in procs.in_namespaces({(st.st_dev, st.st_ino) for st in map(os.fstat, held)}):
-            if procs.stop(pid, procs.start_time(pid), grace=1.0):
-                report.removed.append(f"process {pid} (running in a namespace of the lab)")
-        for name in namespaces:
-            if netns.delete(name):
-                report.removed.append(f"namespace {name}")
-    finally:
-        for fd in held:
-            os.close(fd)
-    for entry in entries:
-        if entry["kind"] == "etcdir" and entry["name"] not in not_ours:
-            if "/" in entry["name"] or not entry["name"].startswith(names.PREFIX):
-                continue  # only a lab's own entry directly in /etc/netns (no pathlib here: N entries)
-            path = os.path.join(ETC_NETNS, entry["name"])
-            try:
-                os.unlink(path)  # a symlink into the lab's state directory (removed with it below)
-            except FileNotFoundError:
-                continue
-            except IsADirectoryError:
-                shutil.rmtree(path, ignore_errors=True)
-            report.removed.append(f"{path}")
+    etc_entries = [e["name"] for e in entries if e["kind"] == "etcdir" and e["name"] not in not_ours]
+    nsdir = netns_dir(lab)
+    strays = procs.in_namespaces(netns.identities(nsdir, namespaces))  # known only while mounted
+    if any(e["kind"] == "nsdir" for e in entries):
+        netns.unmount_nsdir(nsdir)  # every namespace of the lab at once (see lab.net.netns)
+    for name in namespaces:
+        if netns.unname(name):
+            report.removed.append(f"namespace {name}")
+    for pid in strays:  # each kept its namespace alive past the unmount
+        if procs.stop(pid, procs.start_time(pid), grace=1.0):
+            report.removed.append(f"process {pid} (running in a namespace of the lab)")
+    report.removed += _remove_etc_entries(etc_entries)
     journal.remove()
     return report
+
+
+def _remove_etc_entries(etc_entries: list[str]) -> list[str]:
+    """Unlink the lab's /etc/netns/<ns> entries (symlinks into the state directory; a directory if
+    one was there before); returns the paths removed."""
+    removed = []
+    for name in etc_entries:
+        if "/" in name or not name.startswith(names.PREFIX):
+            continue  # only a lab's own entry directly in /etc/netns (no pathlib here: N entries)
+        path = os.path.join(ETC_NETNS, name)
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            continue
+        except IsADirectoryError:
+            shutil.rmtree(path, ignore_errors=True)
+        removed.append(path)
+    return removed
 
 
 def clean() -> list[Teardown]:

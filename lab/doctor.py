@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from lab.errors import EnvironmentProblem
+from lab.net.netns import NETNS_DIR
 
 OK, WARN, FAIL = "ok", "warn", "fail"
 DEFAULT_NODES = 20
@@ -213,24 +214,13 @@ def check_iproute2() -> Check:
     return Check("iproute2", OK, _first_line(["ip", "-V"]) or "ip, tc and ss present")
 
 
-def check_netns_mount() -> Check:
-    try:
-        mountinfo = Path("/proc/self/mountinfo").read_text()
-    except OSError:
-        return Check("/run/netns", WARN, "cannot read /proc/self/mountinfo")
-    for line in mountinfo.splitlines():
-        fields = line.split()
-        if len(fields) > 4 and fields[4] == "/run/netns":
-            if any(f.startswith("shared:") for f in fields[6:fields.index("-")] if "-" in fields):
-                return Check("/run/netns", OK, "/run/netns is a shared mount: namespaces lab names there are seen "
-                                               "by ip netns, nsenter and other mount namespaces")
-            return Check("/run/netns", WARN, "/run/netns is mounted but not shared: namespaces named there may "
-                                             "not be visible from other mount namespaces",
-                         "mount --make-shared /run/netns (lab up tries this itself)")
-    if not os.access("/run", os.W_OK):
-        return Check("/run/netns", FAIL if _is_root() else WARN, "/run is not writable: lab cannot name namespaces "
-                     "under /run/netns", "run as root on a system with a writable /run")
-    return Check("/run/netns", OK, "not mounted yet: lab up makes /run/netns a shared bind mount, as ip netns does")
+def check_netns_dir() -> Check:
+    """lab names each namespace with a symlink in /run/netns (into the lab's own tmpfs of mounts)."""
+    where = NETNS_DIR if os.path.isdir(NETNS_DIR) else "/run"
+    if not os.access(where, os.W_OK):
+        return Check("/run/netns", FAIL if _is_root() else WARN, f"{where} is not writable: lab cannot name "
+                     "namespaces under /run/netns", "run as root on a system with a writable /run")
+    return Check("/run/netns", OK, "writable: lab names its namespaces there, for ip netns and nsenter")
 
 
 def check_inotify(nodes: int = DEFAULT_NODES) -> Check:
@@ -295,7 +285,7 @@ CHECKS: dict[str, Callable[[], Check]] = {
     "ethtool": check_ethtool,
     "nsenter": check_nsenter,
     "iproute2": check_iproute2,
-    "netns": check_netns_mount,
+    "netns": check_netns_dir,
     "inotify": check_inotify,
     "neighbours": check_neighbours,
     "kernel": check_kernel,

@@ -10,6 +10,8 @@ Layout: ``$LAB_STATE_DIR`` (default /run/lab, root-only)/<lab>/
   journal.jsonl   one JSON object per line: {"kind": ..., "name": ..., ...}
   lab.json        written when ``up`` finished: the plan's nodes, for exec/inspect
   topology.yaml   the topology the lab was made from, as rendered (jinja2 applied)
+  netns/          a tmpfs where the lab's namespaces are mounted (/run/netns/<ns> links here)
+  etc/            the nodes' hosts and resolv.conf (/etc/netns/<ns> links here)
 """
 
 from __future__ import annotations
@@ -45,6 +47,11 @@ def check_lab_name(lab: str) -> str:
 
 def lab_dir(lab: str) -> Path:
     return state_root() / check_lab_name(lab)
+
+
+def netns_dir(lab: str) -> str:
+    """Where the lab's namespaces are mounted (see lab.net.netns)."""
+    return str(lab_dir(lab) / "netns")
 
 
 def ensure_root_dir() -> Path:

@@ -92,10 +92,13 @@ def lab_etc_entries(lab: str) -> list[str]:
 
 
 def lab_mounts(lab: str) -> list[str]:
-    """Mount points of the lab's namespaces in this process's mount namespace (/run/netns is shared)."""
-    mark = f"{NETNS_DIR}/{names.PREFIX}{lab}."
+    """Mount points of the lab in this process's mount namespace: its namespace directory (a tmpfs)
+    and the namespaces mounted in it, and any namespace mounted under its name in /run/netns."""
+    nsdir = state.netns_dir(lab)
+    marks = (f"{NETNS_DIR}/{names.PREFIX}{lab}.", f"{nsdir}/")
     with open("/proc/self/mountinfo") as f:
-        return [line.split()[4] for line in f if line.split()[4].startswith(mark)]
+        points = [line.split()[4] for line in f]
+    return [p for p in points if p == nsdir or p.startswith(marks)]
 
 
 _docker: list[object] = []  # one client for the checks, opened once (each new client holds a socket)
@@ -150,12 +153,13 @@ def journal_entries(lab: str) -> list[dict[str, object]]:
 def namespace_inodes(lab: str) -> set[int]:
     """The kernel identities (nsfs inodes) of the lab's named namespaces, to find processes still inside."""
     inodes = set()
+    nsfs = os.stat("/proc/self/ns/net").st_dev
     for name in lab_namespaces(lab):
         try:
-            st = os.stat(os.path.join(NETNS_DIR, name))
+            st = os.stat(os.path.join(NETNS_DIR, name))  # follows the symlink into the lab's nsdir
         except FileNotFoundError:
             continue
-        if st.st_dev != os.stat(NETNS_DIR).st_dev:  # a mounted namespace, not an empty claim
+        if st.st_dev == nsfs:  # a mounted namespace, not an empty claim
             inodes.add(st.st_ino)
     return inodes
 

@@ -38,10 +38,9 @@ links: [[a:eth1, b:eth1]]
 
 
 def counts(lab: str) -> dict[str, int]:
-    from crash_trials import lab_containers, lab_namespaces, root_links
+    from crash_trials import lab_containers, lab_mounts, lab_namespaces, root_links
 
-    with open("/proc/self/mountinfo") as f:
-        mounts = sum(1 for line in f if f"/run/netns/lab-{lab}." in line.split()[4])
+    mounts = len(lab_mounts(lab))
     return {
         "fds": len(os.listdir("/proc/self/fd")),
         "threads": len(os.listdir("/proc/self/task")),

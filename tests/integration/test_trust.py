@@ -191,11 +191,11 @@ def same_fds(after: list[str], before: list[str]) -> bool:
 
 def own_mounts(lab: str) -> list[str]:
     """This process's mount table, less what other tests running at the same time change in it
-    (their labs' namespaces under /run/netns, their containers' file systems)."""
+    (their labs' namespace directories in the state root or /run/netns, their containers' file systems)."""
     with open("/proc/self/mountinfo") as f:
         points = [line.split()[4] for line in f]
-    return sorted(p for p in points if p.startswith(f"/run/netns/lab-{lab}.")
-                  or not p.startswith(("/run/netns/", "/var/lib/docker/", "/run/docker/")))
+    others = (f"{state.state_root()}/", "/run/netns/", "/var/lib/docker/", "/run/docker/")
+    return sorted(set(ct.lab_mounts(lab)) | {p for p in points if not p.startswith(others)})
 
 
 def test_a_hundred_up_down_cycles_leak_nothing():
@@ -473,12 +473,16 @@ def test_state_files_are_root_only(mix):
     lock = root / f".{mix}.lock"
     assert not lock.exists() or stat.S_IMODE(lock.stat().st_mode) == 0o600
     seen = 0
+    nsfs = os.stat("/proc/self/ns/net").st_dev
     for dirpath, _dirnames, filenames in os.walk(state.lab_dir(mix)):
         assert stat.S_IMODE(os.stat(dirpath).st_mode) == 0o700, dirpath
         for name in filenames:
             path = Path(dirpath) / name
             mode = stat.S_IMODE(path.stat().st_mode)
             seen += 1
+            if path.parent == Path(state.netns_dir(mix)):
+                assert path.stat().st_dev == nsfs, path  # a namespace mounted there (the kernel's 0444), no file
+                continue
             if path.parent.parent.name == "etc" and name in ("hosts", "resolv.conf"):
                 # seen inside the lab as /etc/hosts (bind-mounted), so readable there; private by path
                 assert mode == 0o644, path
