@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 from abc import ABC, abstractmethod
 from typing import Any
@@ -39,10 +40,25 @@ class Node(ABC):
         self, argv: list[str], timeout: float | None = 60, env: dict[str, str] | None = None,
         input: str | None = None, check: bool = False,
     ) -> subprocess.CompletedProcess[str]:
-        """Run a command in the node to completion; its exit code is returned, never hidden."""
-        return subprocess.run(
-            self.command(argv, env), capture_output=True, text=True, timeout=timeout, input=input, check=check
-        )
+        """Run a command in the node to completion; its exit code is returned, never hidden.
+
+        On ``timeout`` the program itself is killed (:meth:`signal`: for a container node
+        that is the program inside, not only the ``docker exec`` client), then
+        ``subprocess.TimeoutExpired`` is raised as ``subprocess.run`` would.
+        """
+        stdin = subprocess.PIPE if input is not None else None
+        with self.popen(argv, env, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
+            try:
+                out, err = proc.communicate(input, timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.signal(proc, signal.SIGKILL)
+                proc.kill()
+                out, err = proc.communicate()
+                raise subprocess.TimeoutExpired(proc.args, timeout or 0, out, err) from None
+        done = subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+        if check:
+            done.check_returncode()
+        return done
 
     def signal(self, popen: subprocess.Popen[Any], sig: int) -> None:
         """Send ``sig`` to the program started with :meth:`popen` (the program itself, not a wrapper)."""

@@ -181,6 +181,20 @@ def test_lab_exec_through_the_cli(lab, capfd):
     assert capfd.readouterr().out == "ok\n"
 
 
+def test_a_command_that_times_out_is_killed_inside_the_container(lab):
+    """docker exec forwards no signal: killing the client alone would leave the program running."""
+    marker = f"lab-timeout-{time.monotonic_ns()}"
+    with pytest.raises(subprocess.TimeoutExpired):
+        lab.exec("kongming20", ["python3", "-c", "import time; time.sleep(60)", marker], timeout=1.5)
+    listing = ["sh", "-c", 'for f in /proc/[0-9]*/cmdline; do tr "\\0" " " < "$f"; echo; done']
+    for _ in range(20):
+        running = [line for line in lab.exec("kongming20", listing).stdout.splitlines() if marker in line]
+        if not running:
+            break
+        time.sleep(0.1)
+    assert running == []
+
+
 def test_images_build_again_builds_nothing(lab, capsys):
     start = time.monotonic()
     assert main(["images", "build", "-q"]) == 0
