@@ -8,8 +8,8 @@ Steps read like the book's procedure::
         run.py("kongming20", "connect_timer", run.ip("ernest-laptop"), "7")
     run.expect(expect.count(expect.arp(run.packets), 2, "two ARP frames"))
 
-Sysctls are restored, faults cleared, background programs and captures stopped
-(by PID, recorded in the lab's journal), whatever the steps raised.
+Faults cleared and sysctls put back (both journaled), background programs and
+captures stopped (by PID, recorded in the lab's journal), whatever the steps raised.
 """
 
 from __future__ import annotations
@@ -147,7 +147,6 @@ class Run:
         self.pcaps: dict[str, Path] = {}
         self.notes: list[str] = []
         self._procs: list[Proc] = []
-        self._sysctls: list[tuple[str, str, str]] = []
         self._faults: list[str] = []
         self._captures = 0
 
@@ -252,14 +251,21 @@ class Run:
 
     # --- changes that are undone at the end ---------------------------------
     def sysctl(self, node: str, key: str, value: str | int) -> None:
-        """Set a sysctl in the node's namespace for this run; the old value comes back at the end."""
-        old = self.sh(node, ["sysctl", "-n", key], record=False)
-        if old.rc != 0:
+        """Set a per-namespace sysctl in the node for this run; the old value comes back at the end.
+
+        Journaled like a fault (see :func:`faults.sysctl`): after a run that was killed,
+        ``lab fault clear`` restores it. Written from the machine into the node's network
+        namespace, so container nodes (whose /proc/sys is read-only) work alike.
+        """
+        netns = self.node(node).netns
+        old = subprocess.run(faults.in_ns(netns, ["sysctl", "-n", key]), capture_output=True, text=True, timeout=30)
+        if old.returncode != 0:
             raise EnvironmentProblem(f"{node}: this kernel has no sysctl {key}")
-        self._sysctls.append((node, key, old.stdout.strip()))
-        r = self.sh(node, ["sysctl", "-w", f"{key}={value}"], title=f"sysctl {key}={value}")
-        if r.rc != 0:
-            raise RuntimeError(f"{node}: sysctl {key}={value} failed: {r.stderr.strip()}")
+        started = time.time()
+        fault = faults.apply(self.journal, faults.sysctl(node, netns, key, str(value), old.stdout.strip()))
+        self._faults.append(fault.id)
+        self.steps.append(StepRecord(f"sysctl {key}={value}", f"sysctl -w {key}={value}", node, 0, "", "",
+                                     started, time.time() - started))
 
     def fault(self, fault: faults.Fault) -> faults.Fault:
         faults.apply(self.journal, fault)
@@ -295,7 +301,7 @@ class Run:
 
     # --- the end -----------------------------------------------------------
     def cleanup(self) -> list[str]:
-        """Stop programs, clear faults, restore sysctls; return problems met (never raises)."""
+        """Stop programs, clear faults and put sysctls back; return problems met (never raises)."""
         problems = []
         for proc in reversed(self._procs):
             try:
@@ -310,11 +316,6 @@ class Run:
                 faults.clear(self.journal, fault_id=fid)
             except Exception as exc:
                 problems.append(f"clearing fault {fid}: {exc}")
-        for node, key, value in reversed(self._sysctls):
-            try:
-                self.sh(node, ["sysctl", "-w", f"{key}={value}"], record=False)
-            except Exception as exc:
-                problems.append(f"restoring {key} on {node}: {exc}")
         return problems
 
 

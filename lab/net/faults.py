@@ -1,8 +1,9 @@
 """Faults on a node's interface: drops and random loss (iptables), cable pulls, rate limits, delay.
 
 Each fault is a list of commands applied inside the lab's namespaces and a list
-that undoes it; both go into the lab's journal, so ``lab fault clear``, the end
-of an experiment, and ``lab down`` all remove it. Direction ``in`` is traffic
+that undoes it (an experiment's sysctl is one too: :func:`sysctl`); both go into
+the lab's journal, so ``lab fault clear``, the end of an experiment, and
+``lab down`` all remove it. Direction ``in`` is traffic
 arriving at the interface, ``out`` traffic leaving it.
 
 Where things live: loss and drops are iptables rules in the node's namespace
@@ -197,6 +198,19 @@ def delay(ep: Endpoint, value: str, jitter: str | None = None, direction: Direct
                                       *([jitter] if jitter else [])]))
         fault.undo.append(in_ns(ns, ["tc", "qdisc", "del", "dev", dev, "root"]))
     return fault
+
+
+def sysctl(node: str, netns: str, key: str, value: str, old: str) -> Fault:
+    """A per-namespace sysctl set for a while (an experiment's knob), the old value its undo.
+
+    Journaled like a fault, so a run that was killed leaves it listed in ``lab fault ls``
+    and ``lab fault clear`` puts it back. Only ``net.*`` keys: the others are machine-wide.
+    """
+    if not key.startswith("net."):
+        raise InputError(f"sysctl {key} is machine-wide, not the node's", "lab sets only per-namespace net.* sysctls")
+    return Fault(_new_id(), node, f"sysctl {key}={value}",
+                 [in_ns(netns, ["sysctl", "-q", "-w", f"{key}={value}"])],
+                 [in_ns(netns, ["sysctl", "-q", "-w", f"{key}={old}"])])
 
 
 def plug_back(journal: Journal, ep: Endpoint) -> list[dict[str, Any]]:

@@ -10,6 +10,7 @@ import pytest
 from lab import deploy, state
 from lab.capture.packets import read_pcap
 from lab.cli import main
+from lab.errors import InputError
 from lab.experiments import expect
 from lab.net import faults
 from lab.report.jsonreport import problems
@@ -165,6 +166,36 @@ def test_programs_report_their_real_exit_codes(lab_factory, tmp_path):
         assert chatty.wait(10) == 0 and len(chatty.step.stdout) == 300000  # read while waiting: no pipe stall
     finally:
         run.cleanup()
+
+
+def test_a_run_s_sysctls_come_back_at_its_end_and_after_a_killed_run(lab_factory, tmp_path, capsys):
+    from types import SimpleNamespace
+
+    from lab.experiments.context import Run
+
+    lab_factory(BOOK_LAN, name="eng-s")
+    info = state.read_lab_info("eng-s")
+    key = "net.ipv4.tcp_syn_retries"
+
+    def value() -> str:
+        return Run(info, SimpleNamespace(), tmp_path).node("kongming20").exec(["sysctl", "-n", key]).stdout.strip()
+
+    before = value()
+    run = Run(info, SimpleNamespace(), tmp_path)
+    run.sysctl("kongming20", key, 2)
+    run.sysctl("kongming20", key, 3)
+    assert value() == "3"
+    run.cleanup()
+    assert value() == before
+
+    killed = Run(info, SimpleNamespace(), tmp_path)
+    killed.sysctl("kongming20", key, 1)  # and the run dies here: no cleanup
+    assert main(["fault", "ls", "--lab", "eng-s"]) == 0
+    assert f"sysctl {key}=1" in capsys.readouterr().out
+    assert main(["fault", "clear", "--lab", "eng-s"]) == 0
+    assert value() == before
+    with pytest.raises(InputError):
+        killed.sysctl("kongming20", "kernel.pid_max", 40000)  # machine-wide: refused
 
 
 def test_a_templated_lab_is_saved_as_rendered(lab_factory, capsys):
