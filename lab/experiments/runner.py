@@ -23,6 +23,7 @@ from lab import deploy, state
 from lab.errors import InputError, LabError
 from lab.experiments.context import Run
 from lab.experiments.engine import Experiment
+from lab.net import faults
 from lab.report.graph import hosts_of, topology_svg
 from lab.report.model import RunResult, overall_verdict
 from lab.topology import Topology, load_topology
@@ -32,6 +33,17 @@ def lab_name_for(exp: Experiment) -> str:
     """A short unique lab name: the id's initials and a random suffix (≤ 20 characters)."""
     initials = "".join(word[0] for word in exp.id.split("-"))[:8]
     return f"{initials}-{secrets.token_hex(3)}"
+
+
+def _note_active_faults(ctx: Run, lab: str, progress: Callable[[str], None]) -> None:
+    """A reused lab may carry faults (set on purpose, or left by a run that was killed): say so in the report."""
+    active = faults.active(state.Journal(lab))
+    if active:
+        listed = ", ".join(f"{e['what']} on {e['where']}" for e in active)
+        text = (f"lab {lab} had {len(active)} fault(s) active before this run, left in place: {listed} "
+                f"(lab fault clear --lab {lab} removes them)")
+        ctx.note(text)
+        progress(text)
 
 
 def run_one(exp: Experiment, overrides: dict[str, str], out_dir: Path, keep: bool = False,
@@ -53,6 +65,8 @@ def run_one(exp: Experiment, overrides: dict[str, str], out_dir: Path, keep: boo
             lab = topo.name
         lab_info = state.read_lab_info(lab)
         ctx = Run(lab_info, params, run_dir)
+        if reused:
+            _note_active_faults(ctx, lab, progress)
         progress("running steps")
         try:
             exp.steps(ctx)
@@ -81,6 +95,7 @@ def run_one(exp: Experiment, overrides: dict[str, str], out_dir: Path, keep: boo
         expectations=verdicts, steps=ctx.steps if ctx else [], packets=ctx.packets if ctx else [],
         pcaps={k: str(v) for k, v in (ctx.pcaps if ctx else {}).items()}, book_listing=exp.book,
         modern_note=exp.modern + ("\n" + "\n".join(ctx.notes) if ctx and ctx.notes else ""),
+        notes=list(ctx.notes) if ctx else [],
         error=error, topology_svg=_svg(topo), run_dir=run_dir, html_path=None, hosts=hosts_of(topo),
     )
     write_reports(result)

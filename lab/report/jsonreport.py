@@ -79,6 +79,7 @@ def experiment_json(result: RunResult) -> dict[str, Any]:
         "pcaps": {str(point): str(path) for point, path in result.pcaps.items()},
         "report": str(result.html_path) if result.html_path else None,
         "packets": len(result.packets),
+        "notes": list(result.notes),
     }
 
 

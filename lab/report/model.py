@@ -50,6 +50,7 @@ class RunResult:
     pcaps: dict[str, str] = field(default_factory=dict)
     book_listing: str = ""
     modern_note: str = ""
+    notes: list[str] = field(default_factory=list)  # what the run itself noticed (also in modern_note, for the page)
     error: str | None = None
     topology_svg: str | None = None
     run_dir: Path = field(default_factory=Path)

@@ -121,6 +121,9 @@ def test_json_item_has_the_schema_fields(result: RunResult) -> None:
     first = item["expectations"][0]
     assert set(first) == {"description", "verdict", "expected", "observed", "packets"}
     assert first["verdict"] == "pass" and all(isinstance(n, int) for n in first["packets"])
+    assert item["notes"] == []
+    result.notes = ["lab x had 1 fault(s) active before this run"]
+    assert jsonreport.experiment_json(result)["notes"] == result.notes
     doc = jsonreport.document([item])
     assert doc["version"] == 1 and doc["experiments"] == [item]
     assert jsonreport.problems(json.loads(json.dumps(doc))) == []
