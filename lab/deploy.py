@@ -349,16 +349,22 @@ def _teardown(lab: str, journal: Journal) -> Teardown:
     not_ours = {e["name"] for e in entries if e["kind"] == "not-ours"}
     namespaces = [e["name"] for e in entries if e["kind"] == "netns" and e["name"] not in not_ours]
     etc_entries = [e["name"] for e in entries if e["kind"] == "etcdir" and e["name"] not in not_ours]
+    has_nsdir = any(e["kind"] == "nsdir" for e in entries)
     nsdir = netns_dir(lab)
-    strays = procs.in_namespaces(netns.identities(nsdir, namespaces))  # known only while mounted
-    if any(e["kind"] == "nsdir" for e in entries):
+    # Processes still inside one of the namespaces (see procs.in_namespaces) are stopped while
+    # the namespaces still have their names: a ``down`` killed after the unmount would not find them.
+    for pid, started in [(pid, procs.start_time(pid))
+                         for pid in procs.in_namespaces(netns.identities(nsdir, namespaces))]:
+        if procs.stop(pid, started, grace=1.0):
+            report.removed.append(f"process {pid} (running in a namespace of the lab)")
+    if has_nsdir:
         netns.unmount_nsdir(nsdir)  # every namespace of the lab at once (see lab.net.netns)
     for name in namespaces:
-        if netns.unname(name):
+        unnamed = netns.unname(name, nsdir if has_nsdir else None)
+        if unnamed:
             report.removed.append(f"namespace {name}")
-    for pid in strays:  # each kept its namespace alive past the unmount
-        if procs.stop(pid, procs.start_time(pid), grace=1.0):
-            report.removed.append(f"process {pid} (running in a namespace of the lab)")
+        elif unnamed is None:
+            report.skipped.append(f"namespace {name}: /run/netns/{name} is not this lab's, left alone")
     report.removed += _remove_etc_entries(etc_entries)
     journal.remove()
     return report

@@ -26,14 +26,15 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from lab.errors import InputError, LabNotFound
+from lab.errors import EnvironmentProblem, InputError, LabNotFound
 from lab.topology.model import LAB_NAME
 
 DEFAULT_ROOT = "/run/lab"
 
 
 def state_root() -> Path:
-    return Path(os.environ.get("LAB_STATE_DIR", DEFAULT_ROOT))
+    """Absolute, even if LAB_STATE_DIR is not: /run/netns and /etc/netns link into it."""
+    return Path(os.path.abspath(os.environ.get("LAB_STATE_DIR", DEFAULT_ROOT)))
 
 
 def check_lab_name(lab: str) -> str:
@@ -152,6 +153,27 @@ class Journal:
         return [e for e in parsed if isinstance(e, dict) and "kind" in e]
 
     def remove(self) -> None:
+        """Remove the lab's directory, the journal last (a ``down`` killed meanwhile can be run again).
+
+        Refuses while the namespaces' tmpfs is still mounted there: removing the
+        directory would reach into it.
+        """
+        nsdir = self.dir / "netns"
+        if os.path.ismount(nsdir):
+            raise EnvironmentProblem(f"{nsdir} is still mounted", f"umount -l {nsdir}; then lab down {self.lab}")
+        try:
+            children = os.listdir(self.dir)
+        except FileNotFoundError:
+            return
+        for child in children:
+            path = self.dir / child
+            if child == self.path.name:
+                continue
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+        self.path.unlink(missing_ok=True)
         shutil.rmtree(self.dir, ignore_errors=True)
 
 

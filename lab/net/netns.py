@@ -211,45 +211,62 @@ def open_socket(name: str) -> IPRoute:
 
 
 def identities(nsdir: str, names: list[str]) -> set[tuple[int, int]]:
-    """(st_dev, st_ino) of each named namespace mounted in ``nsdir``: what /proc/PID/ns/net of a
-    process inside it stats to."""
+    """(st_dev, st_ino) of each named namespace: what /proc/PID/ns/net of a process inside stats to.
+
+    Looked up in the lab's ``nsdir`` (one path step each), or through /run/netns for
+    a lab without one (built before labs had their own nsdir).
+    """
     nsfs = os.stat("/proc/self/ns/net").st_dev  # a name claimed but not (or no longer) mounted is no namespace
     found: set[tuple[int, int]] = set()
     try:
-        dir_fd = os.open(nsdir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        dir_fd: int | None = os.open(nsdir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except FileNotFoundError:
-        return found
+        dir_fd = None
     try:
         for name in names:
             try:
-                st = os.stat(name, dir_fd=dir_fd)
+                st = os.stat(name, dir_fd=dir_fd) if dir_fd is not None else os.stat(netns_path(name))
             except OSError:
                 continue
             if st.st_dev == nsfs:
                 found.add((st.st_dev, st.st_ino))
     finally:
-        os.close(dir_fd)
+        if dir_fd is not None:
+            os.close(dir_fd)
     return found
 
 
-def unname(name: str) -> bool:
-    """Remove /run/netns/<name> (after :func:`unmount_nsdir`); True if something was there. Idempotent.
+def unname(name: str, nsdir: str | None) -> bool | None:
+    """Remove /run/netns/<name> after :func:`unmount_nsdir`: True if removed, False if nothing was
+    there, None if what is there is not ours (left alone). Idempotent.
 
-    Normally a symlink into the lab's home; a namespace mounted at the path
-    itself (``ip netns add`` style) is unmounted first.
+    With the lab's ``nsdir``, only our symlink into it is removed: a name the journal
+    holds but that was never claimed (a build stopped first) may be someone else's by
+    now. Without (a lab built before labs had their own nsdir), the namespace mounted
+    at the path itself is unmounted and removed, as ``ip netns delete`` does.
     """
     path = netns_path(name)
-    try:
-        os.unlink(path)
-        return True
-    except FileNotFoundError:
-        return False
-    except OSError as exc:
-        if exc.errno != errno.EBUSY:
+    if nsdir is not None:
+        try:
+            if os.readlink(path) != f"{nsdir}/{name}":
+                return None
+        except FileNotFoundError:
+            return False
+        except OSError as exc:
+            if exc.errno == errno.EINVAL:  # not a symlink: not ours
+                return None
             raise
-    if _libc.umount2(path.encode(), MNT_DETACH) != 0 and ctypes.get_errno() not in (errno.EINVAL, errno.ENOENT):
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            return False
+        return True
+    if _libc.umount2(path.encode(), MNT_DETACH) != 0:
         err = ctypes.get_errno()
-        raise OSError(err, f"umount {path}: {os.strerror(err)}")
+        if err == errno.ENOENT:
+            return False
+        if err != errno.EINVAL:  # EINVAL: not a mount point (an empty claim): just remove it
+            raise OSError(err, f"umount {path}: {os.strerror(err)}")
     try:
         os.unlink(path)
     except FileNotFoundError:

@@ -341,6 +341,58 @@ def test_a_namespace_named_like_ours_but_not_in_the_journal_survives_down_and_cl
         deploy.down(lab)
 
 
+def test_a_journaled_name_someone_else_took_before_we_claimed_it_survives_down(tmp_path, monkeypatch, capsys):
+    """The journal names a namespace before it is claimed; if the build stopped in between and
+    someone made a namespace of that name, ``down`` must not take theirs."""
+    lab = "tr-own5"
+    monkeypatch.setenv("LAB_STATE_DIR", str(tmp_path / "state"))
+    lab_up(BOOK_LAN, lab)
+    late = f"lab-{lab}.late"
+    state.Journal(lab).record([{"kind": "netns", "name": late}])
+    hand_made_namespace(late)
+    try:
+        assert main(["down", lab]) == 0
+        assert f"namespace {late}: /run/netns/{late} is not this lab's, left alone" in capsys.readouterr().err
+        assert ct.lab_namespaces(lab) == [late]
+        assert os.path.ismount(f"/run/netns/{late}")
+    finally:
+        delete_namespace(late)
+        deploy.down(lab)
+
+
+def test_a_lab_directory_is_not_removed_while_its_namespaces_are_mounted_in_it(tmp_path, monkeypatch):
+    from lab.net import netns
+
+    monkeypatch.setenv("LAB_STATE_DIR", str(tmp_path / "state"))
+    journal = state.Journal("tr-mnt")
+    journal.start({})
+    netns.mount_nsdir(state.netns_dir("tr-mnt"))
+    try:
+        with pytest.raises(EnvironmentProblem, match="still mounted"):
+            journal.remove()
+        assert journal.exists()
+    finally:
+        assert netns.unmount_nsdir(state.netns_dir("tr-mnt"))
+    journal.remove()
+    assert not journal.dir.exists()
+
+
+def test_a_relative_state_directory_works(tmp_path, monkeypatch):
+    """/run/netns links to the lab's nsdir by an absolute path, whatever LAB_STATE_DIR looks like."""
+    lab = "tr-rel"
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("LAB_STATE_DIR", "state")
+    lab_up(BOOK_LAN, lab)
+    try:
+        from lab.nodes import node_from_info
+
+        r = node_from_info(state.read_lab_info(lab), "kongming20").exec(["ping", "-c1", "-W2", "far-host"])
+        assert r.returncode == 0, r.stdout + r.stderr
+    finally:
+        deploy.down(lab)
+    assert ct.lab_namespaces(lab) == [] and not (tmp_path / "state" / lab).exists()
+
+
 # --- ownership of containers ----------------------------------------------------------------
 
 
