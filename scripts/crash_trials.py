@@ -18,8 +18,9 @@ node, per-node sysctls):
    interfaces in the machine's namespace with the lab's names.
 
 The fault variant does the same to ``lab fault add`` on a running lab (loss,
-rate limit on the container, SYN drop) and to ``lab run EXPERIMENT --keep``
-(servers, captures and faults in flight). Prints one line per trial and exits
+rate limit on the container, SYN drop), to ``lab run EXPERIMENT --keep``
+(servers, captures and faults in flight) and to ``lab down`` itself (with a
+process left in one of the lab's namespaces). Prints one line per trial and exits
 1 if any trial left debris or ``lab down`` failed.
 
     sudo .venv/bin/python scripts/crash_trials.py                 # 50 up trials + 10 of each fault variant
@@ -457,6 +458,59 @@ def fault_trials(ws: Workspace, n: int, rng: random.Random,
     return results
 
 
+def kill_when(proc: subprocess.Popen[bytes], happened: Callable[[], bool], extra: float,
+              timeout: float = 60) -> tuple[str, float]:
+    """SIGKILL ``proc`` ``extra`` seconds after ``happened()`` became true (or when it ended by itself)."""
+    start = time.monotonic()
+    while proc.poll() is None and time.monotonic() - start < timeout:
+        if happened():
+            time.sleep(extra)
+            break
+        time.sleep(0.001)
+    return kill_after(proc, 0.0), time.monotonic() - start
+
+
+def down_trials(ws: Workspace, n: int, rng: random.Random,
+                report: Callable[[Trial], None] = lambda t: None) -> list[Trial]:
+    """``lab down`` itself killed mid-way, with a process left in one of the lab's namespaces
+    (one its journal does not name), then ``lab down`` again.
+
+    ``down`` removes the container, stops the process, unmounts the namespaces and
+    removes their names, the /etc/netns entries and the state: odd trials kill it
+    0-20 ms after the container is gone, even ones 0-3 ms after the process ended
+    (trial 0 runs it whole). Beside the usual debris, the process must be gone and
+    nothing left in the lab's namespaces, noted before the first ``down`` (after it
+    they may have no name).
+    """
+    results = []
+    for i in range(0, n + 1):
+        before = Machine.now()
+        up = lab_cli("up", "-q", str(ws.topology))
+        if up.returncode != 0:
+            raise SystemExit(f"crash_trials: lab up failed: {up.stderr.strip()}")
+        inodes = namespace_inodes(ws.lab)
+        stray = subprocess.Popen(["ip", "netns", "exec", f"{names.PREFIX}{ws.lab}.a", "sleep", "300"])
+        proc = lab_popen("down", ws.lab)
+        if i == 0:
+            start = time.monotonic()
+            outcome, delay = kill_after(proc, 300), time.monotonic() - start
+        elif i % 2:
+            outcome, delay = kill_when(proc, lambda: not lab_containers(ws.lab), rng.uniform(0, 0.02))
+        else:
+            outcome, delay = kill_when(proc, lambda p=stray: p.poll() is not None, rng.uniform(0, 0.003))
+        trial = down_and_check(ws, ws.lab, before, i, "down", delay, outcome)
+        trial.debris += [f"process {pid} still in a namespace of the lab" for pid in processes_in(inodes)]
+        try:
+            stray.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            stray.kill()  # our own child, by its PID
+            stray.wait()
+            trial.debris.append(f"the process left in {names.PREFIX}{ws.lab}.a was not stopped")
+        results.append(trial)
+        report(trial)
+    return results
+
+
 def labs_started_by(pid: int) -> list[str]:
     """Labs whose journal says process ``pid`` started building them."""
     found = []
@@ -516,7 +570,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("-n", "--trials", type=int, default=50, help="lab up trials (default 50)")
     parser.add_argument("--fault-trials", type=int, default=10,
-                        help="trials of each fault variant: fault add, run --keep (default 10)")
+                        help="trials of each other variant: fault add, run --keep, down (default 10)")
     parser.add_argument("--seed", type=int, default=None, help="random seed (printed; default: random)")
     parser.add_argument("--lab", default=None, help="lab name (default crash-<random>)")
     parser.add_argument("--json", type=Path, default=None, help="also write the trials to this JSON file")
@@ -544,6 +598,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.fault_trials:
             trials += fault_trials(ws, args.fault_trials, rng, show)
             trials += run_trials(ws, args.fault_trials, rng, show)
+            trials += down_trials(ws, args.fault_trials, rng, show)
     finally:
         lab_cli("down", ws.lab)
         ws.remove()
