@@ -93,17 +93,18 @@ def test_sigkill_at_random_points_of_up_then_down_leaves_nothing():
 
 
 @pytest.mark.docker
-def test_sigkill_of_fault_add_and_of_run_keep_then_down_leaves_nothing():
+def test_sigkill_of_fault_add_run_keep_and_down_then_down_leaves_nothing():
     ws = ct.Workspace.make("tr-crashf")
     try:
         rng = random.Random(int.from_bytes(os.urandom(4), "big"))
-        trials = ct.fault_trials(ws, 3, rng) + ct.run_trials(ws, 3, rng)
+        trials = ct.fault_trials(ws, 3, rng) + ct.run_trials(ws, 3, rng) + ct.down_trials(ws, 2, rng)
     finally:
         deploy.down(ws.lab)
         ws.remove()
     print("\n" + ct.HEADER + "\n" + "\n".join(t.line() for t in trials))
     assert [t.line() for t in trials if not t.ok] == []
-    assert sum(t.outcome == "killed" for t in trials) >= 4
+    assert sum(t.outcome == "killed" for t in trials) >= 5
+    assert any(t.what == "down" and t.outcome == "killed" for t in trials), "no down was killed mid-way"
 
 
 def test_the_debris_check_finds_what_is_left():
