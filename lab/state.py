@@ -158,7 +158,7 @@ class Journal:
         Refuses while the namespaces' tmpfs is still mounted there: removing the
         directory would reach into it.
         """
-        nsdir = self.dir / "netns"
+        nsdir = netns_dir(self.lab)
         if os.path.ismount(nsdir):
             raise EnvironmentProblem(f"{nsdir} is still mounted", f"umount -l {nsdir}; then lab down {self.lab}")
         try:

@@ -425,16 +425,22 @@ class LabOf:
         return journal_length(self.lab)
 
 
+def kill_when(proc: subprocess.Popen[bytes], happened: Callable[[], bool], extra: float,
+              timeout: float = 60) -> tuple[str, float]:
+    """SIGKILL ``proc`` ``extra`` seconds after ``happened()`` became true (or when it ended by itself)."""
+    start = time.monotonic()
+    while proc.poll() is None and time.monotonic() - start < timeout:
+        if happened():
+            time.sleep(extra)
+            break
+        time.sleep(0.001)
+    return kill_after(proc, 0.0), time.monotonic() - start
+
+
 def kill_at_entry(proc: subprocess.Popen[bytes], lab: LabOf, entry: int, extra: float,
                   timeout: float = 300) -> tuple[str, float]:
     """SIGKILL ``proc`` ``extra`` seconds after its lab's journal reached ``entry`` lines (mid-step, by design)."""
-    start = time.monotonic()
-    while proc.poll() is None and time.monotonic() - start < timeout:
-        if lab.journal_length() >= entry:
-            time.sleep(extra)
-            break
-        time.sleep(0.002)
-    return kill_after(proc, 0.0), time.monotonic() - start
+    return kill_when(proc, lambda: lab.journal_length() >= entry, extra, timeout)
 
 
 def fault_trials(ws: Workspace, n: int, rng: random.Random,
@@ -456,18 +462,6 @@ def fault_trials(ws: Workspace, n: int, rng: random.Random,
         results.append(down_and_check(ws, ws.lab, before, i, "fault add", delay, outcome))
         report(results[-1])
     return results
-
-
-def kill_when(proc: subprocess.Popen[bytes], happened: Callable[[], bool], extra: float,
-              timeout: float = 60) -> tuple[str, float]:
-    """SIGKILL ``proc`` ``extra`` seconds after ``happened()`` became true (or when it ended by itself)."""
-    start = time.monotonic()
-    while proc.poll() is None and time.monotonic() - start < timeout:
-        if happened():
-            time.sleep(extra)
-            break
-        time.sleep(0.001)
-    return kill_after(proc, 0.0), time.monotonic() - start
 
 
 def down_trials(ws: Workspace, n: int, rng: random.Random,

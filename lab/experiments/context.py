@@ -261,17 +261,16 @@ class Run:
         old = subprocess.run(faults.in_ns(netns, ["sysctl", "-n", key]), capture_output=True, text=True, timeout=30)
         if old.returncode != 0:
             raise EnvironmentProblem(f"{node}: this kernel has no sysctl {key}")
-        started = time.time()
-        fault = faults.apply(self.journal, faults.sysctl(node, netns, key, str(value), old.stdout.strip()))
-        self._faults.append(fault.id)
-        self.steps.append(StepRecord(f"sysctl {key}={value}", f"sysctl -w {key}={value}", node, 0, "", "",
-                                     started, time.time() - started))
+        self.fault(faults.sysctl(node, netns, key, str(value), old.stdout.strip()),
+                   title=f"sysctl {key}={value}", command=f"sysctl -w {key}={value}")
 
-    def fault(self, fault: faults.Fault) -> faults.Fault:
+    def fault(self, fault: faults.Fault, title: str | None = None, command: str | None = None) -> faults.Fault:
+        """Apply a journaled change (cleared at the end of the run) and record it as a step."""
+        started = time.time()
         faults.apply(self.journal, fault)
         self._faults.append(fault.id)
-        self.steps.append(StepRecord(f"fault: {fault.what} on {fault.where}", None, fault.where.split(":")[0],
-                                     0, "", "", time.time(), 0.0))
+        self.steps.append(StepRecord(title or f"fault: {fault.what} on {fault.where}", command,
+                                     fault.where.split(":")[0], 0, "", "", started, time.time() - started))
         return fault
 
     def endpoint(self, spec: str) -> faults.Endpoint:

@@ -256,8 +256,9 @@ def apply(journal: Journal, fault: Fault) -> Fault:
 
 
 def active(journal: Journal) -> list[dict[str, Any]]:
-    cleared = {e["id"] for e in journal.entries() if e["kind"] == "fault-cleared"}
-    return [e for e in journal.entries() if e["kind"] == "fault" and e["id"] not in cleared]
+    entries = journal.entries()  # read once: the journal grows with every fault and step
+    cleared = {e["id"] for e in entries if e["kind"] == "fault-cleared"}
+    return [e for e in entries if e["kind"] == "fault" and e["id"] not in cleared]
 
 
 def clear(journal: Journal, where: str | None = None, fault_id: str | None = None) -> list[dict[str, Any]]:

@@ -83,6 +83,11 @@ def unmount_nsdir(nsdir: str) -> bool:
     raise OSError(err, f"umount {nsdir}: {os.strerror(err)}")
 
 
+def mount_point(name: str, nsdir: str) -> str:
+    """Where namespace ``name`` is mounted in the lab's nsdir (what /run/netns/<name> links to)."""
+    return f"{nsdir}/{name}"
+
+
 def exists(name: str) -> bool:
     return os.path.exists(netns_path(name))
 
@@ -134,7 +139,7 @@ def claim(name: str, nsdir: str) -> None:
     the namespaces: creating a file can cost as much as the unshare(2) itself
     when /run sits on a disk.
     """
-    point = f"{nsdir}/{name}"
+    point = mount_point(name, nsdir)
     os.symlink(point, netns_path(name))
     fd = os.open(point, os.O_RDONLY | os.O_CREAT, 0o444)
     os.close(fd)
@@ -147,7 +152,7 @@ def make(name: str, sysctls: dict[str, str], nsdir: str, claimed: bool = False) 
     :func:`claim` was called for it already (``claimed``), the name is claimed
     first, and an existing one is refused (FileExistsError).
     """
-    path = f"{nsdir}/{name}"
+    path = mount_point(name, nsdir)
     if not claimed:
         claim(name, nsdir)
     with _lock:
@@ -199,7 +204,7 @@ def entered_fd(fd: int) -> Iterator[None]:
 def attach(name: str, source: str, nsdir: str) -> None:
     """Give an existing namespace (e.g. a container's /proc/PID/ns/net) the name ``name``."""
     claim(name, nsdir)
-    path = f"{nsdir}/{name}"
+    path = mount_point(name, nsdir)
     _check(_libc.mount(source.encode(), path.encode(), b"none", MS_BIND, None), f"bind-mount {source}")
 
 
@@ -248,7 +253,7 @@ def unname(name: str, nsdir: str | None) -> bool | None:
     path = netns_path(name)
     if nsdir is not None:
         try:
-            if os.readlink(path) != f"{nsdir}/{name}":
+            if os.readlink(path) != mount_point(name, nsdir):
                 return None
         except FileNotFoundError:
             return False
