@@ -36,6 +36,9 @@ MAX_FILE_BYTES = 16 * 1024 * 1024
 MAX_DEPTH = 32
 MAX_ALIAS_VALUES = 100_000
 TEMPLATE_SIGNS = ("{{", "{%", "{#")
+# One message whichever limit trips first: ours (the composer's depth), libyaml's (its scanner's
+# flow level, since libyaml 0.2.6 as bundled in PyYAML 6.0.4), or Python's recursion limit.
+NESTED_TOO_DEEPLY = f"the YAML is nested too deeply (more than {MAX_DEPTH} levels)"
 
 try:  # libyaml's parser when PyYAML was built with it; the pure-Python one otherwise
     from yaml._yaml import CParser as _Parser
@@ -89,15 +92,16 @@ def load_topology(path: str | Path, variables: dict[str, str] | None = None) -> 
     return load_topology_text(text, str(p), variables)
 
 
-def _read_file(p: Path) -> bytes:
+def _read_file(p: Path, what: str = "topology file") -> bytes:
     """The file's bytes; refuses what is not a regular file (a FIFO or /dev/zero would never end)."""
     try:
         fd = os.open(p, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
-        raise InputError(f"{p}: no such topology file",
-                         "give the path of a .yaml file, e.g. topologies/book-lan.yaml") from None
+        raise InputError(f"{p}: no such {what}",
+                         "give the path of a .yaml file, e.g. topologies/book-lan.yaml"
+                         if what == "topology file" else "give the path of a .yaml file") from None
     except IsADirectoryError:
-        raise InputError(f"{p}: is a directory, not a topology file") from None
+        raise InputError(f"{p}: is a directory, not a {what}") from None
     except PermissionError:
         raise InputError(f"{p}: permission denied") from None
     except OSError as exc:
@@ -105,7 +109,7 @@ def _read_file(p: Path) -> bytes:
     try:
         info = os.fstat(fd)
         if stat.S_ISDIR(info.st_mode):
-            raise InputError(f"{p}: is a directory, not a topology file")
+            raise InputError(f"{p}: is a directory, not a {what}")
         if not stat.S_ISREG(info.st_mode):
             raise InputError(f"{p}: not a regular file", "give the path of a .yaml file")
         if info.st_size > MAX_FILE_BYTES:
@@ -151,10 +155,35 @@ def load_topology_text(
     try:
         topo = Topology.model_validate(data)
     except ValidationError as exc:
-        raise TopologyError(_explain(exc, smap, data)) from None
+        raise TopologyError(_explain(exc, smap, data, Topology)) from None
     check_topology(topo, smap)
     assign_addresses(topo, smap)
     return topo, smap
+
+
+M = typing.TypeVar("M", bound=BaseModel)
+
+
+def load_model_file(path: str | Path, root: type[M], what: str) -> tuple[M, SourceMap]:
+    """Any other YAML file of lab's (a cluster file, say), read as hardened and explained as a topology is.
+
+    No templating; every problem is ``file:line: field: what is wrong`` in a TopologyError (exit 2).
+    """
+    p = Path(path)
+    raw = _read_file(p, what)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise TopologyError([f"{p}:{line}: the file is not UTF-8 text ({exc.reason} at byte {exc.start})"]) from None
+    smap = SourceMap(str(p), text=text)
+    data, root_line = _parse_yaml(text, smap)
+    if not isinstance(data, dict):
+        raise TopologyError([f"{p}:{root_line}: a {what} is a mapping (this file holds a {_kind(data)})"])
+    try:
+        return root.model_validate(data), smap
+    except ValidationError as exc:
+        raise TopologyError(_explain(exc, smap, data, root)) from None
 
 
 def _kind(value: Any) -> str:
@@ -206,7 +235,7 @@ class _Loader(_Parser, Composer, Resolver):  # type: ignore[misc, valid-type]
         event = self.peek_event()  # a scalar, sequence or mapping start: never None here
         self.depth += 1
         if self.depth > MAX_DEPTH:
-            raise _YamlLimit(event.start_mark, f"the YAML is nested too deeply (over {MAX_DEPTH} levels)")
+            raise _YamlLimit(event.start_mark, NESTED_TOO_DEEPLY)
         anchor = getattr(event, "anchor", None)
         if anchor:
             self.open_anchors.add(anchor)
@@ -226,6 +255,11 @@ class _Loader(_Parser, Composer, Resolver):  # type: ignore[misc, valid-type]
         return node
 
 
+def _is_nesting_limit(exc: yaml.MarkedYAMLError) -> bool:
+    """True when the YAML library refused the text for its own nesting limit, not for its syntax."""
+    return "nesting depth" in str(exc.problem or "")
+
+
 def _parse_yaml(text: str, smap: SourceMap) -> tuple[Any, int]:
     """Parse and construct; return the plain data and the line where it starts."""
     loader = _Loader(text)
@@ -234,6 +268,10 @@ def _parse_yaml(text: str, smap: SourceMap) -> tuple[Any, int]:
     except _YamlLimit as exc:
         raise TopologyError([f"{smap.file}:{smap.source_line(exc.mark.line + 1)}: {exc.message}"]) from None
     except yaml.MarkedYAMLError as exc:
+        if _is_nesting_limit(exc):  # libyaml's own limit (0.2.6+), met by its scanner before our composer
+            mark = exc.problem_mark or exc.context_mark
+            line = smap.source_line(mark.line + 1) if mark else 1
+            raise TopologyError([f"{smap.file}:{line}: {NESTED_TOO_DEEPLY}"]) from None
         mark = exc.problem_mark or exc.context_mark
         if exc.context_mark is not None and "end of stream" in str(exc.problem):
             mark = exc.context_mark  # an unclosed quote or bracket: point where it opened
@@ -250,7 +288,7 @@ def _parse_yaml(text: str, smap: SourceMap) -> tuple[Any, int]:
     except yaml.YAMLError as exc:
         raise TopologyError([f"{smap.file}:1: YAML error: {_one_line(str(exc))}"]) from None
     except RecursionError:
-        raise TopologyError([f"{smap.file}:1: the YAML is nested too deeply"]) from None
+        raise TopologyError([f"{smap.file}:1: {NESTED_TOO_DEEPLY}"]) from None
     finally:
         loader.dispose()
     if node is None:
@@ -258,7 +296,7 @@ def _parse_yaml(text: str, smap: SourceMap) -> tuple[Any, int]:
     try:
         return _Builder(smap).build(node, (), 0), smap.source_line(node.start_mark.line + 1)
     except RecursionError:
-        raise TopologyError([f"{smap.file}:1: the YAML is nested too deeply"]) from None
+        raise TopologyError([f"{smap.file}:1: {NESTED_TOO_DEEPLY}"]) from None
 
 
 class _Builder:
@@ -276,7 +314,7 @@ class _Builder:
 
     def build(self, node: yaml.Node, path: tuple[Any, ...], depth: int) -> Any:
         if depth > MAX_DEPTH:
-            raise self.fail(node, f"the YAML is nested too deeply (more than {MAX_DEPTH} levels)")
+            raise self.fail(node, NESTED_TOO_DEEPLY)
         self.smap.lines.setdefault(path, self.line(node))
         if isinstance(node, yaml.MappingNode):
             self.check_tag(node)
@@ -317,7 +355,7 @@ class _Builder:
 # ----------------------------------------------------------------------------- pydantic errors → lines
 
 
-def _explain(exc: ValidationError, smap: SourceMap, data: Any) -> list[str]:
+def _explain(exc: ValidationError, smap: SourceMap, data: Any, root: type[BaseModel]) -> list[str]:
     """One line per problem: errors for the same field (the members of a union) are merged into one."""
     by_path: dict[tuple[Any, ...], list[str]] = {}
     shown_input: dict[tuple[Any, ...], str] = {}
@@ -325,7 +363,7 @@ def _explain(exc: ValidationError, smap: SourceMap, data: Any) -> list[str]:
         loc = tuple(err["loc"])
         path = _user_path(loc, data, err["type"])
         if err["type"] == "extra_forbidden":
-            allowed = _allowed_keys(path[:-1])
+            allowed = _allowed_keys(path[:-1], root)
             hint = f"; expected one of: {', '.join(allowed)}" if allowed else ""
             text = f"unknown key {_short(path[-1])}{hint}"
         else:
@@ -401,9 +439,9 @@ def _pattern_words(pattern: str) -> tuple[str, str]:
     return "value", f"text matching {pattern}"
 
 
-def _allowed_keys(parent: tuple[Any, ...]) -> list[str]:
+def _allowed_keys(parent: tuple[Any, ...], root: type[BaseModel]) -> list[str]:
     """The keys the model accepts at ``parent`` (found by walking the model's type annotations)."""
-    current: Any = Topology
+    current: Any = root
     for part in parent:
         if isinstance(current, type) and issubclass(current, BaseModel):
             info = current.model_fields.get(part) if isinstance(part, str) else None
