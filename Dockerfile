@@ -32,10 +32,11 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/* /var/cache/apt/*
 WORKDIR /opt/lab/src
 COPY . /opt/lab/src
-# Editable, so images/ and topologies/ are found beside the package.
+# Editable, so images/ and topologies/ are found beside the package; the exact versions tested
+# (constraints.txt, also for the build backend through PIP_CONSTRAINT).
 RUN python3 -m venv /opt/lab/venv \
  && if [ -d wheelhouse ]; then offline="--no-index --find-links /opt/lab/src/wheelhouse"; else offline=""; fi \
- && pip install --no-cache-dir $offline -e ".${EXTRAS:+[$EXTRAS]}" \
+ && PIP_CONSTRAINT=/opt/lab/src/constraints.txt pip install --no-cache-dir $offline -e ".${EXTRAS:+[$EXTRAS]}" \
  && rm -rf wheelhouse \
  && lab --help >/dev/null
 ENTRYPOINT ["lab"]

@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-need_root() { [ "$(id -u)" = 0 ] || { echo "setup: run as root (sudo bash $0)" >&2; exit 3; }; }
+need_root() { [ "$(id -u)" = 0 ] || { echo "setup: run as root (as root: bash $0; or sudo bash $0)" >&2; exit 3; }; }
 need_root
 
 PKGS=(python3 python3-venv python3-pip iproute2 iptables tcpdump iputils-ping ethtool bind9-host dnsutils
@@ -38,5 +38,13 @@ fi
 
 PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then "$PY" -m venv .venv; fi
-.venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
+# The exact versions tested (constraints.txt, refreshed by scripts/lock.sh); as PIP_CONSTRAINT it also
+# pins the build backend in pip's build environment. LAB_DEPS=newest takes the newest versions that
+# pyproject.toml allows instead (the scheduled drift job of .github/workflows/ci.yml).
+if [ "${LAB_DEPS:-locked}" = newest ]; then
+  echo "setup: LAB_DEPS=newest: the newest versions pyproject.toml allows, not constraints.txt"
+  PIP_CONSTRAINT="" .venv/bin/pip install -q --disable-pip-version-check --upgrade --upgrade-strategy eager -e '.[test]'
+else
+  PIP_CONSTRAINT="$PWD/constraints.txt" .venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
+fi
 echo "setup: ok ($(.venv/bin/lab --version 2>/dev/null || echo lab installed))"
