@@ -83,9 +83,28 @@ def experiment_json(result: RunResult) -> dict[str, Any]:
     }
 
 
+# The Python packages whose versions decide a run's behaviour; the report names them (and the kernel),
+# so two reports made a month apart show what changed between them (docs/REPRODUCIBILITY.md).
+RECORDED_PACKAGES = ("lab", "pyroute2", "dpkt", "docker", "pydantic", "PyYAML", "Jinja2", "typer", "rich")
+
+
+def environment() -> dict[str, Any]:
+    """Where the run was made: kernel, Python, and the versions of lab and its libraries."""
+    import platform
+    from importlib import metadata
+
+    packages: dict[str, str | None] = {}
+    for name in RECORDED_PACKAGES:
+        try:
+            packages[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            packages[name] = None
+    return {"kernel": platform.release(), "python": platform.python_version(), "packages": packages}
+
+
 def document(items: Iterable[dict[str, Any]]) -> dict[str, Any]:
     """The top-level document around experiment items (as made by :func:`experiment_json`)."""
-    return {"version": VERSION, "experiments": list(items)}
+    return {"version": VERSION, "environment": environment(), "experiments": list(items)}
 
 
 def to_json(results: Iterable[RunResult]) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 import xml.etree.ElementTree as ET
 from html.parser import HTMLParser
@@ -126,6 +127,8 @@ def test_json_item_has_the_schema_fields(result: RunResult) -> None:
     assert jsonreport.experiment_json(result)["notes"] == result.notes
     doc = jsonreport.document([item])
     assert doc["version"] == 1 and doc["experiments"] == [item]
+    env = doc["environment"]
+    assert env["kernel"] == os.uname().release and env["packages"]["lab"] and env["packages"]["pyroute2"]
     assert jsonreport.problems(json.loads(json.dumps(doc))) == []
 
 
