@@ -327,8 +327,13 @@ def down(lab: str) -> Teardown:
 
 
 def _teardown(lab: str, journal: Journal) -> Teardown:
-    report = Teardown(lab)
     entries = journal.entries()
+    if entries and "cluster" in entries[0]:  # a lab spread over a cluster's machines
+        from lab.cluster.deploy import teardown
+
+        result: Teardown = teardown(lab, journal)
+        return result
+    report = Teardown(lab)
     for entry in reversed(entries):
         if entry["kind"] == "process":
             if procs.stop(int(entry["pid"]), entry.get("start_time")):

@@ -248,7 +248,8 @@ def topology_dir(lab: str) -> Path:
 # --- applying -----------------------------------------------------------------------
 
 
-def _tar(files: dict[str, bytes]) -> bytes:
+def tar_files(files: dict[str, bytes]) -> bytes:
+    """An uncompressed tar of ``files`` (path -> bytes), as Docker's put_archive takes it."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
         for path, data in sorted(files.items()):
@@ -320,7 +321,7 @@ def configure_and_start(plan: Plan, topo: Topology, progress: Any) -> None:
 
 def start_daemon(container: Any, d: Daemon) -> None:
     """Copy the daemon's files into the container and run its start commands (each must exit 0)."""
-    if not container.put_archive("/", _tar(d.files)):
+    if not container.put_archive("/", tar_files(d.files)):
         raise EnvironmentProblem(f"node {d.node}: could not copy the {d.what} files into its container")
     for argv in d.start:
         code, output = container.exec_run(argv)
@@ -344,16 +345,19 @@ def _last_line(text: str) -> str:
     return lines[-1][:200] if lines else "no output"
 
 
-def wait_ready(plan: Plan, d: Daemon, container: Any, timeout: float = READY_TIMEOUT) -> None:
-    """Poll the daemon from inside its node's namespace until it answers, or fail with its log."""
+def wait_ready(plan: Plan | None, d: Daemon, container: Any, timeout: float = READY_TIMEOUT) -> None:
+    """Poll the daemon until it answers, or fail with its log: from inside its node's namespace on
+    this machine (``plan`` given), else from inside its container through its engine (a cluster)."""
     from lab.net import netns
 
-    path = netns.netns_path(plan.nodes[d.node].netns)
+    path = netns.netns_path(plan.nodes[d.node].netns) if plan is not None else None
     deadline = time.monotonic() + timeout
     why = "not checked"
     while time.monotonic() < deadline:
         try:
-            if d.ready.kind == "dns":
+            if path is None:
+                ready_inside(container, d)
+            elif d.ready.kind == "dns":
                 dns_answers(path, d.ready.address, d.ready.port, d.ready.query)
             else:
                 tcp_listening(path, d.ready.address, d.ready.port)
@@ -389,15 +393,40 @@ def tcp_listening(path: str, address: str, port: int) -> None:
         with open("/proc/thread-self/net/tcp") as f:
             return f.read()
 
-    for line in netns.run_in(path, read).splitlines()[1:]:
+    if not listens(netns.run_in(path, read), address, port):
+        raise OSError(errno.ECONNREFUSED, f"nothing listens on {address}:{port} yet")
+
+
+def listens(proc_net_tcp: str, address: str, port: int) -> bool:
+    """True when the /proc/net/tcp table shows a socket listening on address:port (or 0.0.0.0:port).
+
+    The address is read in the byte order of the machine the table came from; /proc/net/tcp
+    prints it as the host's 32-bit integer, so a table from another machine of the same byte
+    order (every machine lab runs on is little-endian) reads the same way.
+    """
+    for line in proc_net_tcp.splitlines()[1:]:
         fields = line.split()
         if len(fields) < 4 or fields[3] != "0A":  # 0A = LISTEN
             continue
         ip_hex, _, port_hex = fields[1].partition(":")
         ip = socket.inet_ntoa(struct.pack("=I", int(ip_hex, 16)))
         if int(port_hex, 16) == port and ip in (address, "0.0.0.0"):
-            return
-    raise OSError(errno.ECONNREFUSED, f"nothing listens on {address}:{port} yet")
+            return True
+    return False
+
+
+def ready_inside(container: Any, d: Daemon) -> None:
+    """Raise OSError unless the daemon answers, asked from inside its own container (a node on another
+    machine, whose namespace lab cannot enter): the DNS server answers ``dig``, the port listens."""
+    if d.ready.kind == "dns":
+        code, _ = container.exec_run(["dig", "+time=1", "+tries=1", "-p", str(d.ready.port), f"@{d.ready.address}",
+                                      d.ready.query])
+        if code != 0:
+            raise OSError(errno.ETIMEDOUT, f"no DNS answer from {d.ready.address}:{d.ready.port} yet")
+        return
+    code, table = container.exec_run(["cat", "/proc/net/tcp"])
+    if code != 0 or not listens((table or b"").decode(errors="replace"), d.ready.address, d.ready.port):
+        raise OSError(errno.ECONNREFUSED, f"nothing listens on {d.ready.address}:{d.ready.port} yet")
 
 
 def dns_query(name: str, qid: int) -> bytes:

@@ -111,9 +111,10 @@ def lab_lock(lab: str, wait: bool = False) -> Iterator[None]:
 class Journal:
     """Append-only record of what a lab owns. Entries are dicts with at least 'kind' and 'name'."""
 
-    def __init__(self, lab: str) -> None:
+    def __init__(self, lab: str, directory: Path | None = None) -> None:
+        """A lab's journal in its state directory; ``directory`` for another owner's (a local cluster's)."""
         self.lab = lab
-        self.dir = lab_dir(lab)
+        self.dir = directory if directory is not None else lab_dir(lab)
         self.path = self.dir / "journal.jsonl"
 
     def exists(self) -> bool:
@@ -158,7 +159,7 @@ class Journal:
         Refuses while the namespaces' tmpfs is still mounted there: removing the
         directory would reach into it.
         """
-        nsdir = netns_dir(self.lab)
+        nsdir = str(self.dir / "netns")  # netns_dir() of a lab
         if os.path.ismount(nsdir):
             raise EnvironmentProblem(f"{nsdir} is still mounted", f"umount -l {nsdir}; then lab down {self.lab}")
         try:

@@ -21,6 +21,13 @@ from lab.topology.trust import check_trusted_path
 
 VarOption = typer.Option([], "--var", "-v", help="Template variable NAME=VALUE for a jinja2 topology (repeatable).")
 ForceOption = typer.Option(False, "--force", help="Accept a topology file in a world-writable place.")
+ClusterOption = typer.Option(None, "--cluster", help="Spread the lab over this cluster file's machines "
+                                                     "(default: $LAB_CLUSTER; without either, this machine).")
+
+
+def cluster_from_env() -> Path | None:
+    value = os.environ.get("LAB_CLUSTER")
+    return Path(value) if value else None
 
 
 def parse_vars(values: list[str]) -> dict[str, str]:
@@ -68,6 +75,8 @@ def register(app: typer.Typer) -> None:
         var: list[str] = VarOption,
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress and no table."),
         force: bool = ForceOption,
+        cluster: Path | None = ClusterOption,
+        spread: bool = typer.Option(False, "--spread", help="On a cluster: spread the nodes over the machines."),
     ) -> None:
         """Build the lab the topology describes (rolled back on any failure)."""
         from lab.doctor import needs_for, preflight
@@ -82,9 +91,22 @@ def register(app: typer.Typer) -> None:
                 out.print(line)
             return
         text = smap.text  # as rendered: `lab graph NAME` and experiments read back what was built
-        preflight(needs_for(topo))
+        cluster_file = cluster or cluster_from_env()
+        if cluster_file is None:
+            preflight(needs_for(topo))
+
+        def build(progress: Any = None) -> Any:
+            kwargs = {"progress": progress} if progress else {}
+            if cluster_file is None:
+                return deploy.up(topo, text, str(topology.resolve()), **kwargs)
+            from lab.cluster import deploy as cluster_deploy
+            from lab.cluster.model import load_cluster
+
+            return cluster_deploy.up(topo, smap, load_cluster(cluster_file), str(topology.resolve()),
+                                     spread=spread, **kwargs)
+
         if quiet:
-            plan = deploy.up(topo, text, str(topology.resolve()))
+            plan = build()
         else:
             with _progress() as bar:
                 task = bar.add_task(f"lab {topo.name}", total=1)
@@ -92,7 +114,7 @@ def register(app: typer.Typer) -> None:
                 def report(step: str, done: int, total: int) -> None:
                     bar.update(task, description=f"{topo.name}: {step}", completed=done, total=max(total, 1))
 
-                plan = deploy.up(topo, text, str(topology.resolve()), progress=report)
+                plan = build(report)
         if not quiet:
             out.print(_nodes_table(topo.name, {n: vars(s) for n, s in plan.nodes.items()}))
             out.print(f"lab [bold]{topo.name}[/] is up — try: lab exec {next(iter(topo.nodes))} -- ip -br addr")

@@ -20,7 +20,7 @@ def node_from_info(lab_info: dict[str, Any], name: str) -> Node:
     if name not in nodes:
         raise LabNotFound(f"lab {lab_info['name']!r} has no node {name!r}", f"nodes: {', '.join(sorted(nodes))}")
     spec = nodes[name]
-    if spec["kind"] == "container":
+    if spec["kind"] == "container" or spec.get("engine"):  # every node of a cluster lab is a container
         from lab.nodes.container import ContainerNode
 
         return ContainerNode(lab_info["name"], spec)

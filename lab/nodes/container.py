@@ -153,7 +153,7 @@ def remove_containers(lab: str, journal_names: list[str]) -> tuple[list[str], li
             skipped.append(f"container {c.name}: lab {lab!r} of another state directory "
                            f"({c.labels.get(LABEL_STATE)}), left alone")
     with ThreadPoolExecutor(max_workers=min(16, max(1, len(labelled)))) as pool:  # concurrently, as they started
-        problems = list(pool.map(_remove, labelled))
+        problems = list(pool.map(remove_container, labelled))
     for c, problem in zip(labelled, problems, strict=True):
         seen.add(c.name)
         if problem:
@@ -170,7 +170,7 @@ def remove_containers(lab: str, journal_names: list[str]) -> tuple[list[str], li
         if c.labels.get(LABEL_LAB) != lab or not is_ours(c.labels):
             skipped.append(f"container {name}: not labelled as lab {lab!r}, left alone")
             continue
-        problem = _remove(c)
+        problem = remove_container(c)
         if problem:
             skipped.append(f"container {name}: {problem}")
         else:
@@ -178,7 +178,7 @@ def remove_containers(lab: str, journal_names: list[str]) -> tuple[list[str], li
     return removed, skipped
 
 
-def _remove(container: Any) -> str | None:
+def remove_container(container: Any) -> str | None:
     """Remove one container; a container already gone (or going) is not an error, others are said."""
     import docker.errors
 
@@ -229,7 +229,10 @@ class ContainerNode(Node):
 
     def __init__(self, lab: str, spec: dict[str, Any]) -> None:
         super().__init__(lab, spec)
-        self.container = names.container_name(lab, self.name)
+        # On a cluster the node is a Swarm task on some machine: its container ID there, and that
+        # machine's engine endpoint (the docker CLI reaches unix://, ssh:// and tcp:// alike).
+        self.container = spec.get("container") or names.container_name(lab, self.name)
+        self.docker = ["docker", *engine_flags(spec.get("engine"), spec.get("tls"))]
 
     def pid(self) -> int:
         client = docker_client()
@@ -240,17 +243,28 @@ class ContainerNode(Node):
         merged = {**self.env, **(env or {})}
         flags = [part for key, value in merged.items() for part in ("-e", f"{key}={value}")]
         script = f'echo $$ > {PIDFILE}{secrets.token_hex(6)}; exec "$@"'  # the command is "$@", never parsed
-        return ["docker", "exec", "-i", *flags, self.container, "sh", "-c", script, "sh", *argv]
+        return [*self.docker, "exec", "-i", *flags, self.container, "sh", "-c", script, "sh", *argv]
 
     def signal(self, popen: subprocess.Popen[Any], sig: int) -> None:
         args = popen.args if isinstance(popen.args, list) else []
         tag = next((m.group(1) for a in args if isinstance(a, str) and (m := PIDFILE_TAG.search(a))), None)
         if tag is not None:
-            killed = subprocess.run(["docker", "exec", self.container, "sh", "-c",
+            killed = subprocess.run([*self.docker, "exec", self.container, "sh", "-c",
                                      f'kill -{int(sig)} "$(cat {PIDFILE}{tag})"'], capture_output=True, timeout=15)
             if killed.returncode == 0:
                 return
         popen.send_signal(sig)
+
+
+def engine_flags(engine: str | None, tls: list[str] | None = None) -> list[str]:
+    """The docker CLI's options for another machine's engine (none for this machine's own)."""
+    if not engine:
+        return []
+    flags = ["-H", engine]
+    if tls:
+        ca, cert, key = tls
+        flags += ["--tlsverify", f"--tlscacert={ca}", f"--tlscert={cert}", f"--tlskey={key}"]
+    return flags
 
 
 PIDFILE = "/tmp/.lab-exec-"

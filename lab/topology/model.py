@@ -146,6 +146,8 @@ class Node(Strict):
     dns: DnsService | None = None  # run dnsmasq (container nodes, e.g. image: dns)
     proxy: ProxyService | None = None  # run squid (container nodes, e.g. image: proxy)
     web: WebService | None = None  # run nginx (container nodes, e.g. image: web)
+    # On a cluster (lab up --cluster): the machine this node must run on; without it the engine places it.
+    machine: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{0,30}$")] | None = None
 
     @model_validator(mode="after")
     def _services_need_a_container(self) -> Node:

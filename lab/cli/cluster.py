@@ -1,0 +1,91 @@
+"""Cluster verbs: ``lab cluster local up N`` / ``local down`` (a simulated cluster) and ``lab cluster doctor FILE``."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from lab.cli.common import console, out
+from lab.cli.doctor import STYLE
+
+
+def register(app: typer.Typer) -> None:
+    cluster = typer.Typer(help="Machines for labs spread over several: check a cluster, or simulate one here.",
+                          no_args_is_help=True)
+    local = typer.Typer(help="A simulated cluster on this machine: each machine a namespace with its own dockerd.",
+                        no_args_is_help=True)
+    app.add_typer(cluster, name="cluster")
+    cluster.add_typer(local, name="local")
+
+    @local.command("up")
+    def local_up(
+        count: int = typer.Argument(3, help="How many machines (1-9)."),
+        name: str = typer.Option("local", "--name", help="The cluster's name (several may be up at once)."),
+        mtu: int = typer.Option(1550, "--mtu", help="The underlay's MTU (1550 carries 1500-byte frames in VXLAN)."),
+        copy_to: Path | None = typer.Option(None, "--out", help="Also write the cluster file here."),
+    ) -> None:
+        """Make COUNT machines on this one, join them into a Docker Swarm, and write their cluster file."""
+        from lab.cluster import local as local_cluster
+
+        with console.status("local cluster"):
+            path = local_cluster.up(count, name, mtu, progress=lambda step: console.log(step))
+        if copy_to is not None:
+            shutil.copyfile(path, copy_to)
+            path = copy_to
+        out.print(f"cluster file: {path}")
+        out.print(f"next: lab cluster doctor {path}")
+
+    @local.command("down")
+    def local_down(name: str = typer.Option("local", "--name", help="The cluster's name.")) -> None:
+        """Remove a simulated cluster: its engines, namespaces, data and cgroups (exactly what its journal names)."""
+        from lab.cluster import local as local_cluster
+        from lab.errors import EnvironmentProblem
+
+        with console.status("local cluster down"):
+            problems = local_cluster.down(name, progress=lambda step: console.log(step))
+        if problems:
+            raise EnvironmentProblem(f"cluster {name}: {len(problems)} things could not be removed: "
+                                     + "; ".join(problems), f"lab cluster local down --name {name} again")
+        out.print(f"cluster {name}: removed")
+
+    @cluster.command("doctor")
+    def doctor(
+        file: Path = typer.Argument(..., help="The cluster file."),
+        as_json: bool = typer.Option(False, "--json", help="JSON output."),
+    ) -> None:
+        """Check every machine of a cluster through its engine (answers, Swarm member, ready, images)."""
+        from lab.cluster.doctor import check_cluster
+        from lab.cluster.model import load_cluster
+        from lab.doctor import FAIL
+
+        cluster = load_cluster(file)
+        checks = check_cluster(cluster, _local_lab_images())
+        failed = any(c.status == FAIL for c in checks)
+        if as_json:
+            out.print_json(json.dumps({"ok": not failed, "checks": [c.to_dict() for c in checks]}))
+        else:
+            table = Table("check", "status", "what lab found, and what to do", title=f"cluster {file}")
+            for c in checks:
+                table.add_row(c.name, f"[{STYLE[c.status]}]{c.status}[/]",
+                              c.summary + (f" [bold]→ {c.fix}[/]" if c.fix else ""))
+            out.print(table)
+        if failed:
+            raise typer.Exit(3)
+
+
+def _local_lab_images() -> list[str] | None:
+    """The lab image tags this machine's engine holds (None when it has no engine)."""
+    import docker.errors
+
+    from lab.errors import LabError
+    from lab.images import list_images
+    from lab.nodes.container import docker_client
+
+    try:
+        return sorted(str(row["tag"]) for row in list_images(docker_client()) if row["built"])
+    except (LabError, docker.errors.DockerException):  # no engine here: the machines' images are not compared
+        return None

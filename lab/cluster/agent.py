@@ -1,0 +1,116 @@
+"""The wiring agent: runs on one machine of a cluster, does that machine's part of a lab's plumbing.
+
+``lab`` cannot touch a remote machine's kernel; it can only ask the machine's engine to run a
+container. So it runs this module there (image ``lab-agent``: iproute2, iptables, ethtool and
+Python; ``--network host --pid host`` with NET_ADMIN, SYS_ADMIN and SYS_PTRACE), giving it a
+list of operations that :mod:`lab.cluster.wiring` computed from the plan: every argv is decided
+by lab, none is parsed by a shell. Each operation is one of
+
+- ``{"op": "run", "argv": [...], "stdin": "...", "ok": [codes], "retry": seconds}``: run a program
+  (``ip -batch -`` reads its commands from ``stdin``); an exit code outside ``ok`` (default ``[0]``),
+  still so after ``retry`` seconds of trying again (default 0), stops the agent;
+- ``{"op": "seal", "pid": N}``: delete every interface but ``lo`` in process N's network
+  namespace (what the engine gave a task that lab did not make);
+- ``{"op": "probe", "address": A}``: report the interface holding the underlay address A and its
+  MTU, and whether this kernel makes VXLAN devices.
+
+It reads ``/lab-agent/ops.json`` and prints one JSON object on stdout: ``{"ok": bool,
+"done": n, "error": text, "probe": {...}}``. Standard library only.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import subprocess
+import sys
+import time
+from typing import Any
+
+OPS_FILE = "/lab-agent/ops.json"
+PROBE_VXLAN = "lvxprobe0"
+CLONE_NEWNS = 0x00020000
+
+
+def run(op: dict[str, Any]) -> None:
+    """Run one program; with ``retry`` (seconds), try again until it succeeds or the time is up."""
+    argv = [str(a) for a in op["argv"]]
+    deadline = time.monotonic() + float(op.get("retry", 0))
+    while True:
+        done = subprocess.run(argv, input=op.get("stdin"), capture_output=True, text=True, timeout=120)
+        if done.returncode in op.get("ok", [0]):
+            return
+        if time.monotonic() >= deadline:
+            why = (done.stderr or done.stdout).strip()[:300]
+            raise RuntimeError(f"{' '.join(argv[:8])}: exit {done.returncode}: {why}")
+        time.sleep(0.2)
+
+
+def seal(pid: int) -> None:
+    listing = subprocess.run(["nsenter", "-t", str(pid), "-n", "ip", "-j", "link", "show"],
+                             capture_output=True, text=True, timeout=30, check=True)
+    for link in json.loads(listing.stdout or "[]"):
+        if link.get("ifname") != "lo":
+            run({"op": "run", "argv": ["nsenter", "-t", str(pid), "-n", "ip", "link", "del", link["ifname"]]})
+
+
+def probe(address: str) -> dict[str, Any]:
+    found: dict[str, Any] = {"ifname": None, "mtu": None, "vxlan": False}
+    listing = subprocess.run(["ip", "-j", "addr", "show"], capture_output=True, text=True, timeout=30, check=True)
+    for link in json.loads(listing.stdout or "[]"):
+        if any(a.get("local") == address for a in link.get("addr_info", [])):
+            found.update(ifname=link["ifname"], mtu=link.get("mtu"))
+    made = subprocess.run(["ip", "link", "add", PROBE_VXLAN, "type", "vxlan", "id", "16777215", "dstport", "4790",
+                           "local", address], capture_output=True, text=True, timeout=30)
+    if made.returncode == 0:
+        found["vxlan"] = True
+        subprocess.run(["ip", "link", "del", PROBE_VXLAN], capture_output=True, timeout=30)
+    else:
+        found["vxlan_error"] = made.stderr.strip()[:200]
+    return found
+
+
+def writable_proc_sys() -> None:
+    """A container's /proc/sys is read-only; a proc of our own, in a mount namespace of our own, is not.
+
+    The programs this agent runs inherit both, so ``nsenter -n ... sysctl`` writes the sysctls of the
+    namespace it entered (/proc/sys/net always shows the writer's network namespace).
+    """
+    if os.access("/proc/sys/net", os.W_OK) and not _read_only("/proc/sys"):
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.unshare(CLONE_NEWNS) != 0:
+        raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWNS) failed")
+    subprocess.run(["mount", "--make-rprivate", "/"], check=True, capture_output=True, timeout=30)
+    subprocess.run(["mount", "-t", "proc", "proc", "/proc"], check=True, capture_output=True, timeout=30)
+
+
+def _read_only(path: str) -> bool:
+    return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+
+
+def main() -> int:
+    with open(OPS_FILE) as f:
+        ops = json.load(f)
+    result: dict[str, Any] = {"ok": True, "done": 0, "error": None}
+    try:
+        writable_proc_sys()
+        for op in ops:
+            if op["op"] == "run":
+                run(op)
+            elif op["op"] == "seal":
+                seal(int(op["pid"]))
+            elif op["op"] == "probe":
+                result["probe"] = probe(str(op["address"]))
+            else:
+                raise RuntimeError(f"unknown operation {op['op']!r}")
+            result["done"] += 1
+    except (RuntimeError, OSError, subprocess.SubprocessError, ValueError, KeyError) as exc:
+        result.update(ok=False, error=str(exc))
+    print(json.dumps(result))
+    return 0 if result["ok"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

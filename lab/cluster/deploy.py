@@ -1,0 +1,489 @@
+"""A lab spread over a cluster: every node a Swarm service, every link made by each machine's agent.
+
+``up`` on a cluster, in order (nothing is created before the checks pass):
+
+1. the checks: every machine's engine answers and is a ready member of one Swarm, every pinned
+   node names a machine of the cluster file, each machine makes VXLAN devices and its underlay
+   fits the lab's largest link MTU plus VXLAN's 50 bytes (a probe run of the agent says);
+2. images: built on the machine running lab (or found), and copied to each machine that lacks
+   them through the engine API (``docker save`` here, ``docker load`` there);
+3. a Swarm service per node (one task, restart policy none, labels ``lab.name``/``lab.node``,
+   a placement constraint ``node.labels.lab.machine==M`` when the topology pins it; the engine
+   places the rest). Plain hosts and routers become light containers of ``lab-host`` and
+   ``lab-router``: every node of a cluster lab is a container, so it is reached the same way;
+4. a switch container (``network_mode=none``: a namespace for the bridges) on each machine
+   that holds LAN members, then each machine's agent wires its part (:mod:`lab.cluster.wiring`);
+5. /etc/hosts and resolv.conf in each node, then the daemons, started and waited for from inside.
+
+Everything is journaled before it is made, on which machine it is; ``down`` removes it through
+the engines it can reach and keeps the journal for the ones it cannot, so a later ``down`` or
+``clean`` finishes once they are back.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lab import names
+from lab.cluster import wiring
+from lab.cluster.doctor import membership
+from lab.cluster.engines import Engine, manager, swarm_nodes, try_connect_all
+from lab.cluster.model import Cluster, ClusterFile
+from lab.deploy import NO_RESOLVER, Teardown
+from lab.errors import EnvironmentProblem, InputError, TopologyError
+from lab.nodes.container import CAPABILITIES, LABEL_LAB, LABEL_NODE, LABEL_STATE
+from lab.plan import Plan, make_plan
+from lab.state import Journal, lab_dir, lab_lock, write_lab_info
+from lab.topology.loader import SourceMap
+from lab.topology.model import Topology
+
+AGENT_CAPABILITIES = ["NET_ADMIN", "SYS_ADMIN", "SYS_PTRACE"]
+TASK_TIMEOUT = 90.0  # seconds for every node's task to run
+AGENT_TIMEOUT = 180
+KIND_IMAGES = {"host": "host", "router": "router"}  # plain nodes become light containers of these
+ETC_SCRIPT = ("cat /tmp/.lab-etc/hosts > /etc/hosts && cat /tmp/.lab-etc/resolv.conf > /etc/resolv.conf"
+              " && rm -r /tmp/.lab-etc")  # fixed: the files' contents come in a tar, never in this string
+
+
+def _no_progress(step: str, done: int, total: int) -> None:
+    return None
+
+
+@dataclass
+class Placed:
+    """A node's running task: where the engine put it."""
+
+    machine: str
+    container: str  # container ID on that machine
+    pid: int  # its init process, in the machine's PID namespace
+
+
+def service_name(lab: str, node: str) -> str:
+    """The node's Swarm service: a DNS name component (no dots, at most 63 characters, hashed when longer)."""
+    base = f"{names.PREFIX}{lab}-{node}"
+    if len(base) <= 63 and base == base.lower():
+        return base
+    return f"{base[:56].lower()}-{names.short_hash(lab, node)}"  # Kongming20 and kongming20 stay apart
+
+
+def image_of(plan: Plan, node: str) -> str:
+    spec = plan.nodes[node]
+    return spec.image if spec.kind == "container" and spec.image else KIND_IMAGES.get(spec.kind, "host")
+
+
+def cluster_record(cluster: Cluster) -> dict[str, Any]:
+    """What the journal keeps of the cluster file, so every other verb finds the machines without it."""
+    return {"file": str(cluster.path.resolve()), "spec": json.loads(cluster.spec.model_dump_json()),
+            "tls": {m: list(paths) for m, paths in cluster.tls.items()}}
+
+
+def cluster_from_record(record: dict[str, Any]) -> Cluster:
+    spec = ClusterFile.model_validate(record["spec"])
+    tls = {m: (str(p[0]), str(p[1]), str(p[2])) for m, p in (record.get("tls") or {}).items()}
+    return Cluster(spec, Path(record["file"]), {}, tls)
+
+
+def check_pins(topo: Topology, smap: SourceMap, cluster: Cluster) -> None:
+    """A node pinned to a machine the cluster file does not name is bad input: file:line, exit 2."""
+    problems = [f"{smap.where(('nodes', name, 'machine'))}: nodes.{name}.machine: {node.machine!r} is not a "
+                f"machine of {cluster.path} (machines: {', '.join(cluster.machines)})"
+                for name, node in topo.nodes.items() if node.machine and node.machine not in cluster.machines]
+    if problems:
+        raise TopologyError(problems)
+
+
+# --- up -------------------------------------------------------------------------------------
+
+
+def up(topo: Topology, smap: SourceMap, cluster: Cluster, source_file: str | None = None,
+       progress: Any = _no_progress, spread: bool = False) -> Plan:
+    """Build the lab over the cluster's machines; on any failure remove what was made and re-raise."""
+    plan = make_plan(topo)
+    wiring.check_shape(plan)
+    check_pins(topo, smap, cluster)
+    progress("asking the machines", 0, 1)
+    engines = ready_engines(cluster)
+    lead = manager(engines)
+    assert lead is not None  # ready_engines refuses a cluster without one
+    swarm = swarm_nodes(lead)
+    underlay = {m: str(swarm[m]["Status"]["Addr"]) for m in engines}
+    tags = copy_images(engines, sorted({image_of(plan, n) for n in plan.nodes} | {"agent", "base"}), progress)
+    probes = probe(engines, tags["agent"], underlay)
+    wiring.check_fits(plan, {m: int(p["mtu"]) for m, p in probes.items()})
+    machines = wiring.Machines(underlay, {m: str(p["ifname"]) for m, p in probes.items()})
+    with lab_lock(topo.name):
+        journal = Journal(topo.name)
+        if journal.exists():
+            raise InputError(f"lab {topo.name!r} is already up (or was interrupted)", f"run: lab down {topo.name}")
+        try:
+            journal.start({"file": source_file, "created": time.time(), "pid": os.getpid(),
+                           "cluster": cluster_record(cluster), "agent": tags["agent"]})
+            path = lab_dir(topo.name) / "topology.yaml"
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(smap.text)
+            placed = _start_nodes(plan, topo, lead, engines, tags, journal, progress, spread)
+            _wire(plan, placed, engines, machines, tags, journal, progress)
+            _configure(plan, topo, placed, engines, progress)
+        except BaseException as exc:
+            progress("rolling back", 0, 1)
+            try:
+                teardown(topo.name, journal)
+            except Exception as cleanup:
+                exc.add_note(f"rollback incomplete ({type(cleanup).__name__}: {cleanup}); run: lab down {topo.name}")
+            raise
+        write_lab_info(topo.name, {
+            "name": topo.name, "file": source_file, "created": time.time(),
+            "cluster": cluster_record(cluster),
+            "nodes": {n: {**vars(s), "machine": placed[n].machine, "container": placed[n].container,
+                          "engine": cluster.machines[placed[n].machine].engine,
+                          "tls": cluster.tls_paths(placed[n].machine)} for n, s in plan.nodes.items()},
+            "networks": {n: {"subnet": str(net.subnet)} for n, net in topo.networks.items()},
+            "bridges": [vars(b) for b in plan.bridges], "switch": None,
+        })
+    progress("ready", 1, 1)
+    return plan
+
+
+def ready_engines(cluster: Cluster) -> dict[str, Engine]:
+    """Every machine's engine, each a ready member of the Swarm a listed manager leads; else exit 3."""
+    engines, failed = try_connect_all(cluster)
+    if failed:
+        first = next(iter(failed))
+        raise EnvironmentProblem(failed[first], f"check it with: lab cluster doctor {cluster.path}")
+    lead = manager(engines)
+    if lead is None:
+        raise EnvironmentProblem(f"{cluster.path}: none of the machines' engines is a Swarm manager",
+                                 "list a manager's engine in the cluster file, or: docker swarm init on one of them")
+    nodes = swarm_nodes(lead)
+    for machine, engine in engines.items():
+        check = membership(machine, engine, lead, nodes, cluster.where(machine))
+        if check.status != "ok":
+            raise EnvironmentProblem(f"{cluster.where(machine)}: machine {machine}: {check.summary}", check.fix or None)
+    return engines
+
+
+def copy_images(engines: dict[str, Engine], short_names: list[str], progress: Any) -> dict[str, str]:
+    """The lab images' tags; each machine that lacks one gets it through its engine (one save, many loads)."""
+    from lab.images import ensure_images
+    from lab.nodes.container import docker_client
+
+    progress("images", 0, 1)
+    local = docker_client()
+    tags = ensure_images(local, short_names)
+    wanted = sorted(set(tags.values()))
+    missing = {m: [t for t in wanted if not _has_image(e, t)] for m, e in engines.items()}
+    missing = {m: tags_ for m, tags_ in missing.items() if tags_}
+    if not missing:
+        return tags
+    union = sorted({t for tags_ in missing.values() for t in tags_})
+    step = f"copying {len(union)} images to {len(missing)} machines"
+    progress(step, 0, len(missing))
+    _send_images_to([engines[m] for m in sorted(missing)], union, lambda done: progress(step, done, len(missing)))
+    return tags
+
+
+def _send_images(engine: Engine, tags: list[str]) -> None:
+    _send_images_to([engine], tags, lambda done: None)
+
+
+def _send_images_to(targets: list[Engine], tags: list[str], done: Any) -> None:
+    """``docker save`` here once, ``docker load`` on each target machine at once."""
+    from lab.nodes.container import docker_client
+
+    with tempfile.TemporaryDirectory(prefix="lab-images-") as tmp:
+        archive = Path(tmp) / "images.tar"
+        with open(archive, "wb") as f:
+            for chunk in _save_images(docker_client(), tags):
+                f.write(chunk)
+
+        def load(engine: Engine) -> None:
+            with open(archive, "rb") as f:
+                for _ in engine.client.api.load_image(f):
+                    pass
+
+        with ThreadPoolExecutor(max_workers=len(targets)) as pool:
+            for count, _ in enumerate(pool.map(load, targets), start=1):
+                done(count)
+
+
+def _save_images(client: Any, tags: list[str]) -> Any:
+    """``docker save TAG...``: one archive for several images, so the layers they share travel once.
+
+    docker-py's ``get_image`` takes one name; the engine's ``/images/get`` takes many.
+    """
+    response = client.api._get(client.api._url("/images/get"), params={"names": tags}, stream=True)
+    client.api._raise_for_status(response)
+    return response.iter_content(chunk_size=1 << 21)
+
+
+def _has_image(engine: Engine, tag: str) -> bool:
+    import docker.errors
+
+    try:
+        engine.client.images.get(tag)
+        return True
+    except docker.errors.ImageNotFound:
+        return False
+
+
+def probe(engines: dict[str, Engine], agent_image: str, underlay: dict[str, str]) -> dict[str, dict[str, Any]]:
+    """Each machine's underlay interface, its MTU, and whether its kernel makes VXLAN devices (exit 3 if not)."""
+    def one(machine: str) -> tuple[str, dict[str, Any]]:
+        result = run_agent(engines[machine], agent_image, [{"op": "probe", "address": underlay[machine]}],
+                           f"lab-probe.{machine}.{os.getpid()}", {})
+        return machine, result["probe"]
+
+    with ThreadPoolExecutor(max_workers=len(engines)) as pool:
+        found = dict(pool.map(one, sorted(engines)))
+    for machine, p in found.items():
+        if not p.get("ifname"):
+            raise EnvironmentProblem(f"machine {machine}: no interface holds its Swarm address {underlay[machine]}")
+        if not p.get("vxlan"):
+            raise EnvironmentProblem(f"machine {machine}: its kernel makes no VXLAN devices "
+                                     f"({p.get('vxlan_error', 'unknown error')})", "modprobe vxlan on that machine")
+    return found
+
+
+def run_agent(engine: Engine, image: str, ops: list[dict[str, Any]], name: str, labels: dict[str, str]
+              ) -> dict[str, Any]:
+    """Run the agent on ``engine``'s machine with ``ops``; its JSON result, or exit 3 with what failed."""
+    from lab.services import tar_files
+
+    client = engine.client
+    container = client.containers.create(
+        image, ["python3", "-m", "lab.cluster.agent"], name=name, labels=labels, network_mode="host",
+        pid_mode="host", cap_add=AGENT_CAPABILITIES, detach=True)
+    try:
+        container.put_archive("/", tar_files({"lab-agent/ops.json": json.dumps(ops).encode()}))
+        container.start()
+        container.wait(timeout=AGENT_TIMEOUT)
+        output = container.logs(stdout=True, stderr=True).decode(errors="replace").strip()
+    finally:
+        container.remove(force=True)
+    try:
+        result: dict[str, Any] = json.loads(output.splitlines()[-1])
+    except (IndexError, json.JSONDecodeError):
+        raise EnvironmentProblem(f"machine {engine.machine}: the wiring agent said nothing lab understands: "
+                                 f"{output[-300:] or 'no output'}") from None
+    if not result.get("ok"):
+        raise EnvironmentProblem(f"machine {engine.machine}: wiring failed at step {result.get('done', 0) + 1} "
+                                 f"of {len(ops)}: {result.get('error')}")
+    return result
+
+
+def _labels(lab: str, node: str | None = None) -> dict[str, str]:
+    from lab.state import state_root
+
+    labels = {LABEL_LAB: lab, LABEL_STATE: os.path.abspath(state_root())}
+    if node is not None:
+        labels[LABEL_NODE] = node
+    return labels
+
+
+def _start_nodes(plan: Plan, topo: Topology, lead: Engine, engines: dict[str, Engine], tags: dict[str, str],
+                 journal: Journal, progress: Any, spread: bool) -> dict[str, Placed]:
+    """A Swarm service per node; wait until the engine has placed and started every task."""
+    import docker.errors
+    import docker.types
+
+    services = {n: service_name(plan.lab, n) for n in plan.nodes}
+    journal.record([{"kind": "service", "name": s} for s in services.values()])
+    progress("starting nodes", 0, len(services))
+    for node, service in services.items():
+        spec = plan.nodes[node]
+        pin = topo.nodes[node].machine
+        constraints = [f"node.labels.lab.machine=={pin}"] if pin else []
+        try:
+            lead.client.services.create(
+                tags[image_of(plan, node)], name=service, hostname=node, labels=_labels(plan.lab, node),
+                container_labels=_labels(plan.lab, node), env=[f"{k}={v}" for k, v in spec.env.items()],
+                cap_add=CAPABILITIES, init=True, constraints=constraints,
+                restart_policy=docker.types.RestartPolicy(condition="none"),
+                mode=docker.types.ServiceMode("replicated", replicas=1))
+        except docker.errors.APIError as exc:
+            raise EnvironmentProblem(f"node {node}: the Swarm manager {lead.machine} would not create service "
+                                     f"{service}: {exc.explanation or exc}") from None
+        if spread and not pin:
+            _wait_assigned(lead, node, service)
+    machine_of_id = {n["ID"]: m for m, n in swarm_nodes(lead).items()}
+    placed: dict[str, Placed] = {}
+    deadline = time.monotonic() + TASK_TIMEOUT
+    while len(placed) < len(services):
+        for node, service in services.items():
+            if node in placed:
+                continue
+            for task in lead.client.api.tasks(filters={"service": service}):
+                status = task.get("Status") or {}
+                state = status.get("State")
+                if state in ("failed", "rejected", "shutdown", "complete"):
+                    why = status.get("Err") or status.get("Message")
+                    raise EnvironmentProblem(f"node {node}: its task {state}: {why}")
+                cs = status.get("ContainerStatus") or {}
+                if state == "running" and cs.get("ContainerID") and cs.get("PID"):
+                    placed[node] = Placed(machine_of_id[task["NodeID"]], cs["ContainerID"], int(cs["PID"]))
+        progress("starting nodes", len(placed), len(services))
+        if len(placed) < len(services):
+            if time.monotonic() > deadline:
+                waiting = [n for n in services if n not in placed]
+                why = _pending_reason(lead, services[waiting[0]])
+                raise EnvironmentProblem(f"nodes {', '.join(waiting[:5])} not running after {TASK_TIMEOUT:.0f} s"
+                                         f" ({why})", "see: lab cluster doctor")
+            time.sleep(0.2)
+    return placed
+
+
+def _wait_assigned(lead: Engine, node: str, service: str) -> None:
+    """Until the engine has chosen a machine for the service's task.
+
+    The Swarm scheduler balances a new task by the tasks each machine already has; services
+    created in a burst are placed before it counts the earlier ones, and pile up. With
+    ``--spread`` lab lets it see each placement before asking for the next: the engine still
+    chooses, it only chooses knowing what it chose before.
+    """
+    deadline = time.monotonic() + TASK_TIMEOUT
+    while time.monotonic() < deadline:
+        if any(t.get("NodeID") for t in lead.client.api.tasks(filters={"service": service})):
+            return
+        time.sleep(0.02)
+    raise EnvironmentProblem(f"node {node}: no machine was chosen for it in {TASK_TIMEOUT:.0f} s "
+                             f"({_pending_reason(lead, service)})")
+
+
+def _pending_reason(lead: Engine, service: str) -> str:
+    tasks = lead.client.api.tasks(filters={"service": service})
+    return next((str((t.get("Status") or {}).get("Err") or (t.get("Status") or {}).get("Message"))
+                 for t in tasks), "no task")
+
+
+def _wire(plan: Plan, placed: dict[str, Placed], engines: dict[str, Engine], machines: wiring.Machines,
+          tags: dict[str, str], journal: Journal, progress: Any) -> None:
+    """Switch containers where LANs have members, then every machine's agent, all at once."""
+    lan_machines = sorted({placed[v.node].machine for v in plan.veths
+                           if v.node and v.peer_netns in {b.netns for b in plan.bridges}})
+    switches = {m: f"{names.PREFIX}{plan.lab}._sw.{m}" for m in lan_machines}
+    journal.record([{"kind": "machine-container", "machine": m, "name": s} for m, s in switches.items()])
+    switch_pids: dict[str, int] = {}
+    for machine, name in switches.items():
+        c = engines[machine].client.containers.run(tags["base"], name=name, labels=_labels(plan.lab),
+                                                   network_mode="none", detach=True, init=True)
+        c.reload()
+        switch_pids[machine] = int(c.attrs["State"]["Pid"])
+    placement = {n: p.machine for n, p in placed.items()}
+    plan_ops = wiring.plan_wiring(plan, placement, {n: p.pid for n, p in placed.items()}, switch_pids, machines)
+    journal.record([{"kind": "vxlan", "machine": m, "name": v} for m, vs in plan_ops.vxlans.items() for v in vs]
+                   + [{"kind": "firewall", "machine": m, "name": c} for m, c in plan_ops.firewalls.items()])
+    progress("wiring", 0, len(plan_ops.ops))
+
+    def one(machine: str) -> None:
+        run_agent(engines[machine], tags["agent"], plan_ops.ops[machine],
+                  f"{names.PREFIX}{plan.lab}._agent.{machine}", _labels(plan.lab))
+
+    with ThreadPoolExecutor(max_workers=max(1, len(plan_ops.ops))) as pool:
+        for done, _ in enumerate(pool.map(one, sorted(plan_ops.ops)), start=1):
+            progress("wiring", done, len(plan_ops.ops))
+
+
+def _configure(plan: Plan, topo: Topology, placed: dict[str, Placed], engines: dict[str, Engine],
+               progress: Any) -> None:
+    """/etc/hosts and resolv.conf in every node, then the daemons, started and waited for from inside."""
+    from lab.services import plan_daemons, start_daemon, tar_files, topology_dir, wait_ready
+
+    containers = {n: engines[p.machine].client.containers.get(p.container) for n, p in placed.items()}
+
+    def etc(node: str) -> None:
+        spec = plan.nodes[node]
+        files = {"tmp/.lab-etc/hosts": plan.hosts_files[spec.netns].encode(),
+                 "tmp/.lab-etc/resolv.conf": plan.resolv_files.get(spec.netns, NO_RESOLVER).encode()}
+        c = containers[node]
+        c.put_archive("/", tar_files(files))
+        # the files Docker bind-mounted stay in place: their contents are replaced, not the files
+        code, output = c.exec_run(["sh", "-c", ETC_SCRIPT])
+        if code != 0:
+            raise EnvironmentProblem(f"node {node}: could not write /etc/hosts: {output.decode(errors='replace')}")
+
+    with ThreadPoolExecutor(max_workers=min(16, len(containers))) as pool:
+        list(pool.map(etc, sorted(containers)))
+    daemons = plan_daemons(plan, topo, topology_dir(plan.lab))
+    if not daemons:
+        return
+    progress("starting services", 0, len(daemons))
+
+    def run(d: Any) -> None:
+        start_daemon(containers[d.node], d)
+        wait_ready(None, d, containers[d.node])
+
+    with ThreadPoolExecutor(max_workers=min(8, len(daemons))) as pool:
+        list(pool.map(run, daemons))
+
+
+# --- down -----------------------------------------------------------------------------------
+
+
+def teardown(lab: str, journal: Journal) -> Teardown:
+    """Remove what the journal names on every machine that answers; keep the journal for those that do not."""
+    report = Teardown(lab)
+    entries = journal.entries()
+    cluster = cluster_from_record(entries[0]["cluster"])
+    engines, failed = try_connect_all(cluster, timeout=5)
+    lead = manager(engines)
+    services = [e["name"] for e in entries if e["kind"] == "service"]
+    if services and lead is None:
+        report.skipped.append("services: no Swarm manager answers; lab down again once one does")
+    elif lead is not None:
+        import docker.errors
+
+        existing = {s.name: s for s in lead.client.services.list(filters={"label": f"{LABEL_LAB}={lab}"})}
+        for name in services:
+            service = existing.get(name)
+            if service is None:
+                try:
+                    service = lead.client.services.get(name)
+                except docker.errors.NotFound:
+                    continue
+                if service.attrs["Spec"].get("Labels", {}).get(LABEL_LAB) != lab:
+                    report.skipped.append(f"service {name}: not labelled as lab {lab!r}, left alone")
+                    continue
+            service.remove()
+            report.removed.append(f"service {name}")
+    from lab.nodes.container import remove_container
+
+    for machine, engine in engines.items():
+        for c in engine.client.containers.list(all=True, filters={"label": f"{LABEL_LAB}={lab}"}):
+            problem = remove_container(c)  # a task container the Swarm is removing meanwhile is no problem
+            if problem:
+                report.skipped.append(f"container {c.name} on {machine}: {problem}")
+            else:
+                report.removed.append(f"container {c.name} on {machine}")
+        vxlans = [e["name"] for e in entries if e["kind"] == "vxlan" and e["machine"] == machine]
+        chain = next((e["name"] for e in entries if e["kind"] == "firewall" and e["machine"] == machine), None)
+        if vxlans or chain:
+            agent = str(entries[0].get("agent") or _local_tag("agent"))  # the image up ran on every machine
+            if not _has_image(engine, agent):
+                _send_images(engine, [agent])
+            run_agent(engine, agent, wiring.unwire(vxlans, chain), f"{names.PREFIX}{lab}._unwire.{machine}",
+                      _labels(lab))
+            report.removed += [f"vxlan {v} on {machine}" for v in vxlans] + ([f"firewall {chain} on {machine}"]
+                                                                               if chain else [])
+    for machine, why in failed.items():
+        report.skipped.append(f"machine {machine}: {why}; lab down {lab} again once it answers")
+    if not report.skipped:
+        journal.remove()
+    return report
+
+
+def _local_tag(short_name: str) -> str:
+    from lab.images import ImageSet
+    from lab.nodes.container import docker_client
+
+    tag = ImageSet(docker_client()).tag(short_name, build=False)
+    if tag is None:
+        raise EnvironmentProblem(f"the {short_name} image is not built here", f"lab images build {short_name}")
+    return tag

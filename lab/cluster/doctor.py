@@ -1,0 +1,83 @@
+"""``lab cluster doctor FILE``: every machine of a cluster checked through its engine, each problem with its fix.
+
+One row per machine and check, as ``lab doctor`` prints for this machine: the engine answers,
+it is a member of the Swarm the manager leads, the manager knows it by its name (label or
+hostname) and lists it ready, its kernel and engine versions, and which of the lab images it
+already holds (the rest are copied to it when a lab needs them).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lab.cluster.engines import MACHINE_LABEL, Engine, manager, swarm_nodes, try_connect_all
+from lab.cluster.model import Cluster
+from lab.doctor import FAIL, OK, WARN, Check
+
+
+def check_cluster(cluster: Cluster, local_images: list[str] | None = None) -> list[Check]:
+    """The doctor's rows; ``local_images`` are the lab image tags the machine running lab has."""
+    engines, failed = try_connect_all(cluster)
+    checks: list[Check] = []
+    lead = manager(engines)
+    nodes = swarm_nodes(lead) if lead is not None else {}
+    for machine in cluster.machines:
+        where = cluster.where(machine)
+        if machine in failed:
+            checks.append(Check(f"{machine}: engine", FAIL, failed[machine].split(": ", 2)[-1],
+                                f"start the engine at {cluster.machines[machine].engine}, or fix the endpoint "
+                                f"in {where}"))
+            continue
+        engine = engines[machine]
+        checks.append(Check(f"{machine}: engine", OK, f"Docker {engine.info.get('ServerVersion', '?')} at "
+                                                      f"{cluster.machines[machine].engine}"))
+        checks.append(membership(machine, engine, lead, nodes, where))
+        checks.append(Check(f"{machine}: kernel", OK, f"{engine.info.get('KernelVersion', '?')} "
+                                                      f"({engine.info.get('OperatingSystem', '?')})"))
+        if local_images is not None:
+            checks.append(_images(machine, engine, local_images))
+    if lead is None and engines:
+        checks.insert(0, Check("swarm: manager", FAIL, "none of the listed engines is a Swarm manager",
+                               "list a manager's engine in the cluster file, or: docker swarm init on one machine"))
+    elif lead is not None:
+        checks.insert(0, Check("swarm: manager", OK, f"{lead.machine} ({len(nodes)} nodes in the Swarm)"))
+    return checks
+
+
+def membership(machine: str, engine: Engine, lead: Engine | None, nodes: dict[str, dict[str, Any]],
+                where: str) -> Check:
+    name = f"{machine}: swarm"
+    state = engine.swarm.get("LocalNodeState")
+    if state != "active":
+        return Check(name, FAIL, f"the engine is not in a Swarm (state {state or 'inactive'})",
+                     "join it: docker swarm join --token TOKEN MANAGER:2377 (docker swarm join-token worker "
+                     "on the manager prints the line)")
+    if lead is None:
+        return Check(name, WARN, "in a Swarm, but no listed engine manages it")
+    node = nodes.get(machine)
+    if node is None or node.get("ID") != engine.node_id:
+        known = next((n for n in nodes.values() if n.get("ID") == engine.node_id), None)
+        if known is None:
+            return Check(name, FAIL, f"{lead.machine}'s Swarm has no node for this engine",
+                         f"join this engine to {lead.machine}'s Swarm")
+        node_name = known["Description"]["Hostname"]
+        return Check(name, FAIL, f"the Swarm calls this engine's node {node_name!r}, not {machine!r} ({where})",
+                     f"on {lead.machine}: docker node update --label-add {MACHINE_LABEL}={machine} {known['ID'][:12]}")
+    status = node.get("Status") or {}
+    availability = (node.get("Spec") or {}).get("Availability")
+    if status.get("State") != "ready":
+        return Check(name, FAIL, f"node {node['ID'][:12]} is {status.get('State')} ({status.get('Message', '')})",
+                     "start the machine's engine; the manager marks it ready when it is back")
+    if availability != "active":
+        return Check(name, WARN, f"node is ready but {availability}: the engine places nothing there",
+                     f"docker node update --availability active {node['ID'][:12]}")
+    return Check(name, OK, f"node {node['ID'][:12]}, ready, underlay address {status.get('Addr', '?')}")
+
+
+def _images(machine: str, engine: Engine, local_images: list[str]) -> Check:
+    held = {tag for image in engine.client.images.list() for tag in image.tags}
+    missing = [t for t in local_images if t not in held]
+    if not missing:
+        return Check(f"{machine}: images", OK, f"all {len(local_images)} lab images of this machine")
+    return Check(f"{machine}: images", OK, f"{len(local_images) - len(missing)} of {len(local_images)} lab images; "
+                                           "the rest are copied to it when a lab needs them")

@@ -1,0 +1,124 @@
+"""What a cluster file may say: the machines and how to reach each one's Docker engine.
+
+```yaml
+machines:
+  m1: {engine: unix:///var/run/docker.sock}
+  m2: {engine: ssh://root@10.0.0.2}
+  m3: {engine: tcp://10.0.0.3:2376, tls: {ca: ca.pem, cert: cert.pem, key: key.pem}}
+```
+
+A machine's name is its Swarm node's hostname, or the node's ``lab.machine`` label. TLS
+paths are relative to the cluster file. Loaded by :func:`load_cluster` with the topology
+loader's hardened YAML reader, so every problem is ``file:line: field: what is wrong``.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from lab.errors import TopologyError
+
+MACHINE_NAME = r"^[a-z][a-z0-9-]{0,30}$"
+ENGINE_SCHEMES = ("unix", "ssh", "tcp")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TLS(Strict):
+    """Client certificates for a ``tcp://`` engine (paths relative to the cluster file)."""
+
+    ca: Path
+    cert: Path
+    key: Path
+
+
+class Machine(Strict):
+    engine: str = Field(description="the engine's endpoint: unix:///path, ssh://user@host or tcp://host:port")
+    tls: TLS | None = None
+
+    @field_validator("engine")
+    @classmethod
+    def _engine_url(cls, value: str) -> str:
+        scheme, sep, rest = value.partition("://")
+        if not sep or scheme not in ENGINE_SCHEMES or not rest or any(c.isspace() for c in value):
+            raise ValueError("expected an engine endpoint: unix:///var/run/docker.sock, ssh://user@host "
+                             "or tcp://host:2376")
+        if scheme == "unix" and not rest.startswith("/"):
+            raise ValueError("a unix endpoint names an absolute socket path: unix:///var/run/docker.sock")
+        return value
+
+    @property
+    def scheme(self) -> str:
+        return self.engine.partition("://")[0]
+
+
+class ClusterFile(Strict):
+    machines: dict[str, Machine] = Field(min_length=1)
+    registry: str | None = Field(None, description="a registry every machine can pull lab images from; "
+                                                   "without one, lab copies them through the engines")
+
+    @field_validator("machines")
+    @classmethod
+    def _names(cls, machines: dict[str, Machine]) -> dict[str, Machine]:
+        for name in machines:
+            if not isinstance(name, str) or not re.fullmatch(MACHINE_NAME, name):
+                raise ValueError(f"{name!r} is not a machine name (lower-case letters, digits and '-', "
+                                 "starting with a letter, at most 31 characters)")
+        return machines
+
+
+class Cluster:
+    """A loaded cluster file: its machines, and where it was read from (for TLS paths and messages)."""
+
+    def __init__(self, spec: ClusterFile, path: Path, lines: dict[str, int],
+                 tls: dict[str, tuple[str, str, str]] | None = None) -> None:
+        self.spec = spec
+        self.path = path
+        self.lines = lines  # machine name → line of its entry
+        # machine → (ca, cert, key), absolute: relative paths are the cluster file's
+        self.tls = tls if tls is not None else {
+            m: (_near(path, t.ca), _near(path, t.cert), _near(path, t.key))
+            for m, machine in spec.machines.items() if (t := machine.tls) is not None}
+
+    @property
+    def machines(self) -> dict[str, Machine]:
+        return self.spec.machines
+
+    def where(self, machine: str) -> str:
+        """``file:line`` of a machine's entry, for messages about it."""
+        return f"{self.path}:{self.lines.get(machine, 1)}"
+
+    def tls_paths(self, machine: str) -> tuple[str, str, str] | None:
+        return self.tls.get(machine)
+
+
+def _near(cluster_file: Path, path: Path) -> str:
+    """A path the cluster file names: relative to the file's directory unless absolute."""
+    return str(path if path.is_absolute() else cluster_file.parent / path)
+
+
+def load_cluster(path: str | Path) -> Cluster:
+    """Read and check a cluster file; raise TopologyError (exit 2) with file:line on any problem."""
+    from lab.topology.loader import load_model_file
+
+    spec, smap = load_model_file(path, ClusterFile, "cluster file")
+    problems = []
+    for name, machine in spec.machines.items():
+        if machine.tls is not None and machine.scheme != "tcp":
+            problems.append(f"{smap.where(('machines', name, 'tls'))}: machines.{name}.tls: TLS is for tcp:// "
+                            f"engines (this one is {machine.scheme}://)")
+        if machine.tls is not None:
+            for key in ("ca", "cert", "key"):
+                full = Path(_near(Path(path), getattr(machine.tls, key)))
+                if not full.is_file():
+                    problems.append(f"{smap.where(('machines', name, 'tls', key))}: machines.{name}.tls.{key}: "
+                                    f"no such file {str(full)!r}")
+    if problems:
+        raise TopologyError(problems)
+    lines = {name: smap.line_of(("machines", name)) for name in spec.machines}
+    return Cluster(spec, Path(path), lines)
