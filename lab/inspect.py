@@ -10,7 +10,11 @@ from lab.net import netns
 
 def inspect_lab(lab: str) -> dict[str, Any]:
     info = state.read_lab_info(lab)
-    result: dict[str, Any] = {"name": lab, "file": info.get("file"), "networks": info.get("networks", {}), "nodes": {}}
+    result: dict[str, Any] = {"name": lab, "file": info.get("file"), "networks": info.get("networks", {}), "nodes": {},
+                              "problems": []}
+    if info.get("cluster"):
+        _inspect_cluster_nodes(lab, info, result)
+        info = {"nodes": {}}
     for name, spec in info["nodes"].items():
         node: dict[str, Any] = {"kind": spec["kind"], "netns": spec["netns"], "interfaces": {}, "routes": []}
         if netns.exists(spec["netns"]):
@@ -46,3 +50,57 @@ def inspect_lab(lab: str) -> dict[str, Any]:
 
     result["faults"] = [{"id": e["id"], "where": e["where"], "what": e["what"]} for e in active(state.Journal(lab))]
     return result
+
+
+def _inspect_cluster_nodes(lab: str, info: dict[str, Any], result: dict[str, Any]) -> None:
+    """A cluster lab's nodes, read back through each machine's engine (``ip -j`` inside each node)."""
+    import json
+    import subprocess
+    from concurrent.futures import ThreadPoolExecutor
+
+    from lab.cluster.deploy import cluster_from_record
+    from lab.cluster.engines import try_connect_all
+    from lab.nodes import node_from_info
+
+    _, silent = try_connect_all(cluster_from_record(info["cluster"]), timeout=5)
+    for machine, why in silent.items():
+        result["problems"].append(f"machine {machine}: {why.split(': ', 1)[-1]}")
+
+    def one(name: str) -> tuple[str, dict[str, Any]]:
+        spec = info["nodes"][name]
+        node: dict[str, Any] = {"kind": spec["kind"], "machine": spec.get("machine"), "interfaces": {}, "routes": []}
+        if spec.get("machine") in silent:
+            node["state"] = f"machine {spec['machine']} does not answer"
+            return name, node
+        handle = node_from_info(info, name)
+        try:
+            addrs = handle.exec(["ip", "-j", "addr", "show"], timeout=20)
+            routes = handle.exec(["ip", "-j", "route", "show"], timeout=20)
+        except subprocess.TimeoutExpired:
+            node["state"] = f"machine {spec.get('machine')} does not answer"
+            return name, node
+        if addrs.returncode != 0:
+            why = (addrs.stderr.strip().splitlines() or ["no answer"])[-1]
+            node["state"] = f"not reachable on machine {spec.get('machine')}: {why[:200]}"
+            return name, node
+        links = {link["ifname"]: link for link in json.loads(addrs.stdout or "[]")}
+        for ifname, iface in spec["interfaces"].items():
+            link = links.get(ifname)
+            node["interfaces"][ifname] = {
+                "state": (link.get("operstate") if link else "missing") or "?",
+                "mac": link.get("address", "") if link else "",
+                "addresses": [f"{a['local']}/{a['prefixlen']}" for a in (link or {}).get("addr_info", [])
+                              if a.get("family") == "inet"],
+                "network": iface.get("network"), "peer": iface.get("peer"),
+            }
+        for r in json.loads(routes.stdout or "[]"):
+            node["routes"].append(r.get("dst", "?") + (f" via {r['gateway']}" if r.get("gateway") else "")
+                                  + f" dev {r.get('dev', '?')}")
+        return name, node
+
+    with ThreadPoolExecutor(max_workers=min(16, max(1, len(info["nodes"])))) as pool:
+        for name, node in pool.map(one, sorted(info["nodes"])):
+            result["nodes"][name] = node
+            if node.get("state"):
+                result["problems"].append(f"node {name}: {node['state']}")
+    result["cluster"] = info["cluster"]["file"]

@@ -173,12 +173,20 @@ def register(app: typer.Typer) -> None:
         data = inspect_lab(state.resolve_lab(lab))
         if as_json:
             out.print_json(json.dumps(data))
+            if data["problems"]:
+                raise typer.Exit(3)
             return
-        table = Table("node", "kind", "interface", "state", "address", "mac", "peer / network")
+        on_cluster = "cluster" in data
+        columns = ["node", "kind", *(["machine"] if on_cluster else []), "interface", "state", "address", "mac",
+                   "peer / network"]
+        table = Table(*columns)
         for node, info in data["nodes"].items():
+            where = [info.get("machine") or "?"] if on_cluster else []
+            if not info["interfaces"] and info.get("state"):
+                table.add_row(node, info["kind"], *where, "-", f"[bold red]{info['state']}[/]", "", "", "")
             for ifname, iface in info["interfaces"].items():
                 addresses = ", ".join(iface.get("addresses", []))
-                table.add_row(node, info["kind"], ifname, iface.get("state", "?"), addresses,
+                table.add_row(node, info["kind"], *where, ifname, iface.get("state", "?"), addresses,
                               iface.get("mac", ""), iface.get("peer") or iface.get("network") or "")
         out.print(table)
         routes = Table("node", "route")
@@ -191,6 +199,10 @@ def register(app: typer.Typer) -> None:
             for f in data["faults"]:
                 faults.add_row(f["id"], f["where"], f["what"])
             out.print(faults)
+        for problem in data["problems"]:
+            console.print(f"[bold red]problem:[/] {problem}")
+        if data["problems"]:
+            raise typer.Exit(3)
 
     @app.command(context_settings={"allow_interspersed_args": False})
     def exec(

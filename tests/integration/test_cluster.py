@@ -1,0 +1,203 @@
+"""A lab over a simulated cluster: three machines, each a namespace with its own dockerd, in one Swarm.
+
+The module's cluster (``lab cluster local up 3``) is made once and removed at the end, exactly:
+no engine process, namespace, data directory or cgroup of it is left. On it the book's web case
+(squid, dnsmasq, nginx) runs spread over the three machines, with its LAN spanning all three
+over VXLAN, and every check reaches the machines through their engines only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from ipaddress import IPv4Network
+from pathlib import Path
+
+import pytest
+
+from lab import state
+from lab.cli import main
+from lab.cluster import local
+from lab.cluster.wiring import VXLAN_PORT, firewall_chain
+from lab.nodes import node_from_info
+
+pytestmark = [pytest.mark.root, pytest.mark.docker]
+ROOT = Path(__file__).resolve().parents[2]
+CLUSTER = "ci"
+LAB = "book-web"
+URL = "http://www.baidu.com/index.html"
+
+
+def engine(machine: str) -> list[str]:
+    return ["docker", "-H", f"unix://{local.socket_path(CLUSTER, machine)}"]
+
+
+def on_machine(machine: str, *argv: str) -> str:
+    return subprocess.run([*engine(machine), *argv], capture_output=True, text=True, check=True, timeout=60).stdout
+
+
+def in_machine_ns(machine: str, *argv: str) -> str:
+    """What the machine's own namespace holds (only the test looks there; lab goes through the engine)."""
+    return subprocess.run(["ip", "netns", "exec", local.netns_name(CLUSTER, machine), *argv],
+                          capture_output=True, text=True, timeout=30).stdout
+
+
+def engine_pids() -> list[int]:
+    journal = state.Journal("cluster", local.cluster_dir(CLUSTER))
+    return [int(e["pid"]) for e in journal.entries() if e["kind"] == "process"]
+
+
+@pytest.fixture(scope="module")
+def cluster_file() -> Iterator[Path]:
+    local.down(CLUSTER)  # a previous run that was killed
+    assert local.UNDERLAY == IPv4Network("198.18.0.0/24")  # (also puts it on the uplink watch's list)
+    start = time.monotonic()
+    path = local.up(3, CLUSTER)
+    print(f"lab cluster local up 3: {time.monotonic() - start:.1f} s")
+    try:
+        yield path
+    finally:
+        main(["down", LAB])
+        problems = local.down(CLUSTER)
+        assert problems == []
+
+
+@pytest.fixture(scope="module")
+def lab(cluster_file: Path) -> Iterator[dict]:
+    start = time.monotonic()
+    code = main(["up", "-q", str(ROOT / "topologies" / "book-web.yaml"), "--cluster", str(cluster_file), "--spread"])
+    print(f"lab up book-web --cluster (3 machines, images copied if missing): {time.monotonic() - start:.1f} s")
+    assert code == 0
+    yield state.read_lab_info(LAB)
+
+
+def run(info: dict, node: str, argv: list[str]) -> subprocess.CompletedProcess[str]:
+    return node_from_info(info, node).exec(argv, timeout=60)
+
+
+def test_doctor_finds_every_machine_ready(cluster_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["cluster", "doctor", str(cluster_file), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["ok"]
+    names = {c["name"] for c in report["checks"]}
+    assert {"swarm: manager", "m1: swarm", "m2: swarm", "m3: swarm"} <= names
+
+
+def test_spread_puts_nodes_on_every_machine(lab: dict) -> None:
+    machines = {spec["machine"] for spec in lab["nodes"].values()}
+    assert machines == {"m1", "m2", "m3"}, {n: s["machine"] for n, s in lab["nodes"].items()}
+
+
+def test_the_web_case_works_across_machines(lab: dict) -> None:
+    """kongming20 fetches through squid on ernest-laptop, which asks dnsmasq and reaches nginx behind the router."""
+    r = run(lab, "kongming20", ["wget", "-S", "-O-", "--header", "Connection: close", URL])
+    assert r.returncode == 0, r.stderr
+    assert "Connecting to ernest-laptop (ernest-laptop)|192.168.1.108|:3128" in r.stderr
+    assert (ROOT / "topologies" / "book-web" / "index.html").read_text() == r.stdout
+    answer = run(lab, "ernest-laptop", ["host", "-t", "A", "www.baidu.com"])
+    assert "www.baidu.com is an alias for www.a.shifen.com." in answer.stdout, answer.stdout
+
+
+def test_full_size_frames_cross_the_vxlan(lab: dict) -> None:
+    """The underlay's 1550 bytes carry a 1500-byte frame whole: no MTU was lowered."""
+    lan = [n for n, s in lab["nodes"].items() if s["interfaces"].get("eth0", {}).get("network") == "lan"]
+    here = lab["nodes"]["kongming20"]["machine"]
+    other = next(n for n in lan if lab["nodes"][n]["machine"] != here)
+    address = lab["nodes"][other]["interfaces"]["eth0"]["address"].split("/")[0]
+    r = run(lab, "kongming20", ["ping", "-c", "2", "-W", "2", "-M", "do", "-s", "1472", address])
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert run(lab, "kongming20", ["cat", "/sys/class/net/eth0/mtu"]).stdout.strip() == "1500"
+
+
+def test_nodes_hold_only_what_lab_made(lab: dict) -> None:
+    """Sealed: each node has lo and its topology's interfaces, and only its topology's routes."""
+    for node, spec in lab["nodes"].items():
+        links = json.loads(run(lab, node, ["ip", "-j", "link", "show"]).stdout)
+        assert {link["ifname"] for link in links} == {"lo", *spec["interfaces"]}, node
+        routes = json.loads(run(lab, node, ["ip", "-j", "route", "show"]).stdout)
+        assert all(r.get("dev") in spec["interfaces"] for r in routes), (node, routes)
+
+
+def test_vxlan_port_only_from_the_cluster(lab: dict) -> None:
+    for machine in ("m1", "m2", "m3"):
+        rules = in_machine_ns(machine, "iptables", "-S", firewall_chain(LAB))
+        sources = {line.split()[3] for line in rules.splitlines() if "-j RETURN" in line}
+        others = {str(local.underlay_address(i).ip) + "/32" for i in (1, 2, 3) if f"m{i}" != machine}
+        assert sources == others, rules
+        assert rules.strip().endswith("-j DROP"), rules
+        assert f"--dport {VXLAN_PORT}" in in_machine_ns(machine, "iptables", "-S", "INPUT")
+
+
+def test_inspect_names_each_nodes_machine(lab: dict, capsys: pytest.CaptureFixture[str]) -> None:
+    capsys.readouterr()
+    assert main(["inspect", LAB, "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert {n: d["machine"] for n, d in data["nodes"].items()} == {n: s["machine"] for n, s in lab["nodes"].items()}
+    assert data["nodes"]["router"]["interfaces"]["eth1"]["addresses"] == ["10.0.2.254/24"]
+    assert data["problems"] == []
+
+
+def test_a_machine_that_stops_answering_is_named(lab: dict, capsys: pytest.CaptureFixture[str]) -> None:
+    """Freeze one machine's engine (SIGSTOP): inspect says which machine, exit 3; thawed, all is well again."""
+    machine = lab["nodes"]["web1"]["machine"]
+    pid = engine_pids()[int(machine[1:]) - 1]
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        capsys.readouterr()
+        assert main(["inspect", LAB]) == 3
+        err = capsys.readouterr().err
+        assert f"machine {machine}" in err, err
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert main(["inspect", LAB]) == 0
+
+
+def test_bad_cluster_input_is_one_line_and_creates_nothing(cluster_file: Path, tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    unknown_key = tmp_path / "bad.yaml"
+    unknown_key.write_text("machines:\n  m1: {engine: unix:///run/x.sock, color: red}\n")
+    capsys.readouterr()
+    assert main(["up", str(ROOT / "topologies" / "book-lan.yaml"), "--cluster", str(unknown_key)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"lab: error: {unknown_key}:2: machines.m1.color: unknown key") and "\n" not in err, err
+
+    silent = tmp_path / "silent.yaml"
+    silent.write_text(f"machines:\n  m1: {{engine: unix://{tmp_path}/nobody.sock}}\n")
+    assert main(["up", str(ROOT / "topologies" / "book-lan.yaml"), "--cluster", str(silent)]) == 3
+    err = capsys.readouterr().err.strip()
+    assert f"{silent}:2: machine m1: its engine unix://{tmp_path}/nobody.sock does not answer" in err, err
+
+    pinned = tmp_path / "pinned.yaml"
+    pinned.write_text((ROOT / "topologies" / "book-lan.yaml").read_text().replace(
+        "  far-host:\n", "  far-host:\n    machine: m9\n"))
+    assert main(["up", str(pinned), "--cluster", str(cluster_file)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "nodes.far-host.machine: 'm9' is not a machine of" in err and f"{pinned}:" in err, err
+    assert not state.Journal("book-lan").exists()
+    assert on_machine("m1", "service", "ls", "-q", "--filter", "label=lab.name=book-lan") == ""
+
+
+def test_down_leaves_nothing_on_any_machine(lab: dict, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["down", LAB]) == 0
+    assert on_machine("m1", "service", "ls", "-q") == ""
+    for machine in ("m1", "m2", "m3"):
+        assert on_machine(machine, "ps", "-aq") == ""
+        assert "lvx" not in in_machine_ns(machine, "ip", "-o", "link")
+        assert firewall_chain(LAB) not in in_machine_ns(machine, "iptables", "-S")
+    assert not state.Journal(LAB).exists()
+    assert main(["down", LAB]) == 0  # idempotent
+
+
+def test_local_cluster_down_removes_it_exactly(cluster_file: Path) -> None:
+    pids = engine_pids()
+    assert local.down(CLUSTER) == []
+    assert not any(Path(f"/proc/{pid}").exists() for pid in pids)
+    listing = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    assert f"labc-{CLUSTER}." not in listing
+    assert not local.cluster_dir(CLUSTER).exists()
+    assert not (local.DATA_ROOT / CLUSTER).exists()
+    assert not list(Path("/sys/fs/cgroup").glob(f"*/{local.cgroup_parent(CLUSTER, 'm1')}"))
