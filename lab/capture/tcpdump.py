@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lab.errors import EnvironmentProblem
-from lab.net.netns import netns_path
+from lab.nodes.namespace import Namespace
 
 READY_TIMEOUT = 10.0
 SETTLE = 0.3  # let the last packets of a step reach the ring before stopping
@@ -42,7 +42,7 @@ class Tcpdump:
     """One running tcpdump on one interface of one namespace."""
 
     point: str
-    netns: str
+    inside: Namespace  # where the interface is (lab.nodes.namespace): on this machine or a cluster's
     ifname: str
     pcap: Path
     bpf: str | None = None
@@ -50,15 +50,22 @@ class Tcpdump:
     stderr_lines: list[str] = field(default_factory=list)
 
     def argv(self) -> list[str]:
-        args = ["nsenter", f"--net={netns_path(self.netns)}", tcpdump_binary(), "-i", self.ifname, "-nn",
-                "--immediate-mode", "-U", "-Z", "root", "-s", str(SNAPLEN), "-B", str(RING_KIB), "-w", str(self.pcap)]
+        """On this machine tcpdump writes the file itself; on another machine it writes to stdout,
+        which the engine's exec stream brings back here into the file."""
+        binary = tcpdump_binary() if self.inside.local else "tcpdump"
+        args = [binary, "-i", self.ifname, "-nn", "--immediate-mode", "-U", "-Z", "root", "-s", str(SNAPLEN),
+                "-B", str(RING_KIB), "-w", str(self.pcap) if self.inside.local else "-"]
         if self.bpf:
             args.append(self.bpf)
-        return args
+        return self.inside.command(args)
 
     def start(self) -> None:
         self.pcap.parent.mkdir(parents=True, exist_ok=True)
-        self.proc = subprocess.Popen(self.argv(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        if self.inside.local:
+            self.proc = subprocess.Popen(self.argv(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        else:
+            with open(self.pcap, "wb") as sink:  # the child keeps its own copy of the descriptor
+                self.proc = subprocess.Popen(self.argv(), stdout=sink, stderr=subprocess.PIPE)
         assert self.proc.stderr is not None
         deadline = time.monotonic() + READY_TIMEOUT
         buf = b""
@@ -81,7 +88,7 @@ class Tcpdump:
     def stop(self) -> None:
         if self.proc is None or self.proc.poll() is not None:
             return
-        self.proc.send_signal(signal.SIGINT)
+        self.inside.signal(self.proc, signal.SIGINT)
         try:
             _, err = self.proc.communicate(timeout=5)
             self.stderr_lines += err.decode(errors="replace").splitlines()

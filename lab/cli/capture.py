@@ -11,7 +11,6 @@ from lab import state
 from lab.capture.tcpdump import Tcpdump
 from lab.cli.common import console, out
 from lab.net.faults import endpoint
-from lab.nodes import node_from_info
 
 
 def register(app: typer.Typer) -> None:
@@ -28,8 +27,7 @@ def register(app: typer.Typer) -> None:
 
         info = state.read_lab_info(state.resolve_lab(lab))
         ep = endpoint(info, where)  # a clear error for an unknown node or interface
-        node = node_from_info(info, ep.node)
-        dump = Tcpdump(ep.label, node.netns, ep.ifname, write.resolve(), bpf)
+        dump = Tcpdump(ep.label, ep.inside, ep.ifname, write.resolve(), bpf)
         dump.start()
         console.print(f"capturing on {dump.point} into {write} " + ("(Ctrl-C to stop)" if not duration else ""))
         try:

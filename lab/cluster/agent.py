@@ -14,7 +14,7 @@ by lab, none is parsed by a shell. Each operation is one of
 - ``{"op": "probe", "address": A}``: report the interface holding the underlay address A and its
   MTU, and whether this kernel makes VXLAN devices.
 
-It reads ``/lab-agent/ops.json`` and prints one JSON object on stdout: ``{"ok": bool,
+It reads ``/lab-agent/ops.json`` (or ``--ops FILE``) and prints one JSON object on stdout: ``{"ok": bool,
 "done": n, "error": text, "probe": {...}}``. Standard library only.
 """
 
@@ -90,8 +90,19 @@ def _read_only(path: str) -> bool:
     return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
 
 
-def main() -> int:
-    with open(OPS_FILE) as f:
+def main(argv: list[str] | None = None) -> int:
+    """``--ops FILE`` (default /lab-agent/ops.json): carry out the operations in FILE and print the result.
+
+    ``run -- PROGRAM ARGS...``: become PROGRAM (exec, so a signal sent to this PID reaches it) with a
+    writable /proc/sys: how lab runs a fault's command or a capture in a node of this machine.
+    """
+    args = sys.argv[1:] if argv is None else argv
+    if args[:1] == ["run"]:
+        program = args[2:] if args[1:2] == ["--"] else args[1:]
+        writable_proc_sys()
+        os.execvp(program[0], program)
+    path = args[1] if args[:1] == ["--ops"] and len(args) > 1 else OPS_FILE
+    with open(path) as f:
         ops = json.load(f)
     result: dict[str, Any] = {"ok": True, "done": 0, "error": None}
     try:

@@ -47,7 +47,9 @@ from lab.topology.model import Topology
 AGENT_CAPABILITIES = ["NET_ADMIN", "SYS_ADMIN", "SYS_PTRACE"]
 TASK_TIMEOUT = 90.0  # seconds for every node's task to run
 AGENT_TIMEOUT = 180
-KIND_IMAGES = {"host": "host", "router": "router"}  # plain nodes become light containers of these
+# Plain nodes become light containers of lab-host (python3 and the project's programs, as a namespace
+# host has them from the machine); a router is a host with forwarding on, its faults made by the agent.
+KIND_IMAGES = {"host": "host", "router": "host"}
 ETC_SCRIPT = ("cat /tmp/.lab-etc/hosts > /etc/hosts && cat /tmp/.lab-etc/resolv.conf > /etc/resolv.conf"
               " && rm -r /tmp/.lab-etc")  # fixed: the files' contents come in a tar, never in this string
 
@@ -130,7 +132,7 @@ def up(topo: Topology, smap: SourceMap, cluster: Cluster, source_file: str | Non
             with os.fdopen(fd, "w") as f:
                 f.write(smap.text)
             placed = _start_nodes(plan, topo, lead, engines, tags, journal, progress, spread)
-            _wire(plan, placed, engines, machines, tags, journal, progress)
+            machine_info = _wire(plan, placed, engines, machines, tags, journal, progress)
             _configure(plan, topo, placed, engines, progress)
         except BaseException as exc:
             progress("rolling back", 0, 1)
@@ -142,8 +144,10 @@ def up(topo: Topology, smap: SourceMap, cluster: Cluster, source_file: str | Non
         write_lab_info(topo.name, {
             "name": topo.name, "file": source_file, "created": time.time(),
             "cluster": cluster_record(cluster),
+            "machines": {m: {**i, "engine": cluster.machines[m].engine, "tls": cluster.tls_paths(m)}
+                         for m, i in machine_info.items()},
             "nodes": {n: {**vars(s), "machine": placed[n].machine, "container": placed[n].container,
-                          "engine": cluster.machines[placed[n].machine].engine,
+                          "pid": placed[n].pid, "engine": cluster.machines[placed[n].machine].engine,
                           "tls": cluster.tls_paths(placed[n].machine)} for n, s in plan.nodes.items()},
             "networks": {n: {"subnet": str(net.subnet)} for n, net in topo.networks.items()},
             "bridges": [vars(b) for b in plan.bridges], "switch": None,
@@ -252,31 +256,40 @@ def probe(engines: dict[str, Engine], agent_image: str, underlay: dict[str, str]
     return found
 
 
-def run_agent(engine: Engine, image: str, ops: list[dict[str, Any]], name: str, labels: dict[str, str]
-              ) -> dict[str, Any]:
-    """Run the agent on ``engine``'s machine with ``ops``; its JSON result, or exit 3 with what failed."""
+def start_agent(engine: Engine, image: str, name: str, labels: dict[str, str]) -> Any:
+    """The machine's agent container: the host's network and PIDs, idle until lab asks it something."""
+    return engine.client.containers.run(
+        image, ["sleep", "infinity"], name=name, labels=labels, network_mode="host", pid_mode="host",
+        cap_add=AGENT_CAPABILITIES, detach=True, init=True)
+
+
+def agent_ops(container: Any, machine: str, ops: list[dict[str, Any]]) -> dict[str, Any]:
+    """Have a machine's agent carry out ``ops``; its JSON result, or exit 3 with what failed."""
     from lab.services import tar_files
 
-    client = engine.client
-    container = client.containers.create(
-        image, ["python3", "-m", "lab.cluster.agent"], name=name, labels=labels, network_mode="host",
-        pid_mode="host", cap_add=AGENT_CAPABILITIES, detach=True)
+    path = f"lab-agent/ops-{os.getpid()}-{time.monotonic_ns()}.json"
+    container.put_archive("/", tar_files({path: json.dumps(ops).encode()}))
+    code, output = container.exec_run(["python3", "-m", "lab.cluster.agent", "--ops", f"/{path}"])
+    text = (output or b"").decode(errors="replace").strip()
     try:
-        container.put_archive("/", tar_files({"lab-agent/ops.json": json.dumps(ops).encode()}))
-        container.start()
-        container.wait(timeout=AGENT_TIMEOUT)
-        output = container.logs(stdout=True, stderr=True).decode(errors="replace").strip()
-    finally:
-        container.remove(force=True)
-    try:
-        result: dict[str, Any] = json.loads(output.splitlines()[-1])
+        result: dict[str, Any] = json.loads(text.splitlines()[-1])
     except (IndexError, json.JSONDecodeError):
-        raise EnvironmentProblem(f"machine {engine.machine}: the wiring agent said nothing lab understands: "
-                                 f"{output[-300:] or 'no output'}") from None
+        raise EnvironmentProblem(f"machine {machine}: the wiring agent said nothing lab understands "
+                                 f"(exit {code}): {text[-300:] or 'no output'}") from None
     if not result.get("ok"):
-        raise EnvironmentProblem(f"machine {engine.machine}: wiring failed at step {result.get('done', 0) + 1} "
+        raise EnvironmentProblem(f"machine {machine}: wiring failed at step {result.get('done', 0) + 1} "
                                  f"of {len(ops)}: {result.get('error')}")
     return result
+
+
+def run_agent(engine: Engine, image: str, ops: list[dict[str, Any]], name: str, labels: dict[str, str]
+              ) -> dict[str, Any]:
+    """A throwaway agent on ``engine``'s machine for ``ops`` (a probe before a lab exists, a teardown)."""
+    container = start_agent(engine, image, name, labels)
+    try:
+        return agent_ops(container, engine.machine, ops)
+    finally:
+        container.remove(force=True)
 
 
 def _labels(lab: str, node: str | None = None) -> dict[str, str]:
@@ -364,18 +377,28 @@ def _pending_reason(lead: Engine, service: str) -> str:
 
 
 def _wire(plan: Plan, placed: dict[str, Placed], engines: dict[str, Engine], machines: wiring.Machines,
-          tags: dict[str, str], journal: Journal, progress: Any) -> None:
-    """Switch containers where LANs have members, then every machine's agent, all at once."""
+          tags: dict[str, str], journal: Journal, progress: Any) -> dict[str, dict[str, Any]]:
+    """An agent on every machine that has nodes, a switch container where LANs have members, then
+    every machine's wiring, all at once; returns what other verbs need to know of each machine."""
+    used = sorted({p.machine for p in placed.values()})
     lan_machines = sorted({placed[v.node].machine for v in plan.veths
                            if v.node and v.peer_netns in {b.netns for b in plan.bridges}})
+    agents = {m: f"{names.PREFIX}{plan.lab}._agent.{m}" for m in used}
     switches = {m: f"{names.PREFIX}{plan.lab}._sw.{m}" for m in lan_machines}
-    journal.record([{"kind": "machine-container", "machine": m, "name": s} for m, s in switches.items()])
+    journal.record([{"kind": "machine-container", "machine": m, "name": s}
+                    for group in (agents, switches) for m, s in group.items()])
+    info: dict[str, dict[str, Any]] = {m: {"agent": None, "switch": None, "switch_pid": None} for m in used}
+    containers: dict[str, Any] = {}
+    for machine, name in agents.items():
+        containers[machine] = start_agent(engines[machine], tags["agent"], name, _labels(plan.lab))
+        info[machine]["agent"] = containers[machine].id
     switch_pids: dict[str, int] = {}
     for machine, name in switches.items():
         c = engines[machine].client.containers.run(tags["base"], name=name, labels=_labels(plan.lab),
                                                    network_mode="none", detach=True, init=True)
         c.reload()
         switch_pids[machine] = int(c.attrs["State"]["Pid"])
+        info[machine].update(switch=c.id, switch_pid=switch_pids[machine])
     placement = {n: p.machine for n, p in placed.items()}
     plan_ops = wiring.plan_wiring(plan, placement, {n: p.pid for n, p in placed.items()}, switch_pids, machines)
     journal.record([{"kind": "vxlan", "machine": m, "name": v} for m, vs in plan_ops.vxlans.items() for v in vs]
@@ -383,12 +406,12 @@ def _wire(plan: Plan, placed: dict[str, Placed], engines: dict[str, Engine], mac
     progress("wiring", 0, len(plan_ops.ops))
 
     def one(machine: str) -> None:
-        run_agent(engines[machine], tags["agent"], plan_ops.ops[machine],
-                  f"{names.PREFIX}{plan.lab}._agent.{machine}", _labels(plan.lab))
+        agent_ops(containers[machine], machine, plan_ops.ops[machine])
 
     with ThreadPoolExecutor(max_workers=max(1, len(plan_ops.ops))) as pool:
         for done, _ in enumerate(pool.map(one, sorted(plan_ops.ops)), start=1):
             progress("wiring", done, len(plan_ops.ops))
+    return info
 
 
 def _configure(plan: Plan, topo: Topology, placed: dict[str, Placed], engines: dict[str, Engine],

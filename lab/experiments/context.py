@@ -35,6 +35,7 @@ from lab.errors import EnvironmentProblem, InputError
 from lab.experiments.expect import Verdict
 from lab.net import faults
 from lab.nodes import Node, node_from_info
+from lab.nodes.namespace import node_namespace
 from lab.report.model import StepRecord
 from lab.state import Journal
 
@@ -231,7 +232,7 @@ class Run:
         for point in points:
             ep = self.endpoint(point)
             name = f"{self._captures:02d}-{ep.node}-{ep.ifname}.pcap"
-            dumps.append(Tcpdump(ep.label, ep.netns, ep.ifname, self.run_dir / name, bpf))
+            dumps.append(Tcpdump(ep.label, ep.inside, ep.ifname, self.run_dir / name, bpf))
         cap = CaptureSet(dumps)
         cap.start()
         self.journal.record([procs.process_record(pid, "tcpdump") for pid in cap.pids])
@@ -257,11 +258,11 @@ class Run:
         ``lab fault clear`` restores it. Written from the machine into the node's network
         namespace, so container nodes (whose /proc/sys is read-only) work alike.
         """
-        netns = self.node(node).netns
-        old = subprocess.run(faults.in_ns(netns, ["sysctl", "-n", key]), capture_output=True, text=True, timeout=30)
+        inside = node_namespace(self.lab_info, node)
+        old = subprocess.run(inside.command(["sysctl", "-n", key]), capture_output=True, text=True, timeout=30)
         if old.returncode != 0:
             raise EnvironmentProblem(f"{node}: this kernel has no sysctl {key}")
-        self.fault(faults.sysctl(node, netns, key, str(value), old.stdout.strip()),
+        self.fault(faults.sysctl(node, inside, key, str(value), old.stdout.strip()),
                    title=f"sysctl {key}={value}", command=f"sysctl -w {key}={value}")
 
     def fault(self, fault: faults.Fault, title: str | None = None, command: str | None = None) -> faults.Fault:

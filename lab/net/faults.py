@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 from lab import names
 from lab.errors import EnvironmentProblem, InputError
-from lab.net.netns import netns_path
+from lab.nodes.namespace import Namespace, node_namespace, switch_namespace
 from lab.state import Journal
 
 Direction = Literal["in", "out", "both"]
@@ -40,9 +40,10 @@ class Endpoint:
     lab: str
     node: str
     ifname: str
-    netns: str
-    peer_netns: str
+    inside: Namespace  # where the node's own end is (lab.nodes.namespace)
+    peer_inside: Namespace  # where the other end is: the switch port of a LAN, or the peer node's end
     peer_ifname: str
+    peer_is_switch: bool = False
 
     @property
     def label(self) -> str:
@@ -72,17 +73,12 @@ def endpoint(lab_info: dict[str, Any], spec: str) -> Endpoint:
     if ifname not in interfaces:
         raise InputError(f"node {node!r} has no interface {ifname!r}", f"interfaces: {', '.join(interfaces)}")
     iface = interfaces[ifname]
-    lab = lab_info["name"]
+    inside = node_namespace(lab_info, node)
     if iface.get("network"):
-        peer_ns, peer_if = names.switch_netns(lab), names.port_name(node, ifname)
-    else:
-        peer_node, _, peer_if = str(iface["peer"]).partition(":")
-        peer_ns = nodes[peer_node]["netns"]
-    return Endpoint(lab, node, ifname, nodes[node]["netns"], peer_ns, peer_if)
-
-
-def in_ns(netns: str, argv: list[str]) -> list[str]:
-    return ["nsenter", f"--net={netns_path(netns)}", *argv]
+        return Endpoint(lab_info["name"], node, ifname, inside, switch_namespace(lab_info, node),
+                        names.port_name(node, ifname), peer_is_switch=True)
+    peer_node, _, peer_if = str(iface["peer"]).partition(":")
+    return Endpoint(lab_info["name"], node, ifname, inside, node_namespace(lab_info, peer_node), peer_if)
 
 
 def parse_match(text: str) -> list[str]:
@@ -144,8 +140,8 @@ def iptables_fault(ep: Endpoint, match: list[str], target: list[str], direction:
         else:
             table, chain, iface = "mangle", "POSTROUTING", "-o"
         rule = [chain, iface, ep.ifname, *match, *tag, *target]
-        fault.apply.append(in_ns(ep.netns, ["iptables", "-w", "-t", table, "-I", *rule]))
-        fault.undo.append(in_ns(ep.netns, ["iptables", "-w", "-t", table, "-D", *rule]))
+        fault.apply.append(ep.inside.command(["iptables", "-w", "-t", table, "-I", *rule]))
+        fault.undo.append(ep.inside.command(["iptables", "-w", "-t", table, "-D", *rule]))
     return fault
 
 
@@ -170,10 +166,11 @@ def reject(ep: Endpoint, match: str, direction: Direction = "in", with_: str = "
     return iptables_fault(ep, parse_match(match), target, direction, f"reject {match} {direction} with {with_}")
 
 
-def _qdisc_targets(ep: Endpoint, direction: Direction) -> list[tuple[str, str]]:
+def _qdisc_targets(ep: Endpoint, direction: Direction) -> list[tuple[Namespace, str]]:
+    """A qdisc shapes what leaves an interface: ``out`` is the node's end, ``in`` the other end."""
     out = []
     for d in _directions(direction):
-        out.append((ep.netns, ep.ifname) if d == "out" else (ep.peer_netns, ep.peer_ifname))
+        out.append((ep.inside, ep.ifname) if d == "out" else (ep.peer_inside, ep.peer_ifname))
     return out
 
 
@@ -182,9 +179,9 @@ def rate(ep: Endpoint, value: str, direction: Direction = "out") -> Fault:
         raise InputError(f"--rate {value!r}", "write e.g. 1mbit, 500kbit")
     fault = Fault(_new_id(), ep.label, f"rate {value} {direction}")
     for ns, dev in _qdisc_targets(ep, direction):
-        fault.apply.append(in_ns(ns, ["tc", "qdisc", "replace", "dev", dev, "root", "tbf", "rate", value,
-                                      "burst", "32kbit", "latency", "400ms"]))
-        fault.undo.append(in_ns(ns, ["tc", "qdisc", "del", "dev", dev, "root"]))
+        fault.apply.append(ns.command(["tc", "qdisc", "replace", "dev", dev, "root", "tbf", "rate", value,
+                                       "burst", "32kbit", "latency", "400ms"]))
+        fault.undo.append(ns.command(["tc", "qdisc", "del", "dev", dev, "root"]))
     return fault
 
 
@@ -194,13 +191,13 @@ def delay(ep: Endpoint, value: str, jitter: str | None = None, direction: Direct
             raise InputError(f"delay {t!r}", "write e.g. 50ms")
     fault = Fault(_new_id(), ep.label, f"delay {value}" + (f"±{jitter}" if jitter else "") + f" {direction}")
     for ns, dev in _qdisc_targets(ep, direction):
-        fault.apply.append(in_ns(ns, ["tc", "qdisc", "replace", "dev", dev, "root", "netem", "delay", value,
-                                      *([jitter] if jitter else [])]))
-        fault.undo.append(in_ns(ns, ["tc", "qdisc", "del", "dev", dev, "root"]))
+        fault.apply.append(ns.command(["tc", "qdisc", "replace", "dev", dev, "root", "netem", "delay", value,
+                                       *([jitter] if jitter else [])]))
+        fault.undo.append(ns.command(["tc", "qdisc", "del", "dev", dev, "root"]))
     return fault
 
 
-def sysctl(node: str, netns: str, key: str, value: str, old: str) -> Fault:
+def sysctl(node: str, inside: Namespace, key: str, value: str, old: str) -> Fault:
     """A per-namespace sysctl set for a while (an experiment's knob), the old value its undo.
 
     Journaled like a fault, so a run that was killed leaves it listed in ``lab fault ls``
@@ -209,8 +206,8 @@ def sysctl(node: str, netns: str, key: str, value: str, old: str) -> Fault:
     if not key.startswith("net."):
         raise InputError(f"sysctl {key} is machine-wide, not the node's", "lab sets only per-namespace net.* sysctls")
     return Fault(_new_id(), node, f"sysctl {key}={value}",
-                 [in_ns(netns, ["sysctl", "-q", "-w", f"{key}={value}"])],
-                 [in_ns(netns, ["sysctl", "-q", "-w", f"{key}={old}"])])
+                 [inside.command(["sysctl", "-q", "-w", f"{key}={value}"])],
+                 [inside.command(["sysctl", "-q", "-w", f"{key}={old}"])])
 
 
 def plug_back(journal: Journal, ep: Endpoint) -> list[dict[str, Any]]:
@@ -228,12 +225,12 @@ def plug_back(journal: Journal, ep: Endpoint) -> list[dict[str, Any]]:
 
 def link_state(ep: Endpoint, up: bool) -> Fault:
     """The cable pull: the switch-side port (or the node's own end of a point-to-point link) goes down."""
-    ns, dev = (ep.peer_netns, ep.peer_ifname) if ep.peer_netns.endswith("._sw") else (ep.netns, ep.ifname)
+    ns, dev = (ep.peer_inside, ep.peer_ifname) if ep.peer_is_switch else (ep.inside, ep.ifname)
     state = "up" if up else "down"
     other = "down" if up else "up"
     return Fault(_new_id(), ep.label, f"link {state}",
-                 [in_ns(ns, ["ip", "link", "set", "dev", dev, state])],
-                 [in_ns(ns, ["ip", "link", "set", "dev", dev, other])])
+                 [ns.command(["ip", "link", "set", "dev", dev, state])],
+                 [ns.command(["ip", "link", "set", "dev", dev, other])])
 
 
 def apply(journal: Journal, fault: Fault) -> Fault:

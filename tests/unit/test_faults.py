@@ -6,8 +6,10 @@ import pytest
 
 from lab.errors import InputError
 from lab.net import faults
+from lab.nodes.namespace import LocalNamespace, MachineNamespace
 
-EP = faults.Endpoint("lab1", "h1", "eth0", "lab-lab1.h1", "lab-lab1._sw", "p-h1-eth0")
+EP = faults.Endpoint("lab1", "h1", "eth0", LocalNamespace("lab-lab1.h1"), LocalNamespace("lab-lab1._sw"), "p-h1-eth0",
+                     peer_is_switch=True)
 
 
 def test_match_words_become_iptables_arguments():
@@ -41,7 +43,7 @@ def test_rate_goes_on_the_peer_for_incoming_traffic():
 
 
 def test_a_sysctl_is_undone_by_writing_the_old_value_back():
-    fault = faults.sysctl("h1", "lab-lab1.h1", "net.ipv4.tcp_rmem", "4096 8192 16384", "4096\t131072\t6291456")
+    fault = faults.sysctl("h1", LocalNamespace("lab-lab1.h1"), "net.ipv4.tcp_rmem", "4096 8192 16384", "4096\t131072\t6291456")
     assert fault.where == "h1" and fault.what == "sysctl net.ipv4.tcp_rmem=4096 8192 16384"
     assert fault.apply == [["nsenter", "--net=/run/netns/lab-lab1.h1", "sysctl", "-q", "-w",
                             "net.ipv4.tcp_rmem=4096 8192 16384"]]
@@ -52,4 +54,21 @@ def test_a_sysctl_is_undone_by_writing_the_old_value_back():
 @pytest.mark.parametrize("key", ["kernel.pid_max", "vm.swappiness", "fs.inotify.max_user_watches"])
 def test_a_machine_wide_sysctl_is_refused(key):
     with pytest.raises(InputError, match="machine-wide"):
-        faults.sysctl("h1", "lab-lab1.h1", key, "1", "0")
+        faults.sysctl("h1", LocalNamespace("lab-lab1.h1"), key, "1", "0")
+
+
+def test_on_a_cluster_a_fault_runs_in_the_nodes_machine_through_its_agent():
+    """The same rule, entered by the agent of the node's machine, through that machine's engine only."""
+    machine = {"agent": "a9c0ffee", "engine": "tcp://10.9.9.2:2376", "tls": ["/c/ca.pem", "/c/cert.pem", "/c/key.pem"]}
+    inside = MachineNamespace("lab1", "m2", machine, 4242)
+    ep = faults.Endpoint("lab1", "h1", "eth0", inside, inside, "eth0")
+    fault = faults.drop(ep, "tcp syn dport 80")
+    argv = fault.apply[0]
+    assert argv[:7] == ["docker", "-H", "tcp://10.9.9.2:2376", "--tlsverify", "--tlscacert=/c/ca.pem",
+                        "--tlscert=/c/cert.pem", "--tlskey=/c/key.pem"]
+    assert argv[7:10] == ["exec", "-i", "a9c0ffee"]
+    start = argv.index("python3")
+    assert argv[start:start + 10] == ["python3", "-m", "lab.cluster.agent", "run", "--", "nsenter", "-t", "4242",
+                                      "-n", "iptables"]
+    assert fault.undo[0][:10] == argv[:10] and fault.undo[0][start:start + 10] == argv[start:start + 10]
+    assert "-D" in fault.undo[0]
