@@ -14,14 +14,14 @@ loader's hardened YAML reader, so every problem is ``file:line: field: what is w
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from lab.errors import TopologyError
+from lab.topology.model import MACHINE_NAME
 
-MACHINE_NAME = r"^[a-z][a-z0-9-]{0,30}$"
 ENGINE_SCHEMES = ("unix", "ssh", "tcp")
 
 
@@ -57,19 +57,13 @@ class Machine(Strict):
         return self.engine.partition("://")[0]
 
 
+MachineName = Annotated[str, StringConstraints(pattern=MACHINE_NAME)]
+
+
 class ClusterFile(Strict):
-    machines: dict[str, Machine] = Field(min_length=1)
+    machines: dict[MachineName, Machine] = Field(min_length=1)
     registry: str | None = Field(None, description="a registry every machine can pull lab images from; "
                                                    "without one, lab copies them through the engines")
-
-    @field_validator("machines")
-    @classmethod
-    def _names(cls, machines: dict[str, Machine]) -> dict[str, Machine]:
-        for name in machines:
-            if not isinstance(name, str) or not re.fullmatch(MACHINE_NAME, name):
-                raise ValueError(f"{name!r} is not a machine name (lower-case letters, digits and '-', "
-                                 "starting with a letter, at most 31 characters)")
-        return machines
 
 
 class Cluster:

@@ -169,7 +169,8 @@ def plan_wiring(plan: Plan, placement: dict[str, str], pids: dict[str, int], swi
             continue
         number = vni(lab, f"net:{network}")
         br = bridges[network]
-        mtu = br.mtu or DEFAULT_MTU
+        mtu = br.mtu or max(v.mtu or DEFAULT_MTU for v in plan.veths  # the largest frame a member sends
+                            if v.node and v.peer_netns in switch_ns and _network(plan, v.node, v.ifname) == network)
         for machine in sorted(where):
             name = _vxlan(wiring, machine, number, machines, remote=None, into=switch_pids[machine], rename=None)
             fdb = [_nsenter(switch_pids[machine], "bridge", "fdb", "append", ALL_ZERO_MAC, "dev", name,

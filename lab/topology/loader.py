@@ -424,6 +424,7 @@ def _pattern_words(pattern: str) -> tuple[str, str]:
         model.NODE_NAME: ("name", "letters, digits and inner hyphens, starting with a letter"),
         model.NETWORK_NAME: ("name", "lower-case letters, digits and '-', starting with a letter"),
         model.IFNAME: ("name", "lower-case letters, digits, '_' and '-', starting with a letter"),
+        model.MACHINE_NAME: ("name", "lower-case letters, digits and '-', starting with a letter, at most 31"),
         model.SYSCTL_KEY: ("value", "a sysctl key such as net.ipv4.ip_forward"),
         r"^[A-Za-z0-9-]+:[a-z][a-z0-9_-]*$": ("value", "'node:interface', e.g. router:eth1"),
         r"^[A-Za-z_][A-Za-z0-9_]*$": ("name", "letters, digits and '_', not starting with a digit"),

@@ -16,6 +16,7 @@ LAB_NAME = r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$"
 NODE_NAME = r"^[A-Za-z]([A-Za-z0-9-]*[A-Za-z0-9])?$"
 NETWORK_NAME = r"^[a-z][a-z0-9-]*$"
 IFNAME = r"^[a-z][a-z0-9_-]*$"
+MACHINE_NAME = r"^[a-z][a-z0-9-]{0,30}$"  # a machine of a cluster file (lab.cluster.model)
 SYSCTL_KEY = r"^[a-z0-9_]+(\.[a-z0-9_-]+)+$"
 
 LabName = Annotated[str, StringConstraints(pattern=LAB_NAME, max_length=20)]
@@ -147,7 +148,7 @@ class Node(Strict):
     proxy: ProxyService | None = None  # run squid (container nodes, e.g. image: proxy)
     web: WebService | None = None  # run nginx (container nodes, e.g. image: web)
     # On a cluster (lab up --cluster): the machine this node must run on; without it the engine places it.
-    machine: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{0,30}$")] | None = None
+    machine: Annotated[str, StringConstraints(pattern=MACHINE_NAME)] | None = None
 
     @model_validator(mode="after")
     def _services_need_a_container(self) -> Node:
