@@ -43,7 +43,8 @@ def test_rate_goes_on_the_peer_for_incoming_traffic():
 
 
 def test_a_sysctl_is_undone_by_writing_the_old_value_back():
-    fault = faults.sysctl("h1", LocalNamespace("lab-lab1.h1"), "net.ipv4.tcp_rmem", "4096 8192 16384", "4096\t131072\t6291456")
+    fault = faults.sysctl("h1", LocalNamespace("lab-lab1.h1"), "net.ipv4.tcp_rmem", "4096 8192 16384",
+                          "4096\t131072\t6291456")
     assert fault.where == "h1" and fault.what == "sysctl net.ipv4.tcp_rmem=4096 8192 16384"
     assert fault.apply == [["nsenter", "--net=/run/netns/lab-lab1.h1", "sysctl", "-q", "-w",
                             "net.ipv4.tcp_rmem=4096 8192 16384"]]
