@@ -49,23 +49,24 @@ class Tcpdump:
     proc: subprocess.Popen[bytes] | None = None
     stderr_lines: list[str] = field(default_factory=list)
 
+    remote_pcap: str | None = None  # on a cluster's machine: where tcpdump writes, fetched at stop
+
     def argv(self) -> list[str]:
-        """On this machine tcpdump writes the file itself; on another machine it writes to stdout,
-        which the engine's exec stream brings back here into the file."""
+        """tcpdump writes the file where it runs: here, or on the node's machine (fetched when it stops,
+        since a stream through the engine can fall behind a burst and make the kernel drop packets)."""
         binary = tcpdump_binary() if self.inside.local else "tcpdump"
+        if not self.inside.local and self.remote_pcap is None:
+            self.remote_pcap = f"/tmp/.lab-capture-{os.getpid()}-{time.monotonic_ns()}.pcap"
+        target = str(self.pcap) if self.inside.local else str(self.remote_pcap)
         args = [binary, "-i", self.ifname, "-nn", "--immediate-mode", "-U", "-Z", "root", "-s", str(SNAPLEN),
-                "-B", str(RING_KIB), "-w", str(self.pcap) if self.inside.local else "-"]
+                "-B", str(RING_KIB), "-w", target]
         if self.bpf:
             args.append(self.bpf)
         return self.inside.command(args)
 
     def start(self) -> None:
         self.pcap.parent.mkdir(parents=True, exist_ok=True)
-        if self.inside.local:
-            self.proc = subprocess.Popen(self.argv(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        else:
-            with open(self.pcap, "wb") as sink:  # the child keeps its own copy of the descriptor
-                self.proc = subprocess.Popen(self.argv(), stdout=sink, stderr=subprocess.PIPE)
+        self.proc = subprocess.Popen(self.argv(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         assert self.proc.stderr is not None
         deadline = time.monotonic() + READY_TIMEOUT
         buf = b""
@@ -90,11 +91,13 @@ class Tcpdump:
             return
         self.inside.signal(self.proc, signal.SIGINT)
         try:
-            _, err = self.proc.communicate(timeout=5)
+            _, err = self.proc.communicate(timeout=5 if self.inside.local else 20)
             self.stderr_lines += err.decode(errors="replace").splitlines()
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.communicate()
+        if self.remote_pcap is not None:
+            self.pcap.write_bytes(self.inside.take_file(self.remote_pcap))
 
     @property
     def dropped(self) -> int:

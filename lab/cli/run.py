@@ -63,6 +63,10 @@ def register(app: typer.Typer) -> None:
         out_dir: Path = typer.Option(Path("runs"), "--out", help="Directory for run reports and pcaps."),
         path: list[Path] = typer.Option([], "--path", help="Also load experiments from *.py in this directory."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="Only the verdict lines."),
+        cluster: Path = typer.Option(None, "--cluster", help="Build each experiment's lab over this cluster "
+                                                            "file's machines (default: $LAB_CLUSTER)."),
+        spread: bool = typer.Option(False, "--spread", help="On a cluster: each lab's nodes on different machines "
+                                                           "wherever the engine can."),
     ) -> None:
         """Run experiments: build the lab, run the steps, capture, decide, report. Exit 0 only if all held."""
         from lab.experiments.engine import discover, find
@@ -75,6 +79,16 @@ def register(app: typer.Typer) -> None:
         if not all_ and not ids:
             raise InputError("which experiment?", "name one (see: lab experiments) or use --all")
         overrides = parse_assignments(param, "-p")
+        from lab.cli.lifecycle import cluster_from_env
+
+        cluster_file = cluster or cluster_from_env()
+        on_cluster = None
+        if cluster_file is not None:
+            from lab.cluster.model import load_cluster
+
+            on_cluster = load_cluster(cluster_file)  # bad input is refused before anything runs
+        elif spread:
+            raise InputError("--spread goes with --cluster FILE (or LAB_CLUSTER)")
         require_root()
         out_dir = out_dir.resolve()
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -85,11 +99,12 @@ def register(app: typer.Typer) -> None:
         if len(chosen) == 1 and not all_:
             exp = chosen[0]
             progress = (lambda msg: None) if quiet else (lambda msg: console.print(f"[dim]{exp.id}: {msg}[/]"))
-            if lab is None and not fresh:
+            if lab is None and not fresh and on_cluster is None:
                 lab = running_lab_of(exp)
                 if lab and not quiet:
                     console.print(f"[dim]{exp.id}: reusing the running lab {lab} (--fresh builds a new one)[/]")
-            result = run_one(exp, overrides, out_dir, keep=keep, lab=lab, progress=progress)
+            result = run_one(exp, overrides, out_dir, keep=keep, lab=lab, progress=progress,
+                             cluster=on_cluster, spread=spread)
             items = [jsonreport.experiment_json(result)]
             if as_json:
                 pass
@@ -112,7 +127,9 @@ def register(app: typer.Typer) -> None:
                     out.print(f"[{colour}]{str(item['verdict']).upper():5}[/] {item['id']:28} "
                               f"{float(str(item['duration_s'])):7.1f} s  {item.get('error') or ''}")
 
-            items = run_many(chosen, overrides, out_dir, jobs, path, done)
+            items = run_many(chosen, overrides, out_dir, jobs, path, done,
+                             cluster_args=["--cluster", str(cluster_file.resolve())] + (["--spread"] if spread else [])
+                             if cluster_file is not None else [])
             index = out_dir / "index.html"
             from lab.report.html import render_index
 

@@ -11,8 +11,9 @@ by lab, none is parsed by a shell. Each operation is one of
   still so after ``retry`` seconds of trying again (default 0), stops the agent;
 - ``{"op": "seal", "pid": N}``: delete every interface but ``lo`` in process N's network
   namespace (what the engine gave a task that lab did not make);
-- ``{"op": "probe", "address": A}``: report the interface holding the underlay address A and its
-  MTU, and whether this kernel makes VXLAN devices.
+- ``{"op": "probe", "address": A, "name": N, "vni": V}``: report the interface holding the underlay
+  address A and its MTU, and whether this kernel makes VXLAN devices (it makes device N, VNI V, and
+  deletes it again; each probe names its own, so two labs coming up at once do not collide).
 
 It reads ``/lab-agent/ops.json`` (or ``--ops FILE``) and prints one JSON object on stdout: ``{"ok": bool,
 "done": n, "error": text, "probe": {...}}``. Standard library only.
@@ -29,7 +30,6 @@ import time
 from typing import Any
 
 OPS_FILE = "/lab-agent/ops.json"
-PROBE_VXLAN = "lvxprobe0"
 CLONE_NEWNS = 0x00020000
 
 
@@ -55,17 +55,18 @@ def seal(pid: int) -> None:
             run({"op": "run", "argv": ["nsenter", "-t", str(pid), "-n", "ip", "link", "del", link["ifname"]]})
 
 
-def probe(address: str) -> dict[str, Any]:
+def probe(address: str, name: str, vni: int) -> dict[str, Any]:
+    """The interface holding ``address`` and its MTU; and whether a VXLAN device ``name`` can be made."""
     found: dict[str, Any] = {"ifname": None, "mtu": None, "vxlan": False}
     listing = subprocess.run(["ip", "-j", "addr", "show"], capture_output=True, text=True, timeout=30, check=True)
     for link in json.loads(listing.stdout or "[]"):
         if any(a.get("local") == address for a in link.get("addr_info", [])):
             found.update(ifname=link["ifname"], mtu=link.get("mtu"))
-    made = subprocess.run(["ip", "link", "add", PROBE_VXLAN, "type", "vxlan", "id", "16777215", "dstport", "4790",
+    made = subprocess.run(["ip", "link", "add", name, "type", "vxlan", "id", str(vni), "dstport", "4790",
                            "local", address], capture_output=True, text=True, timeout=30)
     if made.returncode == 0:
         found["vxlan"] = True
-        subprocess.run(["ip", "link", "del", PROBE_VXLAN], capture_output=True, timeout=30)
+        subprocess.run(["ip", "link", "del", name], capture_output=True, timeout=30)
     else:
         found["vxlan_error"] = made.stderr.strip()[:200]
     return found
@@ -113,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
             elif op["op"] == "seal":
                 seal(int(op["pid"]))
             elif op["op"] == "probe":
-                result["probe"] = probe(str(op["address"]))
+                result["probe"] = probe(str(op["address"]), str(op["name"]), int(op["vni"]))
             else:
                 raise RuntimeError(f"unknown operation {op['op']!r}")
             result["done"] += 1

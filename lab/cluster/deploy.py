@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -241,8 +242,9 @@ def _has_image(engine: Engine, tag: str) -> bool:
 def probe(engines: dict[str, Engine], agent_image: str, underlay: dict[str, str]) -> dict[str, dict[str, Any]]:
     """Each machine's underlay interface, its MTU, and whether its kernel makes VXLAN devices (exit 3 if not)."""
     def one(machine: str) -> tuple[str, dict[str, Any]]:
-        result = run_agent(engines[machine], agent_image, [{"op": "probe", "address": underlay[machine]}],
-                           f"lab-probe.{machine}.{os.getpid()}", {})
+        token = secrets.token_hex(3)
+        op = {"op": "probe", "address": underlay[machine], "name": f"lvxp{token}", "vni": int(token, 16) or 1}
+        result = run_agent(engines[machine], agent_image, [op], f"lab-probe.{machine}.{token}", {})
         return machine, result["probe"]
 
     with ThreadPoolExecutor(max_workers=len(engines)) as pool:

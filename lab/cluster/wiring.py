@@ -130,7 +130,8 @@ def plan_wiring(plan: Plan, placement: dict[str, str], pids: dict[str, int], swi
     # 3. Links: veths where both ends share a machine, VXLAN where they do not.
     configs: dict[str, list[str]] = {node: ["link set lo up"] for node in placement}
     switch_lines: dict[str, list[str]] = {}
-    tx_off: dict[str, list[str]] = {}
+    tx_off: dict[str, list[str]] = {}  # veths: checksums computed in software, so pcaps show correct ones
+    gro_off: dict[str, list[str]] = {}  # VXLAN devices: no receive offload, so pcaps show the wire's segments
     for v in plan.veths:
         a = v.node or node_of_ns.get(v.netns)
         if a is None:
@@ -160,6 +161,7 @@ def plan_wiring(plan: Plan, placement: dict[str, str], pids: dict[str, int], swi
                                                  (machine_b, machine_a, b, v.peer_ifname)):
                 _vxlan(wiring, machine, number, machines, remote=machines.address[other], into=pids[node],
                        rename=ifname)
+                gro_off.setdefault(node, []).append(ifname)
         _configure(configs[a], v.ifname, mtu, v.mac, v.address)
         _configure(configs[b], v.peer_ifname, mtu, v.peer_mac, v.peer_address)
 
@@ -176,6 +178,8 @@ def plan_wiring(plan: Plan, placement: dict[str, str], pids: dict[str, int], swi
             fdb = [_nsenter(switch_pids[machine], "bridge", "fdb", "append", ALL_ZERO_MAC, "dev", name,
                             "dst", machines.address[other]) for other in sorted(where - {machine})]
             wiring.ops[machine] += [{"op": "run", "argv": argv} for argv in fdb]
+            wiring.add(machine, {"op": "run", "argv": _nsenter(switch_pids[machine], "ethtool", "-K", name, "gro",
+                                                               "off"), "ok": [0, 1]})
             switch_lines.setdefault(machine, []).append(f"link set {name} mtu {mtu} master {br.name} up")
 
     for machine, lines in sorted(switch_lines.items()):
@@ -195,6 +199,9 @@ def plan_wiring(plan: Plan, placement: dict[str, str], pids: dict[str, int], swi
         for ifname in tx_off.get(node, []):
             wiring.add(machine, {"op": "run", "argv": _nsenter(pids[node], "ethtool", "-K", ifname, "tx", "off"),
                                  "ok": [0, 1]})  # 1: the driver has no such offload to turn off
+        for ifname in gro_off.get(node, []):
+            wiring.add(machine, {"op": "run", "argv": _nsenter(pids[node], "ethtool", "-K", ifname, "gro", "off"),
+                                 "ok": [0, 1]})
         late = next(s.late_sysctls for s in plan.namespaces if s.node == node)
         if late:
             wiring.add(machine, {"op": "run", "argv": _nsenter(pids[node], "sysctl", "-q", "-w",
@@ -214,7 +221,8 @@ def _network(plan: Plan, node: str, ifname: str) -> str:
 
 
 def _configure(lines: list[str], ifname: str, mtu: int, mac: str | None, address: str | None) -> None:
-    lines.append(f"link set {ifname} mtu {mtu}" + (f" address {mac}" if mac else ""))
+    # gso_max_segs 1: the node sends MTU-sized frames, as the wire would carry them (what captures show)
+    lines.append(f"link set {ifname} mtu {mtu} gso_max_segs 1" + (f" address {mac}" if mac else ""))
     if address:
         lines.append(f"addr add {address} dev {ifname}")
     lines.append(f"link set {ifname} up")

@@ -167,7 +167,10 @@ class Run:
 
     def python(self, node: str) -> str:
         """The interpreter that runs the project's programs in ``node``."""
-        return "python3" if self.node(node).kind == "container" else sys.executable
+        from lab.nodes.container import ContainerNode
+
+        # a container (any node of a cluster lab is one) has its image's python3; a namespace, this one's
+        return "python3" if isinstance(self.node(node), ContainerNode) else sys.executable
 
     # --- steps -------------------------------------------------------------
     def sh(self, node: str, argv: list[str], title: str | None = None, timeout: float = 60,
@@ -250,6 +253,25 @@ class Run:
             if lost:
                 self.note(f"tcpdump reported {lost} packets dropped by the kernel")
 
+    # --- a node's /etc files ------------------------------------------------
+    def read_etc(self, node: str, name: str) -> str:
+        """The node's /etc/``name`` (``hosts`` or ``resolv.conf``) as its programs read it."""
+        return self._etc(node).read(name)
+
+    def write_etc(self, node: str, name: str, text: str) -> None:
+        """Replace the node's /etc/``name`` (``hosts`` or ``resolv.conf``) for the programs it runs next.
+
+        A namespace node's files are the ones ``ip netns exec`` mounts (its own /etc/netns entry);
+        a container's are written inside it. The caller puts the old text back when it is done.
+        """
+        self._etc(node).write(name, text)
+
+    def _etc(self, node: str) -> EtcFiles:
+        from lab.nodes.container import ContainerNode
+
+        handle = self.node(node)
+        return ContainerEtc(handle) if isinstance(handle, ContainerNode) else NamespaceEtc(self.lab, handle.netns)
+
     # --- changes that are undone at the end ---------------------------------
     def sysctl(self, node: str, key: str, value: str | int) -> None:
         """Set a per-namespace sysctl in the node for this run; the old value comes back at the end.
@@ -323,3 +345,50 @@ def _text(value: bytes | str | None) -> str:
     if value is None:
         return ""
     return value.decode(errors="replace") if isinstance(value, bytes) else value
+
+
+ETC_NAMES = ("hosts", "resolv.conf")
+
+
+class EtcFiles:
+    """A node's /etc/hosts and /etc/resolv.conf, wherever they live."""
+
+    def read(self, name: str) -> str:
+        raise NotImplementedError
+
+    def write(self, name: str, text: str) -> None:
+        raise NotImplementedError
+
+
+class NamespaceEtc(EtcFiles):
+    def __init__(self, lab: str, netns: str) -> None:
+        self.lab, self.netns = lab, netns
+
+    def read(self, name: str) -> str:
+        from lab.deploy import node_etc_dir
+
+        return (node_etc_dir(self.lab, self.netns) / _etc_name(name)).read_text()
+
+    def write(self, name: str, text: str) -> None:
+        from lab.deploy import node_etc_dir
+
+        (node_etc_dir(self.lab, self.netns) / _etc_name(name)).write_text(text)
+
+
+class ContainerEtc(EtcFiles):
+    """Inside the container: the file Docker bind-mounted keeps its place, its contents change."""
+
+    def __init__(self, handle: Node) -> None:
+        self.handle = handle
+
+    def read(self, name: str) -> str:
+        return self.handle.exec(["cat", f"/etc/{_etc_name(name)}"], check=True).stdout
+
+    def write(self, name: str, text: str) -> None:
+        self.handle.exec(["sh", "-c", 'cat > "/etc/$1"', "sh", _etc_name(name)], input=text, check=True)
+
+
+def _etc_name(name: str) -> str:
+    if name not in ETC_NAMES:
+        raise InputError(f"/etc/{name}: a node's own /etc files are {', '.join(ETC_NAMES)}")
+    return name

@@ -20,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from lab import deploy, state
+from lab.cluster.model import Cluster
 from lab.errors import InputError, LabError
 from lab.experiments.context import Run
 from lab.experiments.engine import Experiment
@@ -47,8 +48,12 @@ def _note_active_faults(ctx: Run, lab: str, progress: Callable[[str], None]) -> 
 
 
 def run_one(exp: Experiment, overrides: dict[str, str], out_dir: Path, keep: bool = False,
-            lab: str | None = None, progress: Callable[[str], None] = lambda _: None) -> RunResult:
-    """Run one experiment; never raises for the experiment's own failures (they become its verdict)."""
+            lab: str | None = None, progress: Callable[[str], None] = lambda _: None,
+            cluster: Cluster | None = None, spread: bool = False) -> RunResult:
+    """Run one experiment; never raises for the experiment's own failures (they become its verdict).
+
+    With ``cluster``, its lab is built over the cluster's machines (``spread``: on different ones).
+    """
     params = exp.parameters(overrides)
     run_dir = out_dir / f"{exp.id}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -60,8 +65,13 @@ def run_one(exp: Experiment, overrides: dict[str, str], out_dir: Path, keep: boo
     try:
         if lab is None:
             topo.name = lab_name_for(exp)
-            progress(f"building lab {topo.name} from {exp.topology}")
-            deploy.up(topo, smap.text, str(exp.topology_path()))
+            progress(f"building lab {topo.name} from {exp.topology}" + (" over the cluster" if cluster else ""))
+            if cluster is None:
+                deploy.up(topo, smap.text, str(exp.topology_path()))
+            else:
+                from lab.cluster import deploy as cluster_deploy
+
+                cluster_deploy.up(topo, smap, cluster, str(exp.topology_path()), spread=spread)
             lab = topo.name
         lab_info = state.read_lab_info(lab)
         ctx = Run(lab_info, params, run_dir)
@@ -141,13 +151,16 @@ def _interrupt(proc: subprocess.Popen[str]) -> str:
 
 def run_many(exps: list[Experiment], overrides: dict[str, str], out_dir: Path, jobs: int,
              paths: list[Path], on_done: Callable[[dict[str, object]], None],
-             child_timeout: float = CHILD_TIMEOUT) -> list[dict[str, object]]:
-    """Each experiment in its own child ``lab run`` (its own lab), ``jobs`` at a time; returns JSON items."""
+             child_timeout: float = CHILD_TIMEOUT, cluster_args: list[str] | None = None) -> list[dict[str, object]]:
+    """Each experiment in its own child ``lab run`` (its own lab), ``jobs`` at a time; returns JSON items.
+
+    ``cluster_args`` (``--cluster FILE [--spread]``) go to every child: its lab is built over the cluster.
+    """
 
     def child(exp: Experiment) -> dict[str, object]:
         result_file = out_dir / f".{exp.id}.json"
         argv = [sys.executable, "-m", "lab", "run", exp.id, "--out", str(out_dir), "--json-file", str(result_file),
-                "--quiet", "--fresh"]
+                "--quiet", "--fresh", *(cluster_args or [])]
         for key, value in overrides.items():
             if key in exp.params:
                 argv += ["-p", f"{key}={value}"]

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import subprocess
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 from lab import names
@@ -33,6 +34,8 @@ class Namespace(Protocol):
 
     def signal(self, popen: subprocess.Popen[Any], sig: int) -> None: ...
 
+    def take_file(self, path: str) -> bytes: ...
+
 
 @dataclass
 class LocalNamespace:
@@ -46,6 +49,11 @@ class LocalNamespace:
 
     def signal(self, popen: subprocess.Popen[Any], sig: int) -> None:
         popen.send_signal(sig)
+
+    def take_file(self, path: str) -> bytes:
+        data = Path(path).read_bytes()
+        Path(path).unlink()
+        return data
 
 
 class MachineNamespace:
@@ -68,6 +76,14 @@ class MachineNamespace:
 
     def signal(self, popen: subprocess.Popen[Any], sig: int) -> None:
         self.agent.signal(popen, sig)
+
+    def take_file(self, path: str) -> bytes:
+        """A file the program wrote on the machine (in the agent's file system): its bytes, then it is gone."""
+        got = subprocess.run(self.agent.command(["cat", path]), capture_output=True, timeout=300)
+        subprocess.run(self.agent.command(["rm", "-f", path]), capture_output=True, timeout=60)
+        if got.returncode != 0:
+            raise OSError(f"machine {self.machine}: cannot read {path}: {got.stderr.decode(errors='replace')[-200:]}")
+        return got.stdout
 
 
 def node_namespace(lab_info: dict[str, Any], node: str) -> Namespace:

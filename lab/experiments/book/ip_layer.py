@@ -15,7 +15,6 @@ import socket
 import time
 
 from lab.capture.packets import Packet
-from lab.deploy import node_etc_dir
 from lab.errors import InputError
 from lab.experiments import expect
 from lab.experiments.book.ip_model import (
@@ -601,15 +600,14 @@ def hosts_file_resolution(run: Run) -> None:
     client_args = [] if p.port == service_port else ["--port", str(p.port)]
     run.sysctl(p.nameserver, "net.ipv4.icmp_ratelimit", 0)
     run.serve(B, "daytime", server_ip, str(p.port))
-    etc = node_etc_dir(run.lab, run.node(A).netns)
-    saved = {name: (etc / name).read_text() for name in ("hosts", "resolv.conf")}
+    saved = {name: run.read_etc(A, name) for name in ("hosts", "resolv.conf")}
     others = [line for line in saved["hosts"].splitlines() if B not in line.split()[1:]]
     with_entry = "\n".join(others + [f"{server_ip}\t{B}"]) + "\n"
     without_entry = "\n".join(others) + "\n"
     try:
-        (etc / "resolv.conf").write_text(f"# lab: hosts-file-resolution — {p.nameserver} runs no DNS server\n"
-                                         f"nameserver {ns_ip}\noptions timeout:{p.dns_timeout}\n")
-        (etc / "hosts").write_text(with_entry)
+        run.write_etc(A, "resolv.conf", f"# lab: hosts-file-resolution — {p.nameserver} runs no DNS server\n"
+                                        f"nameserver {ns_ip}\noptions timeout:{p.dns_timeout}\n")
+        run.write_etc(A, "hosts", with_entry)
         run.sh(A, ["cat", "/etc/hosts", "/etc/resolv.conf"], title="the client's files, with the entry")
         with run.capture([f"{A}:eth0"], f"udp port 53 or icmp or tcp port {p.port}"):
             v4 = run.sh(A, ["getent", "ahostsv4", B], title=f"getent ahostsv4 {B} (in /etc/hosts)")
@@ -617,14 +615,14 @@ def hosts_file_resolution(run: Run) -> None:
             mark1 = time.time()
             any1 = run.sh(A, ["getent", "hosts", B], title=f"getent hosts {B} (in /etc/hosts, IPv4 only)")
             mark2 = time.time()
-            (etc / "hosts").write_text(without_entry)
+            run.write_etc(A, "hosts", without_entry)
             run.sh(A, ["cat", "/etc/hosts"], title=f"the client's /etc/hosts, without {B}")
             any2 = run.sh(A, ["getent", "hosts", B], title=f"getent hosts {B} (not in /etc/hosts)")
             mark3 = time.time()
             day2 = run.py(A, "daytime_client", B, *client_args, title=f"daytime_client {B} (not in /etc/hosts)")
     finally:
         for name, text in saved.items():
-            (etc / name).write_text(text)
+            run.write_etc(A, name, text)
 
     pk = run.packets
     ipv4_with = [q for q in pk if q.time < mark1]

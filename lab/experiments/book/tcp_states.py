@@ -504,7 +504,7 @@ def lingered(run: Run, linger: int, served: str, orphan: list[sstext.SsSocket], 
     title="A half-open connection: data to a rebooted peer is answered with a bare RST",
     section="§3.5.3",
     topology="book-lan.yaml",
-    params={"port": 12345, "message": "a\\r\\n", "send_at": 1.5},
+    params={"port": 12345, "message": "a\\r\\n", "send_at": 2.5},
     book="""\
 $ nc -l 12345                      # on Kongming20
 $ telnet 192.168.1.109 12345       # on ernest-laptop; then pull its cable, restart the server
@@ -520,7 +520,8 @@ Connection closed by foreign host.
     emulated by killing the server while the client's cable is out (its FIN is lost and its
     socket sits in FIN-WAIT-1) and then destroying that socket with ss -K (INET_DIAG_DESTROY).
     The client's next recv() fails with ECONNRESET and the send() after it with EPIPE (SIGPIPE
-    unless ignored).""",
+    unless ignored). The client sends at send_at (2.5 s) after connecting: time for the six steps of
+    the emulation, each a command through a machine's engine when the lab is spread over a cluster.""",
 )
 def rst_half_open(run: Run) -> None:
     server_ip, client_ip = run.ip(SERVER), run.ip(CLIENT)

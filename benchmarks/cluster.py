@@ -1,0 +1,152 @@
+"""Cluster figures, side by side in one run (docs/PERFORMANCE.md): what spreading a lab over machines costs.
+
+    .venv/bin/python benchmarks/cluster.py                 # 30 containers, 3 machines, 3 repeats
+    .venv/bin/python benchmarks/cluster.py --nodes 10 --repeat 1
+
+It makes its own simulated cluster (``lab cluster local up 3``), removes it at the end, and prints:
+
+- ``lab up`` / ``lab down`` of an N-container LAN spread over the 3 machines, against the same lab
+  on this machine's own engine (``lab up`` without ``--cluster``): the ratio is the figure;
+- TCP throughput between two nodes whose link crosses machines (VXLAN), against the same pair
+  on one machine of the cluster (a veth): 1 GiB with ``dd | nc``, the ratio is the figure;
+- the idle memory (RSS) of the cluster's own processes (dockerd, containerd), per machine.
+
+Every run is bounded: a fixed number of bytes, a fixed number of repeats, all inside the lab.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from topogen import lan  # noqa: E402
+
+from lab import deploy, procs, state  # noqa: E402
+from lab.cluster import deploy as cluster_deploy  # noqa: E402
+from lab.cluster import local  # noqa: E402
+from lab.cluster.model import load_cluster  # noqa: E402
+from lab.nodes import node_from_info  # noqa: E402
+from lab.topology import load_topology_text  # noqa: E402
+
+CLUSTER = "bench"
+TRANSFER_MIB = 1024
+PAIR = """name: {name}
+nodes:
+  a:
+    machine: m1
+    interfaces: {{eth0: {{address: 10.230.0.1/30}}}}
+  b:
+    machine: {where}
+    interfaces: {{eth0: {{address: 10.230.0.2/30}}}}
+links:
+  - [a:eth0, b:eth0]
+"""
+
+
+def timed(fn) -> float:  # type: ignore[no-untyped-def]
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def up_down(text: str, cluster) -> tuple[float, float]:  # type: ignore[no-untyped-def]
+    topo, smap = load_topology_text(text, "bench.yaml")
+    if cluster is None:
+        up = timed(lambda: deploy.up(topo, smap.text, None))
+    else:
+        up = timed(lambda: cluster_deploy.up(topo, smap, cluster, None, spread=True))
+    down = timed(lambda: deploy.down(topo.name))
+    return up, down
+
+
+def throughput(cluster, where: str) -> float:  # type: ignore[no-untyped-def]
+    """Mbit/s of one bounded TCP transfer from a (on m1) to b (on ``where``)."""
+    name = f"tp-{where}"
+    topo, smap = load_topology_text(PAIR.format(name=name, where=where), "pair.yaml")
+    cluster_deploy.up(topo, smap, cluster, None)
+    try:
+        info = state.read_lab_info(name)
+        b = node_from_info(info, "b")
+        a = node_from_info(info, "a")
+        server = b.popen(["sh", "-c", "nc -l 5001 > /dev/null"])
+        time.sleep(0.5)
+        sent = a.exec(["sh", "-c", f"dd if=/dev/zero bs=1M count={TRANSFER_MIB} 2>/tmp/dd.txt | nc -N 10.230.0.2 5001;"
+                                   " cat /tmp/dd.txt"], timeout=300)
+        server.wait(timeout=60)
+        match = re.search(r"copied, ([\d.]+) s", sent.stdout)
+        if not match:
+            raise RuntimeError(f"no dd figure: {sent.stdout!r} {sent.stderr!r}")
+        return TRANSFER_MIB * 8 * 1.048576 / float(match.group(1))
+    finally:
+        deploy.down(name)
+
+
+def idle_memory_mib() -> dict[str, float]:
+    """RSS of every process in each machine's namespace (its dockerd, containerd and their helpers)."""
+    out = {}
+    import os
+
+    for machine in local.machine_names(3):
+        st = os.stat(f"/run/netns/{local.netns_name(CLUSTER, machine)}")
+        total = 0
+        for pid in procs.in_namespaces({(st.st_dev, st.st_ino)}):
+            try:
+                with open(f"/proc/{pid}/status") as f:
+                    rss = next(line for line in f if line.startswith("VmRSS:"))
+                total += int(rss.split()[1])
+            except (OSError, StopIteration):
+                continue
+        out[machine] = total / 1024
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--nodes", type=int, default=30)
+    ap.add_argument("--repeat", type=int, default=3)
+    args = ap.parse_args()
+    local.down(CLUSTER)
+    start = time.perf_counter()
+    path = local.up(3, CLUSTER)
+    made = time.perf_counter() - start
+    try:
+        cluster = load_cluster(path)
+        time.sleep(5)
+        memory = idle_memory_mib()
+        text = lan("bclan", args.nodes, kind="container", image="host")
+        up_down(text, cluster)  # once to copy the images to the machines: not measured
+        single, spread = [], []
+        for _ in range(args.repeat):
+            single.append(up_down(text, None))
+            spread.append(up_down(text, cluster))
+        same = throughput(cluster, "m1")
+        cross = throughput(cluster, "m2")
+    finally:
+        local.down(CLUSTER)
+    up1, down1 = statistics.median(u for u, _ in single), statistics.median(d for _, d in single)
+    up3, down3 = statistics.median(u for u, _ in spread), statistics.median(d for _, d in spread)
+    print(f"local cluster of 3 machines made in {made:.2f} s")
+    print(f"\n| {args.nodes} containers, median of {args.repeat} | one engine | 3 machines | ratio |")
+    print("|---|---|---|---|")
+    print(f"| lab up | {up1:.2f} s | {up3:.2f} s | {up3 / up1:.2f}x |")
+    print(f"| lab down | {down1:.2f} s | {down3:.2f} s | {down3 / down1:.2f}x |")
+    print(f"\n| TCP, {TRANSFER_MIB} MiB (dd \\| nc) | same machine (veth) | across machines (VXLAN) | ratio |")
+    print("|---|---|---|---|")
+    print(f"| throughput | {same:.0f} Mbit/s | {cross:.0f} Mbit/s | {cross / same:.2f} |")
+    print("\n| machine | idle RSS of its engine (dockerd, containerd, helpers) |")
+    print("|---|---|")
+    for machine, mib in memory.items():
+        print(f"| {machine} | {mib:.0f} MiB |")
+    print(f"| all 3 | {sum(memory.values()):.0f} MiB |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
