@@ -132,11 +132,23 @@ def register(app: typer.Typer) -> None:
             out.print(f"lab {name}: removed {len(report.removed)} objects")
         for item in report.skipped:
             console.print(f"skipped: {item}")
+        if state.Journal(name).exists():  # a cluster lab with a machine that did not answer: not finished
+            raise EnvironmentProblem(f"lab {name} is not removed everywhere yet (see skipped)",
+                                     f"run lab down {name} again once every machine answers")
 
     @app.command()
-    def clean() -> None:
+    def clean(cluster: Path | None = typer.Option(None, "--cluster", help="Also sweep this cluster's machines "
+                                                                        "(default: $LAB_CLUSTER).")) -> None:
         """Take down every lab that has a journal, and remove containers labelled as a vanished lab's."""
         reports = deploy.clean()
+        cluster_file = cluster or cluster_from_env()
+        if cluster_file is not None:
+            from lab.cluster.deploy import clean_orphans
+            from lab.cluster.model import load_cluster
+
+            orphans = clean_orphans(load_cluster(cluster_file))
+            if orphans.removed or orphans.skipped:
+                reports.append(orphans)
         if not reports:
             out.print("nothing to clean")
         for r in reports:

@@ -118,7 +118,7 @@ def up(topo: Topology, smap: SourceMap, cluster: Cluster, source_file: str | Non
     swarm = swarm_nodes(lead)
     underlay = {m: str(swarm[m]["Status"]["Addr"]) for m in engines}
     tags = copy_images(engines, sorted({image_of(plan, n) for n in plan.nodes} | {"agent", "base"}), progress)
-    probes = probe(engines, tags["agent"], underlay)
+    probes = probe(engines, tags["agent"], underlay, topo.name)
     wiring.check_fits(plan, {m: int(p["mtu"]) for m, p in probes.items()})
     machines = wiring.Machines(underlay, {m: str(p["ifname"]) for m, p in probes.items()})
     with lab_lock(topo.name):
@@ -239,12 +239,17 @@ def _has_image(engine: Engine, tag: str) -> bool:
         return False
 
 
-def probe(engines: dict[str, Engine], agent_image: str, underlay: dict[str, str]) -> dict[str, dict[str, Any]]:
-    """Each machine's underlay interface, its MTU, and whether its kernel makes VXLAN devices (exit 3 if not)."""
+def probe(engines: dict[str, Engine], agent_image: str, underlay: dict[str, str], lab: str
+          ) -> dict[str, dict[str, Any]]:
+    """Each machine's underlay interface, its MTU, and whether its kernel makes VXLAN devices (exit 3 if not).
+
+    The probe's containers carry the lab's labels: should ``up`` be killed before its journal
+    exists, ``lab clean --cluster FILE`` finds them.
+    """
     def one(machine: str) -> tuple[str, dict[str, Any]]:
         token = secrets.token_hex(3)
         op = {"op": "probe", "address": underlay[machine], "name": f"lvxp{token}", "vni": int(token, 16) or 1}
-        result = run_agent(engines[machine], agent_image, [op], f"lab-probe.{machine}.{token}", {})
+        result = run_agent(engines[machine], agent_image, [op], f"lab-probe.{machine}.{token}", _labels(lab))
         return machine, result["probe"]
 
     with ThreadPoolExecutor(max_workers=len(engines)) as pool:
@@ -512,3 +517,32 @@ def _local_tag(short_name: str) -> str:
     if tag is None:
         raise EnvironmentProblem(f"the {short_name} image is not built here", f"lab images build {short_name}")
     return tag
+
+
+def clean_orphans(cluster: Cluster) -> Teardown:
+    """On every machine that answers: services and containers labelled as a lab of this state directory
+    that has no journal here (its ``up`` was killed before the journal existed, or the state was lost)."""
+    from lab.nodes.container import is_ours, remove_container
+    from lab.state import labs_with_state
+
+    report = Teardown("(no journal)")
+    engines, failed = try_connect_all(cluster, timeout=5)
+    alive = set(labs_with_state())
+    lead = manager(engines)
+    if lead is not None:
+        for service in lead.client.services.list(filters={"label": LABEL_LAB}):
+            labels = service.attrs["Spec"].get("Labels") or {}
+            if labels.get(LABEL_LAB) not in alive and is_ours(labels):
+                service.remove()
+                report.removed.append(f"service {service.name}")
+    for machine, engine in engines.items():
+        for c in engine.client.containers.list(all=True, filters={"label": LABEL_LAB}):
+            if c.labels.get(LABEL_LAB) in alive or not is_ours(c.labels):
+                continue
+            problem = remove_container(c)
+            if problem:
+                report.skipped.append(f"container {c.name} on {machine}: {problem}")
+            else:
+                report.removed.append(f"container {c.name} on {machine}")
+    report.skipped += [f"machine {m}: {why}" for m, why in failed.items()]
+    return report

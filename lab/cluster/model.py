@@ -62,8 +62,6 @@ MachineName = Annotated[str, StringConstraints(pattern=MACHINE_NAME)]
 
 class ClusterFile(Strict):
     machines: dict[MachineName, Machine] = Field(min_length=1)
-    registry: str | None = Field(None, description="a registry every machine can pull lab images from; "
-                                                   "without one, lab copies them through the engines")
 
 
 class Cluster:

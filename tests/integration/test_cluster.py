@@ -12,6 +12,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from ipaddress import IPv4Network
@@ -66,13 +67,39 @@ def cluster_file() -> Iterator[Path]:
         assert problems == []
 
 
+def apart(*argv: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """``lab ARGV`` in a PID namespace of its own: the machines' processes and their /proc entries are
+    not there, as on a computer that shares no kernel with them; only the engines' endpoints are."""
+    return subprocess.run(["unshare", "--pid", "--fork", "--mount-proc", sys.executable, "-m", "lab", *argv],
+                          capture_output=True, text=True, timeout=timeout)
+
+
 @pytest.fixture(scope="module")
 def lab(cluster_file: Path) -> Iterator[dict]:
     start = time.monotonic()
-    code = main(["up", "-q", str(ROOT / "topologies" / "book-web.yaml"), "--cluster", str(cluster_file), "--spread"])
+    up = apart("up", "-q", str(ROOT / "topologies" / "book-web.yaml"), "--cluster", str(cluster_file), "--spread")
     print(f"lab up book-web --cluster (3 machines, images copied if missing): {time.monotonic() - start:.1f} s")
-    assert code == 0
+    assert up.returncode == 0, up.stderr
     yield state.read_lab_info(LAB)
+
+
+def test_lab_needs_only_the_engines(lab: dict, tmp_path: Path) -> None:
+    """exec, inspect, a fault and a capture, from a PID namespace where no machine process can be seen."""
+    assert apart("exec", "kongming20", "--", "ping", "-c1", "-W2", "web1").returncode == 0
+    assert apart("inspect", LAB).returncode == 0
+    added = apart("fault", "add", "web1:eth0", "--drop", "icmp")
+    assert added.returncode == 0, added.stderr
+    assert apart("exec", "kongming20", "--", "ping", "-c1", "-W1", "web1").returncode == 1
+    assert apart("fault", "clear").returncode == 0
+    pcap = tmp_path / "web1.pcap"
+    capture = subprocess.Popen(["unshare", "--pid", "--fork", "--mount-proc", sys.executable, "-m", "lab", "capture",
+                                "web1:eth0", "-w", str(pcap), "-d", "4", "-f", "icmp"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(2)
+    assert apart("exec", "kongming20", "--", "ping", "-c2", "-i", "0.2", "-W1", "web1").returncode == 0
+    out, err = capture.communicate(timeout=60)
+    assert capture.returncode == 0, err
+    assert "4 packets in" in out, out
 
 
 def run(info: dict, node: str, argv: list[str]) -> subprocess.CompletedProcess[str]:
@@ -181,8 +208,72 @@ def test_bad_cluster_input_is_one_line_and_creates_nothing(cluster_file: Path, t
     assert on_machine("m1", "service", "ls", "-q", "--filter", "label=lab.name=book-lan") == ""
 
 
+def nothing_of(lab_name: str) -> None:
+    """No service, container, VXLAN device or firewall chain of ``lab_name`` on any machine."""
+    assert on_machine("m1", "service", "ls", "-q", "--filter", f"label=lab.name={lab_name}") == ""
+    for machine in ("m1", "m2", "m3"):
+        assert on_machine(machine, "ps", "-aq", "--filter", f"label=lab.name={lab_name}") == "", machine
+        assert firewall_chain(lab_name) not in in_machine_ns(machine, "iptables", "-S"), machine
+    from lab.cluster.wiring import vni, vxlan_name
+
+    for machine in ("m1", "m2", "m3"):
+        links = in_machine_ns(machine, "ip", "-o", "link")
+        assert vxlan_name(vni(lab_name, "net:lan")) not in links and "lvxp" not in links, (machine, links)
+
+
+@pytest.mark.parametrize("kill_at", ["probe", "service", "machine-container", "vxlan"])
+def test_a_killed_up_leaves_nothing_down_cannot_remove(cluster_file: Path, tmp_path: Path, kill_at: str) -> None:
+    """SIGKILL ``lab up --cluster`` at a point of its build; ``lab down`` (or, before its journal exists,
+    ``lab clean --cluster``) then leaves nothing of it on any machine."""
+    name = f"crash-{kill_at[:4]}"
+    topology = tmp_path / "t.yaml"
+    topology.write_text((ROOT / "topologies" / "book-lan.yaml").read_text().replace("name: book-lan", f"name: {name}"))
+    journal = state.Journal(name)
+    proc = subprocess.Popen([sys.executable, "-m", "lab", "up", "-q", str(topology), "--cluster", str(cluster_file),
+                             "--spread"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    try:
+        while proc.poll() is None and time.monotonic() < deadline:
+            if kill_at == "probe":
+                if on_machine("m1", "ps", "-q", "--filter", f"label=lab.name={name}"):
+                    break
+            elif any(e["kind"] == kill_at for e in journal.entries()):
+                break
+            time.sleep(0.01)
+    finally:
+        proc.kill()
+        proc.wait()
+    if kill_at == "probe":
+        assert main(["clean", "--cluster", str(cluster_file)]) == 0
+    assert main(["down", name]) == 0
+    nothing_of(name)
+    assert not journal.exists()
+
+
+def test_down_with_a_machine_frozen_finishes_once_it_answers(cluster_file: Path, tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    name = "frozen"
+    topology = tmp_path / "t.yaml"
+    topology.write_text((ROOT / "topologies" / "book-lan.yaml").read_text().replace("name: book-lan", f"name: {name}"))
+    assert main(["up", "-q", str(topology), "--cluster", str(cluster_file), "--spread"]) == 0
+    machines = {s["machine"] for s in state.read_lab_info(name)["nodes"].values()}
+    frozen = sorted(machines - {"m1"})[0]  # not the manager
+    pid = engine_pids()[int(frozen[1:]) - 1]
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        capsys.readouterr()
+        assert main(["down", name]) == 3
+        captured = capsys.readouterr()
+        assert f"skipped: machine {frozen}:" in captured.err and "not removed everywhere" in captured.err, captured
+        assert state.Journal(name).exists()
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert main(["down", name]) == 0
+    nothing_of(name)
+
+
 def test_down_leaves_nothing_on_any_machine(lab: dict, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["down", LAB]) == 0
+    assert apart("down", LAB).returncode == 0
     assert on_machine("m1", "service", "ls", "-q") == ""
     for machine in ("m1", "m2", "m3"):
         assert on_machine(machine, "ps", "-aq") == ""

@@ -43,7 +43,6 @@ def good(tmp_path: Path) -> Path:
           m-3:
             engine: tcp://10.0.0.3:2376
             tls: {ca: ca.pem, cert: cert.pem, key: key.pem}
-        registry: registry.example:5000
         """)
 
 
@@ -56,7 +55,6 @@ def test_a_valid_file_loads_every_machine(good: Path) -> None:
     assert cluster.machines["m-3"].engine == "tcp://10.0.0.3:2376"
     assert [m.scheme for m in cluster.machines.values()] == ["unix", "ssh", "tcp"]
     assert cluster.machines["m1"].tls is None
-    assert cluster.spec.registry == "registry.example:5000"
     assert cluster.path == good
 
 
@@ -277,9 +275,11 @@ def test_an_empty_machines_mapping_is_refused(tmp_path: Path) -> None:
 
 def test_a_missing_machines_key_is_refused(tmp_path: Path) -> None:
     path = write(tmp_path / "c.yaml", """\
-        registry: registry.example:5000
+        # no machines here
+        engines: {}
         """)
-    assert problems_of(path) == [f"{path}:1: machines: required key is missing"]
+    assert problems_of(path) == [f"{path}:2: machines: required key is missing",
+                                 f"{path}:2: engines: unknown key 'engines'; expected one of: machines"]
 
 
 def test_a_file_that_is_a_list_is_refused(tmp_path: Path) -> None:
