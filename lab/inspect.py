@@ -12,10 +12,11 @@ def inspect_lab(lab: str) -> dict[str, Any]:
     info = state.read_lab_info(lab)
     result: dict[str, Any] = {"name": lab, "file": info.get("file"), "networks": info.get("networks", {}), "nodes": {},
                               "problems": []}
+    specs = info["nodes"]
     if info.get("cluster"):
         _inspect_cluster_nodes(lab, info, result)
-        info = {"nodes": {}}
-    for name, spec in info["nodes"].items():
+        specs = {}
+    for name, spec in specs.items():
         node: dict[str, Any] = {"kind": spec["kind"], "netns": spec["netns"], "interfaces": {}, "routes": []}
         if netns.exists(spec["netns"]):
             ipr = netns.open_socket(spec["netns"])
@@ -49,7 +50,30 @@ def inspect_lab(lab: str) -> dict[str, Any]:
     from lab.net.faults import active
 
     result["faults"] = [{"id": e["id"], "where": e["where"], "what": e["what"]} for e in active(state.Journal(lab))]
+    faulted = {f["where"].split(":")[0] for f in result["faults"]}
+    result["differences"] = [line for name, node in result["nodes"].items() if name not in faulted
+                             for line in differences(name, info["nodes"][name], node)]
     return result
+
+
+def differences(name: str, spec: dict[str, Any], found: dict[str, Any]) -> list[str]:
+    """Where what the kernel holds differs from the topology: an address or a static route gone.
+
+    (A node with an active fault is not compared: a pulled cable takes its routes with it.)
+    """
+    if found.get("state"):
+        return []
+    out = []
+    for ifname, iface in spec["interfaces"].items():
+        held = found["interfaces"].get(ifname, {})
+        if iface.get("address") and iface["address"] not in held.get("addresses", []):
+            out.append(f"node {name}: {ifname} does not hold {iface['address']}")
+    routes = set(found.get("routes", []))
+    for r in spec.get("routes", []):
+        want = f"{r['to']}" + (f" via {r['via']}" if r.get("via") else "") + f" dev {r.get('dev')}"
+        if want not in routes:
+            out.append(f"node {name}: route {want} of the topology is missing")
+    return out
 
 
 def _inspect_cluster_nodes(lab: str, info: dict[str, Any], result: dict[str, Any]) -> None:

@@ -92,6 +92,9 @@ class NodeSpec:
     image: str | None
     env: dict[str, str]
     interfaces: dict[str, dict[str, str | int | None]]  # ifname -> {index, address, network, peer}
+    # the node's static routes as the topology says them: {"to", "via", "dev"} ("dev" the interface the
+    # route leaves by: named, or the one whose subnet holds "via"); put back when a pulled cable heals
+    routes: list[dict[str, str | None]] = field(default_factory=list)
 
 
 @dataclass
@@ -225,6 +228,8 @@ def make_plan(topo: Topology) -> Plan:
             oif = nodes[node_name].interfaces[route.dev]["index"] if route.dev else None
             routes.append(RouteSpec(ns, str(route.to), str(route.via) if route.via else None,
                                     int(oif) if oif is not None else None))
+            nodes[node_name].routes.append({"to": str(route.to), "via": str(route.via) if route.via else None,
+                                            "dev": route.dev or _leaving_by(node, route.via)})
 
     hosts = hosts_table(topo)
     hosts_files = {}
@@ -233,6 +238,16 @@ def make_plan(topo: Topology) -> Plan:
         hosts_files[names.netns_name(lab, node_name)] = hosts + extra
     resolv_files = {names.netns_name(lab, n): resolv_conf(nd) for n, nd in topo.nodes.items() if nd.resolv}
     return Plan(lab, namespaces, bridges, veths, routes, hosts_files, nodes, resolv_files)
+
+
+def _leaving_by(node: Node, via: object) -> str | None:
+    """The interface whose subnet holds the gateway ``via`` (validation made sure one does)."""
+    if via is None:
+        return None
+    for ifname, iface in node.interfaces.items():
+        if iface.address is not None and via in iface.address.network:
+            return ifname
+    return None
 
 
 def hosts_table(topo: Topology) -> str:

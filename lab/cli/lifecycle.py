@@ -211,6 +211,8 @@ def register(app: typer.Typer) -> None:
             for f in data["faults"]:
                 faults.add_row(f["id"], f["where"], f["what"])
             out.print(faults)
+        for difference in data["differences"]:
+            console.print(f"[yellow]differs from the topology:[/] {difference}")
         for problem in data["problems"]:
             console.print(f"[bold red]problem:[/] {problem}")
         if data["problems"]:

@@ -44,6 +44,9 @@ class Endpoint:
     peer_inside: Namespace  # where the other end is: the switch port of a LAN, or the peer node's end
     peer_ifname: str
     peer_is_switch: bool = False
+    # the node's static routes that leave by this interface ({"to", "via", "dev"}): the kernel flushes
+    # them when the interface goes down, so plugging it back in puts them back
+    routes: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def label(self) -> str:
@@ -74,11 +77,13 @@ def endpoint(lab_info: dict[str, Any], spec: str) -> Endpoint:
         raise InputError(f"node {node!r} has no interface {ifname!r}", f"interfaces: {', '.join(interfaces)}")
     iface = interfaces[ifname]
     inside = node_namespace(lab_info, node)
+    routes = [r for r in nodes[node].get("routes", []) if r.get("dev") == ifname]
     if iface.get("network"):
         return Endpoint(lab_info["name"], node, ifname, inside, switch_namespace(lab_info, node),
-                        names.port_name(node, ifname), peer_is_switch=True)
+                        names.port_name(node, ifname), peer_is_switch=True, routes=routes)
     peer_node, _, peer_if = str(iface["peer"]).partition(":")
-    return Endpoint(lab_info["name"], node, ifname, inside, node_namespace(lab_info, peer_node), peer_if)
+    return Endpoint(lab_info["name"], node, ifname, inside, node_namespace(lab_info, peer_node), peer_if,
+                    routes=routes)
 
 
 def parse_match(text: str) -> list[str]:
@@ -216,21 +221,37 @@ def plug_back(journal: Journal, ep: Endpoint) -> list[dict[str, Any]]:
     for entry in pulled:
         clear(journal, fault_id=entry["id"])
     if not pulled:
-        argv = link_state(ep, up=True).apply[0]
-        result = subprocess.run(argv, capture_output=True, text=True, timeout=30)
-        if result.returncode != 0:
-            raise EnvironmentProblem(f"link up on {ep.label} failed: {result.stderr.strip()}")
+        for argv in link_state(ep, up=True).apply:
+            result = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+            if result.returncode != 0:
+                raise EnvironmentProblem(f"link up on {ep.label} failed: {result.stderr.strip()}")
     return pulled
 
 
 def link_state(ep: Endpoint, up: bool) -> Fault:
-    """The cable pull: the switch-side port (or the node's own end of a point-to-point link) goes down."""
+    """The cable pull: the switch-side port (or the node's own end of a point-to-point link) goes down.
+
+    Setting the node's own end down makes the kernel flush the routes that leave by it; setting it
+    up again puts the topology's back (``ip route replace``), so a healed cable leaves the lab as
+    its topology says.
+    """
     ns, dev = (ep.peer_inside, ep.peer_ifname) if ep.peer_is_switch else (ep.inside, ep.ifname)
     state = "up" if up else "down"
     other = "down" if up else "up"
-    return Fault(_new_id(), ep.label, f"link {state}",
-                 [ns.command(["ip", "link", "set", "dev", dev, state])],
-                 [ns.command(["ip", "link", "set", "dev", dev, other])])
+    apply = [ns.command(["ip", "link", "set", "dev", dev, state])]
+    undo = [ns.command(["ip", "link", "set", "dev", dev, other])]
+    if not ep.peer_is_switch:
+        (apply if up else undo).extend(restore_routes(ep))
+    return Fault(_new_id(), ep.label, f"link {state}", apply, undo)
+
+
+def restore_routes(ep: Endpoint) -> list[list[str]]:
+    """``ip route replace`` for each of the node's topology routes that leave by ``ep``'s interface."""
+    commands = []
+    for route in ep.routes:
+        via = ["via", str(route["via"])] if route.get("via") else []
+        commands.append(ep.inside.command(["ip", "route", "replace", str(route["to"]), *via, "dev", ep.ifname]))
+    return commands
 
 
 def apply(journal: Journal, fault: Fault) -> Fault:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -84,6 +85,26 @@ def test_two_labs_with_the_same_node_names_coexist(lab_factory):
     assert b.exec("kongming20", ["ping", "-c1", "-W2", "far-host"]).returncode == 0
     deploy.down("core-c1")
     assert b.exec("kongming20", ["ping", "-c1", "-W2", "ernest-laptop"]).returncode == 0
+
+
+def test_a_pulled_point_to_point_cable_heals(lab_factory, capsys):
+    """link down flushes the static route that leaves by router:eth1; link up, or fault clear, puts it back,
+    and lab inspect says when the kernel's routes differ from the topology's."""
+    lab = lab_factory(BOOK_LAN, name="core-heal")
+    far = ["ping", "-c1", "-W2", "far-host"]
+    for plug_back in (["link", "up", "--lab", "core-heal", "router:eth1"], ["fault", "clear", "--lab", "core-heal"]):
+        assert main(["link", "down", "--lab", "core-heal", "router:eth1"]) == 0
+        assert lab.exec("kongming20", far).returncode != 0
+        assert main(plug_back) == 0
+        assert lab.exec("kongming20", far).returncode == 0, plug_back
+        assert "10.0.1.0/24 via 10.0.0.2 dev eth1" in lab.exec("router", ["ip", "route"]).stdout
+    capsys.readouterr()
+    assert main(["inspect", "core-heal", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["differences"] == []
+    lab.exec("router", ["ip", "route", "del", "10.0.1.0/24"])
+    assert main(["inspect", "core-heal"]) == 0
+    assert ("differs from the topology: node router: route 10.0.1.0/24 via 10.0.0.2 dev eth1 of the topology is "
+            "missing") in capsys.readouterr().err
 
 
 def test_exec_returns_the_commands_exit_code(lab_factory):

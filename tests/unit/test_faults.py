@@ -73,3 +73,25 @@ def test_on_a_cluster_a_fault_runs_in_the_nodes_machine_through_its_agent():
                                       "-n", "iptables"]
     assert fault.undo[0][:10] == argv[:10] and fault.undo[0][start:start + 10] == argv[start:start + 10]
     assert "-D" in fault.undo[0]
+
+
+def test_plugging_a_point_to_point_cable_back_puts_its_routes_back():
+    """The node's own end goes down, and the kernel flushes the routes that leave by it: the undo re-adds them."""
+    routes = [{"to": "10.0.1.0/24", "via": "10.0.0.2", "dev": "eth1"}, {"to": "default", "via": None, "dev": "eth1"}]
+    ep = faults.Endpoint("lab1", "r1", "eth1", LocalNamespace("lab-lab1.r1"), LocalNamespace("lab-lab1.isp"), "eth0",
+                         routes=routes)
+    pulled = faults.link_state(ep, up=False)
+    ns = ["nsenter", "--net=/run/netns/lab-lab1.r1"]
+    assert pulled.apply == [[*ns, "ip", "link", "set", "dev", "eth1", "down"]]
+    assert pulled.undo == [[*ns, "ip", "link", "set", "dev", "eth1", "up"],
+                           [*ns, "ip", "route", "replace", "10.0.1.0/24", "via", "10.0.0.2", "dev", "eth1"],
+                           [*ns, "ip", "route", "replace", "default", "dev", "eth1"]]
+    assert faults.link_state(ep, up=True).apply == pulled.undo
+
+
+def test_a_pulled_lan_cable_keeps_the_nodes_routes():
+    """At the switch port: the node's interface stays up, so the kernel keeps its routes and nothing is re-added."""
+    ep = faults.Endpoint("lab1", "h1", "eth0", LocalNamespace("lab-lab1.h1"), LocalNamespace("lab-lab1._sw"),
+                         "p-h1-eth0", peer_is_switch=True, routes=[{"to": "default", "via": "10.0.0.1", "dev": "eth0"}])
+    pulled = faults.link_state(ep, up=False)
+    assert pulled.undo == [["nsenter", "--net=/run/netns/lab-lab1._sw", "ip", "link", "set", "dev", "p-h1-eth0", "up"]]
