@@ -22,7 +22,7 @@ from pathlib import Path
 from lab import names, procs
 from lab.errors import EnvironmentProblem, InputError, LabError
 from lab.net import links, netns, sysctl
-from lab.plan import Plan, make_plan
+from lab.plan import NO_RESOLVER, Plan, make_plan
 from lab.state import Journal, lab_dir, lab_lock, labs_with_state, netns_dir, write_lab_info
 from lab.topology.model import Topology
 
@@ -279,8 +279,6 @@ def _write_etc_files(plan: Plan, stopping: threading.Event) -> None:
             if ns_name in plan.resolv_files or not (link / "resolv.conf").exists():
                 (link / "resolv.conf").write_text(resolv)
 
-
-NO_RESOLVER = "# lab: no DNS server configured for this node\n"
 
 
 def _new_etc_dir(lab: str, name: str, files: dict[str, str]) -> Path:

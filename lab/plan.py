@@ -33,6 +33,8 @@ BASE_SYSCTLS = {
     # counts an ICMP error such as a redirect as a reply ("+1 errors"), so it stops a packet early.
     "net.ipv4.ping_group_range": "1\t0",
 }
+# resolv.conf of a node whose topology names no nameserver: it resolves names from /etc/hosts only
+NO_RESOLVER = "# lab: no DNS server configured for this node\n"
 NO_IPV6 = {"net.ipv6.conf.all.disable_ipv6": "1", "net.ipv6.conf.default.disable_ipv6": "1"}
 
 

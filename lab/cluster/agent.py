@@ -11,6 +11,8 @@ by lab, none is parsed by a shell. Each operation is one of
   still so after ``retry`` seconds of trying again (default 0), stops the agent;
 - ``{"op": "seal", "pid": N}``: delete every interface but ``lo`` in process N's network
   namespace (what the engine gave a task that lab did not make);
+- ``{"op": "write", "pid": N, "path": P, "text": T}``: replace the contents of file P as process N
+  sees it (through ``/proc/N/root``, so the file a container had bind-mounted stays in place);
 - ``{"op": "probe", "address": A, "name": N, "vni": V}``: report the interface holding the underlay
   address A and its MTU, and whether this kernel makes VXLAN devices (it makes device N, VNI V, and
   deletes it again; each probe names its own, so two labs coming up at once do not collide).
@@ -53,6 +55,13 @@ def seal(pid: int) -> None:
     for link in json.loads(listing.stdout or "[]"):
         if link.get("ifname") != "lo":
             run({"op": "run", "argv": ["nsenter", "-t", str(pid), "-n", "ip", "link", "del", link["ifname"]]})
+
+
+def write(pid: int, path: str, text: str) -> None:
+    if not path.startswith("/") or ".." in path.split("/"):
+        raise ValueError(f"not an absolute path: {path!r}")
+    with open(f"/proc/{pid}/root{path}", "w") as f:
+        f.write(text)
 
 
 def probe(address: str, name: str, vni: int) -> dict[str, Any]:
@@ -113,6 +122,8 @@ def main(argv: list[str] | None = None) -> int:
                 run(op)
             elif op["op"] == "seal":
                 seal(int(op["pid"]))
+            elif op["op"] == "write":
+                write(int(op["pid"]), str(op["path"]), str(op["text"]))
             elif op["op"] == "probe":
                 result["probe"] = probe(str(op["address"]), str(op["name"]), int(op["vni"]))
             else:

@@ -13,7 +13,8 @@
    ``lab-router``: every node of a cluster lab is a container, so it is reached the same way;
 4. a switch container (``network_mode=none``: a namespace for the bridges) on each machine
    that holds LAN members, then each machine's agent wires its part (:mod:`lab.cluster.wiring`);
-5. /etc/hosts and resolv.conf in each node, then the daemons, started and waited for from inside.
+   (its /etc/hosts and resolv.conf included);
+5. the daemons, started and waited for from inside.
 
 Everything is journaled before it is made, on which machine it is; ``down`` removes it through
 the engines it can reach and keeps the journal for the ones it cannot, so a later ``down`` or
@@ -34,10 +35,11 @@ from typing import Any
 
 from lab import names
 from lab.cluster import wiring
+from lab.cluster.agents import agent_ops, run_agent, start_agent
 from lab.cluster.doctor import membership
 from lab.cluster.engines import Engine, manager, swarm_nodes, try_connect_all
 from lab.cluster.model import Cluster, ClusterFile
-from lab.deploy import NO_RESOLVER, Teardown
+from lab.deploy import Teardown
 from lab.errors import EnvironmentProblem, InputError, TopologyError
 from lab.nodes.container import CAPABILITIES, LABEL_LAB, LABEL_NODE, LABEL_STATE
 from lab.plan import Plan, make_plan
@@ -45,14 +47,10 @@ from lab.state import Journal, lab_dir, lab_lock, write_lab_info
 from lab.topology.loader import SourceMap
 from lab.topology.model import Topology
 
-AGENT_CAPABILITIES = ["NET_ADMIN", "SYS_ADMIN", "SYS_PTRACE"]
 TASK_TIMEOUT = 90.0  # seconds for every node's task to run
-AGENT_TIMEOUT = 180
 # Plain nodes become light containers of lab-host (python3 and the project's programs, as a namespace
 # host has them from the machine); a router is a host with forwarding on, its faults made by the agent.
 KIND_IMAGES = {"host": "host", "router": "host"}
-ETC_SCRIPT = ("cat /tmp/.lab-etc/hosts > /etc/hosts && cat /tmp/.lab-etc/resolv.conf > /etc/resolv.conf"
-              " && rm -r /tmp/.lab-etc")  # fixed: the files' contents come in a tar, never in this string
 
 
 def _no_progress(step: str, done: int, total: int) -> None:
@@ -132,8 +130,13 @@ def up(topo: Topology, smap: SourceMap, cluster: Cluster, source_file: str | Non
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "w") as f:
                 f.write(smap.text)
-            placed = _start_nodes(plan, topo, lead, engines, tags, journal, progress, spread)
-            machine_info = _wire(plan, placed, engines, machines, tags, journal, progress)
+            with ThreadPoolExecutor(max_workers=1) as helper:  # the machines' own containers meanwhile
+                made = helper.submit(_machine_containers, plan, engines, tags, journal)
+                try:
+                    placed = _start_nodes(plan, topo, lead, tags, journal, progress, spread)
+                finally:
+                    machine_info = made.result()
+            _wire(plan, placed, engines, machines, machine_info, journal, progress)
             _configure(plan, topo, placed, engines, progress)
         except BaseException as exc:
             progress("rolling back", 0, 1)
@@ -263,42 +266,6 @@ def probe(engines: dict[str, Engine], agent_image: str, underlay: dict[str, str]
     return found
 
 
-def start_agent(engine: Engine, image: str, name: str, labels: dict[str, str]) -> Any:
-    """The machine's agent container: the host's network and PIDs, idle until lab asks it something."""
-    return engine.client.containers.run(
-        image, ["sleep", "infinity"], name=name, labels=labels, network_mode="host", pid_mode="host",
-        cap_add=AGENT_CAPABILITIES, detach=True, init=True)
-
-
-def agent_ops(container: Any, machine: str, ops: list[dict[str, Any]]) -> dict[str, Any]:
-    """Have a machine's agent carry out ``ops``; its JSON result, or exit 3 with what failed."""
-    from lab.services import tar_files
-
-    path = f"lab-agent/ops-{os.getpid()}-{time.monotonic_ns()}.json"
-    container.put_archive("/", tar_files({path: json.dumps(ops).encode()}))
-    code, output = container.exec_run(["python3", "-m", "lab.cluster.agent", "--ops", f"/{path}"])
-    text = (output or b"").decode(errors="replace").strip()
-    try:
-        result: dict[str, Any] = json.loads(text.splitlines()[-1])
-    except (IndexError, json.JSONDecodeError):
-        raise EnvironmentProblem(f"machine {machine}: the wiring agent said nothing lab understands "
-                                 f"(exit {code}): {text[-300:] or 'no output'}") from None
-    if not result.get("ok"):
-        raise EnvironmentProblem(f"machine {machine}: wiring failed at step {result.get('done', 0) + 1} "
-                                 f"of {len(ops)}: {result.get('error')}")
-    return result
-
-
-def run_agent(engine: Engine, image: str, ops: list[dict[str, Any]], name: str, labels: dict[str, str]
-              ) -> dict[str, Any]:
-    """A throwaway agent on ``engine``'s machine for ``ops`` (a probe before a lab exists, a teardown)."""
-    container = start_agent(engine, image, name, labels)
-    try:
-        return agent_ops(container, engine.machine, ops)
-    finally:
-        container.remove(force=True)
-
-
 def _labels(lab: str, node: str | None = None) -> dict[str, str]:
     from lab.state import state_root
 
@@ -308,8 +275,8 @@ def _labels(lab: str, node: str | None = None) -> dict[str, str]:
     return labels
 
 
-def _start_nodes(plan: Plan, topo: Topology, lead: Engine, engines: dict[str, Engine], tags: dict[str, str],
-                 journal: Journal, progress: Any, spread: bool) -> dict[str, Placed]:
+def _start_nodes(plan: Plan, topo: Topology, lead: Engine, tags: dict[str, str], journal: Journal, progress: Any,
+                 spread: bool) -> dict[str, Placed]:
     """A Swarm service per node; wait until the engine has placed and started every task."""
     import docker.errors
     import docker.types
@@ -317,50 +284,59 @@ def _start_nodes(plan: Plan, topo: Topology, lead: Engine, engines: dict[str, En
     services = {n: service_name(plan.lab, n) for n in plan.nodes}
     journal.record([{"kind": "service", "name": s} for s in services.values()])
     progress("starting nodes", 0, len(services))
-    for node, service in services.items():
+    ids: dict[str, str] = {}  # service ID -> node (a name may still list the tasks of an older namesake)
+
+    def create(node: str) -> None:
         spec = plan.nodes[node]
         pin = topo.nodes[node].machine
         constraints = [f"node.labels.lab.machine=={pin}"] if pin else []
         try:
-            lead.client.services.create(
-                tags[image_of(plan, node)], name=service, hostname=node, labels=_labels(plan.lab, node),
+            created = lead.client.services.create(
+                tags[image_of(plan, node)], name=services[node], hostname=node, labels=_labels(plan.lab, node),
                 container_labels=_labels(plan.lab, node), env=[f"{k}={v}" for k, v in spec.env.items()],
                 cap_add=CAPABILITIES, init=True, constraints=constraints,
                 restart_policy=docker.types.RestartPolicy(condition="none"),
                 mode=docker.types.ServiceMode("replicated", replicas=1))
         except docker.errors.APIError as exc:
             raise EnvironmentProblem(f"node {node}: the Swarm manager {lead.machine} would not create service "
-                                     f"{service}: {exc.explanation or exc}") from None
-        if spread and not pin:
-            _wait_assigned(lead, node, service)
+                                     f"{services[node]}: {exc.explanation or exc}") from None
+        ids[created.id] = node
+
+    free = [n for n in services if not topo.nodes[n].machine]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        # pinned nodes (and, without --spread, every node) at once: the engine places them as it likes
+        list(pool.map(create, [n for n in services if not spread or n not in free]))
+    for node in free if spread else []:
+        create(node)
+        _wait_assigned(lead, node, next(i for i, n in ids.items() if n == node))
     machine_of_id = {n["ID"]: m for m, n in swarm_nodes(lead).items()}
     placed: dict[str, Placed] = {}
     deadline = time.monotonic() + TASK_TIMEOUT
     while len(placed) < len(services):
-        for node, service in services.items():
-            if node in placed:
+        for task in lead.client.api.tasks(filters={"service": list(ids)}):  # one call for every node
+            owner = ids.get(task.get("ServiceID", ""))
+            if owner is None or owner in placed:
                 continue
-            for task in lead.client.api.tasks(filters={"service": service}):
-                status = task.get("Status") or {}
-                state = status.get("State")
-                if state in ("failed", "rejected", "shutdown", "complete"):
-                    why = status.get("Err") or status.get("Message")
-                    raise EnvironmentProblem(f"node {node}: its task {state}: {why}")
-                cs = status.get("ContainerStatus") or {}
-                if state == "running" and cs.get("ContainerID") and cs.get("PID"):
-                    placed[node] = Placed(machine_of_id[task["NodeID"]], cs["ContainerID"], int(cs["PID"]))
+            status = task.get("Status") or {}
+            state = status.get("State")
+            if state in ("failed", "rejected", "shutdown", "complete"):
+                why = status.get("Err") or status.get("Message")
+                raise EnvironmentProblem(f"node {owner}: its task {state}: {why}")
+            cs = status.get("ContainerStatus") or {}
+            if state == "running" and cs.get("ContainerID") and cs.get("PID"):
+                placed[owner] = Placed(machine_of_id[task["NodeID"]], cs["ContainerID"], int(cs["PID"]))
         progress("starting nodes", len(placed), len(services))
         if len(placed) < len(services):
             if time.monotonic() > deadline:
                 waiting = [n for n in services if n not in placed]
-                why = _pending_reason(lead, services[waiting[0]])
+                first = next(i for i, n in ids.items() if n == waiting[0])
                 raise EnvironmentProblem(f"nodes {', '.join(waiting[:5])} not running after {TASK_TIMEOUT:.0f} s"
-                                         f" ({why})", "see: lab cluster doctor")
-            time.sleep(0.2)
+                                         f" ({_pending_reason(lead, first)})", "see: lab cluster doctor")
+            time.sleep(0.05)
     return placed
 
 
-def _wait_assigned(lead: Engine, node: str, service: str) -> None:
+def _wait_assigned(lead: Engine, node: str, service_id: str) -> None:
     """Until the engine has chosen a machine for the service's task.
 
     The Swarm scheduler balances a new task by the tasks each machine already has; services
@@ -370,80 +346,75 @@ def _wait_assigned(lead: Engine, node: str, service: str) -> None:
     """
     deadline = time.monotonic() + TASK_TIMEOUT
     while time.monotonic() < deadline:
-        if any(t.get("NodeID") for t in lead.client.api.tasks(filters={"service": service})):
+        if any(t.get("NodeID") for t in lead.client.api.tasks(filters={"service": service_id})):
             return
-        time.sleep(0.02)
+        time.sleep(0.01)
     raise EnvironmentProblem(f"node {node}: no machine was chosen for it in {TASK_TIMEOUT:.0f} s "
-                             f"({_pending_reason(lead, service)})")
+                             f"({_pending_reason(lead, service_id)})")
 
 
-def _pending_reason(lead: Engine, service: str) -> str:
-    tasks = lead.client.api.tasks(filters={"service": service})
+def _pending_reason(lead: Engine, service_id: str) -> str:
+    tasks = lead.client.api.tasks(filters={"service": service_id})
     return next((str((t.get("Status") or {}).get("Err") or (t.get("Status") or {}).get("Message"))
                  for t in tasks), "no task")
 
 
-def _wire(plan: Plan, placed: dict[str, Placed], engines: dict[str, Engine], machines: wiring.Machines,
-          tags: dict[str, str], journal: Journal, progress: Any) -> dict[str, dict[str, Any]]:
-    """An agent on every machine that has nodes, a switch container where LANs have members, then
-    every machine's wiring, all at once; returns what other verbs need to know of each machine."""
-    used = sorted({p.machine for p in placed.values()})
-    lan_machines = sorted({placed[v.node].machine for v in plan.veths
-                           if v.node and v.peer_netns in {b.netns for b in plan.bridges}})
-    agents = {m: f"{names.PREFIX}{plan.lab}._agent.{m}" for m in used}
-    switches = {m: f"{names.PREFIX}{plan.lab}._sw.{m}" for m in lan_machines}
+def _machine_containers(plan: Plan, engines: dict[str, Engine], tags: dict[str, str], journal: Journal
+                        ) -> dict[str, dict[str, Any]]:
+    """On every machine at once: the lab's agent, and its switch when the lab has LANs.
+
+    Made on every machine of the cluster, not only those the engine will choose, so they are
+    ready while the nodes start.
+    """
+    agents = {m: f"{names.PREFIX}{plan.lab}._agent.{m}" for m in engines}
+    switches = {m: f"{names.PREFIX}{plan.lab}._sw.{m}" for m in engines} if plan.bridges else {}
     journal.record([{"kind": "machine-container", "machine": m, "name": s}
                     for group in (agents, switches) for m, s in group.items()])
-    info: dict[str, dict[str, Any]] = {m: {"agent": None, "switch": None, "switch_pid": None} for m in used}
-    containers: dict[str, Any] = {}
-    for machine, name in agents.items():
-        containers[machine] = start_agent(engines[machine], tags["agent"], name, _labels(plan.lab))
-        info[machine]["agent"] = containers[machine].id
-    switch_pids: dict[str, int] = {}
-    for machine, name in switches.items():
-        c = engines[machine].client.containers.run(tags["base"], name=name, labels=_labels(plan.lab),
-                                                   network_mode="none", detach=True, init=True)
-        c.reload()
-        switch_pids[machine] = int(c.attrs["State"]["Pid"])
-        info[machine].update(switch=c.id, switch_pid=switch_pids[machine])
+
+    def one(machine: str) -> tuple[str, dict[str, Any]]:
+        info: dict[str, Any] = {"agent": start_agent(engines[machine], tags["agent"], agents[machine],
+                                                     _labels(plan.lab)).id,
+                                "switch": None, "switch_pid": None}
+        if machine in switches:
+            c = engines[machine].client.containers.run(tags["base"], name=switches[machine], labels=_labels(plan.lab),
+                                                       network_mode="none", detach=True, init=True)
+            c.reload()
+            info.update(switch=c.id, switch_pid=int(c.attrs["State"]["Pid"]))
+        return machine, info
+
+    with ThreadPoolExecutor(max_workers=len(engines)) as pool:
+        return dict(pool.map(one, sorted(engines)))
+
+
+def _wire(plan: Plan, placed: dict[str, Placed], engines: dict[str, Engine], machines: wiring.Machines,
+          machine_info: dict[str, dict[str, Any]], journal: Journal, progress: Any) -> None:
+    """Every machine's wiring (:mod:`lab.cluster.wiring`), carried out by its agents all at once."""
     placement = {n: p.machine for n, p in placed.items()}
+    switch_pids = {m: int(i["switch_pid"]) for m, i in machine_info.items() if i["switch_pid"]}
     plan_ops = wiring.plan_wiring(plan, placement, {n: p.pid for n, p in placed.items()}, switch_pids, machines)
     journal.record([{"kind": "vxlan", "machine": m, "name": v} for m, vs in plan_ops.vxlans.items() for v in vs]
                    + [{"kind": "firewall", "machine": m, "name": c} for m, c in plan_ops.firewalls.items()])
     progress("wiring", 0, len(plan_ops.ops))
 
     def one(machine: str) -> None:
-        agent_ops(containers[machine], machine, plan_ops.ops[machine])
+        agent = engines[machine].client.containers.get(machine_info[machine]["agent"])
+        agent_ops(agent, machine, plan_ops.ops[machine])
 
     with ThreadPoolExecutor(max_workers=max(1, len(plan_ops.ops))) as pool:
         for done, _ in enumerate(pool.map(one, sorted(plan_ops.ops)), start=1):
             progress("wiring", done, len(plan_ops.ops))
-    return info
 
 
 def _configure(plan: Plan, topo: Topology, placed: dict[str, Placed], engines: dict[str, Engine],
                progress: Any) -> None:
-    """/etc/hosts and resolv.conf in every node, then the daemons, started and waited for from inside."""
-    from lab.services import plan_daemons, start_daemon, tar_files, topology_dir, wait_ready
+    """The daemons of the container nodes, started and waited for from inside (the agents wrote /etc)."""
+    from lab.services import plan_daemons, start_daemon, topology_dir, wait_ready
 
-    containers = {n: engines[p.machine].client.containers.get(p.container) for n, p in placed.items()}
-
-    def etc(node: str) -> None:
-        spec = plan.nodes[node]
-        files = {"tmp/.lab-etc/hosts": plan.hosts_files[spec.netns].encode(),
-                 "tmp/.lab-etc/resolv.conf": plan.resolv_files.get(spec.netns, NO_RESOLVER).encode()}
-        c = containers[node]
-        c.put_archive("/", tar_files(files))
-        # the files Docker bind-mounted stay in place: their contents are replaced, not the files
-        code, output = c.exec_run(["sh", "-c", ETC_SCRIPT])
-        if code != 0:
-            raise EnvironmentProblem(f"node {node}: could not write /etc/hosts: {output.decode(errors='replace')}")
-
-    with ThreadPoolExecutor(max_workers=min(16, len(containers))) as pool:
-        list(pool.map(etc, sorted(containers)))
     daemons = plan_daemons(plan, topo, topology_dir(plan.lab))
     if not daemons:
         return
+    containers = {d.node: engines[placed[d.node].machine].client.containers.get(placed[d.node].container)
+                  for d in daemons}
     progress("starting services", 0, len(daemons))
 
     def run(d: Any) -> None:
@@ -458,55 +429,120 @@ def _configure(plan: Plan, topo: Topology, placed: dict[str, Placed], engines: d
 
 
 def teardown(lab: str, journal: Journal) -> Teardown:
-    """Remove what the journal names on every machine that answers; keep the journal for those that do not."""
+    """Remove what the journal names on every machine that answers; keep the journal for those that do not.
+
+    Every machine at once: its VXLAN devices and firewall chain, undone by the lab's own agent (a
+    throwaway one if up was killed before it existed), and every container labelled as the lab's;
+    then the services, through the manager.
+    """
     report = Teardown(lab)
     entries = journal.entries()
     cluster = cluster_from_record(entries[0]["cluster"])
     engines, failed = try_connect_all(cluster, timeout=5)
     lead = manager(engines)
     services = [e["name"] for e in entries if e["kind"] == "service"]
+    # Containers first, on every machine at once (a task whose container is gone is not restarted:
+    # restart policy none), then the services: faster than the Swarm stopping each task in turn.
+    with ThreadPoolExecutor(max_workers=max(1, len(engines))) as pool:
+        for removed, skipped in pool.map(lambda m: _clear_machine(lab, entries, m, engines[m]), sorted(engines)):
+            report.removed += removed
+            report.skipped += skipped
     if services and lead is None:
         report.skipped.append("services: no Swarm manager answers; lab down again once one does")
     elif lead is not None:
-        import docker.errors
-
-        existing = {s.name: s for s in lead.client.services.list(filters={"label": f"{LABEL_LAB}={lab}"})}
-        for name in services:
-            service = existing.get(name)
-            if service is None:
-                try:
-                    service = lead.client.services.get(name)
-                except docker.errors.NotFound:
-                    continue
-                if service.attrs["Spec"].get("Labels", {}).get(LABEL_LAB) != lab:
-                    report.skipped.append(f"service {name}: not labelled as lab {lab!r}, left alone")
-                    continue
-            service.remove()
-            report.removed.append(f"service {name}")
-    from lab.nodes.container import remove_container
-
-    for machine, engine in engines.items():
-        for c in engine.client.containers.list(all=True, filters={"label": f"{LABEL_LAB}={lab}"}):
-            problem = remove_container(c)  # a task container the Swarm is removing meanwhile is no problem
-            if problem:
-                report.skipped.append(f"container {c.name} on {machine}: {problem}")
-            else:
-                report.removed.append(f"container {c.name} on {machine}")
-        vxlans = [e["name"] for e in entries if e["kind"] == "vxlan" and e["machine"] == machine]
-        chain = next((e["name"] for e in entries if e["kind"] == "firewall" and e["machine"] == machine), None)
-        if vxlans or chain:
-            agent = str(entries[0].get("agent") or _local_tag("agent"))  # the image up ran on every machine
-            if not _has_image(engine, agent):
-                _send_images(engine, [agent])
-            run_agent(engine, agent, wiring.unwire(vxlans, chain), f"{names.PREFIX}{lab}._unwire.{machine}",
-                      _labels(lab))
-            report.removed += [f"vxlan {v} on {machine}" for v in vxlans] + ([f"firewall {chain} on {machine}"]
-                                                                               if chain else [])
+        _remove_services(lead, lab, services, report)
     for machine, why in failed.items():
         report.skipped.append(f"machine {machine}: {why}; lab down {lab} again once it answers")
     if not report.skipped:
         journal.remove()
     return report
+
+
+def _remove_services(lead: Engine, lab: str, services: list[str], report: Teardown) -> None:
+    import docker.errors
+
+    existing = {s.name: s for s in lead.client.services.list(filters={"label": f"{LABEL_LAB}={lab}"})}
+    others = [name for name in services if name not in existing]
+    for name in others:  # journaled, but not labelled as this lab's: someone else's, unless it is gone
+        try:
+            service = lead.client.services.get(name)
+        except docker.errors.NotFound:
+            continue
+        report.skipped.append(f"service {name}: not labelled as lab {lab!r}, left alone"
+                              if service.attrs["Spec"].get("Labels", {}).get(LABEL_LAB) != lab else
+                              f"service {name}: appeared while down ran; lab down {lab} again")
+
+    def remove(service: Any) -> str:
+        try:
+            service.remove()
+        except docker.errors.NotFound:
+            pass
+        return str(service.name)
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        report.removed += [f"service {name}" for name in pool.map(remove, existing.values())]
+
+
+def _clear_machine(lab: str, entries: list[dict[str, Any]], machine: str, engine: Engine
+                   ) -> tuple[list[str], list[str]]:
+    """One machine's part of ``down``: unwire, then remove the lab's containers; (removed, skipped).
+
+    Containers are listed with the engine's plain list call (``api.containers``), which reads no
+    container one by one: the Swarm is removing some of them meanwhile.
+    """
+    import docker.errors
+
+    removed: list[str] = []
+    skipped: list[str] = []
+    api = engine.client.api
+    label = {"label": f"{LABEL_LAB}={lab}"}
+    ours = api.containers(all=True, filters=label)
+    vxlans = [e["name"] for e in entries if e["kind"] == "vxlan" and e["machine"] == machine]
+    chain = next((e["name"] for e in entries if e["kind"] == "firewall" and e["machine"] == machine), None)
+    agent = next((c for c in ours if f"/{names.PREFIX}{lab}._agent.{machine}" in c["Names"]), None)
+
+    def unwire() -> None:
+        """The VXLAN devices still in the machine's namespace and the firewall chain, by the lab's agent."""
+        if not (vxlans or chain):
+            return
+        ops = wiring.unwire(vxlans, chain)
+        try:
+            if agent is not None and agent["State"] == "running":
+                agent_ops(engine.client.containers.get(agent["Id"]), machine, ops)
+            else:
+                image = str(entries[0].get("agent") or _local_tag("agent"))  # the image up ran on every machine
+                if not _has_image(engine, image):
+                    _send_images(engine, [image])
+                run_agent(engine, image, ops, f"{names.PREFIX}{lab}._unwire.{machine}", _labels(lab))
+        except (EnvironmentProblem, docker.errors.APIError) as exc:
+            skipped.append(f"machine {machine}: could not undo its VXLAN devices and firewall: {exc}")
+        else:
+            removed.extend([f"vxlan {v} on {machine}" for v in vxlans]
+                           + ([f"firewall {chain} on {machine}"] if chain else []))
+
+    def remove(c: dict[str, Any]) -> tuple[str, str | None]:
+        name = c["Names"][0].lstrip("/") if c.get("Names") else c["Id"][:12]
+        try:
+            api.remove_container(c["Id"], force=True)
+        except docker.errors.NotFound:
+            pass
+        except docker.errors.APIError as exc:
+            if not (exc.status_code == 409 and "in progress" in str(exc)):  # another removal is on it
+                return name, f"could not remove it: {exc.explanation or exc}"
+        return name, None
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        undone = pool.submit(unwire)  # meanwhile, every container but the agent goes
+        results = list(pool.map(remove, [c for c in ours if c is not agent]))
+        undone.result()
+        if agent is not None:
+            results.append(remove(agent))
+    for name, problem in results:
+        if problem:
+            skipped.append(f"container {name} on {machine}: {problem}")
+        else:
+            removed.append(f"container {name} on {machine}")
+    return removed, skipped
 
 
 def _local_tag(short_name: str) -> str:

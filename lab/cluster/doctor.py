@@ -36,6 +36,10 @@ def check_cluster(cluster: Cluster, local_images: list[str] | None = None) -> li
                                                       f"({engine.info.get('OperatingSystem', '?')})"))
         if local_images is not None:
             checks.append(_images(machine, engine, local_images))
+            node = nodes.get(machine)
+            agent = next((t for t in local_images if t.startswith("lab-agent:")), None)
+            if node is not None and agent is not None:
+                checks += underlay(machine, engine, agent, str((node.get("Status") or {}).get("Addr")))
     if lead is None and engines:
         checks.insert(0, Check("swarm: manager", FAIL, "none of the listed engines is a Swarm manager",
                                "list a manager's engine in the cluster file, or: docker swarm init on one machine"))
@@ -81,3 +85,39 @@ def _images(machine: str, engine: Engine, local_images: list[str]) -> Check:
         return Check(f"{machine}: images", OK, f"all {len(local_images)} lab images of this machine")
     return Check(f"{machine}: images", OK, f"{len(local_images) - len(missing)} of {len(local_images)} lab images; "
                                            "the rest are copied to it when a lab needs them")
+
+
+def underlay(machine: str, engine: Engine, agent: str, address: str) -> list[Check]:
+    """Whether the machine makes VXLAN devices, and whether its underlay carries a 1500-byte link in VXLAN.
+
+    A throwaway agent answers, when the machine holds the agent image (``lab up`` copies it there).
+    """
+    import secrets
+
+    import docker.errors
+
+    from lab.cluster.agents import run_agent
+    from lab.cluster.wiring import DEFAULT_MTU, VXLAN_OVERHEAD
+
+    try:
+        engine.client.images.get(agent)
+    except docker.errors.ImageNotFound:
+        return [Check(f"{machine}: underlay", WARN, "not probed: the machine has no lab-agent image yet",
+                      "lab up --cluster copies it there; run the doctor again afterwards")]
+    token = secrets.token_hex(3)
+    op = {"op": "probe", "address": address, "name": f"lvxp{token}", "vni": int(token, 16) or 1}
+    found = run_agent(engine, agent, [op], f"lab-probe.{machine}.{token}", {})["probe"]
+    checks = [Check(f"{machine}: vxlan", OK, "the kernel makes VXLAN devices") if found.get("vxlan") else
+              Check(f"{machine}: vxlan", FAIL, f"the kernel makes no VXLAN devices ({found.get('vxlan_error')})",
+                    "modprobe vxlan on that machine")]
+    mtu, need = found.get("mtu"), DEFAULT_MTU + VXLAN_OVERHEAD
+    if found.get("ifname") is None:
+        checks.append(Check(f"{machine}: mtu", FAIL, f"no interface holds its Swarm address {address}",
+                            "check the machine's Swarm advertise address"))
+    elif int(mtu) >= need:
+        checks.append(Check(f"{machine}: mtu", OK, f"{found['ifname']} MTU {mtu}: carries {DEFAULT_MTU}-byte links"))
+    else:
+        checks.append(Check(f"{machine}: mtu", FAIL, f"{found['ifname']} MTU {mtu}: a {DEFAULT_MTU}-byte link needs "
+                                                     f"{need} ({VXLAN_OVERHEAD} bytes of VXLAN)",
+                            f"raise it to {need}, or give the topology's links mtu: {int(mtu) - VXLAN_OVERHEAD}"))
+    return checks

@@ -10,7 +10,7 @@ node and switch containers, and each machine's underlay address, this decides fo
 - for a LAN with members on several machines, one bridge per machine in that machine's switch
   container, joined by a VXLAN device with head-end replication (an all-zero MAC entry per
   other machine), so a LAN may span three or more machines;
-- addresses, MACs, MTUs, routes and sysctls inside each node;
+- addresses, MACs, MTUs, routes and sysctls inside each node, and its /etc/hosts and resolv.conf;
 - a firewall chain that lets the lab's VXLAN port in from the cluster's own machines only.
 
 A VXLAN network identifier (VNI) is a hash of the lab's name and the link or network, so it is
@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lab.errors import EnvironmentProblem, InputError
-from lab.plan import Plan
+from lab.plan import NO_RESOLVER, Plan
 
 VXLAN_PORT = 47900
 VXLAN_OVERHEAD = 50  # outer Ethernet 14 + IPv4 20 + UDP 8 + VXLAN 8
@@ -207,7 +207,14 @@ def plan_wiring(plan: Plan, placement: dict[str, str], pids: dict[str, int], swi
             wiring.add(machine, {"op": "run", "argv": _nsenter(pids[node], "sysctl", "-q", "-w",
                                                                *(f"{k}={v}" for k, v in late.items()))})
 
-    # 6. The VXLAN port answers the cluster's own machines only.
+    # 6. Each node's /etc/hosts and resolv.conf, written into the files Docker made for it.
+    for node, machine in placement.items():
+        netns = plan.nodes[node].netns
+        for path, text in (("/etc/hosts", plan.hosts_files[netns]),
+                           ("/etc/resolv.conf", plan.resolv_files.get(netns, NO_RESOLVER))):
+            wiring.add(machine, {"op": "write", "pid": pids[node], "path": path, "text": text})
+
+    # 7. The VXLAN port answers the cluster's own machines only.
     for machine in sorted(wiring.vxlans):
         chain = firewall_chain(lab)
         wiring.firewalls[machine] = chain

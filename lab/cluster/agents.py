@@ -1,0 +1,54 @@
+"""The agent's containers on a machine (lab/cluster/agent.py runs inside them), through its engine.
+
+A lab keeps one per machine for its life (wiring, faults, captures); a throwaway one answers
+a probe before a lab exists, or undoes a killed ``up``'s devices. Both have the machine's
+network and PIDs and only the capabilities the plumbing needs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any
+
+from lab.cluster.engines import Engine
+from lab.errors import EnvironmentProblem
+
+AGENT_CAPABILITIES = ["NET_ADMIN", "SYS_ADMIN", "SYS_PTRACE"]
+
+
+def start_agent(engine: Engine, image: str, name: str, labels: dict[str, str]) -> Any:
+    """The machine's agent container: the host's network and PIDs, idle until lab asks it something."""
+    return engine.client.containers.run(
+        image, ["sleep", "infinity"], name=name, labels=labels, network_mode="host", pid_mode="host",
+        cap_add=AGENT_CAPABILITIES, detach=True, init=True)
+
+
+def agent_ops(container: Any, machine: str, ops: list[dict[str, Any]]) -> dict[str, Any]:
+    """Have a machine's agent carry out ``ops``; its JSON result, or exit 3 with what failed."""
+    from lab.services import tar_files
+
+    path = f"lab-agent/ops-{os.getpid()}-{time.monotonic_ns()}.json"
+    container.put_archive("/", tar_files({path: json.dumps(ops).encode()}))
+    code, output = container.exec_run(["python3", "-m", "lab.cluster.agent", "--ops", f"/{path}"])
+    text = (output or b"").decode(errors="replace").strip()
+    try:
+        result: dict[str, Any] = json.loads(text.splitlines()[-1])
+    except (IndexError, json.JSONDecodeError):
+        raise EnvironmentProblem(f"machine {machine}: the wiring agent said nothing lab understands "
+                                 f"(exit {code}): {text[-300:] or 'no output'}") from None
+    if not result.get("ok"):
+        raise EnvironmentProblem(f"machine {machine}: wiring failed at step {result.get('done', 0) + 1} "
+                                 f"of {len(ops)}: {result.get('error')}")
+    return result
+
+
+def run_agent(engine: Engine, image: str, ops: list[dict[str, Any]], name: str, labels: dict[str, str]
+              ) -> dict[str, Any]:
+    """A throwaway agent on ``engine``'s machine for ``ops`` (a probe before a lab exists, a teardown)."""
+    container = start_agent(engine, image, name, labels)
+    try:
+        return agent_ops(container, engine.machine, ops)
+    finally:
+        container.remove(force=True)
