@@ -295,7 +295,20 @@ def test_every_node_is_sealed_before_anything_else_touches_it(plan: Plan, placem
         touching = [op for op in ops if op.get("pid") == pid or str(pid) in op.get("argv", [])]
         assert touching[0] == {"op": "seal", "pid": pid}
         assert sum(1 for op in ops if op == {"op": "seal", "pid": pid}) == 1
-        assert all(op["op"] == "run" for op in touching[1:])
+        assert all(op["op"] in ("run", "write") for op in touching[1:])
+
+
+@pytest.mark.parametrize("placement", [ONE_MACHINE, LAN_SPREAD], ids=["one", "lan"])
+def test_every_node_gets_its_hosts_and_resolv_conf_written_last(plan: Plan, placement: dict[str, str]) -> None:
+    """Through /proc/PID/root by the agent: the files Docker bind-mounted get the plan's contents."""
+    from lab.plan import NO_RESOLVER
+
+    wiring = wire(plan, placement)
+    for node, pid in PIDS.items():
+        writes = [op for op in wiring.ops[placement[node]] if op["op"] == "write" and op["pid"] == pid]
+        netns = plan.nodes[node].netns
+        assert writes == [{"op": "write", "pid": pid, "path": "/etc/hosts", "text": plan.hosts_files[netns]},
+                          {"op": "write", "pid": pid, "path": "/etc/resolv.conf", "text": NO_RESOLVER}]
 
 
 @pytest.mark.parametrize("placement", [ONE_MACHINE, LAN_SPREAD, LINK_SPLIT], ids=["one", "lan", "link"])
