@@ -62,6 +62,7 @@ def run_one(exp: Experiment, overrides: dict[str, str], out_dir: Path, keep: boo
     reused = lab is not None
     error: str | None = None
     ctx: Run | None = None
+    machines: dict[str, str] = {}
     try:
         if lab is None:
             topo.name = lab_name_for(exp)
@@ -74,6 +75,7 @@ def run_one(exp: Experiment, overrides: dict[str, str], out_dir: Path, keep: boo
                 cluster_deploy.up(topo, smap, cluster, str(exp.topology_path()), spread=spread)
             lab = topo.name
         lab_info = state.read_lab_info(lab)
+        machines = {n: str(s["machine"]) for n, s in lab_info["nodes"].items() if s.get("machine")}
         ctx = Run(lab_info, params, run_dir)
         if reused:
             _note_active_faults(ctx, lab, progress)
@@ -107,6 +109,7 @@ def run_one(exp: Experiment, overrides: dict[str, str], out_dir: Path, keep: boo
         modern_note=exp.modern + ("\n" + "\n".join(ctx.notes) if ctx and ctx.notes else ""),
         notes=list(ctx.notes) if ctx else [],
         error=error, topology_svg=_svg(topo), run_dir=run_dir, html_path=None, hosts=hosts_of(topo),
+        machines=machines,
     )
     write_reports(result)
     return result

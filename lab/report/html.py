@@ -94,6 +94,10 @@ def render_run(result: RunResult, page_dir: Path | None = None) -> str:
                      f"<pre>{_h(result.error)}</pre></div></section>")
     parts.append(_expectations(result))
     parts.append(_parameters(result.parameters))
+    if result.machines:
+        rows = "".join(f"<tr><td>{_h(n)}</td><td>{_h(m)}</td></tr>" for n, m in sorted(result.machines.items()))
+        parts.append('<section id="machines"><h2>Where each node ran</h2>'
+                     f"<table><tr><th>node</th><th>machine</th></tr>{rows}</table></section>")
     parts.append(_compare(result))
     parts.append('<section id="sequence"><h2>Packet sequence</h2><div class="svgbox">')
     parts.append(sequence_svg(result.packets, names=result.hosts) if result.packets else

@@ -80,6 +80,7 @@ def experiment_json(result: RunResult) -> dict[str, Any]:
         "report": str(result.html_path) if result.html_path else None,
         "packets": len(result.packets),
         "notes": list(result.notes),
+        "machines": dict(result.machines),
     }
 
 

@@ -56,6 +56,7 @@ class RunResult:
     run_dir: Path = field(default_factory=Path)
     html_path: Path | None = None
     hosts: dict[str, str] = field(default_factory=dict)  # IP address → node name, for the diagram's headings
+    machines: dict[str, str] = field(default_factory=dict)  # node → the cluster machine it ran on (a cluster lab)
 
 
 def overall_verdict(expectations: Iterable[Verdict], error: str | None = None) -> VerdictKind:

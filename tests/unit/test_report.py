@@ -266,3 +266,12 @@ def test_terminal_report(result: RunResult) -> None:
                                             "expectations": [], "duration_s": 1.0}])
     assert "tcp-handshake-close" in summary and "lab up failed" in summary
     assert "0 passed, 1 failed, 1 errors" in summary
+
+
+def test_a_cluster_run_says_where_each_node_ran(result: RunResult) -> None:
+    assert jsonreport.experiment_json(result)["machines"] == {}
+    assert 'id="machines"' not in html.render_run(result)
+    result.machines = {"kongming20": "m2", "ernest-laptop": "m1"}
+    assert jsonreport.experiment_json(result)["machines"] == {"kongming20": "m2", "ernest-laptop": "m1"}
+    page = html.render_run(result)
+    assert '<section id="machines">' in page and "<tr><td>kongming20</td><td>m2</td></tr>" in page
