@@ -40,11 +40,12 @@ PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then "$PY" -m venv .venv; fi
 # The exact versions tested (constraints.txt, refreshed by scripts/lock.sh); as PIP_CONSTRAINT it also
 # pins the build backend in pip's build environment. LAB_DEPS=newest takes the newest versions that
-# pyproject.toml allows instead (the scheduled drift job of .github/workflows/ci.yml).
+# pyproject.toml allows instead (the scheduled job of .github/workflows/drift.yml).
 if [ "${LAB_DEPS:-locked}" = newest ]; then
   echo "setup: LAB_DEPS=newest: the newest versions pyproject.toml allows, not constraints.txt"
   PIP_CONSTRAINT="" .venv/bin/pip install -q --disable-pip-version-check --upgrade --upgrade-strategy eager -e '.[test]'
 else
   PIP_CONSTRAINT="$PWD/constraints.txt" .venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
 fi
-echo "setup: ok ($(.venv/bin/lab --version 2>/dev/null || echo lab installed))"
+.venv/bin/lab --help >/dev/null
+echo "setup: ok (.venv/bin/lab is installed)"

@@ -1,7 +1,8 @@
 """The ``lab`` command: one typer app per verb group, joined here; one place maps errors to exit codes.
 
 Exit codes: 0 success (all held), 1 an expectation failed, 2 bad usage or
-input, 3 the environment could not build the lab, 130 interrupted.
+input, 3 the environment could not build the lab, 130 interrupted, 70 an
+internal error (a bug).
 """
 
 from __future__ import annotations

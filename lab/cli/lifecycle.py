@@ -93,6 +93,8 @@ def register(app: typer.Typer) -> None:
         text = smap.text  # as rendered: `lab graph NAME` and experiments read back what was built
         cluster_file = cluster or cluster_from_env()
         if cluster_file is None:
+            if spread:
+                raise InputError("--spread goes with --cluster FILE (or LAB_CLUSTER)")
             preflight(needs_for(topo))
 
         def build(progress: Any = None) -> Any:

@@ -16,7 +16,8 @@ def link_down(
     where: str = typer.Argument(..., help="NODE:IF"),
     lab: str = typer.Option(None, "--lab", help="Lab name (optional when exactly one is up)."),
 ) -> None:
-    """Take the link down at the switch (the node's NIC stays up, as with a pulled cable)."""
+    """Pull the cable: a LAN port goes down at the switch (the node's NIC stays up and sees NO-CARRIER);
+    a point-to-point link's own end goes down (lab link up puts back the routes the kernel flushed)."""
     name = state.resolve_lab(lab)
     ep = faults.endpoint(state.read_lab_info(name), where)
     fault = faults.apply(state.Journal(name), faults.link_state(ep, up=False))

@@ -37,7 +37,7 @@ from lab import names
 from lab.cluster import wiring
 from lab.cluster.agents import agent_ops, run_agent, start_agent
 from lab.cluster.doctor import membership
-from lab.cluster.engines import Engine, manager, swarm_nodes, try_connect_all
+from lab.cluster.engines import MACHINE_LABEL, Engine, manager, swarm_nodes, try_connect_all
 from lab.cluster.model import Cluster, ClusterFile
 from lab.deploy import Teardown
 from lab.errors import EnvironmentProblem, InputError, TopologyError
@@ -275,9 +275,19 @@ def _labels(lab: str, node: str | None = None) -> dict[str, str]:
     return labels
 
 
+def pin_constraint(machine: str, node: dict[str, Any]) -> str:
+    """The placement constraint for a node pinned to ``machine``: by the label that names it, or by the
+    hostname when that is how the Swarm knows it (see lab.cluster.engines.machine_of)."""
+    labels = (node.get("Spec") or {}).get("Labels") or {}
+    if labels.get(MACHINE_LABEL) == machine:
+        return f"node.labels.{MACHINE_LABEL}=={machine}"
+    return f"node.hostname=={machine}"
+
+
 def _start_nodes(plan: Plan, topo: Topology, lead: Engine, tags: dict[str, str], journal: Journal, progress: Any,
                  spread: bool) -> dict[str, Placed]:
     """A Swarm service per node; wait until the engine has placed and started every task."""
+    swarm = swarm_nodes(lead)
     import docker.errors
     import docker.types
 
@@ -289,7 +299,7 @@ def _start_nodes(plan: Plan, topo: Topology, lead: Engine, tags: dict[str, str],
     def create(node: str) -> None:
         spec = plan.nodes[node]
         pin = topo.nodes[node].machine
-        constraints = [f"node.labels.lab.machine=={pin}"] if pin else []
+        constraints = [pin_constraint(pin, swarm[pin])] if pin else []
         try:
             created = lead.client.services.create(
                 tags[image_of(plan, node)], name=services[node], hostname=node, labels=_labels(plan.lab, node),
@@ -309,7 +319,7 @@ def _start_nodes(plan: Plan, topo: Topology, lead: Engine, tags: dict[str, str],
     for node in free if spread else []:
         create(node)
         _wait_assigned(lead, node, next(i for i, n in ids.items() if n == node))
-    machine_of_id = {n["ID"]: m for m, n in swarm_nodes(lead).items()}
+    machine_of_id = {n["ID"]: m for m, n in swarm.items()}
     placed: dict[str, Placed] = {}
     deadline = time.monotonic() + TASK_TIMEOUT
     while len(placed) < len(services):
