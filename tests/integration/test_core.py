@@ -107,6 +107,15 @@ def test_a_pulled_point_to_point_cable_heals(lab_factory, capsys):
             "missing") in capsys.readouterr().err
 
 
+def test_the_projects_programs_run_in_a_namespace_node_from_any_directory(lab_factory, tmp_path, monkeypatch):
+    """``python3 -m lab.servers`` with the machine's own python3, as the README says, wherever lab runs from."""
+    lab = lab_factory(BOOK_LAN, name="core-prog")
+    monkeypatch.chdir(tmp_path)
+    listing = lab.exec("kongming20", ["python3", "-m", "lab.servers"])
+    assert listing.returncode == 0, listing.stderr
+    assert "echo" in listing.stdout and "daytime" in listing.stdout
+
+
 def test_exec_returns_the_commands_exit_code(lab_factory):
     lab_factory(BOOK_LAN, name="core-d")
     assert main(["exec", "--lab", "core-d", "kongming20", "--", "sh", "-c", "exit 7"]) == 7
