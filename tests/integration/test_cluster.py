@@ -250,6 +250,19 @@ def test_a_killed_up_leaves_nothing_down_cannot_remove(cluster_file: Path, tmp_p
     assert not journal.exists()
 
 
+def test_the_catalogue_holds_when_spread(cluster_file: Path, tmp_path: Path) -> None:
+    """Every experiment of the book, each in its own lab spread over the three machines, checked from its
+    captures as on one machine (``lab run --all --cluster FILE --spread --jobs 2``)."""
+    out = tmp_path / "runs"
+    assert main(["run", "--all", "--cluster", str(cluster_file), "--spread", "--jobs", "2", "-q", "--out", str(out),
+                 "--json-file", str(tmp_path / "all.json")]) == 0, (tmp_path / "all.json").read_text()[-2000:]
+    document = json.loads((tmp_path / "all.json").read_text())
+    items = document["experiments"]
+    assert len(items) >= 31 and all(i["verdict"] == "pass" for i in items)
+    spread = [i for i in items if len(set(i["machines"].values())) > 1]
+    assert len(spread) == len(items), [i["id"] for i in items if i not in spread]
+
+
 def test_down_with_a_machine_frozen_finishes_once_it_answers(cluster_file: Path, tmp_path: Path,
                                                               capsys: pytest.CaptureFixture[str]) -> None:
     name = "frozen"
