@@ -327,7 +327,7 @@ def down(lab: str) -> Teardown:
 def _teardown(lab: str, journal: Journal) -> Teardown:
     entries = journal.entries()
     if entries and "cluster" in entries[0]:  # a lab spread over a cluster's machines
-        from lab.cluster.deploy import teardown
+        from lab.cluster.teardown import teardown
 
         result: Teardown = teardown(lab, journal)
         return result

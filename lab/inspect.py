@@ -82,8 +82,8 @@ def _inspect_cluster_nodes(lab: str, info: dict[str, Any], result: dict[str, Any
     import subprocess
     from concurrent.futures import ThreadPoolExecutor
 
-    from lab.cluster.deploy import cluster_from_record
     from lab.cluster.engines import try_connect_all
+    from lab.cluster.model import cluster_from_record
     from lab.nodes import node_from_info
 
     _, silent = try_connect_all(cluster_from_record(info["cluster"]), timeout=5)

@@ -145,8 +145,8 @@ def register(app: typer.Typer) -> None:
         reports = deploy.clean()
         cluster_file = cluster or cluster_from_env()
         if cluster_file is not None:
-            from lab.cluster.deploy import clean_orphans
             from lab.cluster.model import load_cluster
+            from lab.cluster.teardown import clean_orphans
 
             orphans = clean_orphans(load_cluster(cluster_file))
             if orphans.removed or orphans.skipped:

@@ -23,14 +23,11 @@ the engines it can reach and keeps the journal for the ones it cannot, so a late
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from lab import names
@@ -38,10 +35,11 @@ from lab.cluster import wiring
 from lab.cluster.agents import agent_ops, run_agent, start_agent
 from lab.cluster.doctor import membership
 from lab.cluster.engines import MACHINE_LABEL, Engine, manager, swarm_nodes, try_connect_all
-from lab.cluster.model import Cluster, ClusterFile
-from lab.deploy import Teardown
+from lab.cluster.images import copy_images
+from lab.cluster.model import Cluster, cluster_record
+from lab.cluster.teardown import teardown
 from lab.errors import EnvironmentProblem, InputError, TopologyError
-from lab.nodes.container import CAPABILITIES, LABEL_LAB, LABEL_NODE, LABEL_STATE
+from lab.nodes.container import CAPABILITIES, labels_for
 from lab.plan import Plan, make_plan
 from lab.state import Journal, lab_dir, lab_lock, write_lab_info
 from lab.topology.loader import SourceMap
@@ -77,18 +75,6 @@ def service_name(lab: str, node: str) -> str:
 def image_of(plan: Plan, node: str) -> str:
     spec = plan.nodes[node]
     return spec.image if spec.kind == "container" and spec.image else KIND_IMAGES.get(spec.kind, "host")
-
-
-def cluster_record(cluster: Cluster) -> dict[str, Any]:
-    """What the journal keeps of the cluster file, so every other verb finds the machines without it."""
-    return {"file": str(cluster.path.resolve()), "spec": json.loads(cluster.spec.model_dump_json()),
-            "tls": {m: list(paths) for m, paths in cluster.tls.items()}}
-
-
-def cluster_from_record(record: dict[str, Any]) -> Cluster:
-    spec = ClusterFile.model_validate(record["spec"])
-    tls = {m: (str(p[0]), str(p[1]), str(p[2])) for m, p in (record.get("tls") or {}).items()}
-    return Cluster(spec, Path(record["file"]), {}, tls)
 
 
 def check_pins(topo: Topology, smap: SourceMap, cluster: Cluster) -> None:
@@ -178,70 +164,6 @@ def ready_engines(cluster: Cluster) -> dict[str, Engine]:
     return engines
 
 
-def copy_images(engines: dict[str, Engine], short_names: list[str], progress: Any) -> dict[str, str]:
-    """The lab images' tags; each machine that lacks one gets it through its engine (one save, many loads)."""
-    from lab.images import ensure_images
-    from lab.nodes.container import docker_client
-
-    progress("images", 0, 1)
-    local = docker_client()
-    tags = ensure_images(local, short_names)
-    wanted = sorted(set(tags.values()))
-    missing = {m: [t for t in wanted if not _has_image(e, t)] for m, e in engines.items()}
-    missing = {m: tags_ for m, tags_ in missing.items() if tags_}
-    if not missing:
-        return tags
-    union = sorted({t for tags_ in missing.values() for t in tags_})
-    step = f"copying {len(union)} images to {len(missing)} machines"
-    progress(step, 0, len(missing))
-    _send_images_to([engines[m] for m in sorted(missing)], union, lambda done: progress(step, done, len(missing)))
-    return tags
-
-
-def _send_images(engine: Engine, tags: list[str]) -> None:
-    _send_images_to([engine], tags, lambda done: None)
-
-
-def _send_images_to(targets: list[Engine], tags: list[str], done: Any) -> None:
-    """``docker save`` here once, ``docker load`` on each target machine at once."""
-    from lab.nodes.container import docker_client
-
-    with tempfile.TemporaryDirectory(prefix="lab-images-") as tmp:
-        archive = Path(tmp) / "images.tar"
-        with open(archive, "wb") as f:
-            for chunk in _save_images(docker_client(), tags):
-                f.write(chunk)
-
-        def load(engine: Engine) -> None:
-            with open(archive, "rb") as f:
-                for _ in engine.client.api.load_image(f):
-                    pass
-
-        with ThreadPoolExecutor(max_workers=len(targets)) as pool:
-            for count, _ in enumerate(pool.map(load, targets), start=1):
-                done(count)
-
-
-def _save_images(client: Any, tags: list[str]) -> Any:
-    """``docker save TAG...``: one archive for several images, so the layers they share travel once.
-
-    docker-py's ``get_image`` takes one name; the engine's ``/images/get`` takes many.
-    """
-    response = client.api._get(client.api._url("/images/get"), params={"names": tags}, stream=True)
-    client.api._raise_for_status(response)
-    return response.iter_content(chunk_size=1 << 21)
-
-
-def _has_image(engine: Engine, tag: str) -> bool:
-    import docker.errors
-
-    try:
-        engine.client.images.get(tag)
-        return True
-    except docker.errors.ImageNotFound:
-        return False
-
-
 def probe(engines: dict[str, Engine], agent_image: str, underlay: dict[str, str], lab: str
           ) -> dict[str, dict[str, Any]]:
     """Each machine's underlay interface, its MTU, and whether its kernel makes VXLAN devices (exit 3 if not).
@@ -252,7 +174,7 @@ def probe(engines: dict[str, Engine], agent_image: str, underlay: dict[str, str]
     def one(machine: str) -> tuple[str, dict[str, Any]]:
         token = secrets.token_hex(3)
         op = {"op": "probe", "address": underlay[machine], "name": f"lvxp{token}", "vni": int(token, 16) or 1}
-        result = run_agent(engines[machine], agent_image, [op], f"lab-probe.{machine}.{token}", _labels(lab))
+        result = run_agent(engines[machine], agent_image, [op], f"lab-probe.{machine}.{token}", labels_for(lab))
         return machine, result["probe"]
 
     with ThreadPoolExecutor(max_workers=len(engines)) as pool:
@@ -264,15 +186,6 @@ def probe(engines: dict[str, Engine], agent_image: str, underlay: dict[str, str]
             raise EnvironmentProblem(f"machine {machine}: its kernel makes no VXLAN devices "
                                      f"({p.get('vxlan_error', 'unknown error')})", "modprobe vxlan on that machine")
     return found
-
-
-def _labels(lab: str, node: str | None = None) -> dict[str, str]:
-    from lab.state import state_root
-
-    labels = {LABEL_LAB: lab, LABEL_STATE: os.path.abspath(state_root())}
-    if node is not None:
-        labels[LABEL_NODE] = node
-    return labels
 
 
 def pin_constraint(machine: str, node: dict[str, Any]) -> str:
@@ -302,8 +215,8 @@ def _start_nodes(plan: Plan, topo: Topology, lead: Engine, tags: dict[str, str],
         constraints = [pin_constraint(pin, swarm[pin])] if pin else []
         try:
             created = lead.client.services.create(
-                tags[image_of(plan, node)], name=services[node], hostname=node, labels=_labels(plan.lab, node),
-                container_labels=_labels(plan.lab, node), env=[f"{k}={v}" for k, v in spec.env.items()],
+                tags[image_of(plan, node)], name=services[node], hostname=node, labels=labels_for(plan.lab, node),
+                container_labels=labels_for(plan.lab, node), env=[f"{k}={v}" for k, v in spec.env.items()],
                 cap_add=CAPABILITIES, init=True, constraints=constraints,
                 restart_policy=docker.types.RestartPolicy(condition="none"),
                 mode=docker.types.ServiceMode("replicated", replicas=1))
@@ -383,11 +296,12 @@ def _machine_containers(plan: Plan, engines: dict[str, Engine], tags: dict[str, 
 
     def one(machine: str) -> tuple[str, dict[str, Any]]:
         info: dict[str, Any] = {"agent": start_agent(engines[machine], tags["agent"], agents[machine],
-                                                     _labels(plan.lab)).id,
+                                                     labels_for(plan.lab)).id,
                                 "switch": None, "switch_pid": None}
         if machine in switches:
-            c = engines[machine].client.containers.run(tags["base"], name=switches[machine], labels=_labels(plan.lab),
-                                                       network_mode="none", detach=True, init=True)
+            c = engines[machine].client.containers.run(tags["base"], name=switches[machine],
+                                                       labels=labels_for(plan.lab), network_mode="none",
+                                                       detach=True, init=True)
             c.reload()
             info.update(switch=c.id, switch_pid=int(c.attrs["State"]["Pid"]))
         return machine, info
@@ -433,162 +347,3 @@ def _configure(plan: Plan, topo: Topology, placed: dict[str, Placed], engines: d
 
     with ThreadPoolExecutor(max_workers=min(8, len(daemons))) as pool:
         list(pool.map(run, daemons))
-
-
-# --- down -----------------------------------------------------------------------------------
-
-
-def teardown(lab: str, journal: Journal) -> Teardown:
-    """Remove what the journal names on every machine that answers; keep the journal for those that do not.
-
-    Every machine at once: its VXLAN devices and firewall chain, undone by the lab's own agent (a
-    throwaway one if up was killed before it existed), and every container labelled as the lab's;
-    then the services, through the manager.
-    """
-    report = Teardown(lab)
-    entries = journal.entries()
-    cluster = cluster_from_record(entries[0]["cluster"])
-    engines, failed = try_connect_all(cluster, timeout=5)
-    lead = manager(engines)
-    services = [e["name"] for e in entries if e["kind"] == "service"]
-    # Containers first, on every machine at once (a task whose container is gone is not restarted:
-    # restart policy none), then the services: faster than the Swarm stopping each task in turn.
-    with ThreadPoolExecutor(max_workers=max(1, len(engines))) as pool:
-        for removed, skipped in pool.map(lambda m: _clear_machine(lab, entries, m, engines[m]), sorted(engines)):
-            report.removed += removed
-            report.skipped += skipped
-    if services and lead is None:
-        report.skipped.append("services: no Swarm manager answers; lab down again once one does")
-    elif lead is not None:
-        _remove_services(lead, lab, services, report)
-    for machine, why in failed.items():
-        report.skipped.append(f"machine {machine}: {why}; lab down {lab} again once it answers")
-    if not report.skipped:
-        journal.remove()
-    return report
-
-
-def _remove_services(lead: Engine, lab: str, services: list[str], report: Teardown) -> None:
-    import docker.errors
-
-    existing = {s.name: s for s in lead.client.services.list(filters={"label": f"{LABEL_LAB}={lab}"})}
-    others = [name for name in services if name not in existing]
-    for name in others:  # journaled, but not labelled as this lab's: someone else's, unless it is gone
-        try:
-            service = lead.client.services.get(name)
-        except docker.errors.NotFound:
-            continue
-        report.skipped.append(f"service {name}: not labelled as lab {lab!r}, left alone"
-                              if service.attrs["Spec"].get("Labels", {}).get(LABEL_LAB) != lab else
-                              f"service {name}: appeared while down ran; lab down {lab} again")
-
-    def remove(service: Any) -> str:
-        try:
-            service.remove()
-        except docker.errors.NotFound:
-            pass
-        return str(service.name)
-
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        report.removed += [f"service {name}" for name in pool.map(remove, existing.values())]
-
-
-def _clear_machine(lab: str, entries: list[dict[str, Any]], machine: str, engine: Engine
-                   ) -> tuple[list[str], list[str]]:
-    """One machine's part of ``down``: unwire, then remove the lab's containers; (removed, skipped).
-
-    Containers are listed with the engine's plain list call (``api.containers``), which reads no
-    container one by one: the Swarm is removing some of them meanwhile.
-    """
-    import docker.errors
-
-    removed: list[str] = []
-    skipped: list[str] = []
-    api = engine.client.api
-    label = {"label": f"{LABEL_LAB}={lab}"}
-    ours = api.containers(all=True, filters=label)
-    vxlans = [e["name"] for e in entries if e["kind"] == "vxlan" and e["machine"] == machine]
-    chain = next((e["name"] for e in entries if e["kind"] == "firewall" and e["machine"] == machine), None)
-    agent = next((c for c in ours if f"/{names.PREFIX}{lab}._agent.{machine}" in c["Names"]), None)
-
-    def unwire() -> None:
-        """The VXLAN devices still in the machine's namespace and the firewall chain, by the lab's agent."""
-        if not (vxlans or chain):
-            return
-        ops = wiring.unwire(vxlans, chain)
-        try:
-            if agent is not None and agent["State"] == "running":
-                agent_ops(engine.client.containers.get(agent["Id"]), machine, ops)
-            else:
-                image = str(entries[0].get("agent") or _local_tag("agent"))  # the image up ran on every machine
-                if not _has_image(engine, image):
-                    _send_images(engine, [image])
-                run_agent(engine, image, ops, f"{names.PREFIX}{lab}._unwire.{machine}", _labels(lab))
-        except (EnvironmentProblem, docker.errors.APIError) as exc:
-            skipped.append(f"machine {machine}: could not undo its VXLAN devices and firewall: {exc}")
-        else:
-            removed.extend([f"vxlan {v} on {machine}" for v in vxlans]
-                           + ([f"firewall {chain} on {machine}"] if chain else []))
-
-    def remove(c: dict[str, Any]) -> tuple[str, str | None]:
-        name = c["Names"][0].lstrip("/") if c.get("Names") else c["Id"][:12]
-        try:
-            api.remove_container(c["Id"], force=True)
-        except docker.errors.NotFound:
-            pass
-        except docker.errors.APIError as exc:
-            if not (exc.status_code == 409 and "in progress" in str(exc)):  # another removal is on it
-                return name, f"could not remove it: {exc.explanation or exc}"
-        return name, None
-
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        undone = pool.submit(unwire)  # meanwhile, every container but the agent goes
-        results = list(pool.map(remove, [c for c in ours if c is not agent]))
-        undone.result()
-        if agent is not None:
-            results.append(remove(agent))
-    for name, problem in results:
-        if problem:
-            skipped.append(f"container {name} on {machine}: {problem}")
-        else:
-            removed.append(f"container {name} on {machine}")
-    return removed, skipped
-
-
-def _local_tag(short_name: str) -> str:
-    from lab.images import ImageSet
-    from lab.nodes.container import docker_client
-
-    tag = ImageSet(docker_client()).tag(short_name, build=False)
-    if tag is None:
-        raise EnvironmentProblem(f"the {short_name} image is not built here", f"lab images build {short_name}")
-    return tag
-
-
-def clean_orphans(cluster: Cluster) -> Teardown:
-    """On every machine that answers: services and containers labelled as a lab of this state directory
-    that has no journal here (its ``up`` was killed before the journal existed, or the state was lost)."""
-    from lab.nodes.container import is_ours, remove_container
-    from lab.state import labs_with_state
-
-    report = Teardown("(no journal)")
-    engines, failed = try_connect_all(cluster, timeout=5)
-    alive = set(labs_with_state())
-    lead = manager(engines)
-    if lead is not None:
-        for service in lead.client.services.list(filters={"label": LABEL_LAB}):
-            labels = service.attrs["Spec"].get("Labels") or {}
-            if labels.get(LABEL_LAB) not in alive and is_ours(labels):
-                service.remove()
-                report.removed.append(f"service {service.name}")
-    for machine, engine in engines.items():
-        for c in engine.client.containers.list(all=True, filters={"label": LABEL_LAB}):
-            if c.labels.get(LABEL_LAB) in alive or not is_ours(c.labels):
-                continue
-            problem = remove_container(c)
-            if problem:
-                report.skipped.append(f"container {c.name} on {machine}: {problem}")
-            else:
-                report.removed.append(f"container {c.name} on {machine}")
-    report.skipped += [f"machine {m}: {why}" for m, why in failed.items()]
-    return report

@@ -14,8 +14,9 @@ loader's hardened YAML reader, so every problem is ``file:line: field: what is w
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
@@ -114,3 +115,15 @@ def load_cluster(path: str | Path) -> Cluster:
         raise TopologyError(problems)
     lines = {name: smap.line_of(("machines", name)) for name in spec.machines}
     return Cluster(spec, Path(path), lines)
+
+
+def cluster_record(cluster: Cluster) -> dict[str, Any]:
+    """What the journal keeps of the cluster file, so every other verb finds the machines without it."""
+    return {"file": str(cluster.path.resolve()), "spec": json.loads(cluster.spec.model_dump_json()),
+            "tls": {m: list(paths) for m, paths in cluster.tls.items()}}
+
+
+def cluster_from_record(record: dict[str, Any]) -> Cluster:
+    spec = ClusterFile.model_validate(record["spec"])
+    tls = {m: (str(p[0]), str(p[1]), str(p[2])) for m, p in (record.get("tls") or {}).items()}
+    return Cluster(spec, Path(record["file"]), {}, tls)

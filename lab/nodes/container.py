@@ -82,7 +82,7 @@ def start_containers(plan: Plan, topo: Topology, journal: Journal, progress: Any
                 resolved[spec.image],
                 name=name,
                 hostname=spec.name,
-                labels={LABEL_LAB: plan.lab, LABEL_NODE: spec.name, LABEL_STATE: _state_root()},
+                labels=labels_for(plan.lab, spec.name),
                 network_mode="none",
                 cap_add=CAPABILITIES,
                 environment=spec.env,
@@ -122,6 +122,14 @@ def _state_root() -> str:
     from lab.state import state_root
 
     return os.path.abspath(state_root())
+
+
+def labels_for(lab: str, node: str | None = None) -> dict[str, str]:
+    """The labels of a container (or a Swarm service) of ``lab``: how down and clean find it again."""
+    labels = {LABEL_LAB: lab, LABEL_STATE: _state_root()}
+    if node is not None:
+        labels[LABEL_NODE] = node
+    return labels
 
 
 def is_ours(labels: dict[str, str]) -> bool:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lab.cluster.deploy import cluster_from_record, cluster_record, pin_constraint, service_name
-from lab.cluster.model import load_cluster
+from lab.cluster.deploy import pin_constraint, service_name
+from lab.cluster.model import cluster_from_record, cluster_record, load_cluster
 
 
 def test_a_pin_uses_the_label_that_names_the_machine_else_its_hostname() -> None:

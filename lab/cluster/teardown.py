@@ -1,0 +1,163 @@
+"""Taking a cluster lab down, and sweeping what a killed ``up`` left, through every engine that answers."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from lab import names
+from lab.cluster import wiring
+from lab.cluster.agents import agent_ops, run_agent
+from lab.cluster.engines import Engine, manager, try_connect_all
+from lab.cluster.images import has_image, local_tag, send_images
+from lab.cluster.model import Cluster, cluster_from_record
+from lab.deploy import Teardown
+from lab.errors import EnvironmentProblem
+from lab.nodes.container import LABEL_LAB, labels_for
+from lab.state import Journal
+
+
+def teardown(lab: str, journal: Journal) -> Teardown:
+    """Remove what the journal names on every machine that answers; keep the journal for those that do not.
+
+    Every machine at once: its VXLAN devices and firewall chain, undone by the lab's own agent (a
+    throwaway one if up was killed before it existed), and every container labelled as the lab's;
+    then the services, through the manager.
+    """
+    report = Teardown(lab)
+    entries = journal.entries()
+    cluster = cluster_from_record(entries[0]["cluster"])
+    engines, failed = try_connect_all(cluster, timeout=5)
+    lead = manager(engines)
+    services = [e["name"] for e in entries if e["kind"] == "service"]
+    # Containers first, on every machine at once (a task whose container is gone is not restarted:
+    # restart policy none), then the services: faster than the Swarm stopping each task in turn.
+    with ThreadPoolExecutor(max_workers=max(1, len(engines))) as pool:
+        for removed, skipped in pool.map(lambda m: _clear_machine(lab, entries, m, engines[m]), sorted(engines)):
+            report.removed += removed
+            report.skipped += skipped
+    if services and lead is None:
+        report.skipped.append("services: no Swarm manager answers; lab down again once one does")
+    elif lead is not None:
+        _remove_services(lead, lab, services, report)
+    for machine, why in failed.items():
+        report.skipped.append(f"machine {machine}: {why}; lab down {lab} again once it answers")
+    if not report.skipped:
+        journal.remove()
+    return report
+
+
+def _remove_services(lead: Engine, lab: str, services: list[str], report: Teardown) -> None:
+    import docker.errors
+
+    existing = {s.name: s for s in lead.client.services.list(filters={"label": f"{LABEL_LAB}={lab}"})}
+    others = [name for name in services if name not in existing]
+    for name in others:  # journaled, but not labelled as this lab's: someone else's, unless it is gone
+        try:
+            service = lead.client.services.get(name)
+        except docker.errors.NotFound:
+            continue
+        report.skipped.append(f"service {name}: not labelled as lab {lab!r}, left alone"
+                              if service.attrs["Spec"].get("Labels", {}).get(LABEL_LAB) != lab else
+                              f"service {name}: appeared while down ran; lab down {lab} again")
+
+    def remove(service: Any) -> str:
+        try:
+            service.remove()
+        except docker.errors.NotFound:
+            pass
+        return str(service.name)
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        report.removed += [f"service {name}" for name in pool.map(remove, existing.values())]
+
+
+def _clear_machine(lab: str, entries: list[dict[str, Any]], machine: str, engine: Engine
+                   ) -> tuple[list[str], list[str]]:
+    """One machine's part of ``down``: unwire, then remove the lab's containers; (removed, skipped).
+
+    Containers are listed with the engine's plain list call (``api.containers``), which reads no
+    container one by one: the Swarm is removing some of them meanwhile.
+    """
+    import docker.errors
+
+    removed: list[str] = []
+    skipped: list[str] = []
+    api = engine.client.api
+    label = {"label": f"{LABEL_LAB}={lab}"}
+    ours = api.containers(all=True, filters=label)
+    vxlans = [e["name"] for e in entries if e["kind"] == "vxlan" and e["machine"] == machine]
+    chain = next((e["name"] for e in entries if e["kind"] == "firewall" and e["machine"] == machine), None)
+    agent = next((c for c in ours if f"/{names.PREFIX}{lab}._agent.{machine}" in c["Names"]), None)
+
+    def unwire() -> None:
+        """The VXLAN devices still in the machine's namespace and the firewall chain, by the lab's agent."""
+        if not (vxlans or chain):
+            return
+        ops = wiring.unwire(vxlans, chain)
+        try:
+            if agent is not None and agent["State"] == "running":
+                agent_ops(engine.client.containers.get(agent["Id"]), machine, ops)
+            else:
+                image = str(entries[0].get("agent") or local_tag("agent"))  # the image up ran on every machine
+                if not has_image(engine, image):
+                    send_images(engine, [image])
+                run_agent(engine, image, ops, f"{names.PREFIX}{lab}._unwire.{machine}", labels_for(lab))
+        except (EnvironmentProblem, docker.errors.APIError) as exc:
+            skipped.append(f"machine {machine}: could not undo its VXLAN devices and firewall: {exc}")
+        else:
+            removed.extend([f"vxlan {v} on {machine}" for v in vxlans]
+                           + ([f"firewall {chain} on {machine}"] if chain else []))
+
+    def remove(c: dict[str, Any]) -> tuple[str, str | None]:
+        name = c["Names"][0].lstrip("/") if c.get("Names") else c["Id"][:12]
+        try:
+            api.remove_container(c["Id"], force=True)
+        except docker.errors.NotFound:
+            pass
+        except docker.errors.APIError as exc:
+            if not (exc.status_code == 409 and "in progress" in str(exc)):  # another removal is on it
+                return name, f"could not remove it: {exc.explanation or exc}"
+        return name, None
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        undone = pool.submit(unwire)  # meanwhile, every container but the agent goes
+        results = list(pool.map(remove, [c for c in ours if c is not agent]))
+        undone.result()
+        if agent is not None:
+            results.append(remove(agent))
+    for name, problem in results:
+        if problem:
+            skipped.append(f"container {name} on {machine}: {problem}")
+        else:
+            removed.append(f"container {name} on {machine}")
+    return removed, skipped
+
+
+def clean_orphans(cluster: Cluster) -> Teardown:
+    """On every machine that answers: services and containers labelled as a lab of this state directory
+    that has no journal here (its ``up`` was killed before the journal existed, or the state was lost)."""
+    from lab.nodes.container import is_ours, remove_container
+    from lab.state import labs_with_state
+
+    report = Teardown("(no journal)")
+    engines, failed = try_connect_all(cluster, timeout=5)
+    alive = set(labs_with_state())
+    lead = manager(engines)
+    if lead is not None:
+        for service in lead.client.services.list(filters={"label": LABEL_LAB}):
+            labels = service.attrs["Spec"].get("Labels") or {}
+            if labels.get(LABEL_LAB) not in alive and is_ours(labels):
+                service.remove()
+                report.removed.append(f"service {service.name}")
+    for machine, engine in engines.items():
+        for c in engine.client.containers.list(all=True, filters={"label": LABEL_LAB}):
+            if c.labels.get(LABEL_LAB) in alive or not is_ours(c.labels):
+                continue
+            problem = remove_container(c)
+            if problem:
+                report.skipped.append(f"container {c.name} on {machine}: {problem}")
+            else:
+                report.removed.append(f"container {c.name} on {machine}")
+    report.skipped += [f"machine {m}: {why}" for m, why in failed.items()]
+    return report
