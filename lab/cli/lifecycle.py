@@ -95,6 +95,10 @@ def register(app: typer.Typer) -> None:
         if cluster_file is None:
             if spread:
                 raise InputError("--spread goes with --cluster FILE (or LAB_CLUSTER)")
+            pinned = [n for n, node in topo.nodes.items() if node.machine]
+            if pinned and not quiet:
+                console.print(f"[yellow]note:[/] machine: of {', '.join(pinned[:3])} applies on a cluster only "
+                              "(lab up --cluster FILE); on this machine every node is here")
             preflight(needs_for(topo))
 
         def build(progress: Any = None) -> Any:
@@ -118,7 +122,9 @@ def register(app: typer.Typer) -> None:
 
                 plan = build(report)
         if not quiet:
-            out.print(_nodes_table(topo.name, {n: vars(s) for n, s in plan.nodes.items()}))
+            placed = state.read_lab_info(topo.name)["nodes"]  # on a cluster: where the engine put each node
+            out.print(_nodes_table(topo.name, {n: {**vars(s), "machine": placed[n].get("machine")}
+                                               for n, s in plan.nodes.items()}))
             out.print(f"lab [bold]{topo.name}[/] is up — try: lab exec {next(iter(topo.nodes))} -- ip -br addr")
 
     @app.command()
@@ -247,13 +253,17 @@ def _progress() -> Progress:
 
 
 def _nodes_table(lab: str, nodes: dict[str, dict[str, Any]]) -> Table:
-    table = Table("node", "kind", "interface", "address", "network / peer", title=f"lab {lab}")
+    on_cluster = any(spec.get("machine") for spec in nodes.values())
+    table = Table("node", "kind", *(["machine"] if on_cluster else []), "interface", "address", "network / peer",
+                  title=f"lab {lab}")
     for name, spec in nodes.items():
         first = True
+        where = [str(spec.get("machine") or "")] if on_cluster else []
         for ifname, iface in spec["interfaces"].items():
-            table.add_row(name if first else "", spec["kind"] if first else "", ifname, iface.get("address") or "-",
-                          iface.get("network") or iface.get("peer") or "")
+            shown = where if first else [""] * len(where)
+            table.add_row(name if first else "", spec["kind"] if first else "", *shown,
+                          ifname, iface.get("address") or "-", iface.get("network") or iface.get("peer") or "")
             first = False
         if first:
-            table.add_row(name, spec["kind"], "-", "-", "")
+            table.add_row(name, spec["kind"], *where, "-", "-", "")
     return table

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from lab import names
-from lab.errors import LabNotFound
+from lab.errors import EnvironmentProblem, LabNotFound
 from lab.net.netns import netns_path
 
 
@@ -82,7 +82,9 @@ class MachineNamespace:
         got = subprocess.run(self.agent.command(["cat", path]), capture_output=True, timeout=300)
         subprocess.run(self.agent.command(["rm", "-f", path]), capture_output=True, timeout=60)
         if got.returncode != 0:
-            raise OSError(f"machine {self.machine}: cannot read {path}: {got.stderr.decode(errors='replace')[-200:]}")
+            why = (got.stderr.decode(errors="replace").strip().splitlines() or ["no answer"])[-1][:200]
+            raise EnvironmentProblem(f"machine {self.machine}: cannot fetch the capture {path} ({why})",
+                                     "was the lab taken down meanwhile? see: lab ls")
         return got.stdout
 
 

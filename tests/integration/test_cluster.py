@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -29,7 +30,7 @@ from lab.nodes import node_from_info
 pytestmark = [pytest.mark.root, pytest.mark.docker]
 ROOT = Path(__file__).resolve().parents[2]
 CLUSTER = "ci"
-LAB = "book-web"
+LAB = "clu-bookweb"  # the book's web case, renamed so that it cannot clash with a user's book-web
 URL = "http://www.baidu.com/index.html"
 
 
@@ -75,9 +76,13 @@ def apart(*argv: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.fixture(scope="module")
-def lab(cluster_file: Path) -> Iterator[dict]:
+def lab(cluster_file: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+    here = tmp_path_factory.mktemp("topology")
+    shutil.copytree(ROOT / "topologies" / "book-web", here / "book-web")  # its documents, beside it
+    topology = here / "book-web.yaml"
+    topology.write_text((ROOT / "topologies" / "book-web.yaml").read_text().replace("name: book-web", f"name: {LAB}"))
     start = time.monotonic()
-    up = apart("up", "-q", str(ROOT / "topologies" / "book-web.yaml"), "--cluster", str(cluster_file), "--spread")
+    up = apart("up", "-q", str(topology), "--cluster", str(cluster_file), "--spread")
     print(f"lab up book-web --cluster (3 machines, images copied if missing): {time.monotonic() - start:.1f} s")
     assert up.returncode == 0, up.stderr
     yield state.read_lab_info(LAB)
@@ -225,7 +230,7 @@ def nothing_of(lab_name: str) -> None:
 def test_a_killed_up_leaves_nothing_down_cannot_remove(cluster_file: Path, tmp_path: Path, kill_at: str) -> None:
     """SIGKILL ``lab up --cluster`` at a point of its build; ``lab down`` (or, before its journal exists,
     ``lab clean --cluster``) then leaves nothing of it on any machine."""
-    name = f"crash-{kill_at[:4]}"
+    name = f"clu-crash-{kill_at[:4]}"
     topology = tmp_path / "t.yaml"
     topology.write_text((ROOT / "topologies" / "book-lan.yaml").read_text().replace("name: book-lan", f"name: {name}"))
     journal = state.Journal(name)
@@ -269,7 +274,7 @@ def test_the_catalogue_holds_when_spread(cluster_file: Path, tmp_path: Path) -> 
 
 def test_down_with_a_machine_frozen_finishes_once_it_answers(cluster_file: Path, tmp_path: Path,
                                                               capsys: pytest.CaptureFixture[str]) -> None:
-    name = "frozen"
+    name = "clu-frozen"
     topology = tmp_path / "t.yaml"
     topology.write_text((ROOT / "topologies" / "book-lan.yaml").read_text().replace("name: book-lan", f"name: {name}"))
     assert main(["up", "-q", str(topology), "--cluster", str(cluster_file), "--spread"]) == 0
