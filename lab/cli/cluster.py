@@ -45,6 +45,9 @@ def register(app: typer.Typer) -> None:
         from lab.cluster import local as local_cluster
         from lab.errors import EnvironmentProblem
 
+        if not local_cluster.is_up(name):
+            out.print(f"cluster {name}: nothing to remove")
+            return
         with console.status("local cluster down"):
             problems = local_cluster.down(name, progress=lambda step: console.log(step))
         if problems:

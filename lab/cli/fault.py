@@ -67,6 +67,8 @@ def clear(
     name = state.resolve_lab(lab)
     label = faults.endpoint(state.read_lab_info(name), where).label if where else None
     done = faults.clear(state.Journal(name), where=label, fault_id=fault_id)
+    if fault_id and not done:
+        raise InputError(f"lab {name} has no active fault {fault_id!r}", f"see: lab fault ls --lab {name}")
     out.print(f"cleared {len(done)} fault(s)" + "".join(f"\n  {e['id']}: {e['what']} on {e['where']}" for e in done))
 
 

@@ -82,6 +82,11 @@ def cgroup_parent(name: str, machine: str) -> str:
     return f"lab-cluster-{name}-{machine}"
 
 
+def is_up(name: str) -> bool:
+    """Whether a local cluster of that name has a journal here (up, or interrupted)."""
+    return Journal(f"cluster {check_name(name)}", cluster_dir(name)).exists()
+
+
 def check_name(name: str) -> str:
     import re
 

@@ -305,9 +305,11 @@ def test_down_leaves_nothing_on_any_machine(lab: dict, capsys: pytest.CaptureFix
     assert main(["down", LAB]) == 0  # idempotent
 
 
-def test_local_cluster_down_removes_it_exactly(cluster_file: Path) -> None:
+def test_local_cluster_down_removes_it_exactly(cluster_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
     pids = engine_pids()
-    assert local.down(CLUSTER) == []
+    assert main(["cluster", "local", "down", "--name", CLUSTER]) == 0
+    assert main(["cluster", "local", "down", "--name", CLUSTER]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == f"cluster {CLUSTER}: nothing to remove"
     assert not any(Path(f"/proc/{pid}").exists() for pid in pids)
     listing = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     assert f"labc-{CLUSTER}." not in listing

@@ -98,6 +98,7 @@ def test_a_pulled_point_to_point_cable_heals(lab_factory, capsys):
         assert main(plug_back) == 0
         assert lab.exec("kongming20", far).returncode == 0, plug_back
         assert "10.0.1.0/24 via 10.0.0.2 dev eth1" in lab.exec("router", ["ip", "route"]).stdout
+    assert main(["fault", "clear", "--lab", "core-heal", "--id", "zzzzzz"]) == 2  # no such fault: said, not ignored
     capsys.readouterr()
     assert main(["inspect", "core-heal", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["differences"] == []
