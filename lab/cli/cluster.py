@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
 import typer
-from rich.table import Table
 
 from lab.cli.common import console, out
-from lab.cli.doctor import STYLE
 
 
 def register(app: typer.Typer) -> None:
@@ -61,23 +58,11 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help="JSON output."),
     ) -> None:
         """Check every machine of a cluster through its engine (answers, Swarm member, ready, images)."""
+        from lab.cli.doctor import print_checks
         from lab.cluster.doctor import check_cluster
         from lab.cluster.model import load_cluster
-        from lab.doctor import FAIL
 
-        cluster = load_cluster(file)
-        checks = check_cluster(cluster, _local_lab_images())
-        failed = any(c.status == FAIL for c in checks)
-        if as_json:
-            out.print_json(json.dumps({"ok": not failed, "checks": [c.to_dict() for c in checks]}))
-        else:
-            table = Table("check", "status", "what lab found, and what to do", title=f"cluster {file}")
-            for c in checks:
-                table.add_row(c.name, f"[{STYLE[c.status]}]{c.status}[/]",
-                              c.summary + (f" [bold]→ {c.fix}[/]" if c.fix else ""))
-            out.print(table)
-        if failed:
-            raise typer.Exit(3)
+        print_checks(check_cluster(load_cluster(file), _local_lab_images()), as_json, title=f"cluster {file}")
 
 
 def _local_lab_images() -> list[str] | None:
