@@ -21,7 +21,7 @@ from pathlib import Path
 
 from lab import names, procs
 from lab.errors import EnvironmentProblem, InputError, LabError
-from lab.net import links, netns, sysctl
+from lab.net import impair, links, netns, sysctl
 from lab.plan import NO_RESOLVER, Plan, make_plan
 from lab.state import Journal, lab_dir, lab_lock, labs_with_state, netns_dir, write_lab_info
 from lab.topology.model import Topology
@@ -44,11 +44,17 @@ class Teardown:
 
 
 def up(
-    topo: Topology, source_text: str, source_file: str | None = None, progress: Progress = _no_progress
+    topo: Topology, source_text: str, source_file: str | None = None, progress: Progress = _no_progress,
+    emulator: str | None = None,
 ) -> Plan:
-    """Build the lab; on any failure (or Ctrl-C) remove what was made and re-raise."""
+    """Build the lab; on any failure (or Ctrl-C) remove what was made and re-raise.
+
+    ``emulator`` (netem, lab, auto) applies the topology's impairments; it is kept in the lab's
+    info, so later ``lab fault add`` impairments use the same one.
+    """
     netns.require_root()
     plan = make_plan(topo)
+    emulator = impair.choose(emulator) if impair.of_topology(topo) or emulator else None
     with lab_lock(topo.name):
         journal = Journal(topo.name)
         if journal.exists():
@@ -63,6 +69,17 @@ def up(
             journal.record([{"kind": "nsdir", "name": "netns"}])
             netns.mount_nsdir(netns_dir(topo.name))
             _apply(plan, topo, journal, progress)
+            write_lab_info(topo.name, {
+                "name": topo.name,
+                "file": source_file,
+                "created": time.time(),
+                "nodes": {n: vars(s) for n, s in plan.nodes.items()},
+                "networks": {n: {"subnet": str(net.subnet)} for n, net in topo.networks.items()},
+                "bridges": [vars(b) for b in plan.bridges],
+                "switch": names.switch_netns(topo.name) if topo.networks else None,
+                "emulator": emulator,
+            })
+            impair.apply_topology(topo, journal, emulator, progress)
         except BaseException as exc:
             progress("rolling back", 0, 1)
             try:
@@ -72,15 +89,6 @@ def up(
             if isinstance(exc, OSError) and not isinstance(exc, LabError):
                 raise EnvironmentProblem(f"could not build lab {topo.name!r}: {exc.strerror or exc}") from exc
             raise
-        write_lab_info(topo.name, {
-            "name": topo.name,
-            "file": source_file,
-            "created": time.time(),
-            "nodes": {n: vars(s) for n, s in plan.nodes.items()},
-            "networks": {n: {"subnet": str(net.subnet)} for n, net in topo.networks.items()},
-            "bridges": [vars(b) for b in plan.bridges],
-            "switch": names.switch_netns(topo.name) if topo.networks else None,
-        })
     return plan
 
 

@@ -147,7 +147,7 @@ def check_br_netfilter() -> Check:
                                      "(informational; lab needs neither)")
 
 
-def _qdisc(kind: str, args: list[str]) -> tuple[bool | None, str]:
+def qdisc_works(kind: str, args: list[str]) -> tuple[bool | None, str]:
     """Try a qdisc on lo in a scratch namespace; None when we cannot try (not root, no tc)."""
     if not _is_root():
         return None, NOT_ROOT
@@ -156,23 +156,41 @@ def _qdisc(kind: str, args: list[str]) -> tuple[bool | None, str]:
     return _scratch(["tc", "qdisc", "add", "dev", "lo", "root", *args])
 
 
-def check_netem() -> Check:
-    worked, detail = _qdisc("netem", ["netem", "delay", "1ms"])
+def check_link_emulator() -> Check:
+    """Which emulator impairments (delay, jitter, duplicate, reorder, corrupt) will use here, and that it works."""
+    import sys
+
+    from lab.net import impair
+
+    try:
+        chosen = impair.choose()
+    except EnvironmentProblem as exc:
+        return Check("link emulator", FAIL, exc.message, exc.hint or "")
+    except Exception as exc:  # a bad $LAB_EMULATOR
+        return Check("link emulator", FAIL, str(getattr(exc, "message", exc)), "LAB_EMULATOR=auto, netem or lab")
+    netem, netem_detail = qdisc_works("netem", ["netem", "delay", "1ms"])
+    if netem is None:
+        return Check("link emulator", WARN, netem_detail)
+    if chosen == "netem":
+        if netem:
+            return Check("link emulator", OK, "netem works: impairments use it (LAB_EMULATOR=lab forces lab's own)")
+        return Check("link emulator", FAIL, f"LAB_EMULATOR=netem, but this kernel has no sch_netem ({netem_detail})",
+                     "unset LAB_EMULATOR (lab then uses its own emulator) or use a kernel with CONFIG_NET_SCH_NETEM")
+    worked, detail = _scratch([sys.executable, "-m", "lab.net.emulator", "probe"])
+    why = "forced by LAB_EMULATOR=lab" if netem else f"no sch_netem here: {netem_detail}"
     if worked:
-        return Check("sch_netem", OK, "netem works: delay and jitter faults are available")
-    if worked is None:
-        return Check("sch_netem", WARN, detail)
-    return Check("sch_netem", WARN, f"this kernel has no sch_netem ({detail}): delay and jitter faults "
-                                    "(lab fault add NODE:IF --delay ...) are unavailable; loss, drops, cable pulls and "
-                                    "rate limits still work, and no book experiment needs delay",
-                 "use a kernel with CONFIG_NET_SCH_NETEM (m or y) for WAN-like delays")
+        return Check("link emulator", OK, f"lab's own emulator (NFQUEUE, a process per impaired direction) does "
+                                          f"delay, jitter, loss, duplicate, reorder, corrupt, rate ({why})")
+    return Check("link emulator", WARN, f"{why}; lab's own emulator cannot run either ({detail}): delay and the other "
+                                        "impairments are unavailable; loss, drops, cable pulls and rate limits work",
+                 "lab's emulator needs iptables' NFQUEUE target (CONFIG_NETFILTER_NETLINK_QUEUE, xt_NFQUEUE)")
 
 
 def check_rate_qdiscs() -> Check:
     results = {}
     for kind, args in (("tbf", ["tbf", "rate", "1mbit", "burst", "32kbit", "latency", "400ms"]),
                        ("htb", ["handle", "1:", "htb", "default", "10"])):
-        results[kind] = _qdisc(kind, args)
+        results[kind] = qdisc_works(kind, args)
     if any(worked is None for worked, _ in results.values()):
         return Check("tbf/htb", WARN, next(detail for worked, detail in results.values() if worked is None))
     missing = [kind for kind, (worked, _) in results.items() if not worked]
@@ -279,7 +297,7 @@ CHECKS: dict[str, Callable[[], Check]] = {
     "iptables": check_iptables,
     "statistic": check_statistic,
     "br_netfilter": check_br_netfilter,
-    "netem": check_netem,
+    "link emulator": check_link_emulator,
     "rate": check_rate_qdiscs,
     "tcpdump": check_tcpdump,
     "ethtool": check_ethtool,

@@ -1,14 +1,16 @@
-"""``lab fault add|clear|ls``: loss, drops, rejects, rate limits and delay on a node's interface."""
+"""``lab fault add|clear|ls``: drops, rejects, loss, rate limits and impairments (delay and friends)."""
 
 from __future__ import annotations
 
 import typer
+from pydantic import ValidationError
 from rich.table import Table
 
 from lab import state
 from lab.cli.common import out
 from lab.errors import InputError
-from lab.net import faults
+from lab.net import faults, impair
+from lab.topology.model import Impair
 
 fault_app = typer.Typer(help="Inject faults on a node's interface, list and clear them.", no_args_is_help=True)
 LabOption = typer.Option(None, "--lab", help="Lab name (optional when exactly one is up).")
@@ -21,40 +23,65 @@ def _percent(text: str) -> float:
         raise InputError(f"--loss {text!r}: write a percentage such as 30%") from None
 
 
+IMPAIR_HELP = "(an impairment: netem, or lab's emulator without it)"
+
+
 @fault_app.command("add")
 def add(
     where: str = typer.Argument(..., help="NODE:IF"),
-    loss: str = typer.Option(None, "--loss", help="Random loss, e.g. 30% (iptables statistic)."),
-    drop: str = typer.Option(None, "--drop", help="Drop matching packets, e.g. 'tcp syn dport 80'."),
-    reject: str = typer.Option(None, "--reject", help="Reject matching packets (ICMP error or TCP RST)."),
+    loss: str = typer.Option(None, "--loss", help="Random loss, e.g. 30%. Alone: an iptables rule, both "
+                                                  "directions; with other impairments: part of them."),
+    drop: str = typer.Option(None, "--drop", help="Drop matching packets, e.g. 'tcp syn dport 80' (default: in)."),
+    reject: str = typer.Option(None, "--reject", help="Reject matching packets (ICMP error or TCP RST; default: in)."),
     reject_with: str = typer.Option("icmp-port-unreachable", "--reject-with", help="e.g. tcp-reset"),
-    rate: str = typer.Option(None, "--rate", help="Rate limit, e.g. 1mbit (tc tbf)."),
-    delay: str = typer.Option(None, "--delay", help="Delay, e.g. 50ms (needs sch_netem)."),
-    jitter: str = typer.Option(None, "--jitter", help="Jitter for --delay, e.g. 10ms."),
-    direction: str = typer.Option(None, "--direction", help="in, out or both (default: both; drops: in)."),
+    rate: str = typer.Option(None, "--rate", help="Rate limit, e.g. 1mbit (default: out). Alone: tc tbf."),
+    delay: str = typer.Option(None, "--delay", help=f"Delay, e.g. 50ms {IMPAIR_HELP}."),
+    jitter: str = typer.Option(None, "--jitter", help="Jitter for --delay, e.g. 10ms: each packet waits delay±jitter."),
+    duplicate: str = typer.Option(None, "--duplicate", help=f"Duplicate this share, e.g. 1% {IMPAIR_HELP}."),
+    reorder: str = typer.Option(None, "--reorder", help="Send this share at once, ahead of the rest (needs --delay)."),
+    corrupt: str = typer.Option(None, "--corrupt", help=f"Flip a bit in this share, e.g. 0.1% {IMPAIR_HELP}."),
+    limit: int = typer.Option(None, "--limit", min=1, help="At most this many packets wait (netem's default 1000)."),
+    direction: str = typer.Option(None, "--direction", help="in, out or both (default: out; --loss alone: both; "
+                                                             "--drop and --reject: in)."),
+    emulator: str = typer.Option(None, "--emulator", help="netem, lab or auto (default: $LAB_EMULATOR, else auto: "
+                                                          "netem where the kernel has it)."),
     lab: str = LabOption,
 ) -> None:
     """Add one fault. Faults last until cleared, the experiment ends, or the lab goes down."""
-    chosen = [x for x in (loss, drop, reject, rate, delay) if x]
-    if len(chosen) != 1:
-        raise InputError("give exactly one of --loss, --drop, --reject, --rate, --delay")
     if direction not in (None, "in", "out", "both"):
         raise InputError(f"--direction {direction!r}: in, out or both")
+    wanted = {"delay": delay, "jitter": jitter, "loss": loss, "duplicate": duplicate, "reorder": reorder,
+              "corrupt": corrupt, "rate": rate, "limit": limit}
+    impairing = {k: v for k, v in wanted.items() if v is not None}
+    if sum(x is not None for x in (drop, reject)) + bool(impairing) != 1:
+        raise InputError("give one of --drop, --reject, or impairments (--loss, --rate, --delay, --jitter, "
+                         "--duplicate, --reorder, --corrupt, --limit)")
     name = state.resolve_lab(lab)
-    ep = faults.endpoint(state.read_lab_info(name), where)
+    info = state.read_lab_info(name)
+    ep = faults.endpoint(info, where)
     d = direction
-    if loss:
-        fault = faults.loss(ep, _percent(loss), d or "both")  # type: ignore[arg-type]
-    elif drop:
+    if drop:
         fault = faults.drop(ep, drop, d or "in")  # type: ignore[arg-type]
     elif reject:
         fault = faults.reject(ep, reject, d or "in", reject_with)  # type: ignore[arg-type]
-    elif rate:
-        fault = faults.rate(ep, rate, d or "both")  # type: ignore[arg-type]
+    elif set(impairing) == {"loss"}:
+        fault = faults.loss(ep, _percent(loss), d or "both")  # type: ignore[arg-type]
+    elif set(impairing) == {"rate"}:
+        fault = faults.rate(ep, rate, d or "out")  # type: ignore[arg-type]
     else:
-        fault = faults.delay(ep, delay, jitter, d or "both")  # type: ignore[arg-type]
+        fault = impair.impair(ep, impair_spec(impairing), d or "out", emulator or info.get("emulator"))  # type: ignore[arg-type]
     faults.apply(state.Journal(name), fault)
     out.print(f"fault {fault.id}: {fault.what} on {fault.where}")
+
+
+def impair_spec(values: dict[str, object]) -> Impair:
+    """The command line's impairment, checked as the topology file's ``impair:`` is (one line on error)."""
+    try:
+        return Impair.model_validate(values)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise InputError(f"--{where or 'impair'}: {first['msg'].removeprefix('Value error, ')}") from None
 
 
 @fault_app.command("clear")

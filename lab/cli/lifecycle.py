@@ -77,6 +77,9 @@ def register(app: typer.Typer) -> None:
         force: bool = ForceOption,
         cluster: Path | None = ClusterOption,
         spread: bool = typer.Option(False, "--spread", help="On a cluster: spread the nodes over the machines."),
+        emulator: str = typer.Option(None, "--emulator", help="What applies the impair: entries: netem, lab (lab's "
+                                                              "own emulator) or auto (default: $LAB_EMULATOR, "
+                                                              "else auto: netem where the kernel has it)."),
     ) -> None:
         """Build the lab the topology describes (rolled back on any failure)."""
         from lab.doctor import needs_for, preflight
@@ -104,12 +107,12 @@ def register(app: typer.Typer) -> None:
         def build(progress: Any = None) -> Any:
             kwargs = {"progress": progress} if progress else {}
             if cluster_file is None:
-                return deploy.up(topo, text, str(topology.resolve()), **kwargs)
+                return deploy.up(topo, text, str(topology.resolve()), emulator=emulator, **kwargs)
             from lab.cluster import deploy as cluster_deploy
             from lab.cluster.model import load_cluster
 
             return cluster_deploy.up(topo, smap, load_cluster(cluster_file), str(topology.resolve()),
-                                     spread=spread, **kwargs)
+                                     spread=spread, emulator=emulator, **kwargs)
 
         if quiet:
             plan = build()

@@ -39,6 +39,7 @@ from lab.cluster.images import copy_images
 from lab.cluster.model import Cluster, cluster_record
 from lab.cluster.teardown import teardown
 from lab.errors import EnvironmentProblem, InputError, TopologyError
+from lab.net import impair
 from lab.nodes.container import CAPABILITIES, labels_for
 from lab.plan import Plan, make_plan
 from lab.state import Journal, lab_dir, lab_lock, write_lab_info
@@ -90,9 +91,10 @@ def check_pins(topo: Topology, smap: SourceMap, cluster: Cluster) -> None:
 
 
 def up(topo: Topology, smap: SourceMap, cluster: Cluster, source_file: str | None = None,
-       progress: Any = _no_progress, spread: bool = False) -> Plan:
+       progress: Any = _no_progress, spread: bool = False, emulator: str | None = None) -> Plan:
     """Build the lab over the cluster's machines; on any failure remove what was made and re-raise."""
     plan = make_plan(topo)
+    emulator = impair.choose(emulator) if impair.of_topology(topo) or emulator else None
     wiring.check_shape(plan)
     check_pins(topo, smap, cluster)
     progress("asking the machines", 0, 1)
@@ -124,6 +126,18 @@ def up(topo: Topology, smap: SourceMap, cluster: Cluster, source_file: str | Non
                     machine_info = made.result()
             _wire(plan, placed, engines, machines, machine_info, journal, progress)
             _configure(plan, topo, placed, engines, progress)
+            write_lab_info(topo.name, {
+                "name": topo.name, "file": source_file, "created": time.time(),
+                "cluster": cluster_record(cluster),
+                "machines": {m: {**i, "engine": cluster.machines[m].engine, "tls": cluster.tls_paths(m)}
+                             for m, i in machine_info.items()},
+                "nodes": {n: {**vars(s), "machine": placed[n].machine, "container": placed[n].container,
+                              "pid": placed[n].pid, "engine": cluster.machines[placed[n].machine].engine,
+                              "tls": cluster.tls_paths(placed[n].machine)} for n, s in plan.nodes.items()},
+                "networks": {n: {"subnet": str(net.subnet)} for n, net in topo.networks.items()},
+                "bridges": [vars(b) for b in plan.bridges], "switch": None, "emulator": emulator,
+            })
+            impair.apply_topology(topo, journal, emulator, progress)
         except BaseException as exc:
             progress("rolling back", 0, 1)
             try:
@@ -131,17 +145,6 @@ def up(topo: Topology, smap: SourceMap, cluster: Cluster, source_file: str | Non
             except Exception as cleanup:
                 exc.add_note(f"rollback incomplete ({type(cleanup).__name__}: {cleanup}); run: lab down {topo.name}")
             raise
-        write_lab_info(topo.name, {
-            "name": topo.name, "file": source_file, "created": time.time(),
-            "cluster": cluster_record(cluster),
-            "machines": {m: {**i, "engine": cluster.machines[m].engine, "tls": cluster.tls_paths(m)}
-                         for m, i in machine_info.items()},
-            "nodes": {n: {**vars(s), "machine": placed[n].machine, "container": placed[n].container,
-                          "pid": placed[n].pid, "engine": cluster.machines[placed[n].machine].engine,
-                          "tls": cluster.tls_paths(placed[n].machine)} for n, s in plan.nodes.items()},
-            "networks": {n: {"subnet": str(net.subnet)} for n, net in topo.networks.items()},
-            "bridges": [vars(b) for b in plan.bridges], "switch": None,
-        })
     progress("ready", 1, 1)
     return plan
 

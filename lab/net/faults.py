@@ -1,4 +1,5 @@
-"""Faults on a node's interface: drops and random loss (iptables), cable pulls, rate limits, delay.
+"""Faults on a node's interface: drops and random loss (iptables), cable pulls, rate limits
+(impairments such as delay: lab.net.impair).
 
 Each fault is a list of commands applied inside the lab's namespaces and a list
 that undoes it (an experiment's sysctl is one too: :func:`sysctl`); both go into
@@ -20,16 +21,17 @@ import re
 import secrets
 import subprocess
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
-from lab import names
+from lab import names, procs
 from lab.errors import EnvironmentProblem, InputError
+from lab.net.emulator import RESENT_MARK
 from lab.nodes.namespace import Namespace, node_namespace, switch_namespace
 from lab.state import Journal
 
 Direction = Literal["in", "out", "both"]
 RATE = re.compile(r"^\d+(\.\d+)?(bit|kbit|mbit|gbit|bps|kbps|mbps)$")
-TIME = re.compile(r"^\d+(\.\d+)?(us|ms|s)$")
 IPV4 = re.compile(r"^\d{1,3}(\.\d{1,3}){3}(/\d{1,2})?$")
 
 
@@ -60,6 +62,7 @@ class Fault:
     what: str
     apply: list[list[str]] = field(default_factory=list)
     undo: list[list[str]] = field(default_factory=list)
+    pidfiles: list[str] = field(default_factory=list)  # daemons it starts (lab's link emulator), by pidfile
 
 
 def endpoint(lab_info: dict[str, Any], spec: str) -> Endpoint:
@@ -130,14 +133,15 @@ def parse_match(text: str) -> list[str]:
     return args
 
 
-def _directions(direction: Direction) -> list[str]:
+def directions(direction: Direction) -> list[str]:
     return ["in", "out"] if direction == "both" else [direction]
 
 
 def iptables_fault(ep: Endpoint, match: list[str], target: list[str], direction: Direction, what: str) -> Fault:
-    fault = Fault(_new_id(), ep.label, what)
-    tag = ["-m", "comment", "--comment", f"lab-fault-{fault.id}"]
-    for d in _directions(direction):
+    fault = Fault(new_id(), ep.label, what)
+    # what lab's link emulator sends again has met these rules once already (lab.net.emulator)
+    tag = ["-m", "mark", "!", "--mark", hex(RESENT_MARK), "-m", "comment", "--comment", f"lab-fault-{fault.id}"]
+    for d in directions(direction):
         if target[:2] == ["-j", "REJECT"]:
             table, chain, iface = "filter", ("INPUT" if d == "in" else "OUTPUT"), ("-i" if d == "in" else "-o")
         elif d == "in":
@@ -171,10 +175,10 @@ def reject(ep: Endpoint, match: str, direction: Direction = "in", with_: str = "
     return iptables_fault(ep, parse_match(match), target, direction, f"reject {match} {direction} with {with_}")
 
 
-def _qdisc_targets(ep: Endpoint, direction: Direction) -> list[tuple[Namespace, str]]:
+def qdisc_targets(ep: Endpoint, direction: Direction) -> list[tuple[Namespace, str]]:
     """A qdisc shapes what leaves an interface: ``out`` is the node's end, ``in`` the other end."""
     out = []
-    for d in _directions(direction):
+    for d in directions(direction):
         out.append((ep.inside, ep.ifname) if d == "out" else (ep.peer_inside, ep.peer_ifname))
     return out
 
@@ -182,22 +186,10 @@ def _qdisc_targets(ep: Endpoint, direction: Direction) -> list[tuple[Namespace, 
 def rate(ep: Endpoint, value: str, direction: Direction = "out") -> Fault:
     if not RATE.match(value):
         raise InputError(f"--rate {value!r}", "write e.g. 1mbit, 500kbit")
-    fault = Fault(_new_id(), ep.label, f"rate {value} {direction}")
-    for ns, dev in _qdisc_targets(ep, direction):
+    fault = Fault(new_id(), ep.label, f"rate {value} {direction}")
+    for ns, dev in qdisc_targets(ep, direction):
         fault.apply.append(ns.command(["tc", "qdisc", "replace", "dev", dev, "root", "tbf", "rate", value,
                                        "burst", "32kbit", "latency", "400ms"]))
-        fault.undo.append(ns.command(["tc", "qdisc", "del", "dev", dev, "root"]))
-    return fault
-
-
-def delay(ep: Endpoint, value: str, jitter: str | None = None, direction: Direction = "out") -> Fault:
-    for t in (value, jitter):
-        if t is not None and not TIME.match(t):
-            raise InputError(f"delay {t!r}", "write e.g. 50ms")
-    fault = Fault(_new_id(), ep.label, f"delay {value}" + (f"±{jitter}" if jitter else "") + f" {direction}")
-    for ns, dev in _qdisc_targets(ep, direction):
-        fault.apply.append(ns.command(["tc", "qdisc", "replace", "dev", dev, "root", "netem", "delay", value,
-                                       *([jitter] if jitter else [])]))
         fault.undo.append(ns.command(["tc", "qdisc", "del", "dev", dev, "root"]))
     return fault
 
@@ -210,7 +202,7 @@ def sysctl(node: str, inside: Namespace, key: str, value: str, old: str) -> Faul
     """
     if not key.startswith("net."):
         raise InputError(f"sysctl {key} is machine-wide, not the node's", "lab sets only per-namespace net.* sysctls")
-    return Fault(_new_id(), node, f"sysctl {key}={value}",
+    return Fault(new_id(), node, f"sysctl {key}={value}",
                  [inside.command(["sysctl", "-q", "-w", f"{key}={value}"])],
                  [inside.command(["sysctl", "-q", "-w", f"{key}={old}"])])
 
@@ -242,7 +234,7 @@ def link_state(ep: Endpoint, up: bool) -> Fault:
     undo = [ns.command(["ip", "link", "set", "dev", dev, other])]
     if not ep.peer_is_switch:
         (apply if up else undo).extend(restore_routes(ep))
-    return Fault(_new_id(), ep.label, f"link {state}", apply, undo)
+    return Fault(new_id(), ep.label, f"link {state}", apply, undo)
 
 
 def restore_routes(ep: Endpoint) -> list[list[str]]:
@@ -267,10 +259,29 @@ def apply(journal: Journal, fault: Fault) -> Fault:
             msg = (result.stderr or result.stdout).strip().splitlines()
             detail = msg[-1] if msg else f"exit {result.returncode}"
             if "netem" in argv and ("unknown" in detail.lower() or "not found" in detail.lower()):
-                raise EnvironmentProblem("this kernel has no sch_netem: delay and jitter cannot be emulated",
-                                         "loss, drops, cable pulls and rate limits still work")
+                raise EnvironmentProblem("this kernel has no sch_netem",
+                                         "use lab's own emulator: --emulator lab (or LAB_EMULATOR=lab), "
+                                         "or leave the choice to lab (auto)")
             raise EnvironmentProblem(f"fault {fault.what} on {fault.where} failed: {detail}")
+    _journal_daemons(journal, fault)
     return fault
+
+
+def _journal_daemons(journal: Journal, fault: Fault) -> None:
+    """The daemons a fault started on this machine, as process records: ``lab down`` stops them by PID.
+
+    (A daemon whose record was never written, because lab was killed first, still ends: it
+    watches its pidfile, which goes with the lab's state directory.)
+    """
+    records = []
+    for pidfile in fault.pidfiles:
+        try:
+            pid = int(Path(pidfile).read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            continue  # on a cluster's machine: ends with its agent container
+        records.append(procs.process_record(pid, f"link emulator {fault.where}"))
+    if records:
+        journal.record(records)
 
 
 def active(journal: Journal) -> list[dict[str, Any]]:
@@ -292,5 +303,5 @@ def clear(journal: Journal, where: str | None = None, fault_id: str | None = Non
     return done
 
 
-def _new_id() -> str:
+def new_id() -> str:
     return secrets.token_hex(3)

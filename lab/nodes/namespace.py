@@ -32,6 +32,10 @@ class Namespace(Protocol):
 
     def command(self, argv: list[str]) -> list[str]: ...
 
+    def machine_command(self, argv: list[str]) -> list[str]:
+        """Run ``argv`` on the namespace's machine but in none of the lab's namespaces (they may be gone)."""
+        ...
+
     def signal(self, popen: subprocess.Popen[Any], sig: int) -> None: ...
 
     def take_file(self, path: str) -> bytes: ...
@@ -46,6 +50,9 @@ class LocalNamespace:
 
     def command(self, argv: list[str]) -> list[str]:
         return ["nsenter", f"--net={netns_path(self.netns)}", *argv]
+
+    def machine_command(self, argv: list[str]) -> list[str]:
+        return argv
 
     def signal(self, popen: subprocess.Popen[Any], sig: int) -> None:
         popen.send_signal(sig)
@@ -73,6 +80,9 @@ class MachineNamespace:
     def command(self, argv: list[str]) -> list[str]:
         return self.agent.command(["python3", "-m", "lab.cluster.agent", "run", "--",
                                    "nsenter", "-t", str(self.pid), "-n", *argv])
+
+    def machine_command(self, argv: list[str]) -> list[str]:
+        return self.agent.command(argv)
 
     def signal(self, popen: subprocess.Popen[Any], sig: int) -> None:
         self.agent.signal(popen, sig)

@@ -7,10 +7,13 @@ can become kernel names (namespaces, interfaces) without escaping or shells.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+
+from lab.topology import units
 
 LAB_NAME = r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$"
 NODE_NAME = r"^[A-Za-z]([A-Za-z0-9-]*[A-Za-z0-9])?$"
@@ -46,6 +49,56 @@ class Network(Strict):
     mtu: int | None = Field(default=None, ge=576, le=9000)
 
 
+class Impair(Strict):
+    """netem's impairments of what leaves an interface, written as tc writes them (lab.topology.units).
+
+    Applied by netem where the kernel has it, else by lab's own emulator (lab.net.emulator).
+    """
+
+    delay: str | None = None  # 40ms
+    jitter: str | None = None  # 4ms: each packet waits delay ± jitter (uniform), so packets reorder
+    loss: str | None = None  # 1%
+    duplicate: str | None = None
+    reorder: str | None = None  # this share goes at once, ahead of the delayed ones
+    corrupt: str | None = None
+    rate: str | None = None  # 10mbit
+    limit: int | None = Field(default=None, ge=1, le=1_000_000)  # packets waiting at most (netem: 1000)
+
+    @field_validator("delay", "jitter", mode="before")
+    @classmethod
+    def _time(cls, value: object) -> object:
+        return None if value is None else _checked(units.milliseconds, value)
+
+    @field_validator("loss", "duplicate", "reorder", "corrupt", mode="before")
+    @classmethod
+    def _percent(cls, value: object) -> object:
+        return None if value is None else _checked(units.percent, value)
+
+    @field_validator("rate", mode="before")
+    @classmethod
+    def _rate(cls, value: object) -> object:
+        return None if value is None else _checked(units.bits_per_second, value)
+
+    @model_validator(mode="after")
+    def _coherent(self) -> Impair:
+        if not any(v is not None for v in self.model_dump().values()):
+            raise ValueError("an empty impair: give at least one of delay, jitter, loss, duplicate, reorder, "
+                             "corrupt, rate, limit")
+        for needs in ("jitter", "reorder"):
+            if getattr(self, needs) is not None and self.delay is None:
+                raise ValueError(f"{needs} needs a delay (as in netem): add e.g. delay: 20ms")
+        return self
+
+
+def _checked(parse: Callable[[str], float], value: object) -> str:
+    """The value as text, once ``parse`` accepts it (a bare number is refused: say its unit)."""
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise ValueError(f"{value!r}: write a value with its unit, e.g. 40ms, 1%, 10mbit")
+    text = str(value).strip()
+    parse(text)
+    return text
+
+
 class Interface(Strict):
     """A node's interface: on a network (bridge port) or one end of a point-to-point link."""
 
@@ -53,6 +106,7 @@ class Interface(Strict):
     address: IPv4Interface | None = None
     mtu: int | None = Field(default=None, ge=576, le=9000)
     mac: Annotated[str, StringConstraints(pattern=r"^([0-9a-f]{2}:){5}[0-9a-f]{2}$")] | None = None
+    impair: Impair | None = None  # shapes what leaves this interface (the tc convention)
 
 
 class Route(Strict):
@@ -163,15 +217,22 @@ Endpoint = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9-]+:[a-z][a-z0-
 
 
 class Link(Strict):
-    """A point-to-point veth between two ``node:interface`` endpoints."""
+    """A point-to-point veth between two ``node:interface`` endpoints, impaired both ways if ``impair``."""
 
     a: Endpoint
     b: Endpoint
+    impair: Impair | None = None  # what leaves either end
 
     @model_validator(mode="before")
     @classmethod
     def _from_pair(cls, value: object) -> object:
-        """Links are written as two-item lists ``[a:eth0, b:eth0]``; errors then point at the item's line."""
+        """``[a:eth0, b:eth0]``, or ``{ends: [a:eth0, b:eth0], impair: {...}}``; errors point at the item's line."""
+        if isinstance(value, dict) and "ends" in value:
+            rest = {k: v for k, v in value.items() if k != "ends"}
+            ends = value["ends"]
+            if not isinstance(ends, list | tuple) or len(ends) != 2:
+                raise ValueError("ends: names exactly two endpoints 'node:interface'")
+            return {"a": ends[0], "b": ends[1], **rest}
         if isinstance(value, list | tuple):
             if len(value) != 2:
                 raise ValueError(f"a link names exactly two endpoints 'node:interface', got {len(value)}")

@@ -35,8 +35,20 @@ def check_topology(topo: Topology, smap: SourceMap) -> None:
     _check_link_subnets(topo, broken_links, problem)
     _check_network_sizes(topo, problem)
     _check_switch_names(topo, problem)
+    _check_impairments(topo, problem)
     if problems:
         raise TopologyError(problems)
+
+
+def _check_impairments(topo: Topology, problem: Problem) -> None:
+    """An interface is impaired once: by its own ``impair:`` or by its link's, not both."""
+    own = {(n, i) for n, node in topo.nodes.items() for i, iface in node.interfaces.items() if iface.impair}
+    for index, link in enumerate(topo.links):
+        if link.impair:
+            for end in link.ends:
+                if end in own:
+                    problem(("links", index, "impair"), f"{end[0]}:{end[1]} has an impair: of its own; "
+                                                        "give one of the two")
 
 
 def _check_links(topo: Topology, problem: Problem) -> tuple[dict[tuple[str, str], int], set[int], set[str]]:

@@ -20,10 +20,16 @@ def test_probes_run_in_a_scratch_namespace_that_vanishes() -> None:
     assert not worked and detail
 
 
-def test_netem_check_agrees_with_tc() -> None:
+def test_link_emulator_check_agrees_with_tc(monkeypatch: pytest.MonkeyPatch) -> None:
     probe = subprocess.run(["unshare", "--net", "--", "tc", "qdisc", "add", "dev", "lo", "root", "netem", "delay",
                             "1ms"], capture_output=True)
-    assert (doctor.check_netem().status == "ok") == (probe.returncode == 0)
+    monkeypatch.delenv("LAB_EMULATOR", raising=False)
+    check = doctor.check_link_emulator()
+    assert check.status == "ok"
+    assert ("netem works" in check.summary) == (probe.returncode == 0)
+    monkeypatch.setenv("LAB_EMULATOR", "lab")  # forced: lab's own emulator must work on every machine
+    check = doctor.check_link_emulator()
+    assert check.status == "ok" and "lab's own emulator" in check.summary
 
 
 def test_statistic_match_check_agrees_with_iptables() -> None:

@@ -154,7 +154,7 @@ def test_doctor_json_and_exit_code(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "doctor", "--json")
     report = json.loads(out)
     names = [c["name"] for c in report["checks"]]
-    assert names[:2] == ["root", "docker"] and "sch_netem" in names and "neighbour table" in names
+    assert names[:2] == ["root", "docker"] and "link emulator" in names and "neighbour table" in names
     assert all(c["status"] in ("ok", "warn", "fail") and c["summary"] for c in report["checks"])
     failed = any(c["status"] == "fail" for c in report["checks"])
     assert report["ok"] is not failed

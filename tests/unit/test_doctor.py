@@ -91,7 +91,7 @@ def test_iptables_backend_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_kernel_probes_are_not_tried_without_root(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(doctor.os, "geteuid", lambda: 1000)
-    for check in (doctor.check_statistic(), doctor.check_netem(), doctor.check_rate_qdiscs()):
+    for check in (doctor.check_statistic(), doctor.check_link_emulator(), doctor.check_rate_qdiscs()):
         assert check.status == "warn" and "needs root" in check.summary
 
 

@@ -1,0 +1,418 @@
+"""lab's own link emulator: netem's delay, jitter, loss, duplicate, reorder, corrupt, rate and
+queue limit in user space, for kernels without ``sch_netem``.
+
+How: an iptables rule sends what leaves (or arrives at) one interface to an NFQUEUE; this
+process reads each packet from the queue and lets it go when its time has come. A packet that
+a socket of this namespace sent is taken from the kernel at once (a DROP verdict) and sent again
+by a raw socket when due: held in the kernel it would still count against its socket's TCP small
+queue, which allows about a millisecond of data and would cap a delayed TCP flow at a few
+Mbit/s (netem orphans such packets for the same reason). Any other packet (forwarded, or larger
+than the MTU) stays in the kernel and gets its ACCEPT verdict when due. The semantics are netem's:
+
+- delay D with jitter J: each packet waits a uniform D±J (so jitter reorders, as in netem);
+- loss, duplicate, corrupt, reorder: independent per-packet chances (reorder: the packet goes
+  at once, ahead of the delayed ones; like netem it needs a delay);
+- rate R: a packet leaves no earlier than the one before it plus its own size at R;
+- limit N: at most N packets wait; the next is dropped (netem's tail drop, default 1000).
+
+Where it differs, and why: a duplicate is a copy sent by a raw socket on the interface (the
+queue cannot clone), so only traffic leaving an interface can be duplicated; what the raw socket
+sends carries a mark (:data:`RESENT_MARK`) that lab's iptables rules let pass, since the packet
+has met them once already; corruption flips
+one bit of the IPv4 header, which the receiver's header checksum then catches (netem flips a
+bit anywhere in the frame, but on a veth a flipped payload bit would be carried with a
+checksum the kernel computes afterwards, and go unseen); ARP is not impaired (iptables sees IP).
+
+Life cycle (it must survive nothing): ``start`` forks a daemon that binds the queue, writes its
+pidfile (PID and start time) and only then lets ``start`` return, so the iptables rule is added
+once something reads the queue. ``stop`` checks the pidfile's start time before it signals.
+The daemon also ends by itself when its pidfile is removed (``lab down`` removes the lab's
+state directory) or its interface is gone. Standard library only: the cluster agent runs it too.
+
+    python3 -m lab.net.emulator start --queue 7 --iface eth0 --pidfile F --delay 40 --jitter 4
+    python3 -m lab.net.emulator stop --pidfile F
+"""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import heapq
+import json
+import os
+import random
+import select
+import signal
+import socket
+import struct
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+NETLINK_NETFILTER = 12
+NFNL_SUBSYS_QUEUE = 3
+NFQNL_MSG_PACKET = NFNL_SUBSYS_QUEUE << 8 | 0
+NFQNL_MSG_VERDICT = NFNL_SUBSYS_QUEUE << 8 | 1
+NFQNL_MSG_CONFIG = NFNL_SUBSYS_QUEUE << 8 | 2
+NFQNL_MSG_VERDICT_BATCH = NFNL_SUBSYS_QUEUE << 8 | 3
+NLMSG_ERROR = 2
+NLM_F_REQUEST, NLM_F_ACK = 0x1, 0x4
+NFQA_CFG_CMD, NFQA_CFG_PARAMS, NFQA_CFG_QUEUE_MAXLEN = 1, 2, 3
+NFQNL_CFG_CMD_BIND = 1
+NFQNL_COPY_PACKET = 2
+NFQA_CFG_MASK, NFQA_CFG_FLAGS, NFQA_CFG_F_UID_GID = 4, 5, 0x8
+NFQA_PACKET_HDR, NFQA_VERDICT_HDR, NFQA_PAYLOAD, NFQA_CAP_LEN, NFQA_UID = 1, 2, 10, 13, 16
+NF_DROP, NF_ACCEPT = 0, 1
+SOL_NETLINK, NETLINK_NO_ENOBUFS, SO_RCVBUFFORCE = 270, 5, 33
+SO_MARK = 36
+SIOCGIFMTU = 0x8921
+RESENT_MARK = 0x1AB0  # what this emulator sends itself: the queue rule (and every lab rule) lets it pass
+GUARD_INTERVAL = 0.5  # seconds between checks of the pidfile and the interface
+
+
+@dataclass
+class Params:
+    """One direction's impairment, in the units the loop uses (seconds, fractions, bits/s)."""
+
+    delay: float = 0.0
+    jitter: float = 0.0
+    loss: float = 0.0
+    duplicate: float = 0.0
+    reorder: float = 0.0
+    corrupt: float = 0.0
+    rate: float = 0.0  # bits per second; 0 is no limit
+    limit: int = 1000
+
+
+@dataclass
+class Counters:
+    received: int = 0
+    accepted: int = 0
+    lost: int = 0
+    overflowed: int = 0
+    duplicated: int = 0
+    corrupted: int = 0
+    reordered: int = 0
+    unsent: int = 0
+
+
+def _nlmsg(msg_type: int, flags: int, queue: int, attrs: bytes, family: int = socket.AF_UNSPEC) -> bytes:
+    body = struct.pack("BB", family, 0) + struct.pack("!H", queue) + attrs
+    return struct.pack("=IHHII", 16 + len(body), msg_type, flags, 0, 0) + body
+
+
+def _attr(kind: int, data: bytes) -> bytes:
+    head = struct.pack("=HH", 4 + len(data), kind)
+    return head + data + b"\0" * (-len(data) % 4)
+
+
+def _verdict(queue: int, packet_id: int, verdict: int, payload: bytes | None = None, batch: bool = False) -> bytes:
+    attrs = _attr(NFQA_VERDICT_HDR, struct.pack("!II", verdict, packet_id))
+    if payload is not None:
+        attrs += _attr(NFQA_PAYLOAD, payload)
+    return _nlmsg(NFQNL_MSG_VERDICT_BATCH if batch else NFQNL_MSG_VERDICT, NLM_F_REQUEST, queue, attrs)
+
+
+def parse_packet(buf: bytes | memoryview, size: int) -> tuple[int, int, bytes, bool] | None:
+    """A queued packet's (id, length, bytes, whether a local socket sent it) from one netlink message;
+    None for other messages (the kernel names the socket's owner, NFQA_UID, only for a local socket)."""
+    if size < 20:
+        return None
+    _, msg_type = struct.unpack_from("=IH", buf, 0)
+    if msg_type != NFQNL_MSG_PACKET:
+        return None
+    packet_id, length, payload, owned, offset = -1, 0, b"", False, 20
+    while offset + 4 <= size:
+        alen, atype = struct.unpack_from("=HH", buf, offset)
+        if alen < 4:
+            break
+        atype &= 0x3FFF
+        if atype == NFQA_PACKET_HDR:
+            packet_id = struct.unpack_from("!I", buf, offset + 4)[0]
+        elif atype == NFQA_PAYLOAD:
+            payload = bytes(buf[offset + 4:offset + alen])
+        elif atype == NFQA_CAP_LEN:
+            length = struct.unpack_from("!I", buf, offset + 4)[0]
+        elif atype == NFQA_UID:
+            owned = True
+        offset += (alen + 3) & ~3
+    if packet_id < 0:
+        return None
+    return packet_id, length or len(payload), payload, owned
+
+
+def corrupt_header(packet: bytes, rng: random.Random) -> bytes:
+    """One random bit of the IPv4 header flipped (the header checksum no longer matches)."""
+    header = (packet[0] & 0x0F) * 4 if packet and packet[0] >> 4 == 4 else 0
+    if header < 20 or len(packet) < header:
+        return packet
+    at = rng.randrange(header)
+    data = bytearray(packet)
+    data[at] ^= 1 << rng.randrange(8)
+    return bytes(data)
+
+
+class Emulator:
+    """The queue's reader: decides each packet's fate and time, and lets it go when due."""
+
+    def __init__(self, queue: int, iface: str, params: Params, rng: random.Random | None = None) -> None:
+        self.queue, self.iface, self.p = queue, iface, params
+        self.rng = rng or random.Random()
+        self.counters = Counters()
+        # (due, arrival order, packet id (-1: we send it ourselves), the bytes to give back or send
+        # (None: the kernel's own, unchanged), a copy to send beside it (None: no duplicate))
+        self.held: list[tuple[float, int, int, bytes | None, bytes | None]] = []
+        self.order = 0
+        self.last_departure = 0.0
+        # packets leave in the order they came unless jitter or reorder say otherwise: one batch verdict then
+        self.in_order = not (params.jitter or params.reorder)
+        self.mtu = 1500  # the interface's, once open()
+
+    def open(self) -> None:
+        """The queue's netlink socket and the raw socket that sends packets again (both in this namespace)."""
+        self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)
+        self.sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 8 << 20)
+        self.sock.setsockopt(SOL_NETLINK, NETLINK_NO_ENOBUFS, 1)
+        self.sock.bind((0, 0))
+        self.raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+        self.raw.setsockopt(socket.SOL_SOCKET, SO_MARK, RESENT_MARK)
+        self.raw.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, self.iface.encode())
+        ifreq = fcntl.ioctl(self.raw, SIOCGIFMTU, struct.pack("16si", self.iface.encode(), 0))
+        self.mtu = struct.unpack_from("16si", ifreq)[1]
+
+    def bind(self) -> None:
+        """Take the queue (EBUSY if another process has it), ask for whole packets and who sent them."""
+        self.open()
+        for attrs in (_attr(NFQA_CFG_CMD, struct.pack("!BxH", NFQNL_CFG_CMD_BIND, socket.AF_INET)),
+                      _attr(NFQA_CFG_PARAMS, struct.pack("!IB", 0xFFFF, NFQNL_COPY_PACKET)),
+                      _attr(NFQA_CFG_QUEUE_MAXLEN, struct.pack("!I", self.p.limit + 4096)),
+                      _attr(NFQA_CFG_MASK, struct.pack("!I", NFQA_CFG_F_UID_GID))
+                      + _attr(NFQA_CFG_FLAGS, struct.pack("!I", NFQA_CFG_F_UID_GID))):
+            self.sock.send(_nlmsg(NFQNL_MSG_CONFIG, NLM_F_REQUEST | NLM_F_ACK, self.queue, attrs))
+            answer = self.sock.recv(4096)
+            if struct.unpack_from("=H", answer, 4)[0] == NLMSG_ERROR:
+                err = -struct.unpack_from("=i", answer, 16)[0]
+                if err:
+                    raise OSError(err, f"NFQUEUE {self.queue}: {os.strerror(err)}")
+
+    def admit(self, packet_id: int, length: int, payload: bytes, owned: bool, now: float,
+              out: list[bytes]) -> None:
+        """A packet arrived: drop it, or give it a departure time (netem's order of decisions)."""
+        c, p, rng = self.counters, self.p, self.rng
+        c.received += 1
+        if p.loss and rng.random() < p.loss:
+            c.lost += 1
+            out.append(_verdict(self.queue, packet_id, NF_DROP))
+            return
+        if len(self.held) >= p.limit:
+            c.overflowed += 1
+            out.append(_verdict(self.queue, packet_id, NF_DROP))
+            return
+        wait = p.delay
+        if p.jitter:
+            wait = max(0.0, wait + rng.uniform(-p.jitter, p.jitter))
+        if p.reorder and rng.random() < p.reorder:
+            wait = 0.0
+            c.reordered += 1
+        due = now + wait
+        if p.rate:
+            due = max(due, self.last_departure) + length * 8 / p.rate
+            self.last_departure = due
+        fits = len(payload) == length <= self.mtu  # whole, and small enough for the raw socket
+        copy = payload if p.duplicate and fits and rng.random() < p.duplicate else None  # netem copies first
+        changed: bytes | None = None
+        if p.corrupt and rng.random() < p.corrupt:
+            changed = corrupt_header(payload, rng)
+            c.corrupted += 1
+        if owned and fits:  # out of the kernel now, so its socket's small queue is free again (module doc)
+            out.append(_verdict(self.queue, packet_id, NF_DROP))
+            packet_id, changed = -1, changed or payload
+        self.order += 1
+        heapq.heappush(self.held, (due, self.order, packet_id, changed, copy))
+
+    def release(self, now: float, out: list[bytes]) -> None:
+        """Let go every packet whose time has come (one batch verdict for the kernel's, when in order)."""
+        highest = -1
+        while self.held and self.held[0][0] <= now:
+            _, _, packet_id, changed, copy = heapq.heappop(self.held)
+            self.counters.accepted += 1
+            if packet_id < 0:
+                self._send(changed or b"")
+            elif changed is not None or not self.in_order:
+                out.append(_verdict(self.queue, packet_id, NF_ACCEPT, changed))
+            else:
+                highest = max(highest, packet_id)
+            if copy is not None:
+                self.counters.duplicated += self._send(copy)
+        if highest >= 0:
+            out.append(_verdict(self.queue, highest, NF_ACCEPT, batch=True))
+
+    def _send(self, packet: bytes) -> int:
+        """Send a packet ourselves on the interface: 1 if it left, 0 if it could not (it is lost)."""
+        if len(packet) < 20:
+            return 0
+        try:
+            self.raw.sendto(packet, (socket.inet_ntoa(packet[16:20]), 0))
+            return 1
+        except OSError:
+            self.counters.unsent += 1
+            return 0
+
+    def loop(self, guard: Guard) -> None:
+        buf = bytearray(0x10000 + 512)
+        view = memoryview(buf)
+        next_guard = time.monotonic() + GUARD_INTERVAL
+        while True:
+            now = time.monotonic()
+            wait = min(next_guard, self.held[0][0] if self.held else next_guard) - now
+            readable, _, _ = select.select([self.sock], [], [], max(0.0, wait))
+            out: list[bytes] = []
+            if readable:
+                for _ in range(512):
+                    try:
+                        size = self.sock.recv_into(buf, 0, socket.MSG_DONTWAIT)
+                    except BlockingIOError:
+                        break
+                    got = parse_packet(view, size)
+                    if got is not None:
+                        self.admit(*got, time.monotonic(), out)
+            self.release(time.monotonic(), out)
+            if out:
+                self.sock.send(b"".join(out))
+            if time.monotonic() >= next_guard:
+                if not guard.still_wanted(self.iface):
+                    return
+                guard.write_stats(self.counters, len(self.held))
+                next_guard = time.monotonic() + GUARD_INTERVAL
+
+
+@dataclass
+class Guard:
+    """The emulator ends when its pidfile goes (stop, or the lab's state directory removed) or its interface does."""
+
+    pidfile: Path
+
+    def still_wanted(self, iface: str) -> bool:
+        try:
+            pid = int(self.pidfile.read_text().split()[0])
+            socket.if_nametoindex(iface)
+        except (OSError, ValueError, IndexError):
+            return False
+        return pid == os.getpid()
+
+    def write_stats(self, counters: Counters, held: int) -> None:
+        tmp = self.pidfile.with_suffix(".stats.tmp")
+        tmp.write_text(json.dumps({**asdict(counters), "held": held}))
+        os.replace(tmp, self.pidfile.with_suffix(".stats"))
+
+
+def start_time(pid: int) -> int | None:
+    """Field 22 of /proc/PID/stat, so a reused PID is never mistaken for ours (as lab.procs does)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def start(args: argparse.Namespace) -> int:
+    """Fork the daemon; return once it reads the queue (0) or has failed (1, the reason on stderr)."""
+    params = Params(delay=args.delay / 1000, jitter=args.jitter / 1000, loss=args.loss / 100,
+                    duplicate=args.duplicate / 100, reorder=args.reorder / 100, corrupt=args.corrupt / 100,
+                    rate=args.rate, limit=args.limit)
+    pidfile = Path(args.pidfile)
+    pidfile.parent.mkdir(parents=True, exist_ok=True)
+    read_end, write_end = os.pipe()
+    if os.fork():
+        os.close(write_end)
+        with os.fdopen(read_end) as pipe:
+            answer = pipe.read()
+        if answer == "ok":
+            return 0
+        print(answer or "the emulator ended before it was ready", file=sys.stderr)
+        return 1
+    os.close(read_end)
+    os.setsid()
+    if os.fork():
+        os._exit(0)
+    try:
+        emulator = Emulator(args.queue, args.iface, params)
+        emulator.bind()
+        pidfile.write_text(f"{os.getpid()} {start_time(os.getpid())}\n")
+    except OSError as exc:
+        os.write(write_end, f"link emulator on {args.iface}: {exc}".encode())
+        os._exit(1)
+    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+    os.write(write_end, b"ok")
+    os.close(write_end)
+    try:
+        emulator.loop(Guard(pidfile))
+    finally:
+        os._exit(0)
+
+
+def stop(args: argparse.Namespace) -> int:
+    """End the daemon the pidfile names, if it is still the process that wrote it; remove the files."""
+    pidfile = Path(args.pidfile)
+    try:
+        pid_text, started = pidfile.read_text().split()[:2]
+        pid = int(pid_text)
+    except (OSError, ValueError):
+        return 0  # never started, or already gone
+    for path in (pidfile, pidfile.with_suffix(".stats")):
+        path.unlink(missing_ok=True)
+    if str(start_time(pid)) != started:
+        return 0
+    os.kill(pid, signal.SIGTERM)
+    for _ in range(40):
+        if start_time(pid) is None:
+            return 0
+        time.sleep(0.05)
+    os.kill(pid, signal.SIGKILL)
+    return 0
+
+
+def probe(args: argparse.Namespace) -> int:
+    """Can this machine run the emulator? Bind a queue and add a rule that feeds it (run in a scratch namespace)."""
+    import subprocess
+
+    try:
+        Emulator(65000, "lo", Params()).bind()
+    except OSError as exc:
+        print(f"cannot read an NFQUEUE: {exc}", file=sys.stderr)
+        return 1
+    rule = ["OUTPUT", "-o", "lo", "-j", "NFQUEUE", "--queue-num", "65000", "--queue-bypass"]
+    result = subprocess.run(["iptables", "-w", "-t", "mangle", "-A", *rule], capture_output=True, text=True)
+    if result.returncode != 0:
+        print(f"iptables has no NFQUEUE target: {result.stderr.strip()}", file=sys.stderr)
+        return 1
+    subprocess.run(["iptables", "-w", "-t", "mangle", "-D", *rule], capture_output=True)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python3 -m lab.net.emulator", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    begin = sub.add_parser("start")
+    begin.add_argument("--queue", type=int, required=True)
+    begin.add_argument("--iface", required=True)
+    begin.add_argument("--pidfile", required=True)
+    for name in ("delay", "jitter"):
+        begin.add_argument(f"--{name}", type=float, default=0.0, help="milliseconds")
+    for name in ("loss", "duplicate", "reorder", "corrupt"):
+        begin.add_argument(f"--{name}", type=float, default=0.0, help="percent")
+    begin.add_argument("--rate", type=float, default=0.0, help="bits per second")
+    begin.add_argument("--limit", type=int, default=1000, help="packets")
+    end = sub.add_parser("stop")
+    end.add_argument("--pidfile", required=True)
+    sub.add_parser("probe", help="can the emulator run here? (in a scratch namespace: it adds a rule)")
+    args = parser.parse_args(argv)
+    return {"start": start, "stop": stop, "probe": probe}[args.command](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

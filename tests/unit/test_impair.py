@@ -1,0 +1,228 @@
+"""Impairments without root: units, the topology's impair:, the commands each emulator runs, and
+the emulator's decisions (fed packets by hand, its sockets replaced)."""
+
+from __future__ import annotations
+
+import random
+import struct
+
+import pytest
+from pydantic import ValidationError
+
+from lab.errors import InputError, TopologyError
+from lab.net import emulator, faults, impair
+from lab.nodes.namespace import LocalNamespace
+from lab.topology import units
+from lab.topology.loader import load_topology_text
+from lab.topology.model import Impair
+
+LAN_EP = faults.Endpoint("lab1", "h1", "eth0", LocalNamespace("lab-lab1.h1"), LocalNamespace("lab-lab1._sw"),
+                         "p-h1-eth0", peer_is_switch=True)
+P2P_EP = faults.Endpoint("lab1", "r1", "eth1", LocalNamespace("lab-lab1.r1"), LocalNamespace("lab-lab1.r2"), "eth1")
+
+
+def test_units_are_tc_units() -> None:
+    assert units.milliseconds("40ms") == 40 and units.milliseconds("1.5s") == 1500
+    assert units.milliseconds("500us") == 0.5
+    assert units.percent("0.1%") == 0.1 and units.percent("100%") == 100
+    assert units.bits_per_second("10mbit") == 10e6 and units.bits_per_second("1mbps") == 8e6
+
+
+@pytest.mark.parametrize("parse, text", [(units.milliseconds, "40"), (units.milliseconds, "2min"),
+                                         (units.milliseconds, "61s"), (units.percent, "1"),
+                                         (units.percent, "0%"), (units.percent, "101%"),
+                                         (units.bits_per_second, "fast"), (units.bits_per_second, "0mbit")])
+def test_bad_units_are_refused(parse, text) -> None:
+    with pytest.raises(ValueError):
+        parse(text)
+
+
+def test_impair_rules_follow_netem() -> None:
+    with pytest.raises(ValidationError, match="jitter needs a delay"):
+        Impair(jitter="4ms")
+    with pytest.raises(ValidationError, match="reorder needs a delay"):
+        Impair.model_validate({"reorder": "5%"})
+    with pytest.raises(ValidationError, match="empty impair"):
+        Impair()
+    with pytest.raises(ValidationError, match="with its unit"):
+        Impair.model_validate({"loss": True})
+
+
+TOPO = """\
+name: imp
+nodes:
+  r1:
+    interfaces:
+      eth0: {address: 10.0.0.1/30, impair: {delay: 40ms, jitter: 4ms, loss: 1%}}
+      eth1: {address: 10.0.1.1/30}
+  r2:
+    interfaces:
+      eth0: {address: 10.0.0.2/30}
+      eth1: {address: 10.0.1.2/30}
+links:
+  - [r1:eth0, r2:eth0]
+  - {ends: [r1:eth1, r2:eth1], impair: {delay: 15ms, rate: 10mbit}}
+"""
+
+
+def test_a_topology_impairs_interfaces_and_both_ends_of_a_link() -> None:
+    topo, _ = load_topology_text(TOPO, "t.yaml")
+    found = {where: impair.describe(spec) for where, spec in impair.of_topology(topo)}
+    assert found == {"r1:eth0": "delay 40ms±4ms loss 1%", "r1:eth1": "delay 15ms rate 10mbit",
+                     "r2:eth1": "delay 15ms rate 10mbit"}
+
+
+def test_an_interface_impaired_twice_is_refused_at_its_line() -> None:
+    text = TOPO.replace("eth1: {address: 10.0.1.1/30}", "eth1: {address: 10.0.1.1/30, impair: {loss: 2%}}")
+    with pytest.raises(TopologyError, match=r"t.yaml:13: links.1.impair: r1:eth1 has an impair: of its own"):
+        load_topology_text(text, "t.yaml")
+
+
+def test_a_bad_impair_value_names_its_line() -> None:
+    with pytest.raises(TopologyError, match=r"t.yaml:13: links.1.impair.rate: 'fast' is not a rate"):
+        load_topology_text(TOPO.replace("rate: 10mbit", "rate: fast"), "t.yaml")
+
+
+SPEC = Impair(delay="20ms", jitter="5ms", duplicate="1%", reorder="10%", corrupt="0.1%", rate="1gbit", limit=500)
+
+
+def test_netem_and_the_emulator_get_the_same_impairment() -> None:
+    assert impair.netem_args(SPEC) == ["delay", "20ms", "5ms", "duplicate", "1%", "reorder", "10%",
+                                       "corrupt", "0.1%", "rate", "1gbit", "limit", "500"]
+    assert impair.emulator_args(SPEC) == ["--delay", "20", "--jitter", "5", "--duplicate", "1", "--reorder", "10",
+                                          "--corrupt", "0.1", "--rate", "1e+09", "--limit", "500"]
+
+
+def test_netem_shapes_the_egress_of_each_direction() -> None:
+    fault = impair.impair(LAN_EP, SPEC, "both", emulator="netem")
+    assert [a[1] for a in fault.apply] == ["--net=/run/netns/lab-lab1._sw", "--net=/run/netns/lab-lab1.h1"]
+    assert [a[2:9] for a in fault.apply] == [["tc", "qdisc", "replace", "dev", dev, "root", "netem"]
+                                             for dev in ("p-h1-eth0", "eth0")]
+    assert [u[2:] for u in fault.undo] == [["tc", "qdisc", "del", "dev", dev, "root"] for dev in ("p-h1-eth0", "eth0")]
+
+
+def test_the_emulator_starts_before_its_queue_rule_and_stops_first() -> None:
+    fault = impair.impair(P2P_EP, Impair(delay="10ms"), "both", emulator="lab")
+    starts = [a for a in fault.apply if "start" in a]
+    rules = [a for a in fault.apply if "iptables" in a]
+    assert len(starts) == len(rules) == 2 and fault.apply.index(starts[0]) < fault.apply.index(rules[0])
+    # in: the egress of the other end of the point-to-point link; out: the node's own egress
+    assert rules[0][1] == "--net=/run/netns/lab-lab1.r2" and rules[1][1] == "--net=/run/netns/lab-lab1.r1"
+    assert all("POSTROUTING" in r and "--queue-bypass" in r and hex(emulator.RESENT_MARK) in r for r in rules)
+    stop = fault.undo[0]
+    assert "stop" in stop and stop[0] != "nsenter"  # stopped from outside: the namespace may be gone
+    assert fault.undo[1][fault.undo[1].index("-D") + 1:] == rules[0][rules[0].index("-A") + 1:]
+    assert len(fault.pidfiles) == 2 and "(lab emulator)" in fault.what
+
+
+def test_duplicates_arriving_at_a_lan_port_need_netem() -> None:
+    with pytest.raises(InputError, match="needs netem"):
+        impair.impair(LAN_EP, Impair(delay="1ms", duplicate="1%"), "in", emulator="lab")
+    fault = impair.impair(LAN_EP, Impair(delay="1ms"), "in", emulator="lab")
+    assert any("PREROUTING" in a for a in fault.apply)
+
+
+def test_lab_emulator_can_be_forced_and_a_bad_choice_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LAB_EMULATOR", "lab")
+    assert impair.choose() == "lab" and impair.choose("netem") == "netem"
+    with pytest.raises(InputError, match="one of auto, netem, lab"):
+        impair.choose("tc")
+
+
+def _netlink_packet(packet_id: int, payload: bytes, uid: bool) -> bytes:
+    attrs = emulator._attr(emulator.NFQA_PACKET_HDR, struct.pack("!IHB", packet_id, 0x0800, 4))
+    attrs += emulator._attr(emulator.NFQA_PAYLOAD, payload)
+    if uid:
+        attrs += emulator._attr(emulator.NFQA_UID, struct.pack("!I", 0))
+    return emulator._nlmsg(emulator.NFQNL_MSG_PACKET, 0, 7, attrs)
+
+
+def _ipv4(length: int = 60) -> bytes:
+    return bytes([0x45, 0, length >> 8, length & 0xFF]) + bytes(16) + bytes(length - 20)
+
+
+def test_a_queued_packet_is_read_from_its_netlink_message() -> None:
+    message = _netlink_packet(42, _ipv4(), uid=True)
+    assert emulator.parse_packet(message, len(message)) == (42, 60, _ipv4(), True)
+    other = emulator._nlmsg(emulator.NLMSG_ERROR, 0, 0, b"")
+    assert emulator.parse_packet(other, len(other)) is None
+
+
+def test_corruption_flips_exactly_one_header_bit() -> None:
+    rng = random.Random(1)
+    for _ in range(100):
+        packet = _ipv4()
+        changed = emulator.corrupt_header(packet, rng)
+        diff = [a ^ b for a, b in zip(packet, changed, strict=True)]
+        flipped = [i for i, d in enumerate(diff) if d]
+        assert len(flipped) == 1 and flipped[0] < 20 and bin(diff[flipped[0]]).count("1") == 1
+
+
+class Recorder(emulator.Emulator):
+    """The emulator's decisions, with what it would send itself recorded instead."""
+
+    def __init__(self, params: emulator.Params) -> None:
+        super().__init__(7, "eth0", params, random.Random(7))
+        self.sent: list[bytes] = []
+
+    def _send(self, packet: bytes) -> int:
+        self.sent.append(packet)
+        return 1
+
+
+def _verdicts(out: list[bytes]) -> list[tuple[int, int, int]]:
+    """(message type, verdict, packet id) of each verdict message."""
+    return [(struct.unpack_from("=H", m, 4)[0], *struct.unpack_from("!II", m, 24)) for m in out]
+
+
+def test_kernel_held_packets_leave_in_order_by_one_batch_verdict_when_due() -> None:
+    em = Recorder(emulator.Params(delay=0.010))
+    out: list[bytes] = []
+    for i in range(1, 4):
+        em.admit(i, 60, _ipv4(), False, now=0.0, out=out)
+    em.release(0.005, out)
+    assert out == [] and len(em.held) == 3
+    em.release(0.0101, out)
+    assert _verdicts(out) == [(emulator.NFQNL_MSG_VERDICT_BATCH, emulator.NF_ACCEPT, 3)]
+
+
+def test_a_local_sockets_packet_leaves_the_kernel_at_once_and_is_sent_again_when_due() -> None:
+    em = Recorder(emulator.Params(delay=0.010))
+    out: list[bytes] = []
+    em.admit(5, 60, _ipv4(), True, now=0.0, out=out)
+    assert _verdicts(out) == [(emulator.NFQNL_MSG_VERDICT, emulator.NF_DROP, 5)] and em.sent == []
+    em.release(0.011, out)
+    assert em.sent == [_ipv4()]
+
+
+def test_loss_duplicate_and_reorder_rates_follow_their_parameters() -> None:
+    em = Recorder(emulator.Params(delay=0.010, loss=0.2, duplicate=0.1, reorder=0.3))
+    out: list[bytes] = []
+    for i in range(10_000):
+        em.admit(i, 60, _ipv4(), True, now=0.0, out=out)
+    em.release(1.0, out)
+    c = em.counters
+    assert abs(c.lost / c.received - 0.2) < 0.02
+    assert abs(c.duplicated / c.accepted - 0.1) < 0.02 and abs(c.reordered / c.accepted - 0.3) < 0.03
+    assert len(em.sent) == c.accepted + c.duplicated
+
+
+def test_rate_spaces_departures_and_limit_drops_the_overflow() -> None:
+    em = Recorder(emulator.Params(rate=1e6, limit=3))  # 1 Mbit/s: 1500 bytes take 12 ms
+    out: list[bytes] = []
+    for i in range(5):
+        em.admit(i, 1500, _ipv4(1500), False, now=0.0, out=out)
+    assert [round(due, 3) for due, *_ in sorted(em.held)] == [0.012, 0.024, 0.036]
+    assert em.counters.overflowed == 2
+
+
+def test_jitter_spreads_delays_uniformly_and_reorders() -> None:
+    em = Recorder(emulator.Params(delay=0.020, jitter=0.005))
+    out: list[bytes] = []
+    for i in range(2000):
+        em.admit(i, 60, _ipv4(), False, now=0.0, out=out)
+    dues = [due for due, *_ in em.held]
+    assert 0.015 <= min(dues) < 0.0152 and 0.0248 < max(dues) <= 0.025
+    em.release(1.0, out)
+    ids = [v[2] for v in _verdicts(out)]
+    assert ids != sorted(ids) and sorted(ids) == list(range(2000))  # one verdict each, out of order
