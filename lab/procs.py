@@ -79,6 +79,11 @@ def stop(pid: int, recorded_start: int | None, grace: float = 2.0) -> bool:
     return True
 
 
+def is_running(pid: int, recorded_start: int | None) -> bool:
+    """The process we started still runs: not gone, not reused, not a zombie its new parent has yet to reap."""
+    return is_same_process(pid, recorded_start) and not _is_zombie(pid)
+
+
 def _is_zombie(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat") as f:

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import typer
-from pydantic import ValidationError
 from rich.table import Table
 
 from lab import state
 from lab.cli.common import out
 from lab.errors import InputError
 from lab.net import faults, impair
-from lab.topology.model import Impair
 
 fault_app = typer.Typer(help="Inject faults on a node's interface, list and clear them.", no_args_is_help=True)
 LabOption = typer.Option(None, "--lab", help="Lab name (optional when exactly one is up).")
@@ -69,19 +67,9 @@ def add(
     elif set(impairing) == {"rate"}:
         fault = faults.rate(ep, rate, d or "out")  # type: ignore[arg-type]
     else:
-        fault = impair.impair(ep, impair_spec(impairing), d or "out", emulator or info.get("emulator"))  # type: ignore[arg-type]
+        fault = impair.impair(ep, impair.spec_from(impairing), d or "out", emulator or info.get("emulator"))  # type: ignore[arg-type]
     faults.apply(state.Journal(name), fault)
     out.print(f"fault {fault.id}: {fault.what} on {fault.where}")
-
-
-def impair_spec(values: dict[str, object]) -> Impair:
-    """The command line's impairment, checked as the topology file's ``impair:`` is (one line on error)."""
-    try:
-        return Impair.model_validate(values)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise InputError(f"--{where or 'impair'}: {first['msg'].removeprefix('Value error, ')}") from None
 
 
 @fault_app.command("clear")

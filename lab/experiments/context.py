@@ -33,7 +33,7 @@ from lab.capture.packets import Packet, merge
 from lab.capture.tcpdump import CaptureSet, Tcpdump
 from lab.errors import EnvironmentProblem, InputError
 from lab.experiments.expect import Verdict
-from lab.net import faults
+from lab.net import faults, impair
 from lab.nodes import Node, node_from_info
 from lab.nodes.namespace import node_namespace
 from lab.report.model import StepRecord
@@ -307,6 +307,19 @@ class Run:
 
     def loss(self, where: str, percent: float, direction: faults.Direction = "both", match: str = "") -> faults.Fault:
         return self.fault(faults.loss(self.endpoint(where), percent, direction, match))
+
+    def rate(self, where: str, rate: str, direction: faults.Direction = "out") -> faults.Fault:
+        """A rate limit (tc tbf), e.g. ``run.rate("client:eth0", "1mbit")``."""
+        return self.fault(faults.rate(self.endpoint(where), rate, direction))
+
+    def impair(self, where: str, direction: faults.Direction = "out", **keys: str | int) -> faults.Fault:
+        """netem's impairments, e.g. ``run.impair("gw:eth1", delay="40ms", jitter="4ms", loss="1%")``.
+
+        Keys and units as in a topology's ``impair:``; applied by netem, or lab's own emulator
+        where the kernel has none (lab.net.impair). ``out`` is what leaves ``where``.
+        """
+        spec = impair.spec_from(keys)
+        return self.fault(impair.impair(self.endpoint(where), spec, direction, self.lab_info.get("emulator")))
 
     def link(self, where: str, up: bool) -> None:
         """Cable pull (``up=False``) or plug back; pulled cables are plugged back at the end."""

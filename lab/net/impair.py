@@ -25,8 +25,10 @@ import functools
 import os
 import sys
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Literal
+
+from pydantic import ValidationError
 
 from lab import state
 from lab.errors import InputError
@@ -56,6 +58,17 @@ def choose(forced: str | None = None) -> Emulator:
     if wanted != "auto":
         return wanted  # type: ignore[return-value]
     return "netem" if netem_works()[0] else "lab"
+
+
+def spec_from(values: Mapping[str, object]) -> Impair:
+    """An impairment from keyword values (``lab fault add``, ``run.impair``), checked as the topology's
+    ``impair:`` is; bad input is one line: ``--delay: '10' is not a time: write e.g. 40ms …``."""
+    try:
+        return Impair.model_validate(dict(values))
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise InputError(f"--{where or 'impair'}: {first['msg'].removeprefix('Value error, ')}") from None
 
 
 def describe(spec: Impair) -> str:
