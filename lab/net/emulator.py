@@ -18,10 +18,10 @@ than the MTU) stays in the kernel and gets its ACCEPT verdict when due. The sema
 Where it differs, and why: a duplicate is a copy sent by a raw socket on the interface (the
 queue cannot clone), so only traffic leaving an interface can be duplicated; what the raw socket
 sends carries a mark (:data:`RESENT_MARK`) that lab's iptables rules let pass, since the packet
-has met them once already; corruption flips
-one bit of the IPv4 header, which the receiver's header checksum then catches (netem flips a
-bit anywhere in the frame, but on a veth a flipped payload bit would be carried with a
-checksum the kernel computes afterwards, and go unseen); ARP is not impaired (iptables sees IP).
+has met them once already; corruption flips one bit past the IPv4 header of a packet sent again
+(its TCP/UDP/ICMP checksum catches it) and one bit of the header of a packet the kernel keeps (a
+forwarded one: its header checksum catches it), where netem flips a bit anywhere in the frame;
+ARP is not impaired (iptables sees IP).
 
 Life cycle (it must survive nothing): ``start`` forks a daemon that binds the queue, writes its
 pidfile (PID and start time) and only then lets ``start`` return, so the iptables rule is added
@@ -41,7 +41,6 @@ import heapq
 import json
 import os
 import random
-import select
 import signal
 import socket
 import struct
@@ -143,12 +142,15 @@ def parse_packet(buf: bytes | memoryview, size: int) -> tuple[int, int, bytes, b
     return packet_id, length or len(payload), payload, owned
 
 
-def corrupt_header(packet: bytes, rng: random.Random) -> bytes:
-    """One random bit of the IPv4 header flipped (the header checksum no longer matches)."""
+def corrupt(packet: bytes, rng: random.Random, past_header: bool = False) -> bytes:
+    """One random bit of an IPv4 packet flipped: in its header (whose checksum then fails), or with
+    ``past_header`` anywhere after it (the TCP/UDP/ICMP checksum then fails; a packet we send again
+    by raw socket gets its header checksum recomputed by the kernel, so the header would heal)."""
     header = (packet[0] & 0x0F) * 4 if packet and packet[0] >> 4 == 4 else 0
     if header < 20 or len(packet) < header:
         return packet
-    at = rng.randrange(header)
+    start, end = (header, len(packet)) if past_header and len(packet) > header else (0, header)
+    at = rng.randrange(start, end)
     data = bytearray(packet)
     data[at] ^= 1 << rng.randrange(8)
     return bytes(data)
@@ -222,11 +224,12 @@ class Emulator:
             self.last_departure = due
         fits = len(payload) == length <= self.mtu  # whole, and small enough for the raw socket
         copy = payload if p.duplicate and fits and rng.random() < p.duplicate else None  # netem copies first
+        resend = owned and fits
         changed: bytes | None = None
         if p.corrupt and rng.random() < p.corrupt:
-            changed = corrupt_header(payload, rng)
+            changed = corrupt(payload, rng, past_header=resend)
             c.corrupted += 1
-        if owned and fits:  # out of the kernel now, so its socket's small queue is free again (module doc)
+        if resend:  # out of the kernel now, so its socket's small queue is free again (module doc)
             out.append(_verdict(self.queue, packet_id, NF_DROP))
             packet_id, changed = -1, changed or payload
         self.order += 1
@@ -260,54 +263,78 @@ class Emulator:
             self.counters.unsent += 1
             return 0
 
-    def loop(self, guard: Guard) -> None:
-        buf = bytearray(0x10000 + 512)
-        view = memoryview(buf)
-        next_guard = time.monotonic() + GUARD_INTERVAL
-        while True:
-            now = time.monotonic()
-            wait = min(next_guard, self.held[0][0] if self.held else next_guard) - now
-            # sleep until just before the next departure, then poll for the rest: waking from a
-            # timer costs a few hundred microseconds here, which would all be added to the delay
-            wait = wait - WAKE_EARLY if wait > WAKE_EARLY else 0.0
-            readable, _, _ = select.select([self.sock], [], [], wait)
-            out: list[bytes] = []
-            if readable:
-                for _ in range(512):
-                    try:
-                        size = self.sock.recv_into(buf, 0, socket.MSG_DONTWAIT)
-                    except BlockingIOError:
-                        break
-                    got = parse_packet(view, size)
-                    if got is not None:
-                        self.admit(*got, time.monotonic(), out)
-            self.release(time.monotonic(), out)
+    def drain(self, buf: bytearray, view: memoryview, out: list[bytes]) -> None:
+        """Read what the kernel queued (at most 512 packets a turn, so no queue starves the others)."""
+        for _ in range(512):
+            try:
+                size = self.sock.recv_into(buf, 0, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                return
+            got = parse_packet(view, size)
+            if got is not None:
+                self.admit(*got, time.monotonic(), out)
+
+
+def serve(emulators: list[Emulator], guard: Guard) -> None:
+    """One loop for every queue of this daemon: read what arrives, let go what is due, check the guard."""
+    import selectors
+
+    chooser = selectors.DefaultSelector()  # epoll: a lab's daemon may hold more sockets than select() takes
+    for emulator in emulators:
+        chooser.register(emulator.sock, selectors.EVENT_READ, emulator)
+    buf = bytearray(0x10000 + 512)
+    view = memoryview(buf)
+    next_guard = time.monotonic() + GUARD_INTERVAL
+    while True:
+        busy = [e for e in emulators if e.held]
+        due = min((e.held[0][0] for e in busy), default=next_guard)
+        wait = min(next_guard, due) - time.monotonic()
+        # sleep until just before the next departure, then poll for the rest: waking from a
+        # timer costs a few hundred microseconds here, which would all be added to the delay
+        ready = chooser.select(wait - WAKE_EARLY if wait > WAKE_EARLY else 0.0)
+        touched = {id(key.data): key.data for key, _ in ready}
+        outs: dict[int, list[bytes]] = {}
+        for key, _ in ready:
+            key.data.drain(buf, view, outs.setdefault(id(key.data), []))
+        now = time.monotonic()
+        for emulator in {**{id(e): e for e in busy}, **touched}.values():
+            if emulator.held and emulator.held[0][0] <= now:
+                emulator.release(now, outs.setdefault(id(emulator), []))
+                touched[id(emulator)] = emulator
+        for ident, out in outs.items():
             if out:
-                self.sock.send(b"".join(out))
-            if time.monotonic() >= next_guard:
-                if not guard.still_wanted(self.iface):
-                    return
-                guard.write_stats(self.counters, len(self.held))
-                next_guard = time.monotonic() + GUARD_INTERVAL
+                touched[ident].sock.send(b"".join(out))
+        if time.monotonic() >= next_guard:
+            if not guard.still_wanted():
+                return
+            guard.write_stats(emulators)
+            next_guard = time.monotonic() + GUARD_INTERVAL
 
 
 @dataclass
 class Guard:
-    """The emulator ends when its pidfile goes (stop, or the lab's state directory removed) or its interface does."""
+    """The daemon ends when its pidfile goes (stop, or the lab's state directory removed) or, serving one
+    interface in its own namespace, when that interface does."""
 
     pidfile: Path
+    iface: str | None = None
 
-    def still_wanted(self, iface: str) -> bool:
+    def still_wanted(self) -> bool:
         try:
             pid = int(self.pidfile.read_text().split()[0])
-            socket.if_nametoindex(iface)
+            if self.iface:
+                socket.if_nametoindex(self.iface)
         except (OSError, ValueError, IndexError):
             return False
         return pid == os.getpid()
 
-    def write_stats(self, counters: Counters, held: int) -> None:
+    def write_stats(self, emulators: list[Emulator]) -> None:
+        total = Counters()
+        for emulator in emulators:
+            for key, value in asdict(emulator.counters).items():
+                setattr(total, key, getattr(total, key) + value)
         tmp = self.pidfile.with_suffix(".stats.tmp")
-        tmp.write_text(json.dumps({**asdict(counters), "held": held}))
+        tmp.write_text(json.dumps({**asdict(total), "held": sum(len(e.held) for e in emulators)}))
         os.replace(tmp, self.pidfile.with_suffix(".stats"))
 
 
@@ -320,11 +347,50 @@ def start_time(pid: int) -> int | None:
         return None
 
 
+def params_of(values: dict[str, float]) -> Params:
+    """The command line's units (milliseconds, percents, bits/s) → the loop's (seconds, fractions, bits/s)."""
+    return Params(delay=values.get("delay", 0) / 1000, jitter=values.get("jitter", 0) / 1000,
+                  loss=values.get("loss", 0) / 100, duplicate=values.get("duplicate", 0) / 100,
+                  reorder=values.get("reorder", 0) / 100, corrupt=values.get("corrupt", 0) / 100,
+                  rate=values.get("rate", 0), limit=int(values.get("limit", 1000)))
+
+
+def enter_netns(path: str) -> None:
+    """Move this process into the network namespace at ``path`` (sockets made next belong to it)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.setns(fd, 0x40000000) != 0:  # CLONE_NEWNET
+            err = ctypes.get_errno()
+            raise OSError(err, f"setns {path}: {os.strerror(err)}")
+    finally:
+        os.close(fd)
+
+
+def open_all(args: argparse.Namespace) -> tuple[list[Emulator], str | None]:
+    """The daemon's emulators, each bound to its queue in its namespace; and the one interface to watch."""
+    if not args.spec:
+        emulator = Emulator(args.queue, args.iface, params_of(vars(args)))
+        emulator.bind()
+        return [emulator], args.iface
+    import resource
+
+    links = json.loads(Path(args.spec).read_text())["links"]
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 2 * len(links) + 64)), hard))
+    emulators = []
+    for link in links:
+        enter_netns(link["netns"])
+        emulator = Emulator(int(link["queue"]), link["iface"], params_of(link["params"]))
+        emulator.bind()
+        emulators.append(emulator)
+    return emulators, None
+
+
 def start(args: argparse.Namespace) -> int:
-    """Fork the daemon; return once it reads the queue (0) or has failed (1, the reason on stderr)."""
-    params = Params(delay=args.delay / 1000, jitter=args.jitter / 1000, loss=args.loss / 100,
-                    duplicate=args.duplicate / 100, reorder=args.reorder / 100, corrupt=args.corrupt / 100,
-                    rate=args.rate, limit=args.limit)
+    """Fork the daemon; return once it reads its queues (0) or has failed (1, the reason on stderr)."""
     pidfile = Path(args.pidfile)
     pidfile.parent.mkdir(parents=True, exist_ok=True)
     read_end, write_end = os.pipe()
@@ -341,11 +407,10 @@ def start(args: argparse.Namespace) -> int:
     if os.fork():
         os._exit(0)
     try:
-        emulator = Emulator(args.queue, args.iface, params)
-        emulator.bind()
+        emulators, watched = open_all(args)
         pidfile.write_text(f"{os.getpid()} {start_time(os.getpid())}\n")
-    except OSError as exc:
-        os.write(write_end, f"link emulator on {args.iface}: {exc}".encode())
+    except (OSError, ValueError, KeyError) as exc:
+        os.write(write_end, f"link emulator on {args.iface or args.spec}: {exc}".encode())
         os._exit(1)
     signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
     devnull = os.open(os.devnull, os.O_RDWR)
@@ -354,7 +419,7 @@ def start(args: argparse.Namespace) -> int:
     os.write(write_end, b"ok")
     os.close(write_end)
     try:
-        emulator.loop(Guard(pidfile))
+        serve(emulators, Guard(pidfile, watched))
     finally:
         os._exit(0)
 
@@ -402,8 +467,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python3 -m lab.net.emulator", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     begin = sub.add_parser("start")
-    begin.add_argument("--queue", type=int, required=True)
-    begin.add_argument("--iface", required=True)
+    begin.add_argument("--queue", type=int)
+    begin.add_argument("--iface")
+    begin.add_argument("--spec", help="a JSON file of links ({netns, queue, iface, params}) for one daemon")
     begin.add_argument("--pidfile", required=True)
     for name in ("delay", "jitter"):
         begin.add_argument(f"--{name}", type=float, default=0.0, help="milliseconds")
@@ -415,6 +481,8 @@ def main(argv: list[str] | None = None) -> int:
     end.add_argument("--pidfile", required=True)
     sub.add_parser("probe", help="can the emulator run here? (in a scratch namespace: it adds a rule)")
     args = parser.parse_args(argv)
+    if args.command == "start" and not args.spec and (args.queue is None or not args.iface):
+        parser.error("start needs --queue and --iface, or --spec")
     return {"start": start, "stop": stop, "probe": probe}[args.command](args)
 
 

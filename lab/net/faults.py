@@ -246,10 +246,15 @@ def restore_routes(ep: Endpoint) -> list[list[str]]:
     return commands
 
 
+def record(journal: Journal, made: list[Fault]) -> None:
+    """Journal faults (with their undo) before they are applied: a killed lab leaves them listed."""
+    journal.record([{"kind": "fault", "name": f.id, "id": f.id, "where": f.where, "what": f.what, "undo": f.undo}
+                    for f in made])
+
+
 def apply(journal: Journal, fault: Fault) -> Fault:
     """Record the fault, then run its commands; on failure undo what ran and explain."""
-    journal.record([{"kind": "fault", "name": fault.id, "id": fault.id, "where": fault.where, "what": fault.what,
-                     "undo": fault.undo}])
+    record(journal, [fault])
     for i, argv in enumerate(fault.apply):
         result = subprocess.run(argv, capture_output=True, text=True, timeout=30)
         if result.returncode != 0:
@@ -263,11 +268,11 @@ def apply(journal: Journal, fault: Fault) -> Fault:
                                          "use lab's own emulator: --emulator lab (or LAB_EMULATOR=lab), "
                                          "or leave the choice to lab (auto)")
             raise EnvironmentProblem(f"fault {fault.what} on {fault.where} failed: {detail}")
-    _journal_daemons(journal, fault)
+    journal_daemons(journal, fault)
     return fault
 
 
-def _journal_daemons(journal: Journal, fault: Fault) -> None:
+def journal_daemons(journal: Journal, fault: Fault) -> None:
     """The daemons a fault started on this machine, as process records: ``lab down`` stops them by PID.
 
     (A daemon whose record was never written, because lab was killed first, still ends: it

@@ -76,11 +76,17 @@ def test_topology_impairments_delay_the_links_and_end_with_the_lab(tmp_path: Pat
         listing = capsys.readouterr().out
         assert "gw:eth0" in listing and "impair delay 5ms out" in listing and "delay 20ms±2ms" in listing
         pids = _emulator_pids("em-topo")
-        assert len(pids) == 3  # one per impaired direction: gw:eth0, gw:eth1 and far:eth0
-        # clearing one impairment stops its emulator, and the delay goes with it
+        assert len(pids) == 1  # the topology's impairments: one daemon for the lab, a queue per direction
+        assert all(procs.is_running(pid, started) for pid, started in pids)
+        # clearing one impairment takes its rule away, and the delay goes with it
         assert main(["fault", "clear", "gw:eth0", "--lab", "em-topo"]) == 0
-        assert len(_emulator_pids("em-topo")) == 2
         assert statistics.median(_rtts("em-topo", "client", "192.168.5.1")) < 2
+        assert 40 * 0.9 <= statistics.median(_rtts("em-topo", "client", "10.5.0.2")) <= 40 * 1.1
+        # a fault added later has a daemon of its own, which its clear stops
+        assert main(["fault", "add", "client:eth0", "--delay", "10ms", "--lab", "em-topo", "--emulator", "lab"]) == 0
+        assert len(_emulator_pids("em-topo")) == 2
+        assert main(["fault", "clear", "client:eth0", "--lab", "em-topo"]) == 0
+        assert len(_emulator_pids("em-topo")) == 1
     finally:
         assert main(["down", "em-topo"]) == 0
     assert not any(procs.is_running(pid, started) for pid, started in pids)

@@ -148,14 +148,16 @@ def test_a_queued_packet_is_read_from_its_netlink_message() -> None:
     assert emulator.parse_packet(other, len(other)) is None
 
 
-def test_corruption_flips_exactly_one_header_bit() -> None:
+@pytest.mark.parametrize("past_header", [False, True])
+def test_corruption_flips_exactly_one_bit_where_a_checksum_will_catch_it(past_header: bool) -> None:
     rng = random.Random(1)
     for _ in range(100):
         packet = _ipv4()
-        changed = emulator.corrupt_header(packet, rng)
+        changed = emulator.corrupt(packet, rng, past_header)
         diff = [a ^ b for a, b in zip(packet, changed, strict=True)]
         flipped = [i for i, d in enumerate(diff) if d]
-        assert len(flipped) == 1 and flipped[0] < 20 and bin(diff[flipped[0]]).count("1") == 1
+        assert len(flipped) == 1 and bin(diff[flipped[0]]).count("1") == 1
+        assert (flipped[0] >= 20) == past_header
 
 
 class Recorder(emulator.Emulator):
