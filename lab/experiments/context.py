@@ -321,6 +321,17 @@ class Run:
         spec = impair.spec_from(keys)
         return self.fault(impair.impair(self.endpoint(where), spec, direction, self.lab_info.get("emulator")))
 
+    def clear(self, *made: faults.Fault) -> None:
+        """Undo some of this run's faults now (say, one impairment before the next); the rest end with the run."""
+        started = time.time()
+        for fault in made:
+            faults.clear(self.journal, fault_id=fault.id)
+            if fault.id in self._faults:
+                self._faults.remove(fault.id)
+        self.steps.append(StepRecord("clear: " + "; ".join(f"{f.what} on {f.where}" for f in made), None,
+                                     made[0].where.split(":")[0] if made else "", 0, "", "", started,
+                                     time.time() - started))
+
     def link(self, where: str, up: bool) -> None:
         """Cable pull (``up=False``) or plug back; pulled cables are plugged back at the end."""
         if up:

@@ -33,6 +33,7 @@ PROGRAMS: dict[str, str] = {
     "linger_abort_server": "write N bytes, set SO_LINGER {1, T}, close(); T=0 aborts with an RST",
     "slow_reader": "small SO_RCVBUF, sleep without reading, then read until EOF or error",
     "keystroke_client": "send one-byte keystrokes at an interval and time each echo",
+    "trickle_client": "one-byte writes at an interval without reading (Nagle over a WAN; --nodelay)",
     "nagle_client": "rounds of send 10 B, send 10 B, recv 1 B with Nagle on and/or TCP_NODELAY",
     "nagle_server": "reply 1 byte after every 20 bytes received",
     "bulk_send": "send N bytes (optional TCP_CONGESTION, SO_SNDBUF), print time and TCP_INFO",

@@ -18,6 +18,7 @@ def test_parse_states_queues_timers_and_rto():
     fw, listen, tw = socks
     assert (fw.recv_q, fw.send_q, fw.local, fw.peer) == (0, 1, "192.168.1.108:12345", "192.168.1.109:38724")
     assert (fw.timer, fw.timer_left, fw.rto) == ("on", pytest.approx(0.116), pytest.approx(0.204))
+    assert (fw.rtt, fw.rttvar) == (0.028, 0.014) and listen.rtt is None
     assert listen.timer is None and listen.rto is None
     assert (tw.timer, tw.timer_left, tw.local_port) == ("timewait", 59.0, 12345)
     assert sstext.in_state(socks, "TIME-WAIT", 12345) == [tw]

@@ -14,12 +14,14 @@ from dataclasses import dataclass
 
 _TIMER = re.compile(r"timer:\((\w+),([^,)]*)")
 _RTO = re.compile(r"\brto:([\d.]+)")
+_RTT = re.compile(r"\brtt:([\d.]+)/([\d.]+)")
 _DURATION = re.compile(r"(?:(\d+)min)?(?:([\d.]+)sec)?(?:([\d.]+)ms)?$")
 
 
 @dataclass
 class SsSocket:
-    """One socket as ``ss`` lists it; ``timer_left`` and ``rto`` are in seconds."""
+    """One socket as ``ss`` lists it; ``timer_left`` and ``rto`` in seconds, ``rtt`` (the smoothed RTT)
+    and ``rttvar`` (its mean deviation) in milliseconds, as ``rtt:80.2/0.4`` shows them."""
 
     state: str
     recv_q: int
@@ -29,6 +31,8 @@ class SsSocket:
     timer: str | None = None
     timer_left: float | None = None
     rto: float | None = None
+    rtt: float | None = None
+    rttvar: float | None = None
 
     @property
     def local_port(self) -> int:
@@ -51,9 +55,8 @@ def parse(text: str) -> list[SsSocket]:
         if not line.strip():
             continue
         if line[0].isspace():  # the -i line belongs to the socket above
-            found = _RTO.search(line)
-            if sockets and found:
-                sockets[-1].rto = float(found.group(1)) / 1000
+            if sockets:
+                _internals(sockets[-1], line)
             continue
         fields = line.split()
         if len(fields) < 5 or not fields[1].isdigit() or not fields[2].isdigit():
@@ -62,11 +65,19 @@ def parse(text: str) -> list[SsSocket]:
         timer = _TIMER.search(line)
         if timer:
             sock.timer, sock.timer_left = timer.group(1), duration(timer.group(2))
-        found = _RTO.search(line)
-        if found:
-            sock.rto = float(found.group(1)) / 1000
+        _internals(sock, line)
         sockets.append(sock)
     return sockets
+
+
+def _internals(sock: SsSocket, line: str) -> None:
+    """``rto:`` and ``rtt:`` of ``-i``, wherever ss put them (the same line, or the indented one below)."""
+    found = _RTO.search(line)
+    if found:
+        sock.rto = float(found.group(1)) / 1000
+    rtt = _RTT.search(line)
+    if rtt:
+        sock.rtt, sock.rttvar = float(rtt.group(1)), float(rtt.group(2))
 
 
 def in_state(sockets: list[SsSocket], state: str, local_port: int | None = None) -> list[SsSocket]:
