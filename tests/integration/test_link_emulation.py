@@ -128,10 +128,17 @@ def test_a_sigkilled_up_leaves_no_emulator_that_down_cannot_end(tmp_path: Path) 
     assert not any(procs.is_running(pid, started) for pid, started in pids)
 
 
-def test_netem_applies_the_same_impairment_where_the_kernel_has_it(lab_factory) -> None:
+def test_netem_applies_the_same_impairment_where_the_kernel_has_it(lab_factory, tmp_path: Path) -> None:
     works, detail = impair.netem_works()
     if not works:
         pytest.skip(f"this kernel has no sch_netem ({detail}): the netem path cannot run here")
+    topo = _topology(tmp_path, "em-netem-topo")
+    assert main(["up", "-q", "--emulator", "netem", str(topo)]) == 0
+    try:
+        assert 45 * 0.9 <= statistics.median(_rtts("em-netem-topo", "client", "10.5.0.2")) <= 45 * 1.1
+        assert not (state.lab_dir("em-netem-topo") / "emulators").exists()  # netem needs no daemon
+    finally:
+        assert main(["down", "em-netem-topo"]) == 0
     lab = lab_factory(BOOK_LAN, name="em-netem")
     assert main(["fault", "add", "kongming20:eth0", "--delay", "10ms", "--lab", "em-netem",
                  "--emulator", "netem"]) == 0
