@@ -183,7 +183,8 @@ def check_link_emulator() -> Check:
                                           f"delay, jitter, loss, duplicate, reorder, corrupt, rate ({why})")
     return Check("link emulator", WARN, f"{why}; lab's own emulator cannot run either ({detail}): delay and the other "
                                         "impairments are unavailable; loss, drops, cable pulls and rate limits work",
-                 "lab's emulator needs iptables' NFQUEUE target (CONFIG_NETFILTER_NETLINK_QUEUE, xt_NFQUEUE)")
+                 "lab's emulator needs NFQUEUE (CONFIG_NETFILTER_NETLINK_QUEUE) and nf_tables with the xtables "
+                 "NFQUEUE target (CONFIG_NFT_COMPAT, CONFIG_NETFILTER_XT_TARGET_NFQUEUE)")
 
 
 def check_rate_qdiscs() -> Check:

@@ -1,7 +1,7 @@
 """lab's own link emulator: netem's delay, jitter, loss, duplicate, reorder, corrupt, rate and
 queue limit in user space, for kernels without ``sch_netem``.
 
-How: an iptables rule sends what leaves (or arrives at) one interface to an NFQUEUE; this
+How: a rule (:mod:`lab.net.nfqueue_rules`) sends what leaves (or arrives at) one interface to an NFQUEUE; this
 process reads each packet from the queue and lets it go when its time has come. A packet that
 a socket of this namespace sent is taken from the kernel at once (a DROP verdict) and sent again
 by a raw socket when due: held in the kernel it would still count against its socket's TCP small
@@ -23,20 +23,23 @@ has met them once already; corruption flips one bit past the IPv4 header of a pa
 forwarded one: its header checksum catches it), where netem flips a bit anywhere in the frame;
 ARP is not impaired (iptables sees IP).
 
-Life cycle (it must survive nothing): ``start`` forks a daemon that binds the queue, writes its
-pidfile (PID and start time) and only then lets ``start`` return, so the iptables rule is added
-once something reads the queue. ``stop`` checks the pidfile's start time before it signals.
+Life cycle (it must survive nothing): ``start`` forks a daemon that binds each queue and then
+adds the rule that feeds it, writes its pidfile (PID and start time) and only then lets
+``start`` return. ``stop`` checks the pidfile's start time before it signals.
 The daemon also ends by itself when its pidfile is removed (``lab down`` removes the lab's
 state directory) or its interface is gone. Standard library only: the cluster agent runs it too.
 
-    python3 -m lab.net.emulator start --queue 7 --iface eth0 --pidfile F --delay 40 --jitter 4
+    python3 -m lab.net.emulator start --queue 7 --iface eth0 --chain f1-out --pidfile F --delay 40 --jitter 4
+    python3 -m lab.net.emulator unqueue --chain f1-out
     python3 -m lab.net.emulator stop --pidfile F
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import fcntl
+import functools
 import heapq
 import json
 import os
@@ -48,6 +51,9 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
+
+from lab.net import nfqueue_rules
 
 NETLINK_NETFILTER = 12
 NFNL_SUBSYS_QUEUE = 3
@@ -187,12 +193,14 @@ class Emulator:
     def bind(self) -> None:
         """Take the queue (EBUSY if another process has it), ask for whole packets and who sent them."""
         self.open()
-        for attrs in (_attr(NFQA_CFG_CMD, struct.pack("!BxH", NFQNL_CFG_CMD_BIND, socket.AF_INET)),
-                      _attr(NFQA_CFG_PARAMS, struct.pack("!IB", 0xFFFF, NFQNL_COPY_PACKET)),
-                      _attr(NFQA_CFG_QUEUE_MAXLEN, struct.pack("!I", self.p.limit + 4096)),
-                      _attr(NFQA_CFG_MASK, struct.pack("!I", NFQA_CFG_F_UID_GID))
-                      + _attr(NFQA_CFG_FLAGS, struct.pack("!I", NFQA_CFG_F_UID_GID))):
-            self.sock.send(_nlmsg(NFQNL_MSG_CONFIG, NLM_F_REQUEST | NLM_F_ACK, self.queue, attrs))
+        configs = (_attr(NFQA_CFG_CMD, struct.pack("!BxH", NFQNL_CFG_CMD_BIND, socket.AF_INET)),
+                   _attr(NFQA_CFG_PARAMS, struct.pack("!IB", 0xFFFF, NFQNL_COPY_PACKET)),
+                   _attr(NFQA_CFG_QUEUE_MAXLEN, struct.pack("!I", self.p.limit + 4096)),
+                   _attr(NFQA_CFG_MASK, struct.pack("!I", NFQA_CFG_F_UID_GID))
+                   + _attr(NFQA_CFG_FLAGS, struct.pack("!I", NFQA_CFG_F_UID_GID)))
+        # one send, one acknowledgement each, in order (the bind first: the others need the queue)
+        self.sock.send(b"".join(_nlmsg(NFQNL_MSG_CONFIG, NLM_F_REQUEST | NLM_F_ACK, self.queue, a) for a in configs))
+        for _ in configs:
             answer = self.sock.recv(4096)
             if struct.unpack_from("=H", answer, 4)[0] == NLMSG_ERROR:
                 err = -struct.unpack_from("=i", answer, 16)[0]
@@ -279,7 +287,10 @@ def serve(emulators: list[Emulator], guard: Guard) -> None:
     """One loop for every queue of this daemon: read what arrives, let go what is due, check the guard."""
     import selectors
 
-    chooser = selectors.DefaultSelector()  # epoll: a lab's daemon may hold more sockets than select() takes
+    # select() wakes to the microsecond, epoll to the millisecond (which would add up to 1 ms to every
+    # delay); only a daemon with more sockets than select() takes (FD_SETSIZE) needs epoll
+    few = len(emulators) < 900
+    chooser = selectors.SelectSelector() if few else selectors.DefaultSelector()
     for emulator in emulators:
         chooser.register(emulator.sock, selectors.EVENT_READ, emulator)
     buf = bytearray(0x10000 + 512)
@@ -355,14 +366,20 @@ def params_of(values: dict[str, float]) -> Params:
                   rate=values.get("rate", 0), limit=int(values.get("limit", 1000)))
 
 
+@functools.cache
+def _libc() -> Any:
+    import ctypes
+
+    return ctypes.CDLL(None, use_errno=True)
+
+
 def enter_netns(path: str) -> None:
     """Move this process into the network namespace at ``path`` (sockets made next belong to it)."""
     fd = os.open(path, os.O_RDONLY)
     try:
-        import ctypes
+        if _libc().setns(fd, 0x40000000) != 0:  # CLONE_NEWNET
+            import ctypes
 
-        libc = ctypes.CDLL(None, use_errno=True)
-        if libc.setns(fd, 0x40000000) != 0:  # CLONE_NEWNET
             err = ctypes.get_errno()
             raise OSError(err, f"setns {path}: {os.strerror(err)}")
     finally:
@@ -370,23 +387,28 @@ def enter_netns(path: str) -> None:
 
 
 def open_all(args: argparse.Namespace) -> tuple[list[Emulator], str | None]:
-    """The daemon's emulators, each bound to its queue in its namespace; and the one interface to watch."""
+    """The daemon's emulators, each bound to its queue in its namespace and fed by its rule there
+    (lab.net.nfqueue_rules); and the one interface to watch, when it serves only one."""
     if not args.spec:
-        emulator = Emulator(args.queue, args.iface, params_of(vars(args)))
-        emulator.bind()
-        return [emulator], args.iface
-    import resource
+        links = [{"netns": None, "queue": args.queue, "iface": args.iface, "chain": args.chain, "hook": args.hook,
+                  "params": vars(args)}]
+    else:
+        links = json.loads(Path(args.spec).read_text())["links"]
+        import resource
 
-    links = json.loads(Path(args.spec).read_text())["links"]
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 2 * len(links) + 64)), hard))
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 2 * len(links) + 64)), hard))
     emulators = []
     for link in links:
-        enter_netns(link["netns"])
+        if link["netns"]:
+            enter_netns(link["netns"])
         emulator = Emulator(int(link["queue"]), link["iface"], params_of(link["params"]))
         emulator.bind()
+        if link.get("chain"):  # the queue is read before anything is sent to it
+            nfqueue_rules.commit(nfqueue_rules.queue_rule(link["chain"], link.get("hook") or "postrouting",
+                                                          link["iface"], emulator.queue, RESENT_MARK))
         emulators.append(emulator)
-    return emulators, None
+    return emulators, None if args.spec else args.iface
 
 
 def start(args: argparse.Namespace) -> int:
@@ -446,20 +468,25 @@ def stop(args: argparse.Namespace) -> int:
 
 
 def probe(args: argparse.Namespace) -> int:
-    """Can this machine run the emulator? Bind a queue and add a rule that feeds it (run in a scratch namespace)."""
-    import subprocess
-
+    """Can this machine run the emulator? Bind a queue and add the rule that feeds it (in a scratch namespace)."""
     try:
         Emulator(65000, "lo", Params()).bind()
+        nfqueue_rules.commit(nfqueue_rules.queue_rule("probe", "postrouting", "lo", 65000, RESENT_MARK))
+        nfqueue_rules.commit(nfqueue_rules.remove_chain("probe"))
     except OSError as exc:
-        print(f"cannot read an NFQUEUE: {exc}", file=sys.stderr)
+        print(f"cannot read an NFQUEUE or feed it (nf_tables with xtables' NFQUEUE target): {exc}", file=sys.stderr)
         return 1
-    rule = ["OUTPUT", "-o", "lo", "-j", "NFQUEUE", "--queue-num", "65000", "--queue-bypass"]
-    result = subprocess.run(["iptables", "-w", "-t", "mangle", "-A", *rule], capture_output=True, text=True)
-    if result.returncode != 0:
-        print(f"iptables has no NFQUEUE target: {result.stderr.strip()}", file=sys.stderr)
-        return 1
-    subprocess.run(["iptables", "-w", "-t", "mangle", "-D", *rule], capture_output=True)
+    return 0
+
+
+def unqueue(args: argparse.Namespace) -> int:
+    """Remove one direction's rule (its chain) from this namespace; already gone is fine."""
+    try:
+        nfqueue_rules.commit(nfqueue_rules.remove_chain(args.chain))
+    except OSError as exc:
+        if exc.errno != errno.ENOENT:
+            print(f"cannot remove the emulator's rule {args.chain}: {exc}", file=sys.stderr)
+            return 1
     return 0
 
 
@@ -469,7 +496,10 @@ def main(argv: list[str] | None = None) -> int:
     begin = sub.add_parser("start")
     begin.add_argument("--queue", type=int)
     begin.add_argument("--iface")
-    begin.add_argument("--spec", help="a JSON file of links ({netns, queue, iface, params}) for one daemon")
+    begin.add_argument("--spec", help="a JSON file of links ({netns, queue, iface, chain, hook, params}) for one "
+                                      "daemon")
+    begin.add_argument("--chain", help="also add the rule that feeds the queue, as this chain (nfqueue_rules)")
+    begin.add_argument("--hook", default="postrouting", choices=["postrouting", "prerouting"])
     begin.add_argument("--pidfile", required=True)
     for name in ("delay", "jitter"):
         begin.add_argument(f"--{name}", type=float, default=0.0, help="milliseconds")
@@ -480,10 +510,12 @@ def main(argv: list[str] | None = None) -> int:
     end = sub.add_parser("stop")
     end.add_argument("--pidfile", required=True)
     sub.add_parser("probe", help="can the emulator run here? (in a scratch namespace: it adds a rule)")
+    remove = sub.add_parser("unqueue", help="remove one direction's rule from this namespace")
+    remove.add_argument("--chain", required=True)
     args = parser.parse_args(argv)
     if args.command == "start" and not args.spec and (args.queue is None or not args.iface):
         parser.error("start needs --queue and --iface, or --spec")
-    return {"start": start, "stop": stop, "probe": probe}[args.command](args)
+    return {"start": start, "stop": stop, "probe": probe, "unqueue": unqueue}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -5,9 +5,9 @@ becomes a fault applied by one of two emulators with the same keys and the same 
 
 - ``netem``: the kernel's ``sch_netem`` as the root qdisc of the egress (what Mininet's TCLink
   and netlab's ``tc`` use);
-- ``lab``: lab's own emulator (:mod:`lab.net.emulator`), a small daemon per impaired direction
-  fed by an iptables NFQUEUE rule, for kernels built without netem (this machine's, and stock
-  GitHub runners' until linux-modules-extra is installed).
+- ``lab``: lab's own emulator (:mod:`lab.net.emulator`), a small daemon reading an NFQUEUE
+  that a rule of its own feeds (:mod:`lab.net.nfqueue_rules`), for kernels built without netem
+  (this machine's, and stock GitHub runners' until linux-modules-extra is installed).
 
 :func:`choose` picks netem where it works and lab's emulator where not; ``LAB_EMULATOR`` (or
 ``--emulator``) forces either, so the emulator is tested on machines with netem too.
@@ -36,7 +36,6 @@ from pydantic import ValidationError
 
 from lab import state
 from lab.errors import EnvironmentProblem, InputError
-from lab.net.emulator import RESENT_MARK
 from lab.net.faults import (
     Direction,
     Endpoint,
@@ -115,10 +114,10 @@ def apply_topology(topo: Topology, journal: state.Journal, emulator: str | None,
                    progress: Callable[[str, int, int], None]) -> None:
     """During ``up``: the topology's ``impair:`` entries, each a fault in the journal (``lab fault ls`` lists them).
 
-    On this machine they are applied together, a namespace at a time and several at once: one
-    ``tc -batch`` per namespace for netem; for lab's emulator, one daemon for the whole lab and one
-    ``iptables-restore`` per namespace (a daemon and an ``iptables`` call per interface would cost
-    170 ms each). On a cluster, one by one through the machines' agents.
+    On this machine they are applied together: one ``tc -batch`` per namespace for netem, several
+    at once; for lab's emulator, one daemon for the whole lab, which enters each namespace to open
+    its queues and write their rules (a daemon per interface cost 170 ms each). On a cluster, one
+    by one through the machines' agents.
     """
     wanted = of_topology(topo)
     if not wanted:
@@ -159,17 +158,15 @@ def _netem_together(journal: state.Journal, found: list[tuple[Endpoint, Impair]]
 
 def _emulate_together(journal: state.Journal, lab: str, found: list[tuple[Endpoint, Impair]],
                       made: list[Fault]) -> None:
+    """One daemon for the topology's impairments: it opens each queue in its namespace and adds its rule."""
     links: list[dict[str, object]] = []
-    batches: dict[str, list[str]] = {}
     for ep, spec in found:
         fault = Fault(new_id(), ep.label, f"impair {describe(spec)} out (lab emulator)")
-        queue = zlib.crc32(f"{fault.id}/out".encode()) & 0xFFFF
-        rule = _queue_rule("POSTROUTING", ["-o", ep.ifname], fault.id, queue)
-        fault.undo = [ep.inside.command(["iptables", "-w", "-t", "mangle", "-D", *rule])]
+        chain = _chain(fault.id, "out")
+        fault.undo = [ep.inside.command([*_python(), "-m", "lab.net.emulator", "unqueue", "--chain", chain])]
         made.append(fault)
-        links.append({"netns": netns_path(_netns(ep)), "queue": queue, "iface": ep.ifname,
-                      "params": emulator_values(spec)})
-        batches.setdefault(_netns(ep), []).append(" ".join(["-A", *rule]))  # no argument has a space
+        links.append({"netns": netns_path(_netns(ep)), "queue": zlib.crc32(f"{fault.id}/out".encode()) & 0xFFFF,
+                      "iface": ep.ifname, "chain": chain, "hook": "postrouting", "params": emulator_values(spec)})
     record(journal, made)
     directory = state.lab_dir(lab) / "emulators"
     directory.mkdir(parents=True, exist_ok=True)
@@ -178,11 +175,9 @@ def _emulate_together(journal: state.Journal, lab: str, found: list[tuple[Endpoi
     daemon = Fault("topology", "(the lab)", "", pidfiles=[str(directory / "topology.pid")])
     started = subprocess.run([*_python(), "-m", "lab.net.emulator", "start", "--spec", str(spec_file),
                               "--pidfile", daemon.pidfiles[0]], capture_output=True, text=True, timeout=120)
-    journal_daemons(journal, daemon)  # lab down stops it; a fault clear leaves it idle (its rules gone)
+    journal_daemons(journal, daemon)  # lab down stops it; a fault clear leaves its queue idle (the rule gone)
     if started.returncode != 0:
         raise EnvironmentProblem(f"lab's link emulator did not start: {started.stderr.strip()[-300:]}")
-    _run_per_namespace(["iptables-restore", "--noflush"],
-                       {ns: ["*mangle", *rules, "COMMIT"] for ns, rules in batches.items()})
 
 
 def _run_per_namespace(argv: list[str], batches: dict[str, list[str]]) -> None:
@@ -202,12 +197,6 @@ def _run_per_namespace(argv: list[str], batches: dict[str, list[str]]) -> None:
 def _netns(ep: Endpoint) -> str:
     assert isinstance(ep.inside, LocalNamespace)
     return ep.inside.netns
-
-
-def _queue_rule(chain: str, match: list[str], fault_id: str, queue: int) -> list[str]:
-    """The rule that feeds one direction to its queue; what the emulator sends again passes by."""
-    return [chain, *match, "-m", "mark", "!", "--mark", hex(RESENT_MARK), "-m", "comment", "--comment",
-            f"lab-fault-{fault_id}", "-j", "NFQUEUE", "--queue-num", str(queue), "--queue-bypass"]
 
 
 def _python() -> list[str]:
@@ -268,18 +257,17 @@ def impair(ep: Endpoint, spec: Impair, direction: Direction = "out", emulator: s
 
 
 def _emulate(fault: Fault, ep: Endpoint, spec: Impair, d: str, queue: int) -> None:
-    """Start lab's emulator for one direction, then send that direction's packets to its queue."""
+    """Lab's emulator for one direction: a daemon that reads its queue and adds the rule feeding it."""
     if d == "out" or not ep.peer_is_switch:
         inside, dev = (ep.inside, ep.ifname) if d == "out" else (ep.peer_inside, ep.peer_ifname)
-        table, chain, match = "mangle", "POSTROUTING", ["-o", dev]
+        hook = "postrouting"
     else:
         for key in ("duplicate", "corrupt"):
             if getattr(spec, key) is not None:
                 raise InputError(f"{key} arriving at {ep.label} (a LAN port) needs netem",
                                  "impair what leaves the sending node instead (--direction out on its "
                                  "interface), or use a kernel with sch_netem")
-        inside, dev = ep.inside, ep.ifname
-        table, chain, match = "mangle", "PREROUTING", ["-i", dev]
+        inside, dev, hook = ep.inside, ep.ifname, "prerouting"
     if inside.local:
         python = _python()
         pidfile = str(state.lab_dir(ep.lab) / "emulators" / f"{fault.id}-{d}.pid")
@@ -287,12 +275,16 @@ def _emulate(fault: Fault, ep: Endpoint, spec: Impair, d: str, queue: int) -> No
         python = ["python3"]
         pidfile = f"/run/lab-emulators/{ep.lab}/{fault.id}-{d}.pid"
     module = [*python, "-m", "lab.net.emulator"]
-    rule = _queue_rule(chain, match, fault.id, queue)
-    # apply[i] is undone by undo[i] (lab.net.faults.apply); --queue-bypass lets packets pass, unimpaired,
-    # in the moment between the daemon's end and the rule's
-    fault.apply += [inside.command([*module, "start", "--queue", str(queue), "--iface", dev, "--pidfile", pidfile,
-                                    *emulator_args(spec)]),
-                    inside.command(["iptables", "-w", "-t", table, "-A", *rule])]
+    chain = _chain(fault.id, d)
+    # apply[0] (the daemon, then its rule) is undone by undo[0] and the rest (lab.net.faults.apply);
+    # the rule's bypass flag lets packets pass, unimpaired, between the daemon's end and the rule's
+    fault.apply.append(inside.command([*module, "start", "--queue", str(queue), "--iface", dev, "--chain", chain,
+                                       "--hook", hook, "--pidfile", pidfile, *emulator_args(spec)]))
     fault.undo += [inside.machine_command([*module, "stop", "--pidfile", pidfile]),
-                   inside.command(["iptables", "-w", "-t", table, "-D", *rule])]
+                   inside.command([*module, "unqueue", "--chain", chain])]
     fault.pidfiles.append(pidfile)
+
+
+def _chain(fault_id: str, direction: str) -> str:
+    """The nf_tables chain of one impaired direction (lab.net.nfqueue_rules)."""
+    return f"fault-{fault_id}-{direction}"

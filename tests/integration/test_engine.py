@@ -143,7 +143,8 @@ def test_run_reuses_a_running_lab_of_its_topology_and_leaves_it_up(lab_factory, 
     assert document["experiments"][0]["topology"] == "eng-r"
     notes = document["experiments"][0]["notes"]  # the fault is not the run's: it stays, and the report says so
     assert len(notes) == 1 and "rate 50mbit out on far-host:eth0" in notes[0] and "lab fault clear" in notes[0]
-    assert [e["what"] for e in faults.active(state.Journal("eng-r"))] == ["rate 50mbit out"]  # --rate: out by default, as in the API
+    # --rate: out by default, as in the API
+    assert [e["what"] for e in faults.active(state.Journal("eng-r"))] == ["rate 50mbit out"]
     assert "eng-r" in state.labs_up()
     rc = main(["run", "rst-closed-port", "--fresh", "--json", "--out", str(tmp_path)])
     assert json.loads(capsys.readouterr().out)["experiments"][0]["topology"] != "eng-r"

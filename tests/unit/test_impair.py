@@ -10,7 +10,7 @@ import pytest
 from pydantic import ValidationError
 
 from lab.errors import InputError, TopologyError
-from lab.net import emulator, faults, impair
+from lab.net import emulator, faults, impair, nfqueue_rules
 from lab.nodes.namespace import LocalNamespace
 from lab.topology import units
 from lab.topology.loader import load_topology_text
@@ -101,17 +101,17 @@ def test_netem_shapes_the_egress_of_each_direction() -> None:
     assert [u[2:] for u in fault.undo] == [["tc", "qdisc", "del", "dev", dev, "root"] for dev in ("p-h1-eth0", "eth0")]
 
 
-def test_the_emulator_starts_before_its_queue_rule_and_stops_first() -> None:
+def test_the_emulator_adds_its_own_rule_and_is_stopped_from_outside_the_namespace() -> None:
     fault = impair.impair(P2P_EP, Impair(delay="10ms"), "both", emulator="lab")
-    starts = [a for a in fault.apply if "start" in a]
-    rules = [a for a in fault.apply if "iptables" in a]
-    assert len(starts) == len(rules) == 2 and fault.apply.index(starts[0]) < fault.apply.index(rules[0])
+    assert len(fault.apply) == 2 and all("start" in a for a in fault.apply)
     # in: the egress of the other end of the point-to-point link; out: the node's own egress
-    assert rules[0][1] == "--net=/run/netns/lab-lab1.r2" and rules[1][1] == "--net=/run/netns/lab-lab1.r1"
-    assert all("POSTROUTING" in r and "--queue-bypass" in r and hex(emulator.RESENT_MARK) in r for r in rules)
-    stop = fault.undo[0]
+    assert [a[1] for a in fault.apply] == ["--net=/run/netns/lab-lab1.r2", "--net=/run/netns/lab-lab1.r1"]
+    assert all(a[a.index("--hook") + 1] == "postrouting" for a in fault.apply)
+    chains = [a[a.index("--chain") + 1] for a in fault.apply]
+    assert chains == [f"fault-{fault.id}-in", f"fault-{fault.id}-out"]
+    stop, unqueue = fault.undo[0], fault.undo[1]
     assert "stop" in stop and stop[0] != "nsenter"  # stopped from outside: the namespace may be gone
-    assert fault.undo[1][fault.undo[1].index("-D") + 1:] == rules[0][rules[0].index("-A") + 1:]
+    assert unqueue[1] == "--net=/run/netns/lab-lab1.r2" and unqueue[-2:] == ["--chain", chains[0]]
     assert len(fault.pidfiles) == 2 and "(lab emulator)" in fault.what
 
 
@@ -119,7 +119,22 @@ def test_duplicates_arriving_at_a_lan_port_need_netem() -> None:
     with pytest.raises(InputError, match="needs netem"):
         impair.impair(LAN_EP, Impair(delay="1ms", duplicate="1%"), "in", emulator="lab")
     fault = impair.impair(LAN_EP, Impair(delay="1ms"), "in", emulator="lab")
-    assert any("PREROUTING" in a for a in fault.apply)
+    assert fault.apply[0][fault.apply[0].index("--hook") + 1] == "prerouting"
+    assert fault.apply[0][1] == "--net=/run/netns/lab-lab1.h1"  # the node's own: a bridge port has no iptables
+
+
+def test_a_queue_rule_is_one_transaction_of_table_chain_and_rule() -> None:
+    messages = nfqueue_rules.queue_rule("fault-abc-out", "postrouting", "eth1", 4242, emulator.RESENT_MARK)
+    assert [kind for kind, _, _ in messages] == [nfqueue_rules.NFT_MSG_NEWTABLE, nfqueue_rules.NFT_MSG_NEWCHAIN,
+                                                 nfqueue_rules.NFT_MSG_NEWRULE]
+    rule = messages[2][2]
+    assert b"eth1" + bytes(12) in rule  # oifname, padded to IFNAMSIZ
+    assert b"NFQUEUE\0" in rule and struct.pack("=HHH", 4242, 1, nfqueue_rules.NFQ_FLAG_BYPASS) in rule
+    assert struct.pack("=I", emulator.RESENT_MARK) in rule
+    hook = messages[1][2]
+    assert struct.pack("!I", nfqueue_rules.NF_INET_POST_ROUTING) in hook and struct.pack("!i", -150) in hook
+    assert [k for k, _, _ in nfqueue_rules.remove_chain("x")] == [nfqueue_rules.NFT_MSG_DELRULE,
+                                                                  nfqueue_rules.NFT_MSG_DELCHAIN]
 
 
 def test_lab_emulator_can_be_forced_and_a_bad_choice_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
