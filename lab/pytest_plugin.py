@@ -14,9 +14,12 @@ import secrets
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+if TYPE_CHECKING:
+    from lab.nodes import Node
 
 
 class LabHandle:
@@ -28,7 +31,7 @@ class LabHandle:
         self.name = name
         self.info: dict[str, Any] = state.read_lab_info(name)
 
-    def node(self, name: str) -> Any:
+    def node(self, name: str) -> Node:
         from lab.nodes import node_from_info
 
         return node_from_info(self.info, name)

@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 .venv/bin/ruff check lab tests benchmarks scripts
 .venv/bin/mypy lab
+.venv/bin/mypy --config-file tests/mypy.ini tests
 set +e
 .venv/bin/python -m pytest -ra -p no:cacheprovider "$@"
 rc=$?

@@ -199,7 +199,7 @@ class _YamlLimit(Exception):
         self.message = message
 
 
-class _Loader(_Parser, Composer, Resolver):  # type: ignore[misc, valid-type]
+class _Loader(_Parser, Composer, Resolver):
     """libyaml's events, PyYAML's composer with limits: depth, self-reference, alias expansion."""
 
     def __init__(self, text: str) -> None:

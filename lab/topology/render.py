@@ -32,8 +32,9 @@ from collections.abc import Iterator
 from typing import Any, NoReturn
 
 from jinja2 import StrictUndefined, TemplateError, TemplateSyntaxError
+from jinja2.exceptions import SecurityError
 from jinja2.runtime import Context, Undefined
-from jinja2.sandbox import SandboxedEnvironment, SecurityError, safe_range
+from jinja2.sandbox import SandboxedEnvironment, safe_range
 
 MAX_OUTPUT_CHARS = 16 * 1024 * 1024
 MAX_LOOP_ITEMS = 1_000_000

@@ -96,6 +96,12 @@ def test_lab_needs_only_the_engines(lab: dict, tmp_path: Path) -> None:
     assert added.returncode == 0, added.stderr
     assert apart("exec", "--lab", LAB, "kongming20", "--", "ping", "-c1", "-W1", "web1").returncode == 1
     assert apart("fault", "clear", "--lab", LAB).returncode == 0
+    # an impairment by lab's own emulator, which runs in the machine's agent
+    added = apart("fault", "add", "--lab", LAB, "web1:eth0", "--delay", "20ms", "--emulator", "lab")
+    assert added.returncode == 0, added.stderr
+    ping = apart("exec", "--lab", LAB, "kongming20", "--", "ping", "-c3", "-i", "0.2", "-q", "web1").stdout
+    assert 19.0 < float(ping.rsplit("=", 1)[1].split("/")[1]) < 30.0, ping
+    assert apart("fault", "clear", "--lab", LAB).returncode == 0
     pcap = tmp_path / "web1.pcap"
     capture = subprocess.Popen(["unshare", "--pid", "--fork", "--mount-proc", sys.executable, "-m", "lab", "capture",
                                 "--lab", LAB, "web1:eth0", "-w", str(pcap), "-d", "4", "-f", "icmp"],

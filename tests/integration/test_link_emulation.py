@@ -57,7 +57,7 @@ def _rtts(lab: str, node: str, target: str, count: int = 20) -> list[float]:
 
 
 def _emulator_pids(lab: str) -> list[tuple[int, int | None]]:
-    found = []
+    found: list[tuple[int, int | None]] = []
     for pidfile in (state.lab_dir(lab) / "emulators").glob("*.pid"):
         pid, started = pidfile.read_text().split()[:2]
         found.append((int(pid), int(started)))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from lab.errors import InputError
@@ -77,7 +79,8 @@ def test_on_a_cluster_a_fault_runs_in_the_nodes_machine_through_its_agent():
 
 def test_plugging_a_point_to_point_cable_back_puts_its_routes_back():
     """The node's own end goes down, and the kernel flushes the routes that leave by it: the undo re-adds them."""
-    routes = [{"to": "10.0.1.0/24", "via": "10.0.0.2", "dev": "eth1"}, {"to": "default", "via": None, "dev": "eth1"}]
+    routes: list[dict[str, Any]] = [{"to": "10.0.1.0/24", "via": "10.0.0.2", "dev": "eth1"},
+                                    {"to": "default", "via": None, "dev": "eth1"}]
     ep = faults.Endpoint("lab1", "r1", "eth1", LocalNamespace("lab-lab1.r1"), LocalNamespace("lab-lab1.isp"), "eth0",
                          routes=routes)
     pulled = faults.link_state(ep, up=False)
