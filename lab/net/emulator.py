@@ -53,22 +53,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from lab.net import nfqueue_rules
+from lab.net import nfqueue, nfqueue_rules
 
-NETLINK_NETFILTER = 12
-NFNL_SUBSYS_QUEUE = 3
-NFQNL_MSG_PACKET = NFNL_SUBSYS_QUEUE << 8 | 0
-NFQNL_MSG_VERDICT = NFNL_SUBSYS_QUEUE << 8 | 1
-NFQNL_MSG_CONFIG = NFNL_SUBSYS_QUEUE << 8 | 2
-NFQNL_MSG_VERDICT_BATCH = NFNL_SUBSYS_QUEUE << 8 | 3
-NLMSG_ERROR = 2
-NLM_F_REQUEST, NLM_F_ACK = 0x1, 0x4
-NFQA_CFG_CMD, NFQA_CFG_PARAMS, NFQA_CFG_QUEUE_MAXLEN = 1, 2, 3
-NFQNL_CFG_CMD_BIND = 1
-NFQNL_COPY_PACKET = 2
-NFQA_CFG_MASK, NFQA_CFG_FLAGS, NFQA_CFG_F_UID_GID = 4, 5, 0x8
-NFQA_PACKET_HDR, NFQA_VERDICT_HDR, NFQA_PAYLOAD, NFQA_CAP_LEN, NFQA_UID = 1, 2, 10, 13, 16
-NF_DROP, NF_ACCEPT = 0, 1
 SOL_NETLINK, NETLINK_NO_ENOBUFS, SO_RCVBUFFORCE = 270, 5, 33
 SO_MARK = 36
 SIOCGIFMTU = 0x8921
@@ -103,51 +89,6 @@ class Counters:
     unsent: int = 0
 
 
-def _nlmsg(msg_type: int, flags: int, queue: int, attrs: bytes, family: int = socket.AF_UNSPEC) -> bytes:
-    body = struct.pack("BB", family, 0) + struct.pack("!H", queue) + attrs
-    return struct.pack("=IHHII", 16 + len(body), msg_type, flags, 0, 0) + body
-
-
-def _attr(kind: int, data: bytes) -> bytes:
-    head = struct.pack("=HH", 4 + len(data), kind)
-    return head + data + b"\0" * (-len(data) % 4)
-
-
-def _verdict(queue: int, packet_id: int, verdict: int, payload: bytes | None = None, batch: bool = False) -> bytes:
-    attrs = _attr(NFQA_VERDICT_HDR, struct.pack("!II", verdict, packet_id))
-    if payload is not None:
-        attrs += _attr(NFQA_PAYLOAD, payload)
-    return _nlmsg(NFQNL_MSG_VERDICT_BATCH if batch else NFQNL_MSG_VERDICT, NLM_F_REQUEST, queue, attrs)
-
-
-def parse_packet(buf: bytes | memoryview, size: int) -> tuple[int, int, bytes, bool] | None:
-    """A queued packet's (id, length, bytes, whether a local socket sent it) from one netlink message;
-    None for other messages (the kernel names the socket's owner, NFQA_UID, only for a local socket)."""
-    if size < 20:
-        return None
-    _, msg_type = struct.unpack_from("=IH", buf, 0)
-    if msg_type != NFQNL_MSG_PACKET:
-        return None
-    packet_id, length, payload, owned, offset = -1, 0, b"", False, 20
-    while offset + 4 <= size:
-        alen, atype = struct.unpack_from("=HH", buf, offset)
-        if alen < 4:
-            break
-        atype &= 0x3FFF
-        if atype == NFQA_PACKET_HDR:
-            packet_id = struct.unpack_from("!I", buf, offset + 4)[0]
-        elif atype == NFQA_PAYLOAD:
-            payload = bytes(buf[offset + 4:offset + alen])
-        elif atype == NFQA_CAP_LEN:
-            length = struct.unpack_from("!I", buf, offset + 4)[0]
-        elif atype == NFQA_UID:
-            owned = True
-        offset += (alen + 3) & ~3
-    if packet_id < 0:
-        return None
-    return packet_id, length or len(payload), payload, owned
-
-
 def corrupt(packet: bytes, rng: random.Random, past_header: bool = False) -> bytes:
     """One random bit of an IPv4 packet flipped: in its header (whose checksum then fails), or with
     ``past_header`` anywhere after it (the TCP/UDP/ICMP checksum then fails; a packet we send again
@@ -180,7 +121,7 @@ class Emulator:
 
     def open(self) -> None:
         """The queue's netlink socket and the raw socket that sends packets again (both in this namespace)."""
-        self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)
+        self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, nfqueue.NETLINK_NETFILTER)
         self.sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 8 << 20)
         self.sock.setsockopt(SOL_NETLINK, NETLINK_NO_ENOBUFS, 1)
         self.sock.bind((0, 0))
@@ -193,19 +134,7 @@ class Emulator:
     def bind(self) -> None:
         """Take the queue (EBUSY if another process has it), ask for whole packets and who sent them."""
         self.open()
-        configs = (_attr(NFQA_CFG_CMD, struct.pack("!BxH", NFQNL_CFG_CMD_BIND, socket.AF_INET)),
-                   _attr(NFQA_CFG_PARAMS, struct.pack("!IB", 0xFFFF, NFQNL_COPY_PACKET)),
-                   _attr(NFQA_CFG_QUEUE_MAXLEN, struct.pack("!I", self.p.limit + 4096)),
-                   _attr(NFQA_CFG_MASK, struct.pack("!I", NFQA_CFG_F_UID_GID))
-                   + _attr(NFQA_CFG_FLAGS, struct.pack("!I", NFQA_CFG_F_UID_GID)))
-        # one send, one acknowledgement each, in order (the bind first: the others need the queue)
-        self.sock.send(b"".join(_nlmsg(NFQNL_MSG_CONFIG, NLM_F_REQUEST | NLM_F_ACK, self.queue, a) for a in configs))
-        for _ in configs:
-            answer = self.sock.recv(4096)
-            if struct.unpack_from("=H", answer, 4)[0] == NLMSG_ERROR:
-                err = -struct.unpack_from("=i", answer, 16)[0]
-                if err:
-                    raise OSError(err, f"NFQUEUE {self.queue}: {os.strerror(err)}")
+        nfqueue.bind(self.sock, self.queue, self.p.limit + 4096)
 
     def admit(self, packet_id: int, length: int, payload: bytes, owned: bool, now: float,
               out: list[bytes]) -> None:
@@ -214,11 +143,11 @@ class Emulator:
         c.received += 1
         if p.loss and rng.random() < p.loss:
             c.lost += 1
-            out.append(_verdict(self.queue, packet_id, NF_DROP))
+            out.append(nfqueue.verdict(self.queue, packet_id, nfqueue.NF_DROP))
             return
         if len(self.held) >= p.limit:
             c.overflowed += 1
-            out.append(_verdict(self.queue, packet_id, NF_DROP))
+            out.append(nfqueue.verdict(self.queue, packet_id, nfqueue.NF_DROP))
             return
         wait = p.delay
         if p.jitter:
@@ -238,7 +167,7 @@ class Emulator:
             changed = corrupt(payload, rng, past_header=resend)
             c.corrupted += 1
         if resend:  # out of the kernel now, so its socket's small queue is free again (module doc)
-            out.append(_verdict(self.queue, packet_id, NF_DROP))
+            out.append(nfqueue.verdict(self.queue, packet_id, nfqueue.NF_DROP))
             packet_id, changed = -1, changed or payload
         self.order += 1
         heapq.heappush(self.held, (due, self.order, packet_id, changed, copy))
@@ -252,13 +181,13 @@ class Emulator:
             if packet_id < 0:
                 self._send(changed or b"")
             elif changed is not None or not self.in_order:
-                out.append(_verdict(self.queue, packet_id, NF_ACCEPT, changed))
+                out.append(nfqueue.verdict(self.queue, packet_id, nfqueue.NF_ACCEPT, changed))
             else:
                 highest = max(highest, packet_id)
             if copy is not None:
                 self.counters.duplicated += self._send(copy)
         if highest >= 0:
-            out.append(_verdict(self.queue, highest, NF_ACCEPT, batch=True))
+            out.append(nfqueue.verdict(self.queue, highest, nfqueue.NF_ACCEPT, batch=True))
 
     def _send(self, packet: bytes) -> int:
         """Send a packet ourselves on the interface: 1 if it left, 0 if it could not (it is lost)."""
@@ -278,7 +207,7 @@ class Emulator:
                 size = self.sock.recv_into(buf, 0, socket.MSG_DONTWAIT)
             except BlockingIOError:
                 return
-            got = parse_packet(view, size)
+            got = nfqueue.parse_packet(view, size)
             if got is not None:
                 self.admit(*got, time.monotonic(), out)
 

@@ -27,8 +27,8 @@ from yaml.composer import Composer
 from yaml.constructor import SafeConstructor
 from yaml.resolver import Resolver
 
+import lab.topology.model as model
 from lab.errors import InputError, TopologyError
-from lab.topology import model
 from lab.topology.model import Topology
 from lab.topology.render import RenderError, render_with_lines
 

@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
-from lab.topology import units
+import lab.topology.units as units
 
 LAB_NAME = r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$"
 NODE_NAME = r"^[A-Za-z]([A-Za-z0-9-]*[A-Za-z0-9])?$"

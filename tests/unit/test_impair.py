@@ -10,7 +10,7 @@ import pytest
 from pydantic import ValidationError
 
 from lab.errors import InputError, TopologyError
-from lab.net import emulator, faults, impair, nfqueue_rules
+from lab.net import emulator, faults, impair, nfqueue, nfqueue_rules
 from lab.nodes.namespace import LocalNamespace
 from lab.topology import units
 from lab.topology.loader import load_topology_text
@@ -145,11 +145,11 @@ def test_lab_emulator_can_be_forced_and_a_bad_choice_is_refused(monkeypatch: pyt
 
 
 def _netlink_packet(packet_id: int, payload: bytes, uid: bool) -> bytes:
-    attrs = emulator._attr(emulator.NFQA_PACKET_HDR, struct.pack("!IHB", packet_id, 0x0800, 4))
-    attrs += emulator._attr(emulator.NFQA_PAYLOAD, payload)
+    attrs = nfqueue.attr(nfqueue.NFQA_PACKET_HDR, struct.pack("!IHB", packet_id, 0x0800, 4))
+    attrs += nfqueue.attr(nfqueue.NFQA_PAYLOAD, payload)
     if uid:
-        attrs += emulator._attr(emulator.NFQA_UID, struct.pack("!I", 0))
-    return emulator._nlmsg(emulator.NFQNL_MSG_PACKET, 0, 7, attrs)
+        attrs += nfqueue.attr(nfqueue.NFQA_UID, struct.pack("!I", 0))
+    return nfqueue.message(nfqueue.NFQNL_MSG_PACKET, 0, 7, attrs)
 
 
 def _ipv4(length: int = 60) -> bytes:
@@ -158,9 +158,9 @@ def _ipv4(length: int = 60) -> bytes:
 
 def test_a_queued_packet_is_read_from_its_netlink_message() -> None:
     message = _netlink_packet(42, _ipv4(), uid=True)
-    assert emulator.parse_packet(message, len(message)) == (42, 60, _ipv4(), True)
-    other = emulator._nlmsg(emulator.NLMSG_ERROR, 0, 0, b"")
-    assert emulator.parse_packet(other, len(other)) is None
+    assert nfqueue.parse_packet(message, len(message)) == (42, 60, _ipv4(), True)
+    other = nfqueue.message(nfqueue.NLMSG_ERROR, 0, 0, b"")
+    assert nfqueue.parse_packet(other, len(other)) is None
 
 
 @pytest.mark.parametrize("past_header", [False, True])
@@ -200,14 +200,14 @@ def test_kernel_held_packets_leave_in_order_by_one_batch_verdict_when_due() -> N
     em.release(0.005, out)
     assert out == [] and len(em.held) == 3
     em.release(0.0101, out)
-    assert _verdicts(out) == [(emulator.NFQNL_MSG_VERDICT_BATCH, emulator.NF_ACCEPT, 3)]
+    assert _verdicts(out) == [(nfqueue.NFQNL_MSG_VERDICT_BATCH, nfqueue.NF_ACCEPT, 3)]
 
 
 def test_a_local_sockets_packet_leaves_the_kernel_at_once_and_is_sent_again_when_due() -> None:
     em = Recorder(emulator.Params(delay=0.010))
     out: list[bytes] = []
     em.admit(5, 60, _ipv4(), True, now=0.0, out=out)
-    assert _verdicts(out) == [(emulator.NFQNL_MSG_VERDICT, emulator.NF_DROP, 5)] and em.sent == []
+    assert _verdicts(out) == [(nfqueue.NFQNL_MSG_VERDICT, nfqueue.NF_DROP, 5)] and em.sent == []
     em.release(0.011, out)
     assert em.sent == [_ipv4()]
 

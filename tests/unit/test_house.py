@@ -1,0 +1,71 @@
+"""The house rules that can be checked without running anything: no import cycle inside lab/.
+
+A cycle is counted from module-level imports (``import a.b``, ``from a.b import c`` naming a module
+or a name in it); imports inside functions and under ``if TYPE_CHECKING:`` run later or never, so
+they cannot make an import fail half-way.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+LAB = Path(__file__).resolve().parents[2] / "lab"
+
+
+def module_graph() -> dict[str, set[str]]:
+    files = {}
+    for path in LAB.rglob("*.py"):
+        name = ".".join(path.relative_to(LAB.parent).with_suffix("").parts).removesuffix(".__init__")
+        files[name] = path
+    graph: dict[str, set[str]] = {name: set() for name in files}
+    for name, path in files.items():
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                targets = [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
+            else:
+                continue
+            graph[name] |= {t for t in targets if t in files and t != name}
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components with more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in sorted(graph[v]):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return found
+
+
+def test_no_import_cycle_inside_lab() -> None:
+    assert cycles(module_graph()) == []
+
+
+def test_the_cycle_finder_finds_one() -> None:
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
