@@ -23,7 +23,7 @@ def register(app: typer.Typer) -> None:
         lab: str = typer.Option(None, "--lab", help="Lab name (optional when exactly one is up)."),
     ) -> None:
         """Capture on a node's interface into a pcap (opens in Wireshark); then print a short listing."""
-        from lab.capture.packets import read_pcap
+        from lab.capture.pcapfile import read_pcap
 
         info = state.read_lab_info(state.resolve_lab(lab))
         ep = endpoint(info, where)  # a clear error for an unknown node or interface

@@ -29,7 +29,8 @@ from types import SimpleNamespace
 from typing import Any
 
 from lab import procs
-from lab.capture.packets import Packet, merge
+from lab.capture.pcapfile import merge
+from lab.capture.records import Packet
 from lab.capture.tcpdump import CaptureSet, Tcpdump
 from lab.errors import EnvironmentProblem, InputError
 from lab.experiments.expect import Verdict

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from lab.capture.packets import ACK, RST, SYN, Packet
+from lab.capture.records import ACK, RST, SYN, Packet
 
 VerdictKind = Literal["pass", "fail", "error"]
 Predicate = Callable[[Packet], bool]

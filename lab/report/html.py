@@ -21,7 +21,7 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from lab.capture.packets import Packet
+from lab.capture.records import Packet
 from lab.report.jsonreport import experiment_json
 from lab.report.model import RunResult
 from lab.report.sequence import sequence_svg

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from lab.capture.packets import Packet
+from lab.capture.records import Packet
 from lab.experiments.expect import Verdict
 
 VerdictKind = Literal["pass", "fail", "error"]

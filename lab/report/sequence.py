@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from html import escape
 
-from lab.capture.packets import FIN, RST, SYN, Packet
+from lab.capture.records import FIN, RST, SYN, Packet
 
 ROW = 26
 TOP = 64

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from lab import deploy, state
-from lab.capture.packets import read_pcap
+from lab.capture.pcapfile import read_pcap
 from lab.cli import main
 from lab.errors import InputError
 from lab.experiments import expect

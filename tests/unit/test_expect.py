@@ -6,7 +6,9 @@ import dpkt
 import pytest
 from pcapgen import MAC_A, MAC_B, arp_frame, dns_query, syn_options, tcp_frame, tcp_segment, udp_frame
 
-from lab.capture.packets import Packet, decode_frame, number_tcp
+from lab.capture.decode import decode_frame
+from lab.capture.pcapfile import number_tcp
+from lab.capture.records import Packet
 from lab.experiments import expect
 from lab.experiments.expect import Verdict
 

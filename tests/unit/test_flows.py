@@ -7,7 +7,9 @@ import struct
 import dpkt
 from pcapgen import MAC_A, MAC_B, tcp_frame, tcp_segment
 
-from lab.capture.packets import Packet, decode_frame, number_tcp
+from lab.capture.decode import decode_frame
+from lab.capture.pcapfile import number_tcp
+from lab.capture.records import Packet
 from lab.experiments.book import flows
 
 A, B = "10.0.1.1", "10.0.1.2"  # A sends data (client / sender), B answers

@@ -35,17 +35,10 @@ from pcapgen import (
     write_pcap,
 )
 
-from lab.capture.packets import (
-    ACK,
-    PSH,
-    SYN,
-    URG,
-    PcapError,
-    decode_frame,
-    listing,
-    merge,
-    read_pcap,
-)
+from lab.capture.decode import decode_frame
+from lab.capture.pcapfile import merge, read_pcap
+from lab.capture.records import ACK, PSH, SYN, URG, PcapError
+from lab.capture.text import listing
 
 A, B, R, W, DNS = "10.0.1.1", "10.0.1.2", "10.0.1.254", "10.0.2.1", "10.0.2.53"
 T = dpkt.tcp

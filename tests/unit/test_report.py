@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 from pcapgen import handshake_frames, timed, write_pcap
 
-from lab.capture.packets import Packet, merge
+from lab.capture.pcapfile import merge
+from lab.capture.records import Packet
 from lab.experiments import expect
 from lab.report import html, jsonreport, text
 from lab.report.model import RunResult, StepRecord, overall_verdict

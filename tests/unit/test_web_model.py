@@ -23,7 +23,7 @@ from pcapgen import (
     write_pcap,
 )
 
-from lab.capture.packets import read_pcap
+from lab.capture.pcapfile import read_pcap
 from lab.experiments.book.web_model import (
     VIA,
     Record,

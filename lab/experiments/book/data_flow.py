@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import statistics
 
-from lab.capture.packets import SYN, URG, Packet
+from lab.capture.records import SYN, URG, Packet
 from lab.errors import InputError
 from lab.experiments import expect
 from lab.experiments.book import flows, sockmodel, sockstate

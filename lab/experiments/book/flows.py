@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from lab.capture.packets import ACK, FIN, RST, SYN, Packet, TcpInfo
+from lab.capture.records import ACK, FIN, RST, SYN, Packet, TcpInfo
 
 
 def seq_before(a: int, b: int) -> bool:

@@ -14,7 +14,7 @@ import re
 import socket
 import time
 
-from lab.capture.packets import Packet
+from lab.capture.records import Packet
 from lab.errors import InputError
 from lab.experiments import expect
 from lab.experiments.book.ip_model import (

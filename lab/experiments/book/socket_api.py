@@ -14,7 +14,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from lab.capture.packets import Packet
+from lab.capture.records import Packet
 from lab.errors import InputError
 from lab.experiments import expect
 from lab.experiments.book import flows, sockmodel, sockstate, sstext

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import time
 
-from lab.capture.packets import Packet, TcpInfo
+from lab.capture.records import Packet, TcpInfo
 from lab.experiments import expect
 from lab.experiments.book import sstext, tcp_rules
 from lab.experiments.context import Result, Run

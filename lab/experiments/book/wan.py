@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 import statistics
 
-from lab.capture.packets import SYN
+from lab.capture.records import SYN
 from lab.errors import InputError
 from lab.experiments import expect
 from lab.experiments.book import flows, sstext, tcp_rules

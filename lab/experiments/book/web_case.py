@@ -18,7 +18,8 @@ import time
 from dataclasses import dataclass
 
 from lab import services
-from lab.capture.packets import Packet, merge
+from lab.capture.pcapfile import merge
+from lab.capture.records import Packet
 from lab.errors import InputError
 from lab.experiments import expect
 from lab.experiments.book.web_model import (

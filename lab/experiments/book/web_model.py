@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Protocol
 from urllib.parse import urlsplit
 
-from lab.capture.packets import Packet
+from lab.capture.records import Packet
 
 DNS_HEADER = 12  # id, flags, qdcount, ancount, nscount, arcount: six 16-bit words
 DNS_QUESTION_TAIL = 4  # qtype and qclass after the name
