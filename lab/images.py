@@ -22,49 +22,41 @@ set up NAT for its bridge. Labs themselves never get that network.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import io
-import json
 import os
 import re
-import shutil
-import subprocess
 import tarfile
-import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lab.dockerbuild import (
+    BUILD_TIMEOUT,
+    LABEL_IMAGE,
+    TAG_LENGTH,
+    Progress,
+    api_message,
+    build_log_path,
+    image_lock,
+    no_progress,
+)
 from lab.errors import EnvironmentProblem, InputError
+from lab.rootimage import ensure_root, find_root, local_image, pull
 
 if TYPE_CHECKING:
     from docker import DockerClient
 
-Progress = Callable[[str, int, int], None]
 
-REGISTRY_ROOT = "debian:bookworm-slim"
-SUITE = "bookworm"
-ROOTFS_REPO = "lab-rootfs"
-ROOTFS_RECIPE_VERSION = "2"  # bump when the debootstrap recipe below changes
-LABEL_IMAGE = "lab.image"
 LABEL_HASH = "lab.hash"
-TAG_LENGTH = 16
-BUILD_TIMEOUT = 1800  # seconds the Docker client waits for build output before giving up
-PULL_TIMEOUT = 60
 SKIP_PARTS = {"__pycache__", ".pytest_cache", ".mypy_cache"}
 
 _PARENT_RE = re.compile(r"^\s*ARG\s+BASE=lab-([a-z0-9-]+)\s*$", re.MULTILINE)
 _ROOT_RE = re.compile(r"^\s*ARG\s+ROOT=", re.MULTILINE)
 _CONTEXT_RE = re.compile(r"^#\s*lab:\s*context\s+(.+)$", re.MULTILINE)
-
-
-def _no_progress(step: str, done: int, total: int) -> None:
-    return None
 
 
 def images_dir() -> Path:
@@ -206,224 +198,7 @@ def tag_for(recipe: Recipe, members: list[Member], parent_identity: str) -> str:
     return f"{recipe.repository}:{content_hash(members, parent_identity)[:TAG_LENGTH]}"
 
 
-# --- the root image -----------------------------------------------------------------
-
-
-def debian_sources(suite: str = SUITE, apt: Path = Path("/etc/apt")) -> list[tuple[str, str]]:
-    """(mirror URI, suite) pairs for ``suite*`` from this machine's apt sources, both file formats.
-
-    ``$LAB_DEBIAN_MIRROR`` overrides; with nothing configured, deb.debian.org.
-    """
-    override = os.environ.get("LAB_DEBIAN_MIRROR")
-    if override:
-        return [(override, suite)]
-    pairs: list[tuple[str, str]] = []
-    one_line = [apt / "sources.list", *sorted((apt / "sources.list.d").glob("*.list"))]
-    for f in one_line:
-        if not f.is_file():
-            continue
-        for line in f.read_text().splitlines():
-            words = re.sub(r"\[[^]]*\]", " ", line.split("#", 1)[0]).split()
-            if len(words) >= 3 and words[0] == "deb" and words[2].startswith(suite):
-                pairs.append((words[1], words[2]))
-    for f in sorted((apt / "sources.list.d").glob("*.sources")) if (apt / "sources.list.d").is_dir() else []:
-        for stanza in re.split(r"\n\s*\n", f.read_text()):
-            fields = _deb822(stanza)
-            if "deb" not in fields.get("types", "").split() or fields.get("enabled", "yes") == "no":
-                continue
-            for uri in fields.get("uris", "").split():
-                for s in fields.get("suites", "").split():
-                    if s.startswith(suite):
-                        pairs.append((uri, s))
-    seen: list[tuple[str, str]] = []
-    for pair in pairs:
-        if pair not in seen:
-            seen.append(pair)
-    main = [p for p in seen if p[1] == suite]
-    if not main:
-        return [("http://deb.debian.org/debian", suite)]
-    return main + [p for p in seen if p[1] != suite]
-
-
-def _deb822(stanza: str) -> dict[str, str]:
-    fields: dict[str, str] = {}
-    key = None
-    for line in stanza.splitlines():
-        if line.startswith("#") or not line.strip():
-            continue
-        if line[0].isspace() and key:
-            fields[key] += " " + line.strip()
-            continue
-        k, sep, v = line.partition(":")
-        if sep:
-            key = k.strip().lower()
-            fields[key] = v.strip()
-    return fields
-
-
-def _apt_skips_valid_until() -> bool:
-    """True when this machine's apt accepts expired Release files (a snapshot mirror): the root must too."""
-    try:
-        out = subprocess.run(["apt-config", "dump", "Acquire::Check-Valid-Until"], capture_output=True,
-                             text=True, timeout=10).stdout
-    except (FileNotFoundError, subprocess.TimeoutExpired):
-        return False
-    return '"false"' in out
-
-
-def rootfs_recipe() -> dict[str, Any]:
-    """Everything that decides the debootstrapped root: its hash names the image."""
-    sources = debian_sources()
-    return {
-        "version": ROOTFS_RECIPE_VERSION,
-        "suite": SUITE,
-        "variant": "minbase",
-        "mirror": sources[0][0],
-        "sources": [f"deb {uri} {suite} main" for uri, suite in sources],
-        "no_valid_until": _apt_skips_valid_until(),
-    }
-
-
-def rootfs_tag(recipe: dict[str, Any] | None = None) -> str:
-    blob = json.dumps(recipe or rootfs_recipe(), sort_keys=True).encode()
-    return f"{ROOTFS_REPO}:{hashlib.sha256(blob).hexdigest()[:TAG_LENGTH]}"
-
-
-def _local_image(client: DockerClient, ref: str) -> Any | None:
-    import docker.errors
-
-    try:
-        return client.images.get(ref)
-    except docker.errors.ImageNotFound:
-        return None
-
-
-def find_root(client: DockerClient) -> str | None:
-    """The root already on this machine, without building or pulling anything; None if there is none."""
-    explicit = os.environ.get("LAB_ROOT_IMAGE")
-    if explicit:
-        return explicit if _local_image(client, explicit) is not None else None
-    for ref in (REGISTRY_ROOT, rootfs_tag()):
-        if _local_image(client, ref) is not None:
-            return ref
-    return None
-
-
-def ensure_root(client: DockerClient, progress: Progress = _no_progress, mode: str = "auto") -> str:
-    """The image the base builds FROM: ``$LAB_ROOT_IMAGE``, debian:bookworm-slim, or a debootstrapped one.
-
-    ``mode`` is ``auto`` (local, then a pull, then debootstrap), ``registry`` (pull only) or
-    ``debootstrap`` (never touch a registry).
-    """
-    explicit = os.environ.get("LAB_ROOT_IMAGE")
-    if explicit:
-        if _local_image(client, explicit) is None:
-            _pull(client, explicit, progress)
-        return explicit
-    if mode != "debootstrap" and _local_image(client, REGISTRY_ROOT) is not None:
-        return REGISTRY_ROOT
-    tag = rootfs_tag()
-    if mode != "registry" and _local_image(client, tag) is not None:
-        return tag
-    if mode != "debootstrap":
-        try:
-            _pull(client, REGISTRY_ROOT, progress)
-            return REGISTRY_ROOT
-        except EnvironmentProblem:
-            if mode == "registry":
-                raise
-    with _image_lock("rootfs"):
-        if _local_image(client, tag) is None:
-            make_rootfs_image(client, tag, progress)
-    return tag
-
-
-def _pull(client: DockerClient, ref: str, progress: Progress) -> None:
-    import docker.errors
-
-    progress(f"pulling {ref}", 0, 1)
-    repo, _, tag = ref.rpartition(":") if ":" in ref.split("/")[-1] else (ref, "", "latest")
-    old = client.api.timeout
-    client.api.timeout = PULL_TIMEOUT
-    try:
-        client.api.pull(repo, tag=tag)
-    except (docker.errors.APIError, OSError) as exc:
-        raise EnvironmentProblem(f"cannot pull {ref}: {_api_message(exc)}",
-                                 "no registry answers; `lab images build` makes lab images offline") from None
-    finally:
-        client.api.timeout = old
-    progress(f"pulling {ref}", 1, 1)
-
-
-def make_rootfs_image(client: DockerClient, tag: str, progress: Progress = _no_progress) -> None:
-    """debootstrap a minimal bookworm into a temporary directory, tar it, ``docker import`` it as ``tag``."""
-    if shutil.which("debootstrap") is None:
-        raise EnvironmentProblem("no registry answers and debootstrap is missing: no root image can be made",
-                                 "install it: apt-get install debootstrap (or run scripts/setup.sh)")
-    recipe = rootfs_recipe()
-    work = Path(tempfile.mkdtemp(prefix="lab-rootfs-", dir="/var/tmp"))
-    rootfs = work / "rootfs"
-    log = build_log_path("rootfs")
-    try:
-        progress("debootstrap bookworm (minbase)", 0, 3)
-        with open(log, "w") as out:
-            rc = subprocess.run(["debootstrap", "--variant=minbase", SUITE, str(rootfs), recipe["mirror"]],
-                                stdout=out, stderr=subprocess.STDOUT, timeout=BUILD_TIMEOUT).returncode
-        if rc != 0:
-            raise EnvironmentProblem(f"debootstrap of the root image failed (exit {rc})",
-                                     f"see its log: {log}")
-        _finish_rootfs(rootfs, recipe)
-        progress("packing the root image", 1, 3)
-        archive = work / "rootfs.tar"
-        subprocess.run(["tar", "--numeric-owner", "--xattrs", "-C", str(rootfs), "-cf", str(archive), "."],
-                       check=True, capture_output=True, timeout=600)
-        progress("importing the root image", 2, 3)
-        repo, _, version = tag.partition(":")
-        client.api.import_image_from_file(str(archive), repository=repo, tag=version,
-                                          changes=['CMD ["bash"]', f"LABEL {LABEL_IMAGE}=rootfs"])
-        progress("root image ready", 3, 3)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-
-
-def _finish_rootfs(rootfs: Path, recipe: dict[str, Any]) -> None:
-    """Point apt at the machine's mirror, drop caches, and leave no machine identity inside."""
-    (rootfs / "etc/apt/sources.list").write_text("".join(line + "\n" for line in recipe["sources"]))
-    if recipe["no_valid_until"]:
-        (rootfs / "etc/apt/apt.conf.d/10lab-snapshot").write_text('Acquire::Check-Valid-Until "false";\n')
-    caches = ("var/cache/apt/archives/*.deb", "var/cache/apt/*.bin", "var/lib/apt/lists/*_*", "var/log/*.log")
-    for pattern in caches:
-        for p in rootfs.glob(pattern):
-            p.unlink()
-    for name in ("etc/hostname", "etc/resolv.conf"):
-        p = rootfs / name
-        if p.exists() or p.is_symlink():
-            p.unlink()
-    (rootfs / "etc/machine-id").write_text("")
-
-
 # --- building -----------------------------------------------------------------------
-
-
-def build_log_path(name: str) -> Path:
-    from lab.state import ensure_root_dir
-
-    d = ensure_root_dir() / "images"
-    d.mkdir(exist_ok=True)
-    return d / f"{name}.build.log"
-
-
-@contextmanager
-def _image_lock(name: str) -> Iterator[None]:
-    """One build of an image at a time on this machine; the second waiter then finds it built."""
-    from lab.state import ensure_root_dir
-
-    fd = os.open(ensure_root_dir() / f".image-{name}.lock", os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
 
 
 @dataclass
@@ -443,7 +218,7 @@ def _build_client() -> DockerClient:
 
 
 def build_image(client: DockerClient, recipe: Recipe, members: list[Member], tag: str,
-                buildargs: dict[str, str], progress: Progress = _no_progress) -> None:
+                buildargs: dict[str, str], progress: Progress = no_progress) -> None:
     """Run one Docker build, streaming its steps to ``progress`` and its output to a log file."""
     import docker.errors
 
@@ -476,16 +251,11 @@ def build_image(client: DockerClient, recipe: Recipe, members: list[Member], tag
                         step, steps = int(m.group(1)), int(m.group(2))
                         progress(f"image {recipe.name}: {m.group(3)[:60]}", step - 1, steps)
         except (docker.errors.APIError, docker.errors.BuildError) as exc:
-            raise EnvironmentProblem(f"building image {recipe.name} failed: {_api_message(exc)}",
+            raise EnvironmentProblem(f"building image {recipe.name} failed: {api_message(exc)}",
                                      f"see its log: {log}") from None
-    if _local_image(client, tag) is None:
+    if local_image(client, tag) is None:
         raise EnvironmentProblem(f"building image {recipe.name} ended without the image {tag}",
                                  f"see its log: {log}")
-
-
-def _api_message(exc: BaseException) -> str:
-    text = str(getattr(exc, "explanation", None) or exc).strip()
-    return text.splitlines()[0][:300] if text else repr(exc)
 
 
 class ImageSet:
@@ -498,7 +268,7 @@ class ImageSet:
         self._root: str | None = None
         self._tags: dict[str, str] = {}
 
-    def root(self, progress: Progress = _no_progress, build: bool = True) -> str | None:
+    def root(self, progress: Progress = no_progress, build: bool = True) -> str | None:
         if self._root is None and build:
             self._root = ensure_root(self.client, progress, self.root_mode)
         elif self._root is None:
@@ -511,12 +281,12 @@ class ImageSet:
             root = self.root(progress, build)
             if root is None:
                 return None
-            image = _local_image(self.client, root)
+            image = local_image(self.client, root)
             return root, (image.id if image is not None else root)
         parent_tag = self.tag(recipe.parent, progress, build)
         return (parent_tag, parent_tag) if parent_tag else None
 
-    def tag(self, name: str, progress: Progress = _no_progress, build: bool = True) -> str | None:
+    def tag(self, name: str, progress: Progress = no_progress, build: bool = True) -> str | None:
         """The hash tag of image ``name`` (None when it cannot be known without building its root)."""
         if name in self._tags:
             return self._tags[name]
@@ -530,9 +300,9 @@ class ImageSet:
 
     def is_built(self, name: str) -> bool:
         tag = self.tag(name, build=False)
-        return tag is not None and _local_image(self.client, tag) is not None
+        return tag is not None and local_image(self.client, tag) is not None
 
-    def ensure(self, names: list[str], progress: Progress = _no_progress, force: bool = False,
+    def ensure(self, names: list[str], progress: Progress = no_progress, force: bool = False,
                concurrency: int = 3) -> list[Built]:
         """Make sure every named image (and its parents) exists; build the missing ones."""
         unknown = [n for n in names if n not in self.recipes]
@@ -560,8 +330,8 @@ class ImageSet:
         members = context_members(recipe)
         tag = tag_for(recipe, members, parent[1])
         self._tags[name] = tag
-        with _image_lock(name):
-            if not force and _local_image(self.client, tag) is not None:
+        with image_lock(name):
+            if not force and local_image(self.client, tag) is not None:
                 return Built(name, tag, False)
             start = time.monotonic()
             arg = "ROOT" if recipe.parent is None else "BASE"
@@ -569,7 +339,7 @@ class ImageSet:
             return Built(name, tag, True, time.monotonic() - start)
 
 
-def ensure_images(client: DockerClient, images: list[str], progress: Progress = _no_progress
+def ensure_images(client: DockerClient, images: list[str], progress: Progress = no_progress
                   ) -> dict[str, str]:
     """Each node ``image:`` value → the reference to run.
 
@@ -583,13 +353,13 @@ def ensure_images(client: DockerClient, images: list[str], progress: Progress = 
         tags = {b.name: b.tag for b in ImageSet(client).ensure(ours, progress)}
         refs.update({name: tags[name] for name in ours})
     for other in sorted(set(images) - set(ours)):
-        if _local_image(client, other) is None:
-            _pull(client, other, progress)
+        if local_image(client, other) is None:
+            pull(client, other, progress)
         refs[other] = other
     return refs
 
 
-def ensure_image(client: DockerClient, image: str, progress: Progress = _no_progress) -> str:
+def ensure_image(client: DockerClient, image: str, progress: Progress = no_progress) -> str:
     """What to run for a node's ``image:``: a lab image by short name (built if missing), else as given."""
     return ensure_images(client, [image], progress)[image]
 
@@ -600,7 +370,7 @@ def list_images(client: DockerClient) -> list[dict[str, Any]]:
     rows = []
     for name, recipe in sorted(images.recipes.items()):
         tag = images.tag(name, build=False)
-        image = _local_image(client, tag) if tag else None
+        image = local_image(client, tag) if tag else None
         rows.append({
             "name": name, "tag": tag or "(root image not made yet)", "built": image is not None,
             "parent": f"lab-{recipe.parent}" if recipe.parent else (images.root(build=False) or "(root)"),
@@ -631,5 +401,5 @@ def prune(client: DockerClient) -> tuple[list[str], list[str]]:
             client.images.remove(img.id)
             removed.append(label)
         except docker.errors.APIError as exc:
-            kept.append(f"{label}: {_api_message(exc)}")
+            kept.append(f"{label}: {api_message(exc)}")
     return removed, kept

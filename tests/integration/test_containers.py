@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from lab import deploy, images, state
+from lab import deploy, dockerbuild, images, state
 from lab.cli import main
 from lab.errors import EnvironmentProblem
 from lab.nodes import node_from_info
@@ -293,9 +293,9 @@ def test_down_leaves_nothing_behind(lab, links_before):
     assert not state.lab_dir(LAB).exists()
     # No image-build leftovers: no build container, no temporary root file system, no dangling lab image.
     client = docker_client()
-    lab_image_ids = {img.id for img in client.images.list(filters={"label": images.LABEL_IMAGE})}
+    lab_image_ids = {img.id for img in client.images.list(filters={"label": dockerbuild.LABEL_IMAGE})}
     for c in client.containers.list(all=True):
         assert not (c.image.id in lab_image_ids and LABEL_LAB not in c.labels), f"leftover container {c.name}"
-    assert client.images.list(filters={"label": images.LABEL_IMAGE, "dangling": True}) == []
+    assert client.images.list(filters={"label": dockerbuild.LABEL_IMAGE, "dangling": True}) == []
     assert list(Path("/var/tmp").glob("lab-rootfs-*")) == []
     assert deploy.down(LAB).removed == []  # idempotent

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from lab import images
+from lab import dockerbuild, images, rootimage
 from lab.errors import EnvironmentProblem
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -65,7 +65,7 @@ def test_the_tag_is_stable_and_names_the_repository(tmp_path):
     first = tag(project, "router")
     assert first == tag(project, "router")
     repo, _, digest = first.partition(":")
-    assert repo == "lab-router" and len(digest) == images.TAG_LENGTH and int(digest, 16) >= 0
+    assert repo == "lab-router" and len(digest) == dockerbuild.TAG_LENGTH and int(digest, 16) >= 0
 
 
 def test_a_changed_dockerfile_changes_only_its_own_tag(tmp_path):
@@ -162,7 +162,7 @@ def test_debian_sources_read_both_apt_formats(tmp_path, monkeypatch):
     (apt / "sources.list.d" / "debian.sources").write_text(
         "Types: deb\nURIs: http://security.example/debian-security\nSuites: bookworm-security\n"
         "Components: main\n\nTypes: deb\nURIs: http://other.example/x\nSuites: trixie\nComponents: main\n")
-    assert images.debian_sources("bookworm", apt) == [
+    assert rootimage.debian_sources("bookworm", apt) == [
         ("http://mirror.example/debian", "bookworm"),
         ("http://security.example/debian-security", "bookworm-security"),
     ]
@@ -170,17 +170,17 @@ def test_debian_sources_read_both_apt_formats(tmp_path, monkeypatch):
 
 def test_debian_sources_fall_back_to_deb_debian_org(tmp_path, monkeypatch):
     monkeypatch.delenv("LAB_DEBIAN_MIRROR", raising=False)
-    assert images.debian_sources("bookworm", tmp_path) == [("http://deb.debian.org/debian", "bookworm")]
+    assert rootimage.debian_sources("bookworm", tmp_path) == [("http://deb.debian.org/debian", "bookworm")]
     monkeypatch.setenv("LAB_DEBIAN_MIRROR", "http://local/debian")
-    assert images.debian_sources("bookworm", tmp_path) == [("http://local/debian", "bookworm")]
+    assert rootimage.debian_sources("bookworm", tmp_path) == [("http://local/debian", "bookworm")]
 
 
 def test_the_rootfs_tag_follows_its_recipe():
     recipe = {"version": "1", "suite": "bookworm", "variant": "minbase", "mirror": "http://a/debian",
               "sources": ["deb http://a/debian bookworm main"], "no_valid_until": False}
-    first = images.rootfs_tag(recipe)
-    assert first.startswith("lab-rootfs:") and first == images.rootfs_tag(dict(recipe))
-    assert images.rootfs_tag({**recipe, "mirror": "http://b/debian"}) != first
+    first = rootimage.rootfs_tag(recipe)
+    assert first.startswith("lab-rootfs:") and first == rootimage.rootfs_tag(dict(recipe))
+    assert rootimage.rootfs_tag({**recipe, "mirror": "http://b/debian"}) != first
 
 
 def test_images_dir_can_be_overridden(tmp_path, monkeypatch):
