@@ -69,3 +69,10 @@ def test_no_import_cycle_inside_lab() -> None:
 
 def test_the_cycle_finder_finds_one() -> None:
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def test_no_module_over_500_lines_outside_the_servers() -> None:
+    """A module that long does several jobs; lab/servers/ holds the book's programs, one per file."""
+    long = {str(p.relative_to(LAB.parent)): n for p in LAB.rglob("*.py")
+            if "servers" not in p.parts and (n := len(p.read_text().splitlines())) > 500}
+    assert long == {}
