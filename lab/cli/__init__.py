@@ -18,7 +18,7 @@ import typer
 from typer.exceptions import TyperException
 
 from lab.cli import common
-from lab.errors import LabError
+from lab.errors import ExitCode, LabError
 
 app = typer.Typer(
     name="lab",
@@ -82,21 +82,21 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with _note_ctrl_c() as interrupted:
             result = app(args=args, prog_name="lab", standalone_mode=False)
-        code = result if isinstance(result, int) else 0
-        if interrupted and code == 130:  # typer turns Ctrl-C into a silent exit code 130: say it
+        code = result if isinstance(result, int) else ExitCode.OK
+        if interrupted and code == ExitCode.INTERRUPTED:  # typer turns Ctrl-C into a silent exit code 130: say it
             common.err("interrupted")
     except typer.Exit as exc:
         code = exc.exit_code
     except typer.Abort:
         common.err("interrupted")
-        code = 130
+        code = ExitCode.INTERRUPTED
     except TyperException as exc:  # usage errors: typer prints the usage line and the problem
         show = getattr(exc, "show", None)
         if callable(show):
             show()
         else:
             common.err(exc.format_message())
-        code = 2
+        code = ExitCode.USAGE
     except LabError as exc:
         if common.DEBUG:
             traceback.print_exc()
@@ -106,12 +106,12 @@ def main(argv: list[str] | None = None) -> int:
         code = exc.exit_code
     except KeyboardInterrupt:
         common.err("interrupted")
-        code = 130
+        code = ExitCode.INTERRUPTED
     except Exception as exc:  # the last line of defence: one line unless --debug
         if common.DEBUG:
             traceback.print_exc()
         common.err(f"internal error: {type(exc).__name__}: {exc}", "run again with --debug and report it")
-        code = 70
+        code = ExitCode.INTERNAL
     if argv is None:
-        sys.exit(code)
-    return code
+        sys.exit(int(code))
+    return int(code)

@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from lab.cli.common import out
+from lab.errors import ExitCode
 
 if TYPE_CHECKING:
     from lab.doctor import Check
@@ -48,4 +49,4 @@ def print_checks(checks: list[Check], as_json: bool, title: str | None = None) -
         counts = {s: sum(c.status == s for c in checks) for s in STYLE}
         out.print(f"{counts['ok']} ok, {counts['warn']} warnings, {counts['fail']} failed")
     if failed:
-        raise typer.Exit(3)
+        raise typer.Exit(ExitCode.ENVIRONMENT)

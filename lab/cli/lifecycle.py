@@ -14,7 +14,7 @@ from rich.table import Table
 
 from lab import deploy, state
 from lab.cli.common import console, out, parse_assignments
-from lab.errors import EnvironmentProblem, InputError
+from lab.errors import EnvironmentProblem, ExitCode, InputError
 from lab.nodes import node_from_info
 from lab.topology import Topology, load_topology
 from lab.topology.trust import check_trusted_path
@@ -191,13 +191,13 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help="JSON output."),
     ) -> None:
         """Nodes, interfaces, addresses, routes and faults of a running lab, read from the kernel."""
-        from lab.inspect import inspect_lab
+        from lab.inspection import inspect_lab
 
         data = inspect_lab(state.resolve_lab(lab))
         if as_json:
             out.print_json(json.dumps(data))
             if data["problems"]:
-                raise typer.Exit(3)
+                raise typer.Exit(ExitCode.ENVIRONMENT)
             return
         on_cluster = "cluster" in data
         columns = ["node", "kind", *(["machine"] if on_cluster else []), "interface", "state", "address", "mac",
@@ -227,7 +227,7 @@ def register(app: typer.Typer) -> None:
         for problem in data["problems"]:
             console.print(f"[bold red]problem:[/] {problem}")
         if data["problems"]:
-            raise typer.Exit(3)
+            raise typer.Exit(ExitCode.ENVIRONMENT)
 
     @app.command(context_settings={"allow_interspersed_args": False})
     def exec(

@@ -10,7 +10,7 @@ from rich.table import Table
 
 from lab import state
 from lab.cli.common import console, out, parse_assignments
-from lab.errors import InputError
+from lab.errors import ExitCode, InputError
 from lab.experiments.engine import Experiment
 
 
@@ -143,4 +143,4 @@ def register(app: typer.Typer) -> None:
         if as_json:
             out.print_json(json.dumps(document))
         failed = [i for i in items if i["verdict"] != "pass"]
-        raise typer.Exit(1 if failed else 0)
+        raise typer.Exit(ExitCode.FAILED if failed else ExitCode.OK)
