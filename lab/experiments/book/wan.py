@@ -74,7 +74,7 @@ def rtt_rto(run: Run) -> None:
     for i in range(run.p.warmup):
         text = "ready!!" if i == run.p.warmup - 1 else "ping!!"  # the last one, 7 bytes, marks the end
         steps += [f"{i * spacing:.3f}:send:{text}", f"{i * spacing + 0.001:.3f}:recv:5"]
-    lost_at = run.p.warmup * spacing + 0.6
+    lost_at = run.p.warmup * spacing + 2.5  # time for the drop to be in place (seconds on a busy cluster)
     steps += [f"{lost_at:.3f}:send:lost!!!!", f"{lost_at + 0.001:.3f}:recv:{run.p.recv_timeout}"]
     with run.capture([f"{CLIENT}:eth0"], f"tcp port {port}"):
         client = run.start(CLIENT, "rst_client", server_ip, port, *[a for s in steps for a in ("--step", s)],
@@ -84,8 +84,10 @@ def rtt_rto(run: Run) -> None:
         _, sockets = _ss(run, port)
         client.wait(lost_at + run.p.recv_timeout + 15)
         run.sleep(0.2)
-    run.expect(expect.check("the warm-up messages were echoed before the drop", warmed, "recv 7 bytes",
-                            "; ".join(client.stdout.strip().splitlines()[-3:]) or "no output"))
+    tail = "; ".join(client.stdout.strip().splitlines()[-3:]) or "no output"
+    run.expect(expect.check("the warm-up messages were echoed before the drop", warmed, "recv 7 bytes", tail))
+    run.expect(expect.check("the far host's firewall dropped the last message (never echoed)",
+                            "recv 8 bytes" not in client.stdout, "recv timeout", tail))
     sock = next((s for s in sockets if s.state == "ESTAB" and s.rto), None)
     if sock is None or sock.rtt is None or sock.rto is None:
         run.expect(expect.error("the client's RTT and RTO (ss -ti)", "ss showed no RTO for the connection"))
@@ -181,11 +183,14 @@ def nagle_rtt(run: Run) -> None:
                                      f"{per:.0f} bytes ±25 %)", statistics.median(sizes) if sizes else None,
                                      per * 0.75, per * 1.25, mine[1:4]))
         else:
-            # the first RTTs may hold more writes than the initial cwnd (10) lets out at once: those merge
+            # the first RTTs may hold more writes than the initial cwnd (10) lets out at once: those merge;
+            # later a write may still find the one before it in the device queue (autocorking): rare
             settled = [p for p in mine if p.time - mine[0].time > 2 * rtt] if mine else []
-            run.expect(expect.every(settled, lambda p: flows.seg(p).length == 1,
-                                    "nodelay: once the cwnd has grown (after 2 RTTs), every write leaves as its "
-                                    "own one-byte segment"))
+            alone = [p for p in settled if flows.seg(p).length == 1]
+            run.expect(expect.check("nodelay: once the cwnd has grown (after 2 RTTs), the writes leave as one-byte "
+                                    "segments (at least 95 %)", bool(settled) and len(alone) >= 0.95 * len(settled),
+                                    "≥ 95 % of one byte", f"{len(alone)} of {len(settled)}",
+                                    [p for p in settled if flows.seg(p).length != 1][:5] or settled[:3]))
             run.expect(expect.within(f"nodelay: segments leave a write apart (median gap {run.p.interval_ms:g} ms "
                                      "±20 %)", median, run.p.interval_ms * 0.8, run.p.interval_ms * 1.2, mine[:3]))
 
