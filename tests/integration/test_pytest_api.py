@@ -1,0 +1,43 @@
+"""The pytest handle is the experiment API: the same verbs as ``run``, each undone when the test ends."""
+
+from __future__ import annotations
+
+import statistics
+from pathlib import Path
+
+import pytest
+
+from lab.experiments import expect
+from lab.net import faults
+
+pytestmark = pytest.mark.root
+BOOK_LAN = Path(__file__).resolve().parents[2] / "topologies" / "book-lan.yaml"
+
+
+def _rtt(lab, node: str, target: str) -> float:
+    out = lab.exec(node, ["ping", "-n", "-c", "5", "-i", "0.1", target]).stdout
+    return statistics.median(float(line.split("time=")[1].split()[0]) for line in out.splitlines() if "time=" in line)
+
+
+def test_a_test_uses_the_experiment_verbs_and_they_are_undone(lab_factory) -> None:
+    lab = lab_factory(BOOK_LAN, name="api-verbs")
+    far = lab.ip("far-host")
+    before = lab.sh("kongming20", ["sysctl", "-n", "net.ipv4.tcp_syn_retries"]).stdout.strip()
+    lab.sysctl("kongming20", "net.ipv4.tcp_syn_retries", 2)
+    assert lab.sh("kongming20", ["sysctl", "-n", "net.ipv4.tcp_syn_retries"]).stdout.strip() == "2"
+    dropped = lab.drop("far-host:eth0", "icmp")
+    assert lab.exec("kongming20", ["ping", "-c1", "-W1", far]).returncode == 1
+    lab.clear(dropped)
+    assert lab.exec("kongming20", ["ping", "-c1", "-W2", far]).returncode == 0
+    lab.impair("router:eth1", delay="20ms")
+    assert 19 <= _rtt(lab, "kongming20", far) <= 25
+    lab.serve("ernest-laptop", "echo", lab.ip("ernest-laptop"), "7")
+    with lab.capture(["kongming20:eth0"], "tcp port 7"):
+        typed = lab.py("kongming20", "keystroke_client", lab.ip("ernest-laptop"), "7", "--count", "2")
+    assert typed.rc == 0
+    assert lab.expect(expect.count(expect.data(lab.packets), min=4, description="2 keystrokes and 2 echoes")).ok
+    # what the fixture does when the test ends: every change undone
+    assert lab.cleanup() == []
+    assert lab.sh("kongming20", ["sysctl", "-n", "net.ipv4.tcp_syn_retries"]).stdout.strip() == before
+    assert faults.active(lab.journal) == []
+    assert _rtt(lab, "kongming20", far) < 5
