@@ -39,7 +39,8 @@ def register(app: typer.Typer) -> None:
         catalogue = discover(path)
         if as_json:
             out.print_json(json.dumps([
-                {"id": e.id, "title": e.title, "section": e.section, "topology": e.topology, "parameters": e.params}
+                {"id": e.id, "title": e.title, "section": e.section, "topology": e.topology, "parameters": e.params,
+                 "parameter_types": e.parameter_types()}
                 for e in catalogue.values()]))
             return
         table = Table("id", "section", "topology", "what it shows", "parameters")

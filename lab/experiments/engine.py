@@ -1,15 +1,21 @@
 """What an experiment is, how its parameters are typed, and how experiments are found.
 
 An experiment module calls :func:`experiment` as a decorator on its steps
-function. Parameters are declared with defaults; ``-p name=value`` overrides
-are converted to the default's type, so expectations computed from
-``run.p.backlog`` follow whatever the user asked for.
+function. Parameters are the steps function's own keyword parameters, typed and
+defaulted in its signature (``def steps(run, port: int = 54321, rtt: Duration =
+Duration("40ms"))``: int, float, str, bool and lab.experiments.params' Duration,
+Percent, Rate); the function is called with them, and ``run.p`` holds them too.
+The older ``@experiment(params={...})`` still works: a parameter's type is then
+its default's. ``-p name=value`` is converted to the declared type, with a
+one-line error if it does not fit, so expectations computed from the parameters
+follow whatever the user asked for.
 """
 
 from __future__ import annotations
 
 import importlib
 import importlib.util
+import inspect
 import pkgutil
 import re
 import sys
@@ -20,6 +26,7 @@ from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 from lab.errors import InputError
+from lab.experiments.params import TYPE_NAMES, Duration, Percent, Rate
 
 if TYPE_CHECKING:
     from lab.experiments.context import Run
@@ -35,12 +42,14 @@ class Experiment:
     title: str
     section: str
     topology: str
-    steps: Callable[[Run], None]
+    steps: Callable[..., None]
     params: dict[str, Any] = field(default_factory=dict)
     book: str = ""
     modern: str = ""
     needs: frozenset[str] = frozenset()
     module: str = ""
+    types: dict[str, type] = field(default_factory=dict)  # each parameter's type
+    keyword: bool = False  # the steps take the parameters as keyword arguments (declared in the signature)
 
     @property
     def summary(self) -> str:
@@ -53,42 +62,88 @@ class Experiment:
             if key not in self.params:
                 known = ", ".join(sorted(self.params)) or "none"
                 raise InputError(f"{self.id} has no parameter {key!r}", f"parameters: {known}")
-            values[key] = convert(raw, self.params[key], key)
+            values[key] = convert(raw, self.types.get(key, type(self.params[key])), key)
         return SimpleNamespace(**values)
+
+    def run_steps(self, run: Run) -> None:
+        """Call the steps: with the parameters as keyword arguments when the signature declares them."""
+        if self.keyword:
+            self.steps(run, **vars(run.p))
+        else:
+            self.steps(run)
+
+    def parameter_types(self) -> dict[str, str]:
+        """Each parameter's type, as ``lab experiments --json`` shows it."""
+        return {k: TYPE_NAMES.get(self.types.get(k, type(v)), type(v).__name__) for k, v in self.params.items()}
 
     def topology_path(self) -> Path:
         path = Path(self.topology)
         return path if path.is_absolute() else TOPOLOGIES / path
 
 
-def convert(raw: str, default: Any, key: str) -> Any:
+def convert(raw: str, kind: type, key: str) -> Any:
+    """``-p key=raw`` as a value of ``kind``; a one-line InputError if it is not one."""
     try:
-        if isinstance(default, bool):
+        if kind is bool:
             if raw.lower() in ("1", "true", "yes", "on"):
                 return True
             if raw.lower() in ("0", "false", "no", "off"):
                 return False
-            raise ValueError(raw)
-        if isinstance(default, int):
-            return int(raw)
-        if isinstance(default, float):
-            return float(raw)
-    except ValueError:
-        raise InputError(f"-p {key}={raw}: expected {type(default).__name__}") from None
+            raise ValueError(f"{raw!r} is not true or false")
+        if kind in (int, float, Duration, Percent, Rate):
+            return kind(raw)
+    except ValueError as exc:
+        detail = str(exc) if kind in (Duration, Percent, Rate, bool) else f"{raw!r} is not an {kind.__name__}" \
+            if kind is int else f"{raw!r} is not a {kind.__name__}"
+        raise InputError(f"-p {key}={raw}: expected {TYPE_NAMES.get(kind, kind.__name__)}: {detail}") from None
     return raw
+
+
+def _annotation(fn: Callable[..., None], parameter: inspect.Parameter) -> type | None:
+    """A parameter's declared type (annotations are text under ``from __future__ import annotations``)."""
+    note = parameter.annotation
+    if note is inspect.Parameter.empty:
+        return None
+    if isinstance(note, str):
+        names = {t.__name__: t for t in TYPE_NAMES}
+        try:
+            note = names.get(note) or eval(note, fn.__globals__, names)  # noqa: S307 (the module's own text)
+        except Exception:
+            return None
+    return note if isinstance(note, type) else None
+
+
+def signature_params(fn: Callable[..., None]) -> tuple[dict[str, Any], dict[str, type]]:
+    """The keyword parameters after ``run`` in the steps' signature: defaults and types."""
+    defaults: dict[str, Any] = {}
+    types: dict[str, type] = {}
+    for name, parameter in list(inspect.signature(fn).parameters.items())[1:]:
+        if parameter.default is inspect.Parameter.empty:
+            raise ValueError(f"{fn.__qualname__}: parameter {name!r} needs a default")
+        kind = _annotation(fn, parameter) or type(parameter.default)
+        if kind not in TYPE_NAMES:
+            raise ValueError(f"{fn.__qualname__}: parameter {name!r} is a {kind}; use one of "
+                             f"{', '.join(TYPE_NAMES.values())}")
+        defaults[name] = parameter.default if isinstance(parameter.default, kind) else kind(parameter.default)
+        types[name] = kind
+    return defaults, types
 
 
 def experiment(
     id: str, title: str, section: str, topology: str, params: dict[str, Any] | None = None,
     book: str = "", modern: str = "", needs: set[str] | None = None,
-) -> Callable[[Callable[[Run], None]], Callable[[Run], None]]:
+) -> Callable[[Callable[..., None]], Callable[..., None]]:
     """Register the decorated function as the steps of an experiment."""
     if not ID.match(id):
         raise ValueError(f"experiment id {id!r} must be kebab-case")
 
-    def register(fn: Callable[[Run], None]) -> Callable[[Run], None]:
-        REGISTRY[id] = Experiment(id, title, section, topology, fn, dict(params or {}), book.strip("\n"),
-                                  " ".join(modern.split()), frozenset(needs or ()), fn.__module__)
+    def register(fn: Callable[..., None]) -> Callable[..., None]:
+        declared, types = signature_params(fn)
+        if declared and params:
+            raise ValueError(f"experiment {id!r}: declare parameters in the signature or in params=, not both")
+        REGISTRY[id] = Experiment(id, title, section, topology, fn, declared or dict(params or {}), book.strip("\n"),
+                                  " ".join(modern.split()), frozenset(needs or ()), fn.__module__,
+                                  types or {k: type(v) for k, v in (params or {}).items()}, bool(declared))
         return fn
 
     return register

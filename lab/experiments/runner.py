@@ -81,7 +81,7 @@ def run_one(exp: Experiment, overrides: dict[str, str], out_dir: Path, keep: boo
             _note_active_faults(ctx, lab, progress)
         progress("running steps")
         try:
-            exp.steps(ctx)
+            exp.run_steps(ctx)
         except InputError:
             raise  # a parameter the experiment cannot work with: bad input (exit 2), no verdict
         except LabError as exc:

@@ -41,3 +41,15 @@ def test_a_test_uses_the_experiment_verbs_and_they_are_undone(lab_factory) -> No
     assert lab.sh("kongming20", ["sysctl", "-n", "net.ipv4.tcp_syn_retries"]).stdout.strip() == before
     assert faults.active(lab.journal) == []
     assert _rtt(lab, "kongming20", far) < 5
+
+
+def test_the_readme_s_experiment_example_runs_as_written(tmp_path: Path) -> None:
+    """The README's example experiment, taken from the README itself, so the example cannot rot."""
+    from lab.cli import main
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    start = readme.index("from lab.experiments import expect\n")
+    (tmp_path / "my_rtt.py").write_text(readme[start:readme.index("```", start)])
+    assert main(["run", "my-rtt", "--path", str(tmp_path), "--fresh", "-q", "-p", "delay=40ms",
+                 "--out", str(tmp_path / "runs")]) == 0
+    assert main(["run", "my-rtt", "--path", str(tmp_path), "-p", "delay=fast"]) == 2

@@ -19,20 +19,11 @@ from lab.experiments import expect
 from lab.experiments.book import flows, sstext, tcp_rules
 from lab.experiments.context import Run
 from lab.experiments.engine import experiment
+from lab.experiments.params import Duration
 from lab.net import faults
-from lab.topology import units
 
 CLIENT, FAR = "kongming20", "far-host"
 WAN_ENDS = ("router:eth1", "isp:eth0")
-
-
-def rtt_seconds(run: Run, name: str = "rtt") -> float:
-    """``-p rtt=80ms`` in seconds (tc's units, as in a topology's ``impair:``)."""
-    text = str(getattr(run.p, name))
-    try:
-        return units.milliseconds(text) / 1000
-    except ValueError as exc:
-        raise InputError(f"-p {name}={text}: {exc}") from None
 
 
 def make_wan(run: Run, rtt: float) -> list[faults.Fault]:
@@ -49,7 +40,6 @@ def make_wan(run: Run, rtt: float) -> list[faults.Fault]:
     title="The retransmission timer follows the RTT: RTO = SRTT + max(4·RTTVAR, 200 ms)",
     section="§3.9",
     topology="book-lan.yaml",
-    params={"port": 5011, "rtt": "80ms", "warmup": 10, "recv_timeout": 3.0},
     book="""\
 TCP服务必须能够重传超时时间内未收到确认的TCP报文段。为此，TCP模块为每个TCP报文段都维护一个重传定时器，
 该定时器在TCP报文段第一次被发送时启动。如果超时时间内未收到接收方的应答，TCP模块将重传TCP报文段并重置定时器。
@@ -63,13 +53,14 @@ RTO is the 200 ms floor, and nothing shows that it follows the RTT.)""",
     host's firewall drops the next message; with one segment in flight the tail loss probe
     (tcp_early_retrans=3) fires one RTO after it, then the RTO itself, then the timer doubles.""",
 )
-def rtt_rto(run: Run) -> None:
-    rtt = rtt_seconds(run)
-    server_ip, client_ip, port = run.ip(FAR), run.ip(CLIENT), str(run.p.port)
-    make_wan(run, rtt)
+def rtt_rto(run: Run, port: int = 5011, rtt: Duration = Duration("80ms"), warmup: int = 10,
+            recv_timeout: float = 3.0) -> None:
+    delay = rtt.seconds  # the RTT in seconds; rtt itself is the text asked for (-p rtt=)
+    server_ip, client_ip = run.ip(FAR), run.ip(CLIENT)
+    make_wan(run, delay)
     tlp = int(run.sh(CLIENT, ["sysctl", "-n", "net.ipv4.tcp_early_retrans"], record=False).stdout) >= 3
-    run.serve(FAR, "echo", server_ip, port)
-    spacing = max(0.05, 3 * rtt)  # each message echoed (and so acknowledged) before the next
+    run.serve(FAR, "echo", server_ip, str(port))
+    spacing = max(0.05, 3 * delay)  # each message echoed (and so acknowledged) before the next
     steps = []
     for i in range(run.p.warmup):
         text = "ready!!" if i == run.p.warmup - 1 else "ping!!"  # the last one, 7 bytes, marks the end
@@ -77,7 +68,7 @@ def rtt_rto(run: Run) -> None:
     lost_at = run.p.warmup * spacing + 2.5  # time for the drop to be in place (seconds on a busy cluster)
     steps += [f"{lost_at:.3f}:send:lost!!!!", f"{lost_at + 0.001:.3f}:recv:{run.p.recv_timeout}"]
     with run.capture([f"{CLIENT}:eth0"], f"tcp port {port}"):
-        client = run.start(CLIENT, "rst_client", server_ip, port, *[a for s in steps for a in ("--step", s)],
+        client = run.start(CLIENT, "rst_client", server_ip, str(port), *[a for s in steps for a in ("--step", s)],
                            "--timeout", "10")
         warmed = client.wait_for("recv 7 bytes", lost_at + 10)
         run.drop(f"{FAR}:eth0", f"tcp dport {port}", "in")
@@ -93,14 +84,14 @@ def rtt_rto(run: Run) -> None:
         run.expect(expect.error("the client's RTT and RTO (ss -ti)", "ss showed no RTO for the connection"))
         return
     rto, srtt, mdev = sock.rto, sock.rtt / 1000, (sock.rttvar or 0) / 1000
-    run.expect(expect.within(f"the kernel's SRTT is the path's RTT ({rtt * 1000:g} ms ±10 % ±1 ms)",
-                             srtt * 1000, rtt * 900 - 1, rtt * 1100 + 1))
+    run.expect(expect.within(f"the kernel's SRTT is the path's RTT ({delay * 1000:g} ms ±10 % ±1 ms)",
+                             srtt * 1000, delay * 900 - 1, delay * 1100 + 1))
     formula = srtt + max(4 * mdev, tcp_rules.TCP_RTO_MIN)
     run.expect(expect.within(f"RTO = SRTT + max(4·RTTVAR, 200 ms) = {formula * 1000:.0f} ms from ss's own SRTT "
                              f"{srtt * 1000:.1f} ms and RTTVAR {mdev * 1000:.1f} ms (up to a 4 ms jiffy above)",
                              rto * 1000, formula * 1000 - 1, formula * 1000 + 9))
-    asked = rtt + tcp_rules.TCP_RTO_MIN
-    run.expect(expect.within(f"so the RTO follows -p rtt: ≈ {rtt * 1000:g} + 200 = {asked * 1000:.0f} ms (±5 %)",
+    asked = delay + tcp_rules.TCP_RTO_MIN
+    run.expect(expect.within(f"so the RTO follows -p rtt: ≈ {delay * 1000:g} + 200 = {asked * 1000:.0f} ms (±5 %)",
                              rto * 1000, asked * 950, asked * 1050))
     pk = flows.conversation(run.packets, client_ip, server_ip, run.p.port)
     sent = expect.tcp(pk, src=client_ip, payload=b"lost!!!!")
@@ -111,7 +102,7 @@ def rtt_rto(run: Run) -> None:
                                  f"({'a tail loss probe one RTO after it, then ' if tlp else ''}the RTO, doubling)"))
 
 
-def _ss(run: Run, port: str) -> tuple[object, list[sstext.SsSocket]]:
+def _ss(run: Run, port: int) -> tuple[object, list[sstext.SsSocket]]:
     r = run.sh(CLIENT, ["ss", "-tanoiH", f"( dport = :{port} )"],
                title="ss -ti: the client's RTT and RTO just before the lost message")
     return r, sstext.parse(r.stdout)
@@ -125,7 +116,6 @@ def _ss(run: Run, port: str) -> tuple[object, list[sstext.SsSocket]]:
     title="Nagle over a WAN: one small segment per RTT carries what was written meanwhile; TCP_NODELAY sends each",
     section="§3.6",
     topology="book-lan.yaml",
-    params={"port": 5012, "rtt": "40ms", "count": 200, "interval_ms": 5.0},
     book="""\
 广域网上的交互数据流可能经受很大的延迟，并且，携带交互数据的微小TCP报文段数量一般很多 ……
 Nagle算法要求一个TCP连接的通信双方在任意时刻都最多只能发送一个未被确认的TCP报文段，在该TCP报文段的确认
@@ -141,20 +131,21 @@ TCP报文段将它们全部发出。 …… 该算法的另一个优点在于其
     tcp_autocorking does not merge them here: it holds a write only while
     an earlier one is still in the qdisc or device.""",
 )
-def nagle_rtt(run: Run) -> None:
-    rtt = rtt_seconds(run)
+def nagle_rtt(run: Run, port: int = 5012, rtt: Duration = Duration("40ms"), count: int = 200,
+              interval_ms: float = 5.0) -> None:
+    delay = rtt.seconds  # the RTT in seconds; rtt itself is the text asked for (-p rtt=)
     interval = run.p.interval_ms / 1000
-    if rtt <= 2 * interval:
+    if delay <= 2 * interval:
         raise InputError(f"-p rtt={run.p.rtt}: Nagle shows when the RTT is several write intervals long",
                          f"use -p rtt above {2 * run.p.interval_ms:g}ms or a smaller -p interval_ms")
-    server_ip, client_ip, port = run.ip(FAR), run.ip(CLIENT), str(run.p.port)
-    make_wan(run, rtt)
-    run.serve(FAR, "echo", server_ip, port)
+    server_ip, client_ip = run.ip(FAR), run.ip(CLIENT)
+    make_wan(run, delay)
+    run.serve(FAR, "echo", server_ip, str(port))
     outputs = {}
     with run.capture([f"{CLIENT}:eth0"], f"tcp port {port}"):
         for mode in ("nagle", "nodelay"):
-            outputs[mode] = run.py(CLIENT, "trickle_client", server_ip, port, "--count", str(run.p.count),
-                                   "--interval-ms", str(run.p.interval_ms), "--linger", f"{3 * rtt + 0.3:.3f}",
+            outputs[mode] = run.py(CLIENT, "trickle_client", server_ip, str(port), "--count", str(run.p.count),
+                                   "--interval-ms", str(run.p.interval_ms), "--linger", f"{3 * delay + 0.3:.3f}",
                                    *(["--nodelay"] if mode == "nodelay" else []),
                                    timeout=run.p.count * interval + 30)
     pk = flows.conversation(run.packets, client_ip, server_ip, run.p.port)
@@ -171,13 +162,13 @@ def nagle_rtt(run: Run) -> None:
         gaps = [g * 1000 for g in expect.gaps(mine)]
         median = statistics.median(gaps) if gaps else None
         if mode == "nagle":
-            expected = duration / rtt + 1
-            run.expect(expect.within(f"nagle: about one segment per RTT: {duration:.2f} s / {rtt * 1000:g} ms + 1 ≈ "
+            expected = duration / delay + 1
+            run.expect(expect.within(f"nagle: about one segment per RTT: {duration:.2f} s / {delay * 1000:g} ms + 1 ≈ "
                                      f"{expected:.0f} segments (±25 %)", len(mine), expected * 0.75,
                                      expected * 1.25, mine[:3]))
-            run.expect(expect.within(f"nagle: segments leave one RTT apart (median gap {rtt * 1000:g} ms ±15 %)",
-                                     median, rtt * 850, rtt * 1150, mine[:3]))
-            per = rtt / interval
+            run.expect(expect.within(f"nagle: segments leave one RTT apart (median gap {delay * 1000:g} ms ±15 %)",
+                                     median, delay * 850, delay * 1150, mine[:3]))
+            per = delay / interval
             sizes = [flows.seg(p).length for p in mine[1:-1]]
             run.expect(expect.within(f"nagle: each carries what was written meanwhile (median ≈ rtt / interval = "
                                      f"{per:.0f} bytes ±25 %)", statistics.median(sizes) if sizes else None,
@@ -185,7 +176,7 @@ def nagle_rtt(run: Run) -> None:
         else:
             # the first RTTs may hold more writes than the initial cwnd (10) lets out at once: those merge;
             # later a write may still find the one before it in the device queue (autocorking): rare
-            settled = [p for p in mine if p.time - mine[0].time > 2 * rtt] if mine else []
+            settled = [p for p in mine if p.time - mine[0].time > 2 * delay] if mine else []
             alone = [p for p in settled if flows.seg(p).length == 1]
             run.expect(expect.check("nodelay: once the cwnd has grown (after 2 RTTs), the writes leave as one-byte "
                                     "segments (at least 95 %)", bool(settled) and len(alone) >= 0.95 * len(settled),
@@ -203,7 +194,6 @@ def nagle_rtt(run: Run) -> None:
     title="Bulk throughput is bounded by window / RTT: double the RTT and it halves; the window is the receiver's",
     section="§3.7",
     topology="book-lan.yaml",
-    params={"port": 5013, "rtt": "40ms", "rcvbuf": 65536, "bytes": 2_000_000},
     book="""\
 那么发送方在收到上一次确认后，能连续发送多少个TCP报文段呢？这是由接收通告窗口（还需要考虑拥塞窗口，见后文）
 的大小决定的。 (The book's bulk transfer runs over lo, where no RTT bounds anything.)""",
@@ -216,17 +206,18 @@ def nagle_rtt(run: Run) -> None:
     40 ms. The transfer runs twice, across -p rtt and across twice that: the throughput
     halves, each close to the median advertised window over its RTT.""",
 )
-def window_bdp(run: Run) -> None:
-    rtt = rtt_seconds(run)
-    if rtt <= 0:
+def window_bdp(run: Run, port: int = 5013, rtt: Duration = Duration("40ms"), rcvbuf: int = 65536,
+               bytes: int = 2_000_000) -> None:  # noqa: A002 (the parameter's name in -p bytes=)
+    delay = rtt.seconds  # the RTT in seconds; rtt itself is the text asked for (-p rtt=)
+    if delay <= 0:
         raise InputError("-p rtt=0ms: this experiment needs an RTT", "use e.g. -p rtt=40ms")
-    server_ip, client_ip, port = run.ip(FAR), run.ip(CLIENT), str(run.p.port)
+    server_ip, client_ip = run.ip(FAR), run.ip(CLIENT)
     rates = {}
-    for path_rtt in (rtt, 2 * rtt):
+    for path_rtt in (delay, 2 * delay):
         wan = make_wan(run, path_rtt)
-        sender = run.serve(FAR, "bulk_send", server_ip, port, "--listen", "--bytes", str(run.p.bytes), "--info")
+        sender = run.serve(FAR, "bulk_send", server_ip, str(port), "--listen", "--bytes", str(run.p.bytes), "--info")
         with run.capture([f"{CLIENT}:eth0"], f"tcp port {port}"):
-            r = run.py(CLIENT, "bulk_recv", server_ip, port, "--connect", "--rcvbuf", str(run.p.rcvbuf),
+            r = run.py(CLIENT, "bulk_recv", server_ip, str(port), "--connect", "--rcvbuf", str(run.p.rcvbuf),
                        timeout=120)
             sender.wait(60)
         run.clear(*wan)
@@ -263,6 +254,6 @@ def window_bdp(run: Run) -> None:
                                  2 * run.p.rcvbuf))
         run.expect(expect.within(f"{label}: throughput ≈ window / SRTT = {bound / 1e6:.2f} Mbit/s (75–105 %)",
                                  rate / 1e6, bound * 0.75 / 1e6, bound * 1.05 / 1e6, [start, data[-1]]))
-    if len(rates) == 2 and rates[rtt]:
+    if len(rates) == 2 and rates[delay]:
         run.expect(expect.within("doubling the RTT halves the throughput (ratio 0.5 ±20 %)",
-                                 rates[2 * rtt] / rates[rtt], 0.4, 0.6))
+                                 rates[2 * delay] / rates[delay], 0.4, 0.6))
