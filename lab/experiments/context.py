@@ -288,6 +288,22 @@ class Run:
         self.fault(faults.sysctl(node, inside, key, str(value), old.stdout.strip()),
                    title=f"sysctl {key}={value}", command=f"sysctl -w {key}={value}")
 
+    def change(self, node: str, argv: list[str], undo: list[list[str]], title: str | None = None) -> faults.Fault:
+        """Change the node's network state for this run (an MTU, a route): ``argv`` now, ``undo`` at the end.
+
+        Journaled like a fault before it is made, so the end of the run, ``lab fault clear`` and
+        ``lab fault ls`` know it even after a run that was killed; ``run.clear(change)`` undoes it
+        earlier. Both run in the node's network namespace with the machine's tools
+        (``ip``), as faults do, so container nodes work alike::
+
+            run.change("kongming20", ["ip", "link", "set", "dev", "eth0", "mtu", "1400"],
+                       undo=[["ip", "link", "set", "dev", "eth0", "mtu", "1500"]])
+        """
+        inside = node_namespace(self.lab_info, node)
+        what = title or " ".join(argv)
+        return self.fault(faults.Fault(faults.new_id(), node, what, [inside.command(argv)],
+                                       [inside.command(a) for a in undo]), title=what, command=" ".join(argv))
+
     def fault(self, fault: faults.Fault, title: str | None = None, command: str | None = None) -> faults.Fault:
         """Apply a journaled change (cleared at the end of the run) and record it as a step."""
         started = time.time()

@@ -36,8 +36,13 @@ def test_a_test_uses_the_experiment_verbs_and_they_are_undone(lab_factory) -> No
         typed = lab.py("kongming20", "keystroke_client", lab.ip("ernest-laptop"), "7", "--count", "2")
     assert typed.rc == 0
     assert lab.expect(expect.count(expect.data(lab.packets), min=4, description="2 keystrokes and 2 echoes")).ok
+    mtu = ["ip", "link", "set", "dev", "eth0", "mtu"]
+    lab.change("kongming20", [*mtu, "1400"], undo=[[*mtu, "1500"]])
+    assert "mtu 1400" in lab.exec("kongming20", ["ip", "link", "show", "eth0"]).stdout
+    assert any(e["what"] == "ip link set dev eth0 mtu 1400" for e in faults.active(lab.journal))  # journaled
     # what the fixture does when the test ends: every change undone
     assert lab.cleanup() == []
+    assert "mtu 1500" in lab.exec("kongming20", ["ip", "link", "show", "eth0"]).stdout
     assert lab.sh("kongming20", ["sysctl", "-n", "net.ipv4.tcp_syn_retries"]).stdout.strip() == before
     assert faults.active(lab.journal) == []
     assert _rtt(lab, "kongming20", far) < 5

@@ -359,17 +359,12 @@ def congestion_cwnd(run: Run) -> None:
     run.loss(f"{SERVER}:eth0", run.p.loss_percent, direction="in")
     run.fault(faults.rate(run.endpoint(f"{CLIENT}:eth0"), run.p.rate, "out"))
     route = [f"{server_ip}/32", "dev", "eth0"]
-    r = run.sh(CLIENT, ["ip", "route", "add", *route, "initcwnd", str(run.p.initcwnd)])
-    if r.rc != 0:
-        run.expect(expect.error("route with initcwnd", r.stderr.strip() or f"ip route add exited {r.rc}"))
-        return
-    try:
-        with run.capture([f"{CLIENT}:eth0"], f"tcp port {run.p.port}"):
-            sender = run.py(CLIENT, "bulk_send", server_ip, str(run.p.port), "--bytes", str(run.p.bytes),
-                            "--cc", run.p.cc, "--info", "--timeout", "30", timeout=120)
-            receiver.wait(30)
-    finally:
-        run.sh(CLIENT, ["ip", "route", "del", *route], record=False)
+    run.change(CLIENT, ["ip", "route", "add", *route, "initcwnd", str(run.p.initcwnd)],
+               undo=[["ip", "route", "del", *route]], title=f"a route to the server with initcwnd {run.p.initcwnd}")
+    with run.capture([f"{CLIENT}:eth0"], f"tcp port {run.p.port}"):
+        sender = run.py(CLIENT, "bulk_send", server_ip, str(run.p.port), "--bytes", str(run.p.bytes),
+                        "--cc", run.p.cc, "--info", "--timeout", "30", timeout=120)
+        receiver.wait(30)
     out = sender.stdout
     run.expect(expect.output_contains(receiver.stdout, f"received {run.p.bytes} bytes", "the receiver got every byte"))
     run.expect(expect.output_contains(out, f"cc={run.p.cc}", f"TCP_CONGESTION reads back {run.p.cc}"))

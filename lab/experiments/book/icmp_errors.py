@@ -16,7 +16,6 @@ from lab.experiments.book.ip_layer import (
     echo_requests,
     fragments_from,
     mtu_of,
-    restore_mtus,
 )
 from lab.experiments.book.ip_model import (
     ICMP_ECHO_HEADER,
@@ -206,20 +205,19 @@ def icmp_errors_frag_needed(run: Run) -> None:
         raise InputError(f"-p mtu={p.mtu}: below 576 the kernel clamps PMTU to min_pmtu (552)")
     plan = fragment_plan(p.size + ICMP_ECHO_HEADER, p.mtu)
     narrow = [(ROUTER, "eth1"), (ISP, "eth0"), (ISP, "eth1"), (FAR, "eth0")]
-    saved: list[tuple[str, str, int]] = []
-    try:
-        for node, ifname in narrow:
-            saved.append((node, ifname, mtu_of(run, node, ifname)))
-            run.sh(node, ["ip", "link", "set", "dev", ifname, "mtu", str(p.mtu)], title=f"{node} {ifname} mtu {p.mtu}")
-        with run.capture([f"{A}:eth0"], "icmp"):
-            first = run.sh(A, ["ping", "-c1", "-W2", "-M", "do", "-s", str(p.size), w_ip], title="ping with DF")
-            second = run.sh(A, ["ping", "-c1", "-W2", "-M", "do", "-s", str(p.size), w_ip],
-                            title="ping with DF again (PMTU now cached)")
-            route = run.sh(A, ["ip", "route", "get", w_ip])
-            dont = run.sh(A, ["ping", "-c1", "-W2", "-M", "dont", "-s", str(p.size), w_ip], title="ping without DF")
-    finally:
-        restore_mtus(run, saved)
-        run.sh(A, ["ip", "route", "flush", "cache"], title="forget the cached PMTU")
+    # changes are undone newest first: the MTUs come back, then the cached PMTU is forgotten
+    run.change(A, ["ip", "route", "flush", "cache"], undo=[["ip", "route", "flush", "cache"]],
+               title="start with no cached PMTU (and forget it at the end)")
+    for node, ifname in narrow:
+        run.change(node, ["ip", "link", "set", "dev", ifname, "mtu", str(p.mtu)],
+                   undo=[["ip", "link", "set", "dev", ifname, "mtu", str(mtu_of(run, node, ifname))]],
+                   title=f"{node} {ifname} mtu {p.mtu}")
+    with run.capture([f"{A}:eth0"], "icmp"):
+        first = run.sh(A, ["ping", "-c1", "-W2", "-M", "do", "-s", str(p.size), w_ip], title="ping with DF")
+        second = run.sh(A, ["ping", "-c1", "-W2", "-M", "do", "-s", str(p.size), w_ip],
+                        title="ping with DF again (PMTU now cached)")
+        route = run.sh(A, ["ip", "route", "get", w_ip])
+        dont = run.sh(A, ["ping", "-c1", "-W2", "-M", "dont", "-s", str(p.size), w_ip], title="ping without DF")
 
     pk = run.packets
     full = [q for q in echo_requests(pk, a_ip) if q.ip is not None and q.ip.df and q.ip.total_length == datagram]

@@ -70,12 +70,6 @@ def check_fragments(run: Run, frags: list[Packet], plan: list[Fragment], who: st
                             f"{who}: fragments carry no DF bit", "DF=0"))
 
 
-def restore_mtus(run: Run, saved: list[tuple[str, str, int]]) -> None:
-    for node, ifname, mtu in reversed(saved):
-        run.sh(node, ["ip", "link", "set", "dev", ifname, "mtu", str(mtu)],
-               title=f"put {node} {ifname} back to mtu {mtu}")
-
-
 # ---------------------------------------------------------------- §1.6.3 ARP
 
 
@@ -302,14 +296,12 @@ def icmp_redirect(run: Run) -> None:
         run.sh(A, ["ping", "-c1", "-W1", r_ip], title="ping the router once: R is in A's ARP cache")
     # the first echo that goes to R's MAC (see modern=): every echo before it is forwarded by G
     redirected_from = 2 if p.warm_arp else 3
-    try:
-        run.sh(A, ["ip", "route", "replace", "default", "via", g_ip], title=f"A's default route via G ({g_ip})")
-        with run.capture([f"{A}:eth0"]):
-            ping = run.sh(A, ["ping", "-c", str(p.count), "-i", str(p.interval), "-W2", w_ip])
-        route = run.sh(A, ["ip", "route", "get", w_ip])
-    finally:
-        run.sh(A, ["ip", "route", "replace", "default", "via", r_ip], title="A's default route back via R")
-        run.sh(A, ["ip", "route", "flush", "cache"], title="drop the redirect exception")
+    run.change(A, ["ip", "route", "replace", "default", "via", g_ip],
+               undo=[["ip", "route", "replace", "default", "via", r_ip], ["ip", "route", "flush", "cache"]],
+               title=f"A's default route via G ({g_ip}); at the end back via R, the redirect exception dropped")
+    with run.capture([f"{A}:eth0"]):
+        ping = run.sh(A, ["ping", "-c", str(p.count), "-i", str(p.interval), "-W2", w_ip])
+    route = run.sh(A, ["ip", "route", "get", w_ip])
 
     pk = run.packets
     echoes = echo_requests(pk, a_ip)

@@ -110,41 +110,36 @@ def syn_options(run: Run) -> None:
     old_mtu = device_mtu(run, CLIENT, ifname)
     mtu = run.p.mtu or old_mtu
     if run.p.mtu and run.p.mtu != old_mtu:
-        r = run.sh(CLIENT, ["ip", "link", "set", "dev", ifname, "mtu", str(run.p.mtu)])
-        if r.rc != 0:
-            raise RuntimeError(f"cannot set the MTU of {ifname} to {run.p.mtu}: {r.stderr.strip()}")
-    try:
-        wanted = {"sack": run.p.sack, "timestamps": run.p.timestamps, "window_scaling": run.p.window_scaling}
-        for key, name in KNOBS:
-            run.sysctl(CLIENT, key, int(wanted[name]))
-        tcp_rmem = [int(v) for v in sysctl_value(run, CLIENT, "net.ipv4.tcp_rmem").split()]
-        if run.p.rmem_default:
-            tcp_rmem[1] = run.p.rmem_default
-            run.sysctl(CLIENT, "net.ipv4.tcp_rmem", " ".join(map(str, tcp_rmem)))
-        rmem_max = int(sysctl_value(run, CLIENT, "net.core.rmem_max"))
-        server_rcvbuf = int(sysctl_value(run, server_node, "net.ipv4.tcp_rmem").split()[1])
-        server_ts = sysctl_value(run, server_node, "net.ipv4.tcp_timestamps") != "0"
-        server_mtu = mtu if run.p.loopback else device_mtu(run, SERVER, "eth0")
-        run.serve(server_node, "echo", server_ip, str(port))
-        variants: list[tuple[str, dict[str, bool]]] = [("as the parameters say", dict(wanted))]
-        for key, name in KNOBS:
-            variants.append((f"{key}={int(not wanted[name])}", {**wanted, name: not wanted[name]}))
-        ports: list[int] = []
-        with run.capture([f"{CLIENT}:{ifname}"], f"tcp port {port}"):
-            for label, knobs in variants:
-                for key, name in KNOBS:
-                    if knobs[name] != wanted[name]:
-                        run.sysctl(CLIENT, key, int(knobs[name]))
-                r = run.py(CLIENT, "connect_timer", server_ip, str(port), title=f"connect ({label})")
-                local = field(r.stdout, r"local=[\d.]+:(\d+)")
-                ports.append(int(local) if local else -1)
-                for key, name in KNOBS:
-                    if knobs[name] != wanted[name]:
-                        run.sysctl(CLIENT, key, int(wanted[name]))
-            run.sleep(0.3)
-    finally:
-        if run.p.mtu and run.p.mtu != old_mtu:
-            run.sh(CLIENT, ["ip", "link", "set", "dev", ifname, "mtu", str(old_mtu)], record=False)
+        run.change(CLIENT, ["ip", "link", "set", "dev", ifname, "mtu", str(run.p.mtu)],
+                   undo=[["ip", "link", "set", "dev", ifname, "mtu", str(old_mtu)]], title=f"{ifname} mtu {run.p.mtu}")
+    wanted = {"sack": run.p.sack, "timestamps": run.p.timestamps, "window_scaling": run.p.window_scaling}
+    for key, name in KNOBS:
+        run.sysctl(CLIENT, key, int(wanted[name]))
+    tcp_rmem = [int(v) for v in sysctl_value(run, CLIENT, "net.ipv4.tcp_rmem").split()]
+    if run.p.rmem_default:
+        tcp_rmem[1] = run.p.rmem_default
+        run.sysctl(CLIENT, "net.ipv4.tcp_rmem", " ".join(map(str, tcp_rmem)))
+    rmem_max = int(sysctl_value(run, CLIENT, "net.core.rmem_max"))
+    server_rcvbuf = int(sysctl_value(run, server_node, "net.ipv4.tcp_rmem").split()[1])
+    server_ts = sysctl_value(run, server_node, "net.ipv4.tcp_timestamps") != "0"
+    server_mtu = mtu if run.p.loopback else device_mtu(run, SERVER, "eth0")
+    run.serve(server_node, "echo", server_ip, str(port))
+    variants: list[tuple[str, dict[str, bool]]] = [("as the parameters say", dict(wanted))]
+    for key, name in KNOBS:
+        variants.append((f"{key}={int(not wanted[name])}", {**wanted, name: not wanted[name]}))
+    ports: list[int] = []
+    with run.capture([f"{CLIENT}:{ifname}"], f"tcp port {port}"):
+        for label, knobs in variants:
+            for key, name in KNOBS:
+                if knobs[name] != wanted[name]:
+                    run.sysctl(CLIENT, key, int(knobs[name]))
+            r = run.py(CLIENT, "connect_timer", server_ip, str(port), title=f"connect ({label})")
+            local = field(r.stdout, r"local=[\d.]+:(\d+)")
+            ports.append(int(local) if local else -1)
+            for key, name in KNOBS:
+                if knobs[name] != wanted[name]:
+                    run.sysctl(CLIENT, key, int(wanted[name]))
+        run.sleep(0.3)
 
     pk = run.packets
     mss = tcp_rules.mss_for_mtu(mtu)
