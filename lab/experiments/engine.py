@@ -150,14 +150,21 @@ def experiment(
 
 
 def discover(paths: list[Path] | None = None) -> dict[str, Experiment]:
-    """Import the package's experiments and any ``*.py`` under the given user directories."""
+    """Import the package's experiments and the experiment modules in the given user directories.
+
+    In a ``--path`` directory every ``*.py`` whose name does not start with ``_`` is an experiment
+    module and is imported; ``_helpers.py`` and the like are not, but the directory is on
+    ``sys.path``, so the modules can ``import _helpers``.
+    """
     book = importlib.import_module("lab.experiments.book")
     for info in pkgutil.iter_modules(book.__path__):
         importlib.import_module(f"{book.__name__}.{info.name}")
     for directory in paths or []:
         if not directory.is_dir():
             raise InputError(f"--path {directory}: not a directory")
-        for file in sorted(directory.glob("*.py")):
+        if str(directory.resolve()) not in sys.path:
+            sys.path.insert(0, str(directory.resolve()))
+        for file in sorted(f for f in directory.glob("*.py") if not f.name.startswith("_")):
             name = f"lab_user_experiments.{file.stem}"
             spec = importlib.util.spec_from_file_location(name, file)
             if spec is None or spec.loader is None:

@@ -58,3 +58,17 @@ def test_the_readme_s_experiment_example_runs_as_written(tmp_path: Path) -> None
     assert main(["run", "my-rtt", "--path", str(tmp_path), "--fresh", "-q", "-p", "delay=40ms",
                  "--out", str(tmp_path / "runs")]) == 0
     assert main(["run", "my-rtt", "--path", str(tmp_path), "-p", "delay=fast"]) == 2
+
+
+def test_the_guide_s_tutorial_experiment_runs_as_written(tmp_path: Path) -> None:
+    """docs/EXPERIMENT_GUIDE.md's tutorial, taken from the guide, with its three command lines."""
+    from lab.cli import main
+
+    guide = (Path(__file__).resolve().parents[2] / "docs" / "EXPERIMENT_GUIDE.md").read_text()
+    start = guide.index("```python\n") + len("```python\n")
+    (tmp_path / "mss.py").write_text(guide[start:guide.index("```", start)])
+    (tmp_path / "_helpers.py").write_text("raise RuntimeError('a helper module is not an experiment module')\n")
+    out = ["--fresh", "-q", "--out", str(tmp_path / "runs")]
+    assert main(["run", "my-mss", "--path", str(tmp_path), *out]) == 0
+    assert main(["run", "my-mss", "--path", str(tmp_path), "-p", "mtu=1280", *out]) == 0
+    assert main(["run", "my-mss", "--path", str(tmp_path), "-p", "mtu=big"]) == 2

@@ -76,3 +76,19 @@ def test_no_module_over_500_lines_outside_the_servers() -> None:
     long = {str(p.relative_to(LAB.parent)): n for p in LAB.rglob("*.py")
             if "servers" not in p.parts and (n := len(p.read_text().splitlines())) > 500}
     assert long == {}
+
+
+def test_the_experiment_guide_names_every_run_call_and_every_expect_function() -> None:
+    """docs/EXPERIMENT_GUIDE.md is the reference: a public verb or claim it does not name is undocumented."""
+    import inspect
+
+    from lab.experiments import expect
+    from lab.experiments.context import Run
+
+    guide = (LAB.parent / "docs" / "EXPERIMENT_GUIDE.md").read_text()
+    verbs = [n for n, f in inspect.getmembers(Run) if not n.startswith("_") and callable(f)]
+    claims = [n for n, f in inspect.getmembers(expect, inspect.isfunction)
+              if not n.startswith("_") and f.__module__ == expect.__name__]
+    assert len(verbs) > 20 and len(claims) > 30
+    assert [n for n in verbs if f"run.{n}(" not in guide and f"run.{n}`" not in guide] == []
+    assert [n for n in claims if f"expect.{n}(" not in guide and f"expect.{n}`" not in guide] == []
