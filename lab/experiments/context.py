@@ -310,7 +310,8 @@ class Run:
         faults.apply(self.journal, fault)
         self._faults.append(fault.id)
         self.steps.append(StepRecord(title or f"fault: {fault.what} on {fault.where}", command,
-                                     fault.where.split(":")[0], 0, "", "", started, time.time() - started))
+                                     fault.where.split(":")[0], 0, "", "", started, time.time() - started,
+                                     change=True))
         return fault
 
     def endpoint(self, spec: str) -> faults.Endpoint:
@@ -347,14 +348,14 @@ class Run:
                 self._faults.remove(fault.id)
         self.steps.append(StepRecord("clear: " + "; ".join(f"{f.what} on {f.where}" for f in made), None,
                                      made[0].where.split(":")[0] if made else "", 0, "", "", started,
-                                     time.time() - started))
+                                     time.time() - started, change=True))
 
     def link(self, where: str, up: bool) -> None:
         """Cable pull (``up=False``) or plug back; pulled cables are plugged back at the end."""
         if up:
             faults.plug_back(self.journal, self.endpoint(where))
             self.steps.append(StepRecord(f"plug {where} back in", None, where.split(":")[0], 0, "", "",
-                                         time.time(), 0.0))
+                                         time.time(), 0.0, change=True))
             return
         self.fault(faults.link_state(self.endpoint(where), up))
 

@@ -100,7 +100,8 @@ def render_run(result: RunResult, page_dir: Path | None = None) -> str:
                      f"<table><tr><th>node</th><th>machine</th></tr>{rows}</table></section>")
     parts.append(_compare(result))
     parts.append('<section id="sequence"><h2>Packet sequence</h2><div class="svgbox">')
-    parts.append(sequence_svg(result.packets, names=result.hosts) if result.packets else
+    changes = [(s.started, s.title) for s in result.steps if s.change]
+    parts.append(sequence_svg(result.packets, names=result.hosts, events=changes) if result.packets else
                  "<p>No packets were captured.</p>")
     parts.append("</div></section>")
     if result.topology_svg:

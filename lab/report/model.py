@@ -30,6 +30,7 @@ class StepRecord:
     stderr: str = ""
     started: float = 0.0
     duration: float = 0.0
+    change: bool = False  # a change of the network (a fault, an impairment, a cable pulled or plugged back)
 
 
 @dataclass

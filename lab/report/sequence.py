@@ -6,6 +6,11 @@ with each packet's offset written on the left. Each arrow links to the
 packet's row in the listing (``#pkt-N``) and carries the full summary as a
 tooltip.
 
+Changes made during the capture (a fault, an impairment, a cable pulled or plugged back)
+are drawn where they happened, as a red line across the lifelines between the packets
+before and after. Bare ACKs show their sequence number too (tcpdump leaves it out, which
+hides, say, a keepalive probe's seq = snd.nxt − 1).
+
 A packet captured at two points (client side and server side) is drawn once:
 the diagram is about what crossed the network, the listing about where it was
 seen. Very long captures are cut at ``max_arrows`` and the drawing says how
@@ -79,6 +84,9 @@ def label(p: Packet) -> str:
     text = p.summary()
     if p.arp is not None:
         return text.removeprefix("ARP, ")
+    t = p.tcp
+    if t is not None and t.length == 0 and not t.flags & (SYN | FIN | RST) and ", ack " in text:
+        text = text.replace(", ack ", f", seq {t.shown_seq if t.shown_seq is not None else t.seq}, ack ", 1)
     head, sep, rest = text.partition(": ")
     if sep and p.ip is not None:
         text = rest
@@ -108,8 +116,9 @@ def kind(p: Packet) -> str:
 
 
 def sequence_svg(packets: Sequence[Packet], names: dict[str, str] | None = None, max_arrows: int = 80,
-                 link_rows: bool = True) -> str:
-    """The diagram as an ``<svg>`` element; ``names`` maps IP addresses to host names for the headings."""
+                 link_rows: bool = True, events: Sequence[tuple[float, str]] = ()) -> str:
+    """The diagram as an ``<svg>`` element; ``names`` maps IP addresses to host names for the headings;
+    ``events`` are ``(time, what)`` changes drawn where they happened among the packets."""
     names = names or {}
     drawn, duplicates = unique(packets)
     drawable = [p for p in drawn if endpoints(p) is not None]
@@ -130,8 +139,9 @@ def sequence_svg(packets: Sequence[Packet], names: dict[str, str] | None = None,
     x = {address: float(LEFT + 80 + i * LANE) for i, address in enumerate(lanes)}
     width = LEFT + 80 + (len(lanes) - 1) * LANE + 120
     notes = _notes(left_out, duplicates, not_ip)
-    height = TOP + len(shown) * ROW + 30 + 18 * len(notes)
     t0 = shown[0].time
+    rows = _rows(shown, [e for e in events if t0 <= e[0] <= shown[-1].time])
+    height = TOP + len(rows) * ROW + 30 + 18 * len(notes)
     out = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
         f'viewBox="0 0 {width} {height}" role="img" class="seq" font-family="sans-serif">',
@@ -144,7 +154,7 @@ def sequence_svg(packets: Sequence[Packet], names: dict[str, str] | None = None,
     out.append("</defs>")
     out.append(f'<text x="{LEFT - 8}" y="{TOP - 30}" font-size="11" text-anchor="end" fill="#555">'
                "time (s)</text>")
-    bottom = TOP + len(shown) * ROW
+    bottom = TOP + len(rows) * ROW
     for address in lanes:
         cx = x[address]
         title = names.get(address)
@@ -155,13 +165,38 @@ def sequence_svg(packets: Sequence[Packet], names: dict[str, str] | None = None,
                        f"{escape(address)}</text>")
         out.append(f'<line x1="{cx}" y1="{TOP - 12}" x2="{cx}" y2="{bottom}" stroke="#9e9e9e" '
                    'stroke-dasharray="4 3"/>')
-    for row, p in enumerate(shown):
-        out.append(_arrow(p, row, x, t0, link_rows))
+    for row, item in enumerate(rows):
+        if isinstance(item, Packet):
+            out.append(_arrow(item, row, x, t0, link_rows))
+        else:
+            out.append(_event(item, row, x, t0))
     for i, note in enumerate(notes):
         out.append(f'<text x="{LEFT}" y="{bottom + 24 + 18 * i}" font-size="12" fill="#555">'
                    f"{escape(note)}</text>")
     out.append("</svg>")
     return "\n".join(out)
+
+
+def _rows(shown: Sequence[Packet], events: Sequence[tuple[float, str]]) -> list[Packet | tuple[float, str]]:
+    """Packets and changes in time order (a change made at a packet's time goes before it)."""
+    rows: list[Packet | tuple[float, str]] = []
+    pending = sorted(events)
+    for p in shown:
+        while pending and pending[0][0] <= p.time:
+            rows.append(pending.pop(0))
+        rows.append(p)
+    return rows + pending
+
+
+def _event(event: tuple[float, str], row: int, x: dict[str, float], t0: float) -> str:
+    when, what = event
+    y = TOP + row * ROW + 14
+    left, right = min(x.values()) - 40, max(x.values()) + 40
+    return (f'<g class="change"><title>{escape(what)}</title>'
+            f'<text x="{LEFT - 8}" y="{y + 4}" font-size="11" text-anchor="end" fill="#c62828">{when - t0:.6f}</text>'
+            f'<line x1="{left}" y1="{y}" x2="{right}" y2="{y}" stroke="#c62828" stroke-width="1.2" '
+            f'stroke-dasharray="6 3"/>'
+            f'<text x="{left + 4}" y="{y - 4}" font-size="11" fill="#c62828">{escape(what)}</text></g>')
 
 
 def _arrow(p: Packet, row: int, x: dict[str, float], t0: float, link_rows: bool) -> str:

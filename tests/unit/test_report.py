@@ -253,6 +253,24 @@ def test_label_is_tcpdump_like(result: RunResult) -> None:
     assert label(result.packets[0]) == "Flags [S], seq 3499745539, win 64240, length 0"
 
 
+def test_a_bare_ack_shows_its_seq_too(result: RunResult) -> None:
+    """tcpdump prints a bare ACK without its seq, which hides a keepalive probe (seq = snd.nxt − 1)."""
+    kept, _ = unique(result.packets)
+    ack = next(p for p in kept if p.tcp is not None and p.tcp.length == 0 and p.tcp.flags == 0x10)
+    assert "seq 1, ack 1" in label(ack) and "seq" not in ack.summary().split("Flags [.]")[1].split("ack")[0]
+
+
+def test_changes_are_drawn_where_they_happened(result: RunResult) -> None:
+    kept, _ = unique(result.packets)
+    between = (kept[2].time + kept[3].time) / 2
+    svg = sequence_svg(result.packets, HOSTS, events=[(between, "fault: drop tcp fin in on ernest-laptop:eth0"),
+                                                      (kept[-1].time + 60, "after the capture: not drawn")])
+    ET.fromstring(svg)
+    assert svg.count('<g class="change">') == 1 and "after the capture" not in svg
+    rows = [line for line in svg.splitlines() if line.startswith(('<a href="#pkt-', '<g class="change"'))]
+    assert 'class="change"' in rows[3] and f'#pkt-{kept[3].no}"' in rows[4]  # after packet 3, before packet 4
+
+
 # ---------------------------------------------------------------- terminal
 
 
