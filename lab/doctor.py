@@ -179,8 +179,8 @@ def check_link_emulator() -> Check:
     worked, detail = _scratch([sys.executable, "-m", "lab.net.emulator", "probe"])
     why = "forced by LAB_EMULATOR=lab" if netem else f"no sch_netem here: {netem_detail}"
     if worked:
-        return Check("link emulator", OK, f"lab's own emulator (NFQUEUE, a process per impaired direction) does "
-                                          f"delay, jitter, loss, duplicate, reorder, corrupt, rate ({why})")
+        return Check("link emulator", OK, f"lab's own emulator (a daemon reading NFQUEUEs) does "
+                                          f"delay, jitter, loss, duplicate, reorder, corrupt, rate, limit ({why})")
     return Check("link emulator", WARN, f"{why}; lab's own emulator cannot run either ({detail}): delay and the other "
                                         "impairments are unavailable; loss, drops, cable pulls and rate limits work",
                  "lab's emulator needs NFQUEUE (CONFIG_NETFILTER_NETLINK_QUEUE) and nf_tables with the xtables "

@@ -9,16 +9,18 @@ from lab import state
 from lab.cli.common import out
 from lab.errors import InputError
 from lab.net import faults, impair
+from lab.topology import units
 
 fault_app = typer.Typer(help="Inject faults on a node's interface, list and clear them.", no_args_is_help=True)
 LabOption = typer.Option(None, "--lab", help="Lab name (optional when exactly one is up).")
 
 
 def _percent(text: str) -> float:
+    """``--loss 30%`` (the % required, as in a topology's ``impair:``, so 1 and 100 cannot be confused)."""
     try:
-        return float(text.rstrip("%"))
-    except ValueError:
-        raise InputError(f"--loss {text!r}: write a percentage such as 30%") from None
+        return units.percent(text)
+    except ValueError as exc:
+        raise InputError(f"--loss: {exc}") from None
 
 
 IMPAIR_HELP = "(an impairment: netem, or lab's emulator without it)"
@@ -68,7 +70,9 @@ def add(
         fault = faults.rate(ep, rate, d or "out")  # type: ignore[arg-type]
     else:
         fault = impair.impair(ep, impair.spec_from(impairing), d or "out", emulator or info.get("emulator"))  # type: ignore[arg-type]
-    faults.apply(state.Journal(name), fault)
+    journal = state.Journal(name)
+    impair.refuse_stacking(journal, fault)
+    faults.apply(journal, fault)
     out.print(f"fault {fault.id}: {fault.what} on {fault.where}")
 
 

@@ -337,7 +337,9 @@ class Run:
         where the kernel has none (lab.net.impair). ``out`` is what leaves ``where``.
         """
         spec = impair.spec_from(keys)
-        return self.fault(impair.impair(self.endpoint(where), spec, direction, self.lab_info.get("emulator")))
+        fault = impair.impair(self.endpoint(where), spec, direction, self.lab_info.get("emulator"))
+        impair.refuse_stacking(self.journal, fault)
+        return self.fault(fault)
 
     def clear(self, *made: faults.Fault) -> None:
         """Undo some of this run's faults now (say, one impairment before the next); the rest end with the run."""

@@ -29,9 +29,9 @@ from lab.errors import EnvironmentProblem, InputError
 from lab.net.emulator import RESENT_MARK
 from lab.nodes.namespace import Namespace, node_namespace, switch_namespace
 from lab.state import Journal
+from lab.topology import units
 
 Direction = Literal["in", "out", "both"]
-RATE = re.compile(r"^\d+(\.\d+)?(bit|kbit|mbit|gbit|bps|kbps|mbps)$")
 IPV4 = re.compile(r"^\d{1,3}(\.\d{1,3}){3}(/\d{1,2})?$")
 
 
@@ -63,6 +63,7 @@ class Fault:
     apply: list[list[str]] = field(default_factory=list)
     undo: list[list[str]] = field(default_factory=list)
     pidfiles: list[str] = field(default_factory=list)  # daemons it starts (lab's link emulator), by pidfile
+    holds: list[str] = field(default_factory=list)  # the egresses an impairment holds packets at (see lab.net.impair)
 
 
 def endpoint(lab_info: dict[str, Any], spec: str) -> Endpoint:
@@ -184,8 +185,10 @@ def qdisc_targets(ep: Endpoint, direction: Direction) -> list[tuple[Namespace, s
 
 
 def rate(ep: Endpoint, value: str, direction: Direction = "out") -> Fault:
-    if not RATE.match(value):
-        raise InputError(f"--rate {value!r}", "write e.g. 1mbit, 500kbit")
+    try:
+        units.bits_per_second(value)
+    except ValueError as exc:
+        raise InputError(f"--rate: {exc}") from None
     fault = Fault(new_id(), ep.label, f"rate {value} {direction}")
     for ns, dev in qdisc_targets(ep, direction):
         fault.apply.append(ns.command(["tc", "qdisc", "replace", "dev", dev, "root", "tbf", "rate", value,
@@ -248,8 +251,8 @@ def restore_routes(ep: Endpoint) -> list[list[str]]:
 
 def record(journal: Journal, made: list[Fault]) -> None:
     """Journal faults (with their undo) before they are applied: a killed lab leaves them listed."""
-    journal.record([{"kind": "fault", "name": f.id, "id": f.id, "where": f.where, "what": f.what, "undo": f.undo}
-                    for f in made])
+    journal.record([{"kind": "fault", "name": f.id, "id": f.id, "where": f.where, "what": f.what, "undo": f.undo,
+                     **({"holds": f.holds} if f.holds else {})} for f in made])
 
 
 def apply(journal: Journal, fault: Fault) -> Fault:

@@ -40,6 +40,7 @@ from lab.net.faults import (
     Direction,
     Endpoint,
     Fault,
+    active,
     apply,
     clear,
     directions,
@@ -50,7 +51,7 @@ from lab.net.faults import (
     record,
 )
 from lab.net.netns import netns_path
-from lab.nodes.namespace import LocalNamespace
+from lab.nodes.namespace import LocalNamespace, Namespace
 from lab.topology import units
 from lab.topology.model import Impair, Topology
 
@@ -85,7 +86,8 @@ def spec_from(values: Mapping[str, object]) -> Impair:
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
-        raise InputError(f"--{where or 'impair'}: {first['msg'].removeprefix('Value error, ')}") from None
+        message = first["msg"].removeprefix("Value error, ").replace("add e.g. delay: 20ms", "add e.g. --delay 20ms")
+        raise InputError(f"--{where}: {message}" if where else message) from None
 
 
 def describe(spec: Impair) -> str:
@@ -128,7 +130,9 @@ def apply_topology(topo: Topology, journal: state.Journal, emulator: str | None,
     progress("impairing links", 0, len(found))
     if not all(isinstance(ep.inside, LocalNamespace) for ep, _ in found):
         for done, (ep, spec) in enumerate(found):
-            apply(journal, impair(ep, spec, "out", chosen))
+            fault = impair(ep, spec, "out", chosen)
+            fault.what += " (from the topology)"
+            apply(journal, fault)
             progress("impairing links", done + 1, len(found))
         return
     made: list[Fault] = []
@@ -147,8 +151,9 @@ def apply_topology(topo: Topology, journal: state.Journal, emulator: str | None,
 def _netem_together(journal: state.Journal, found: list[tuple[Endpoint, Impair]], made: list[Fault]) -> None:
     batches: dict[str, list[str]] = {}
     for ep, spec in found:
-        fault = Fault(new_id(), ep.label, f"impair {describe(spec)} out",
-                      undo=[ep.inside.command(["tc", "qdisc", "del", "dev", ep.ifname, "root"])])
+        fault = Fault(new_id(), ep.label, f"impair {describe(spec)} out (from the topology)",
+                      undo=[ep.inside.command(["tc", "qdisc", "del", "dev", ep.ifname, "root"])],
+                      holds=[_hold_key(ep.inside, ep.ifname)])
         made.append(fault)
         batches.setdefault(_netns(ep), []).append(shlex.join(["qdisc", "replace", "dev", ep.ifname, "root", "netem",
                                                               *netem_args(spec)]))
@@ -161,7 +166,8 @@ def _emulate_together(journal: state.Journal, lab: str, found: list[tuple[Endpoi
     """One daemon for the topology's impairments: it opens each queue in its namespace and adds its rule."""
     links: list[dict[str, object]] = []
     for ep, spec in found:
-        fault = Fault(new_id(), ep.label, f"impair {describe(spec)} out (lab emulator)")
+        fault = Fault(new_id(), ep.label, f"impair {describe(spec)} out (lab emulator, from the topology)",
+                      holds=[_hold_key(ep.inside, ep.ifname)])
         chain = _chain(fault.id, "out")
         fault.undo = [ep.inside.command([*_python(), "-m", "lab.net.emulator", "unqueue", "--chain", chain])]
         made.append(fault)
@@ -245,15 +251,34 @@ def impair(ep: Endpoint, spec: Impair, direction: Direction = "out", emulator: s
     chosen = choose(emulator)
     fault = Fault(new_id(), ep.label, f"impair {describe(spec)} {direction}" + (" (lab emulator)"
                                                                                if chosen == "lab" else ""))
+    fault.holds = [_hold_key(ns, dev) for ns, dev in qdisc_targets(ep, direction)]
     if chosen == "netem":
         for ns, dev in qdisc_targets(ep, direction):
             fault.apply.append(ns.command(["tc", "qdisc", "replace", "dev", dev, "root", "netem",
                                            *netem_args(spec)]))
             fault.undo.append(ns.command(["tc", "qdisc", "del", "dev", dev, "root"]))
         return fault
+    if direction in ("in", "both") and ep.peer_is_switch:
+        raise InputError(f"lab's emulator cannot impair what arrives at {ep.label}, a LAN port: it would hold "
+                         "packets after the node has timestamped them, so ping would not see the delay",
+                         "impair what leaves the senders (--direction out on their interfaces), or use netem")
     for i, d in enumerate(directions(direction)):
         _emulate(fault, ep, spec, d, queue=(zlib.crc32(f"{fault.id}/{d}".encode()) + i) & 0xFFFF)
     return fault
+
+
+def _hold_key(ns: Namespace, dev: str) -> str:
+    """Which egress an impairment holds packets at: two on one egress would not add up, so one is refused."""
+    return " ".join([*ns.command([]), dev])
+
+
+def refuse_stacking(journal: state.Journal, fault: Fault) -> None:
+    """An egress takes one impairment at a time (netem's root qdisc too): say which one is there already."""
+    for entry in active(journal):
+        shared = set(entry.get("holds", [])) & set(fault.holds)
+        if shared:
+            raise InputError(f"{fault.where} is already impaired that way by fault {entry['id']} ({entry['what']})",
+                             f"give every key in one fault: lab fault clear --id {entry['id']}, then add them together")
 
 
 def _emulate(fault: Fault, ep: Endpoint, spec: Impair, d: str, queue: int) -> None:

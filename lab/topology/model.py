@@ -64,6 +64,14 @@ class Impair(Strict):
     rate: str | None = None  # 10mbit
     limit: int | None = Field(default=None, ge=1, le=1_000_000)  # packets waiting at most (netem: 1000)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _a_mapping(cls, value: object) -> object:
+        if not isinstance(value, dict):
+            raise ValueError(f"impair: is a mapping of delay, jitter, loss, duplicate, reorder, corrupt, rate, limit "
+                             f"(e.g. {{delay: 40ms, loss: 1%}}), not {value!r}")
+        return value
+
     @field_validator("delay", "jitter", mode="before")
     @classmethod
     def _time(cls, value: object) -> object:

@@ -115,12 +115,33 @@ def test_the_emulator_adds_its_own_rule_and_is_stopped_from_outside_the_namespac
     assert len(fault.pidfiles) == 2 and "(lab emulator)" in fault.what
 
 
-def test_duplicates_arriving_at_a_lan_port_need_netem() -> None:
-    with pytest.raises(InputError, match="needs netem"):
-        impair.impair(LAN_EP, Impair(delay="1ms", duplicate="1%"), "in", emulator="lab")
-    fault = impair.impair(LAN_EP, Impair(delay="1ms"), "in", emulator="lab")
-    assert fault.apply[0][fault.apply[0].index("--hook") + 1] == "prerouting"
-    assert fault.apply[0][1] == "--net=/run/netns/lab-lab1.h1"  # the node's own: a bridge port has no iptables
+def test_what_arrives_at_a_lan_port_needs_netem() -> None:
+    """Held at the node's PREROUTING, a packet is already timestamped: ping would not see the delay."""
+    for spec in (Impair(delay="1ms", duplicate="1%"), Impair(delay="1ms")):
+        for direction in ("in", "both"):
+            with pytest.raises(InputError, match="a LAN port"):
+                impair.impair(LAN_EP, spec, direction, emulator="lab")  # type: ignore[arg-type]
+    assert impair.impair(LAN_EP, Impair(delay="1ms"), "in", emulator="netem").apply[0][1] == \
+        "--net=/run/netns/lab-lab1._sw"  # netem shapes the switch port's egress
+
+
+def test_an_egress_takes_one_impairment_at_a_time() -> None:
+    first = impair.impair(P2P_EP, Impair(delay="10ms"), "out", emulator="lab")
+    again = impair.impair(P2P_EP, Impair(duplicate="1%"), "both", emulator="lab")
+    other = impair.impair(P2P_EP, Impair(delay="10ms"), "in", emulator="lab")
+    journal = _Journal([{"kind": "fault", "id": first.id, "where": first.where, "what": first.what,
+                         "holds": first.holds}])
+    with pytest.raises(InputError, match=f"already impaired that way by fault {first.id}"):
+        impair.refuse_stacking(journal, again)  # type: ignore[arg-type]
+    impair.refuse_stacking(journal, other)  # type: ignore[arg-type]  # the other direction is free
+
+
+class _Journal:
+    def __init__(self, entries: list[dict[str, object]]) -> None:
+        self._entries = entries
+
+    def entries(self) -> list[dict[str, object]]:
+        return self._entries
 
 
 def test_a_queue_rule_is_one_transaction_of_table_chain_and_rule() -> None:
