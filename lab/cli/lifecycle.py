@@ -15,6 +15,7 @@ from rich.table import Table
 from lab import deploy, state
 from lab.cli.common import console, out, parse_assignments
 from lab.errors import EnvironmentProblem, ExitCode, InputError
+from lab.net import impair
 from lab.nodes import node_from_info
 from lab.topology import Topology, load_topology
 from lab.topology.trust import check_trusted_path
@@ -65,8 +66,12 @@ def register(app: typer.Typer) -> None:
         topo, _ = load_topology(topology, parse_vars(var))
         check_services(topo, topology)
         n_if = sum(len(n.interfaces) for n in topo.nodes.values())
-        out.print(f"{topology}: ok — lab {topo.name}: {len(topo.nodes)} nodes, {len(topo.networks)} networks, "
-                  f"{len(topo.links)} links, {n_if} interfaces")
+        impaired = len(impair.of_topology(topo))
+        counts = [_count(len(topo.nodes), "node"), _count(len(topo.networks), "network"),
+                  _count(len(topo.links), "link"), _count(n_if, "interface")]
+        if impaired:
+            counts.append(f"{_count(impaired, 'impaired interface')}")
+        out.print(f"{topology}: ok — lab {topo.name}: {', '.join(counts)}")
 
     @app.command()
     def up(
@@ -270,3 +275,7 @@ def _nodes_table(lab: str, nodes: dict[str, dict[str, Any]]) -> Table:
         if first:
             table.add_row(name, spec["kind"], *where, "-", "-", "")
     return table
+
+
+def _count(n: int, what: str) -> str:
+    return f"{n} {what}" + ("" if n == 1 else "s")

@@ -42,7 +42,7 @@ def lab_namespaces(lab: str) -> list[str]:
 def test_validate_ok(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = run(capsys, "validate", str(BOOK_LAN))
     assert (code, err) == (0, "")
-    assert out.strip() == f"{BOOK_LAN}: ok — lab book-lan: 5 nodes, 2 networks, 1 links, 7 interfaces"
+    assert out.strip() == f"{BOOK_LAN}: ok — lab book-lan: 5 nodes, 2 networks, 1 link, 7 interfaces"
 
 
 def test_validate_template_with_variables(capsys: pytest.CaptureFixture[str]) -> None:
