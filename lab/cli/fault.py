@@ -70,9 +70,7 @@ def add(
         fault = faults.rate(ep, rate, d or "out")  # type: ignore[arg-type]
     else:
         fault = impair.impair(ep, impair.spec_from(impairing), d or "out", emulator or info.get("emulator"))  # type: ignore[arg-type]
-    journal = state.Journal(name)
-    impair.refuse_stacking(journal, fault)
-    faults.apply(journal, fault)
+    faults.apply(state.Journal(name), fault)
     out.print(f"fault {fault.id}: {fault.what} on {fault.where}")
 
 

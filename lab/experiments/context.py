@@ -337,9 +337,7 @@ class Run:
         where the kernel has none (lab.net.impair). ``out`` is what leaves ``where``.
         """
         spec = impair.spec_from(keys)
-        fault = impair.impair(self.endpoint(where), spec, direction, self.lab_info.get("emulator"))
-        impair.refuse_stacking(self.journal, fault)
-        return self.fault(fault)
+        return self.fault(impair.impair(self.endpoint(where), spec, direction, self.lab_info.get("emulator")))
 
     def clear(self, *made: faults.Fault) -> None:
         """Undo some of this run's faults now (say, one impairment before the next); the rest end with the run."""

@@ -93,8 +93,8 @@ def convert(raw: str, kind: type, key: str) -> Any:
         if kind in (int, float, Duration, Percent, Rate):
             return kind(raw)
     except ValueError as exc:
-        detail = str(exc) if kind in (Duration, Percent, Rate, bool) else f"{raw!r} is not an {kind.__name__}" \
-            if kind is int else f"{raw!r} is not a {kind.__name__}"
+        # int() and float() say "invalid literal ..."; the units' own messages say what to write
+        detail = f"{raw!r} is not {'an' if kind is int else 'a'} {kind.__name__}" if kind in (int, float) else str(exc)
         raise InputError(f"-p {key}={raw}: expected {TYPE_NAMES.get(kind, kind.__name__)}: {detail}") from None
     return raw
 

@@ -60,7 +60,7 @@ SO_MARK = 36
 SIOCGIFMTU = 0x8921
 RESENT_MARK = 0x1AB0  # what this emulator sends itself: the queue rule (and every lab rule) lets it pass
 GUARD_INTERVAL = 0.5  # seconds between checks of the pidfile and the interface
-WAKE_EARLY = 0.0005  # seconds before a departure that the loop stops sleeping (see Emulator.loop)
+WAKE_EARLY = 0.0005  # seconds before a departure that the loop stops sleeping (see serve)
 
 
 @dataclass

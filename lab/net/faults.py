@@ -255,8 +255,22 @@ def record(journal: Journal, made: list[Fault]) -> None:
                      **({"holds": f.holds} if f.holds else {})} for f in made])
 
 
+def refuse_stacking(journal: Journal, fault: Fault) -> None:
+    """An egress takes one impairment at a time (netem's root qdisc too): say which one is there already."""
+    if not fault.holds:
+        return
+    for entry in active(journal):
+        if set(entry.get("holds", [])) & set(fault.holds):
+            raise InputError(f"{fault.where} is already impaired that way by fault {entry['id']} ({entry['what']})",
+                             f"give every key in one fault: lab fault clear --id {entry['id']}, then add them together")
+
+
 def apply(journal: Journal, fault: Fault) -> Fault:
-    """Record the fault, then run its commands; on failure undo what ran and explain."""
+    """Record the fault, then run its commands; on failure undo what ran and explain.
+
+    An impairment on an egress that already has one is refused first (:func:`refuse_stacking`).
+    """
+    refuse_stacking(journal, fault)
     record(journal, [fault])
     for i, argv in enumerate(fault.apply):
         result = subprocess.run(argv, capture_output=True, text=True, timeout=30)

@@ -40,7 +40,6 @@ from lab.net.faults import (
     Direction,
     Endpoint,
     Fault,
-    active,
     apply,
     clear,
     directions,
@@ -270,15 +269,6 @@ def impair(ep: Endpoint, spec: Impair, direction: Direction = "out", emulator: s
 def _hold_key(ns: Namespace, dev: str) -> str:
     """Which egress an impairment holds packets at: two on one egress would not add up, so one is refused."""
     return " ".join([*ns.command([]), dev])
-
-
-def refuse_stacking(journal: state.Journal, fault: Fault) -> None:
-    """An egress takes one impairment at a time (netem's root qdisc too): say which one is there already."""
-    for entry in active(journal):
-        shared = set(entry.get("holds", [])) & set(fault.holds)
-        if shared:
-            raise InputError(f"{fault.where} is already impaired that way by fault {entry['id']} ({entry['what']})",
-                             f"give every key in one fault: lab fault clear --id {entry['id']}, then add them together")
 
 
 def _emulate(fault: Fault, ep: Endpoint, spec: Impair, d: str, queue: int) -> None:

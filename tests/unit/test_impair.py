@@ -132,8 +132,8 @@ def test_an_egress_takes_one_impairment_at_a_time() -> None:
     journal = _Journal([{"kind": "fault", "id": first.id, "where": first.where, "what": first.what,
                          "holds": first.holds}])
     with pytest.raises(InputError, match=f"already impaired that way by fault {first.id}"):
-        impair.refuse_stacking(journal, again)  # type: ignore[arg-type]
-    impair.refuse_stacking(journal, other)  # type: ignore[arg-type]  # the other direction is free
+        faults.refuse_stacking(journal, again)  # type: ignore[arg-type]
+    faults.refuse_stacking(journal, other)  # type: ignore[arg-type]  # the other direction is free
 
 
 class _Journal:
