@@ -267,9 +267,13 @@ def test_a_killed_up_leaves_nothing_down_cannot_remove(cluster_file: Path, tmp_p
 
 def test_the_catalogue_holds_when_spread(cluster_file: Path, tmp_path: Path) -> None:
     """Every experiment of the book, each in its own lab spread over the three machines, checked from its
-    captures as on one machine (``lab run --all --cluster FILE --spread --jobs 2``)."""
+    captures as on one machine (``lab run --all --cluster FILE --spread``).
+
+    One at a time: the three simulated machines share this machine's two cores, and with two labs at
+    once the experiments that time a WAN (rtt-rto: SRTT 97 ms across an 80 ms path) measured the
+    CPU contention of lab's emulator and the engines, not the path."""
     out = tmp_path / "runs"
-    assert main(["run", "--all", "--cluster", str(cluster_file), "--spread", "--jobs", "2", "-q", "--out", str(out),
+    assert main(["run", "--all", "--cluster", str(cluster_file), "--spread", "--jobs", "1", "-q", "--out", str(out),
                  "--json-file", str(tmp_path / "all.json")]) == 0, (tmp_path / "all.json").read_text()[-2000:]
     document = json.loads((tmp_path / "all.json").read_text())
     items = document["experiments"]
