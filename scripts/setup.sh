@@ -36,6 +36,19 @@ if ! docker info >/dev/null 2>&1; then
   fi
 fi
 
+# Debian's docker-registry binary, for `lab cluster local up --registry` (the tests use it): unpacked
+# into .cache/, not installed, so that no registry service is started on this machine.
+if ! command -v docker-registry >/dev/null 2>&1 && [ ! -x .cache/registry/usr/bin/docker-registry ]; then
+  rm -rf .cache/registry-deb && mkdir -p .cache/registry-deb
+  if (cd .cache/registry-deb && { apt-get download docker-registry >/dev/null 2>&1 ||
+        { apt-get update -qq && apt-get download docker-registry >/dev/null 2>&1; }; }); then
+    dpkg-deb -x .cache/registry-deb/docker-registry_*.deb .cache/registry
+  else
+    echo "setup: note: no docker-registry package here; lab cluster local up --registry will say so" >&2
+  fi
+  rm -rf .cache/registry-deb
+fi
+
 PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then "$PY" -m venv .venv; fi
 # The exact versions tested (constraints.txt, refreshed by scripts/lock.sh); as PIP_CONSTRAINT it also

@@ -23,13 +23,15 @@ def register(app: typer.Typer) -> None:
         count: int = typer.Argument(3, help="How many machines (1-9)."),
         name: str = typer.Option("local", "--name", help="The cluster's name (several may be up at once)."),
         mtu: int = typer.Option(1550, "--mtu", help="The underlay's MTU (1550 carries 1500-byte frames in VXLAN)."),
+        registry: bool = typer.Option(False, "--registry", help="Also run a registry on the underlay; the "
+                                      "machines then pull the lab images from it."),
         copy_to: Path | None = typer.Option(None, "--out", help="Also write the cluster file here."),
     ) -> None:
         """Make COUNT machines on this one, join them into a Docker Swarm, and write their cluster file."""
         from lab.cluster import local as local_cluster
 
         with console.status("local cluster"):
-            path = local_cluster.up(count, name, mtu, progress=lambda step: console.log(step))
+            path = local_cluster.up(count, name, mtu, progress=lambda step: console.log(step), registry=registry)
         if copy_to is not None:
             shutil.copyfile(path, copy_to)
             path = copy_to

@@ -5,8 +5,9 @@
 1. the checks: every machine's engine answers and is a ready member of one Swarm, every pinned
    node names a machine of the cluster file, each machine makes VXLAN devices and its underlay
    fits the lab's largest link MTU plus VXLAN's 50 bytes (a probe run of the agent says);
-2. images: built on the machine running lab (or found), and copied to each machine that lacks
-   them through the engine API (``docker save`` here, ``docker load`` there);
+2. images: built on the machine running lab (or found); each machine that lacks them pulls them
+   from the cluster's registry (pushed there first if it lacks them), or, without a registry,
+   gets them through its engine API (``docker save`` here, ``docker load`` there);
 3. a Swarm service per node (one task, restart policy none, labels ``lab.name``/``lab.node``,
    a placement constraint ``node.labels.lab.machine==M`` when the topology pins it; the engine
    places the rest). Plain hosts and routers become light containers of ``lab-host`` and
@@ -35,7 +36,7 @@ from lab.cluster import wiring
 from lab.cluster.agents import agent_ops, run_agent, start_agent
 from lab.cluster.doctor import membership
 from lab.cluster.engines import MACHINE_LABEL, Engine, manager, swarm_nodes, try_connect_all
-from lab.cluster.images import copy_images
+from lab.cluster.images import distribute_images
 from lab.cluster.model import Cluster, cluster_record
 from lab.cluster.teardown import teardown
 from lab.errors import EnvironmentProblem, InputError, TopologyError
@@ -103,7 +104,8 @@ def up(topo: Topology, smap: SourceMap, cluster: Cluster, source_file: str | Non
     assert lead is not None  # ready_engines refuses a cluster without one
     swarm = swarm_nodes(lead)
     underlay = {m: str(swarm[m]["Status"]["Addr"]) for m in engines}
-    tags = copy_images(engines, sorted({image_of(plan, n) for n in plan.nodes} | {"agent", "base"}), progress)
+    tags = distribute_images(engines, sorted({image_of(plan, n) for n in plan.nodes} | {"agent", "base"}), progress,
+                             cluster.registry)
     probes = probe(engines, tags["agent"], underlay, topo.name)
     wiring.check_fits(plan, {m: int(p["mtu"]) for m, p in probes.items()})
     machines = wiring.Machines(underlay, {m: str(p["ifname"]) for m, p in probes.items()})

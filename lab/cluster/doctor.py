@@ -3,7 +3,8 @@
 One row per machine and check, as ``lab doctor`` prints for this machine: the engine answers,
 it is a member of the Swarm the manager leads, the manager knows it by its name (label or
 hostname) and lists it ready, its kernel and engine versions, and which of the lab images it
-already holds (the rest are copied to it when a lab needs them).
+already holds (the rest are copied to it, or pulled from the cluster's registry, when a lab
+needs them), and whether it reaches the registry.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from lab.cluster.engines import MACHINE_LABEL, Engine, manager, swarm_nodes, try_connect_all
-from lab.cluster.model import Cluster
+from lab.cluster.model import Cluster, Registry
 from lab.doctor import FAIL, OK, WARN, Check
 
 
@@ -34,10 +35,13 @@ def check_cluster(cluster: Cluster, local_images: list[str] | None = None) -> li
         checks.append(membership(machine, engine, lead, nodes, where))
         checks.append(Check(f"{machine}: kernel", OK, f"{engine.info.get('KernelVersion', '?')} "
                                                       f"({engine.info.get('OperatingSystem', '?')})"))
+        if cluster.registry is not None:
+            checks.append(_registry(machine, engine, cluster.registry, local_images or []))
         if local_images is not None:
-            checks.append(_images(machine, engine, local_images))
+            wanted = [cluster.registry.reference(t) for t in local_images] if cluster.registry else local_images
+            checks.append(_images(machine, engine, wanted, cluster.registry is not None))
             node = nodes.get(machine)
-            agent = next((t for t in local_images if t.startswith("lab-agent:")), None)
+            agent = next((t for t in wanted if t.rpartition("/")[2].startswith("lab-agent:")), None)
             if node is not None and agent is not None:
                 checks += underlay(machine, engine, agent, str((node.get("Status") or {}).get("Addr")))
     if lead is None and engines:
@@ -78,13 +82,31 @@ def membership(machine: str, engine: Engine, lead: Engine | None, nodes: dict[st
     return Check(name, OK, f"node {node['ID'][:12]}, ready, underlay address {status.get('Addr', '?')}")
 
 
-def _images(machine: str, engine: Engine, local_images: list[str]) -> Check:
+def _images(machine: str, engine: Engine, wanted: list[str], pulled: bool) -> Check:
     held = {tag for image in engine.client.images.list() for tag in image.tags}
-    missing = [t for t in local_images if t not in held]
+    missing = [t for t in wanted if t not in held]
     if not missing:
-        return Check(f"{machine}: images", OK, f"all {len(local_images)} lab images of this machine")
-    return Check(f"{machine}: images", OK, f"{len(local_images) - len(missing)} of {len(local_images)} lab images; "
-                                           "the rest are copied to it when a lab needs them")
+        return Check(f"{machine}: images", OK, f"all {len(wanted)} lab images of this machine")
+    how = "pulled from the registry" if pulled else "copied to it"
+    return Check(f"{machine}: images", OK, f"{len(wanted) - len(missing)} of {len(wanted)} lab images; "
+                                           f"the rest are {how} when a lab needs them")
+
+
+def _registry(machine: str, engine: Engine, registry: Registry, local_images: list[str]) -> Check:
+    """Whether the machine's engine reaches the registry (asked for an image's manifest: found or not, it answered)."""
+    from lab.cluster.images import RegistryUnreachable, registry_holds
+
+    probe = registry.reference(next((t for t in local_images if t.startswith("lab-agent:")), "lab-agent:latest"))
+    name = f"{machine}: registry"
+    try:
+        held = registry_holds(engine.client, probe)
+        return Check(name, OK, f"reaches {registry.address}" + (" (it holds the lab agent)" if held else
+                                                                 " (lab up pushes the images it lacks)"))
+    except RegistryUnreachable as exc:
+        text = str(exc)
+        return Check(name, FAIL, f"cannot reach {registry.address}: {text[:160]}",
+                     f"let the machine reach it; for plain HTTP add it to insecure-registries in {machine}'s "
+                     "/etc/docker/daemon.json")
 
 
 def underlay(machine: str, engine: Engine, agent: str, address: str) -> list[Check]:
@@ -103,7 +125,7 @@ def underlay(machine: str, engine: Engine, agent: str, address: str) -> list[Che
         engine.client.images.get(agent)
     except docker.errors.ImageNotFound:
         return [Check(f"{machine}: underlay", WARN, "not probed: the machine has no lab-agent image yet",
-                      "lab up --cluster copies it there; run the doctor again afterwards")]
+                      "lab up --cluster brings it there; run the doctor again afterwards")]
     token = secrets.token_hex(3)
     op = {"op": "probe", "address": address, "name": f"lvxp{token}", "vni": int(token, 16) or 1}
     found = run_agent(engine, agent, [op], f"lab-probe.{machine}.{token}", {})["probe"]

@@ -1,7 +1,9 @@
-"""Lab images onto a cluster's machines through their engines: built here, saved once, loaded on each.
+"""Lab images onto a cluster's machines: built here, then pulled from the cluster's registry or sent.
 
-Without a registry every machine needs the images a lab's nodes run; ``docker save`` of several
-tags in one archive carries the layers they share once, and the machines load it at the same time.
+With a registry in the cluster file the machines pull ``ADDRESS/lab-NAME:HASH`` at the same time,
+after what the registry lacks was pushed once (from here, or through ``push_from``'s engine).
+Without one, every machine gets the images through its engine: ``docker save`` of several tags in
+one archive carries the layers they share once, and the machines load it at the same time.
 """
 
 from __future__ import annotations
@@ -12,27 +14,139 @@ from pathlib import Path
 from typing import Any
 
 from lab.cluster.engines import Engine
+from lab.cluster.model import Registry
 from lab.errors import EnvironmentProblem
 
 
-def copy_images(engines: dict[str, Engine], short_names: list[str], progress: Any) -> dict[str, str]:
-    """The lab images' tags; each machine that lacks one gets it through its engine (one save, many loads)."""
+def distribute_images(engines: dict[str, Engine], short_names: list[str], progress: Any,
+                      registry: Registry | None = None) -> dict[str, str]:
+    """Each machine holds the lab images it lacked; return short name → the reference the machines use."""
     from lab.images import ensure_images
     from lab.nodes.container import docker_client
 
     progress("images", 0, 1)
-    local = docker_client()
-    tags = ensure_images(local, short_names)
-    wanted = sorted(set(tags.values()))
+    tags = ensure_images(docker_client(), short_names)
+    refs = {short: registry.reference(tag) for short, tag in tags.items()} if registry else dict(tags)
+    wanted = sorted(set(refs.values()))
     missing = {m: [t for t in wanted if not has_image(e, t)] for m, e in engines.items()}
-    missing = {m: tags_ for m, tags_ in missing.items() if tags_}
+    missing = {m: refs_ for m, refs_ in missing.items() if refs_}
     if not missing:
-        return tags
-    union = sorted({t for tags_ in missing.values() for t in tags_})
-    step = f"copying {len(union)} images to {len(missing)} machines"
+        return refs
+    union = sorted({t for refs_ in missing.values() for t in refs_})
+    if registry is None:
+        step = f"copying {len(union)} images to {len(missing)} machines"
+        progress(step, 0, len(missing))
+        _send_images_to([engines[m] for m in sorted(missing)], union, lambda done: progress(step, done, len(missing)))
+        return refs
+    local_of = {ref: tag for tag, ref in ((t, registry.reference(t)) for t in tags.values())}
+    push_missing(registry, engines, [local_of[r] for r in union], progress)
+    step = f"pulling {len(union)} images from {registry.address} on {len(missing)} machines"
     progress(step, 0, len(missing))
-    _send_images_to([engines[m] for m in sorted(missing)], union, lambda done: progress(step, done, len(missing)))
-    return tags
+
+    def pull(machine: str) -> None:
+        for ref in missing[machine]:
+            pull_image(engines[machine], ref)
+
+    with ThreadPoolExecutor(max_workers=len(missing)) as pool:
+        for count, _ in enumerate(pool.map(pull, sorted(missing)), start=1):
+            progress(step, count, len(missing))
+    return refs
+
+
+def push_missing(registry: Registry, engines: dict[str, Engine], tags: list[str], progress: Any) -> None:
+    """Push the local ``tags`` the registry does not have, through the engine that reaches it.
+
+    That is this machine's engine, or ``push_from``'s: the images are then sent to that machine
+    first (through its engine API), tagged there and pushed from there.
+    """
+    import docker.errors
+
+    from lab.nodes.container import docker_client
+
+    if registry.push_from is None:
+        pusher, where = docker_client(), "this machine's engine"
+    else:
+        engine = engines.get(registry.push_from)
+        if engine is None:
+            raise EnvironmentProblem(f"registry {registry.address}: machine {registry.push_from} (push_from) does "
+                                     "not answer", "start its engine, or push from elsewhere: lab cluster doctor")
+        pusher, where = engine.client, f"machine {registry.push_from}'s engine"
+    absent = [t for t in tags if not _in_registry(pusher, registry.reference(t), registry, where)]
+    if not absent:
+        return
+    step = f"pushing {len(absent)} images to {registry.address}"
+    progress(step, 0, len(absent))
+    if registry.push_from is not None:
+        lacking = [t for t in absent if not _holds(pusher, t)]
+        if lacking:
+            _send_images_to([engines[registry.push_from]], lacking, lambda done: None)
+    for count, tag in enumerate(absent, start=1):
+        ref = registry.reference(tag)
+        repository, _, version = ref.rpartition(":")
+        try:
+            pusher.images.get(tag).tag(repository, version)
+            for line in pusher.images.push(repository, version, stream=True, decode=True):
+                if line.get("error"):
+                    raise EnvironmentProblem(f"registry {registry.address}: {where} could not push {ref}: "
+                                             f"{line['error']}", _trust_fix(registry))
+        except docker.errors.APIError as exc:
+            raise EnvironmentProblem(f"registry {registry.address}: {where} could not push {ref}: "
+                                     f"{exc.explanation or exc}", _trust_fix(registry)) from None
+        progress(step, count, len(absent))
+
+
+class RegistryUnreachable(Exception):
+    """An engine asked the registry for a manifest and got no answer (why: the exception's text)."""
+
+
+def registry_holds(client: Any, ref: str) -> bool:
+    """Whether the registry has ``ref``, asked through ``client``'s engine (which is what must reach it)."""
+    import docker.errors
+
+    try:
+        client.api.inspect_distribution(ref)
+        return True
+    except docker.errors.APIError as exc:
+        text = str(exc.explanation or exc)
+        if exc.status_code in (401, 403, 404) or "manifest unknown" in text or "not found" in text:
+            return False
+        raise RegistryUnreachable(text[:200]) from None
+
+
+def _in_registry(client: Any, ref: str, registry: Registry, where: str) -> bool:
+    try:
+        return registry_holds(client, ref)
+    except RegistryUnreachable as exc:
+        raise EnvironmentProblem(f"registry {registry.address}: {where} cannot reach it ({exc})",
+                                 _trust_fix(registry)) from None
+
+
+def _trust_fix(registry: Registry) -> str:
+    return (f"check that the engine reaches {registry.address} and trusts it (TLS, or insecure-registries "
+            "for plain HTTP), or set registry.push_from to a machine whose engine does")
+
+
+def pull_image(engine: Engine, ref: str) -> None:
+    """``docker pull REF`` on one machine, through its engine."""
+    import docker.errors
+
+    repository, _, version = ref.rpartition(":")
+    try:
+        engine.client.images.pull(repository, tag=version)
+    except docker.errors.APIError as exc:
+        raise EnvironmentProblem(f"machine {engine.machine}: could not pull {ref}: {exc.explanation or exc}",
+                                 f"lab cluster doctor: is the registry reachable and trusted from {engine.machine}?"
+                                 ) from None
+
+
+def ensure_image(engine: Engine, ref: str, registry: Registry | None) -> None:
+    """One image on one machine (a later ``down`` needs the agent): pulled, or sent from here."""
+    if has_image(engine, ref):
+        return
+    if registry is not None and ref.startswith(registry.address + "/"):
+        pull_image(engine, ref)
+    else:
+        send_images(engine, [ref])
 
 
 def send_images(engine: Engine, tags: list[str]) -> None:
@@ -70,10 +184,14 @@ def _save_images(client: Any, tags: list[str]) -> Any:
 
 
 def has_image(engine: Engine, tag: str) -> bool:
+    return _holds(engine.client, tag)
+
+
+def _holds(client: Any, tag: str) -> bool:
     import docker.errors
 
     try:
-        engine.client.images.get(tag)
+        client.images.get(tag)
         return True
     except docker.errors.ImageNotFound:
         return False

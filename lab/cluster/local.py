@@ -13,7 +13,10 @@ member of one Swarm. Here a machine is
   mount namespace (:mod:`lab.cluster.boot`), started in a session of its own.
 
 The first machine inits the Swarm; the others join it; every node gets the label
-``lab.machine=<name>``. What is made is journaled before it exists (namespaces, the data
+``lab.machine=<name>``. With ``--registry`` the switch namespace also holds a registry (Debian's
+``docker-registry``, plain HTTP at 198.18.0.254:5000, which the machines' engines are told to
+trust): the cluster file names it, with ``push_from: m1``, since only the machines reach it.
+What is made is journaled before it exists (namespaces, the data
 directory, the cgroups) or right after (the engine processes, by PID and start time), in
 ``$LAB_STATE_DIR/_clusters/<cluster>/``; ``down`` removes exactly that, and is idempotent.
 The machine's own Docker engine is never touched.
@@ -22,6 +25,7 @@ The machine's own Docker engine is never touched.
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import shutil
 import subprocess
@@ -40,6 +44,8 @@ MAX_MACHINES = 9
 UNDERLAY = ipaddress.ip_network("198.18.0.0/24")
 UNDERLAY_MTU = 1550
 BRIDGE = "ul0"
+REGISTRY_ADDRESS = ipaddress.IPv4Interface(f"{UNDERLAY.broadcast_address - 1}/{UNDERLAY.prefixlen}")
+REGISTRY_PORT = 5000
 ENGINE_START_TIMEOUT = 60.0
 ENGINE_STOP_GRACE = 20.0
 CGROUP_ROOT = Path("/sys/fs/cgroup")
@@ -99,7 +105,12 @@ def check_name(name: str) -> str:
 # --- up -------------------------------------------------------------------------------------
 
 
-def up(count: int, name: str = DEFAULT_NAME, mtu: int = UNDERLAY_MTU, progress: Progress = _no_progress) -> Path:
+def registry_endpoint() -> str:
+    return f"{REGISTRY_ADDRESS.ip}:{REGISTRY_PORT}"
+
+
+def up(count: int, name: str = DEFAULT_NAME, mtu: int = UNDERLAY_MTU, progress: Progress = _no_progress,
+       registry: bool = False) -> Path:
     """Make ``count`` machines, join them into a Swarm, write the cluster file; return its path.
 
     On any failure everything made so far is removed again (``down``) before the error is raised.
@@ -110,6 +121,7 @@ def up(count: int, name: str = DEFAULT_NAME, mtu: int = UNDERLAY_MTU, progress: 
     if not 1280 <= mtu <= 9000:
         raise InputError(f"--mtu {mtu}: expected 1280 to 9000")
     _require_tools()
+    registry_binary = _registry_binary() if registry else None
     ensure_root_dir()
     journal = Journal(f"cluster {name}", cluster_dir(name))
     if journal.exists():
@@ -120,13 +132,18 @@ def up(count: int, name: str = DEFAULT_NAME, mtu: int = UNDERLAY_MTU, progress: 
         journal.start({"kind": "cluster", "machines": machines, "data": str(DATA_ROOT / name)})
         progress(f"underlay: {count} namespaces on a bridge, MTU {mtu}")
         _make_underlay(journal, name, machines, mtu)
+        if registry_binary is not None:
+            progress(f"registry: {registry_endpoint()} in the underlay's namespace")
+            _start_registry(journal, name, registry_binary)
         progress(f"engines: starting {count} dockerd")
         for machine in machines:
-            _start_engine(journal, name, machine)
+            _start_engine(journal, name, machine, registry)
         clients = {m: _wait_for_engine(name, m) for m in machines}
         progress("swarm: init and join")
         _form_swarm(clients, machines)
-        path = _write_cluster_file(name, machines, mtu)
+        if registry_binary is not None:
+            _wait_for_registry(name)
+        path = _write_cluster_file(name, machines, mtu, registry)
     except BaseException:
         down(name)
         raise
@@ -142,6 +159,52 @@ def _require_tools() -> None:
         if shutil.which(tool) is None:
             raise EnvironmentProblem(f"{tool} is not installed",
                                      f"apt-get install {package} (or: bash scripts/setup.sh)")
+
+
+def _registry_binary() -> str:
+    """Debian's ``docker-registry`` binary: installed, or unpacked by scripts/setup.sh (no service of it runs)."""
+    unpacked = Path(_package_parent()) / ".cache" / "registry" / "usr" / "bin" / "docker-registry"
+    found = shutil.which("docker-registry") or (str(unpacked) if os.access(unpacked, os.X_OK) else None)
+    if found is None:
+        raise EnvironmentProblem("--registry needs Debian's docker-registry binary",
+                                 "bash scripts/setup.sh (unpacks it without its service), or: "
+                                 "apt-get install docker-registry")
+    return found
+
+
+def _start_registry(journal: Journal, name: str, binary: str) -> None:
+    """A plain-HTTP registry on the underlay (its address on the bridge), its storage in the data root."""
+    storage = DATA_ROOT / name / "registry"
+    journal.record([{"kind": "dir", "name": str(storage)}])
+    storage.mkdir(mode=0o700, parents=True, exist_ok=True)
+    switch = netns_name(name, "_ul")
+    _ip("-n", switch, "addr", "add", str(REGISTRY_ADDRESS), "dev", BRIDGE)
+    config = cluster_dir(name) / "registry.yml"
+    config.write_text("version: 0.1\nlog: {level: warn}\nstorage:\n  filesystem: {rootdirectory: "
+                      f"{storage}}}\nhttp: {{addr: \"{registry_endpoint()}\"}}\n")
+    log = open(cluster_dir(name) / "registry.log", "ab")  # noqa: SIM115 - the registry's, kept open by it
+    try:
+        proc = subprocess.Popen(["nsenter", f"--net=/run/netns/{switch}", "--", binary, "serve", str(config)],
+                                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    finally:
+        log.close()
+    journal.record([procs.process_record(proc.pid, "registry", switch)])
+
+
+def _wait_for_registry(name: str) -> None:
+    """Until the registry listens (seen from its own namespace: this machine has no route to the underlay)."""
+    deadline = time.monotonic() + ENGINE_START_TIMEOUT
+    port = f":{REGISTRY_PORT}"
+    while True:
+        listing = subprocess.run(["ip", "netns", "exec", netns_name(name, "_ul"), "ss", "-Hltn"],
+                                 capture_output=True, text=True, timeout=30).stdout
+        if any(line.split()[3].endswith(port) for line in listing.splitlines() if len(line.split()) > 3):
+            return
+        if time.monotonic() > deadline:
+            raise EnvironmentProblem(f"the local registry did not listen within {ENGINE_START_TIMEOUT:.0f} s",
+                                     f"see {cluster_dir(name) / 'registry.log'}")
+        time.sleep(0.1)
 
 
 def _ip(*args: str, stdin: str | None = None) -> None:
@@ -167,7 +230,7 @@ def _make_underlay(journal: Journal, name: str, machines: list[str], mtu: int) -
             stdin=f"link set lo up\nlink set eth0 up\naddr add {underlay_address(i)} dev eth0\n")
 
 
-def _start_engine(journal: Journal, name: str, machine: str) -> None:
+def _start_engine(journal: Journal, name: str, machine: str, registry: bool = False) -> None:
     home = cluster_dir(name) / machine
     data = DATA_ROOT / name / machine
     etc = home / "etc-docker"
@@ -177,7 +240,8 @@ def _start_engine(journal: Journal, name: str, machine: str) -> None:
     for d in (home, etc, data):
         d.mkdir(mode=0o700, parents=True, exist_ok=True)
     config = home / "daemon.json"
-    config.write_text("{}\n")  # nothing of this machine's own /etc/docker/daemon.json
+    # nothing of this machine's own /etc/docker/daemon.json; the local registry speaks plain HTTP
+    config.write_text(json.dumps({"insecure-registries": [registry_endpoint()]} if registry else {}) + "\n")
     command = [
         "nsenter", f"--net=/run/netns/{netns_name(name, machine)}", "--",
         "unshare", "--uts", "--mount", "--propagation", "slave", "--",
@@ -263,12 +327,14 @@ def _form_swarm(clients: dict[str, Any], machines: list[str]) -> None:
         node.update(spec)
 
 
-def _write_cluster_file(name: str, machines: list[str], mtu: int) -> Path:
+def _write_cluster_file(name: str, machines: list[str], mtu: int, registry: bool = False) -> Path:
     path = cluster_file(name)
     lines = [f"# lab cluster local up {len(machines)} --name {name}: {len(machines)} simulated machines on this one,",
              f"# underlay {UNDERLAY} (MTU {mtu}). Remove with: lab cluster local down --name {name}",
              "machines:"]
     lines += [f"  {m}: {{engine: unix://{socket_path(name, m)}}}" for m in machines]
+    if registry:  # only the machines reach it: m1's engine pushes what it lacks
+        lines += [f"registry: {{address: \"{registry_endpoint()}\", push_from: {machines[0]}}}"]
     path.write_text("\n".join(lines) + "\n")
     return path
 
@@ -285,11 +351,12 @@ def down(name: str = DEFAULT_NAME, progress: Progress = _no_progress) -> list[st
         shutil.rmtree(cluster_dir(name), ignore_errors=True)
         return []
     problems: list[str] = []
-    engines = [e for e in entries if e["kind"] == "process"]
+    processes = [e for e in entries if e["kind"] == "process"]
+    engines = [e for e in processes if str(e["name"]).startswith("dockerd ")]
     progress(f"engines: stopping {len(engines)}")
     for entry in engines:
         _empty_engine(name, entry)
-    for entry in engines:
+    for entry in processes:  # the engines, and the registry if there is one
         procs.stop(int(entry["pid"]), entry.get("start_time"), grace=ENGINE_STOP_GRACE)
     spaces = [e["name"] for e in entries if e["kind"] == "netns"]
     _stop_leftovers(spaces, [e["name"] for e in entries if e["kind"] == "cgroup"])

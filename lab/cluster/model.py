@@ -5,6 +5,7 @@ machines:
   m1: {engine: unix:///var/run/docker.sock}
   m2: {engine: ssh://root@10.0.0.2}
   m3: {engine: tcp://10.0.0.3:2376, tls: {ca: ca.pem, cert: cert.pem, key: key.pem}}
+registry: {address: registry.example:5000}     # optional; push_from: m1 to push through m1's engine
 ```
 
 A machine's name is its Swarm node's hostname, or the node's ``lab.machine`` label. TLS
@@ -15,6 +16,7 @@ loader's hardened YAML reader, so every problem is ``file:line: field: what is w
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -59,10 +61,37 @@ class Machine(Strict):
 
 
 MachineName = Annotated[str, StringConstraints(pattern=MACHINE_NAME)]
+REGISTRY_ADDRESS = r"^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:[0-9]{1,5})?$"
+
+
+class Registry(Strict):
+    """Where the machines pull the lab images from, instead of receiving them through their engines.
+
+    ``lab up`` pushes what the registry lacks, from the engine of the machine running lab, or
+    from ``push_from``'s engine when only the cluster reaches the registry (the images are sent
+    to that one machine first); every machine then pulls ``ADDRESS/lab-NAME:HASH``. The engines
+    must trust the registry (TLS, or ``insecure-registries`` for plain HTTP), as for any pull.
+    """
+
+    address: str = Field(description="host[:port], as image references name it: registry.example:5000")
+    push_from: MachineName | None = Field(None, description="a machine of this file whose engine pushes")
+
+    @field_validator("address")
+    @classmethod
+    def _host_and_port(cls, value: str) -> str:
+        if not re.fullmatch(REGISTRY_ADDRESS, value):
+            raise ValueError("expected host[:port] as image references name it, e.g. registry.example:5000 "
+                             "(no scheme, no path)")
+        return value
+
+    def reference(self, tag: str) -> str:
+        """The registry's name for a local tag: ``lab-host:HASH`` → ``ADDRESS/lab-host:HASH``."""
+        return f"{self.address}/{tag}"
 
 
 class ClusterFile(Strict):
     machines: dict[MachineName, Machine] = Field(min_length=1)
+    registry: Registry | None = None
 
 
 class Cluster:
@@ -81,6 +110,10 @@ class Cluster:
     @property
     def machines(self) -> dict[str, Machine]:
         return self.spec.machines
+
+    @property
+    def registry(self) -> Registry | None:
+        return self.spec.registry
 
     def where(self, machine: str) -> str:
         """``file:line`` of a machine's entry, for messages about it."""
@@ -111,6 +144,10 @@ def load_cluster(path: str | Path) -> Cluster:
                 if not full.is_file():
                     problems.append(f"{smap.where(('machines', name, 'tls', key))}: machines.{name}.tls.{key}: "
                                     f"no such file {str(full)!r}")
+    registry = spec.registry
+    if registry is not None and registry.push_from is not None and registry.push_from not in spec.machines:
+        problems.append(f"{smap.where(('registry', 'push_from'))}: registry.push_from: {registry.push_from!r} is not "
+                        f"a machine of this file (machines: {', '.join(spec.machines)})")
     if problems:
         raise TopologyError(problems)
     lines = {name: smap.line_of(("machines", name)) for name in spec.machines}

@@ -9,7 +9,7 @@ from lab import names
 from lab.cluster import wiring
 from lab.cluster.agents import agent_ops, run_agent
 from lab.cluster.engines import Engine, manager, try_connect_all
-from lab.cluster.images import has_image, local_tag, send_images
+from lab.cluster.images import ensure_image, local_tag
 from lab.cluster.model import Cluster, cluster_from_record
 from lab.deploy import Teardown
 from lab.errors import EnvironmentProblem
@@ -100,8 +100,7 @@ def _clear_machine(lab: str, entries: list[dict[str, Any]], machine: str, engine
                 agent_ops(engine.client.containers.get(agent["Id"]), machine, ops)
             else:
                 image = str(entries[0].get("agent") or local_tag("agent"))  # the image up ran on every machine
-                if not has_image(engine, image):
-                    send_images(engine, [image])
+                ensure_image(engine, image, cluster_from_record(entries[0]["cluster"]).registry)
                 run_agent(engine, image, ops, f"{names.PREFIX}{lab}._unwire.{machine}", labels_for(lab))
         except (EnvironmentProblem, docker.errors.APIError) as exc:
             skipped.append(f"machine {machine}: could not undo its VXLAN devices and firewall: {exc}")

@@ -266,7 +266,7 @@ def test_a_missing_machines_key_is_refused(tmp_path: Path) -> None:
         engines: {}
         """)
     assert problems_of(path) == [f"{path}:2: machines: required key is missing",
-                                 f"{path}:2: engines: unknown key 'engines'; expected one of: machines"]
+                                 f"{path}:2: engines: unknown key 'engines'; expected one of: machines, registry"]
 
 
 def test_a_file_that_is_a_list_is_refused(tmp_path: Path) -> None:
@@ -284,3 +284,51 @@ def test_machines_that_is_a_list_is_refused(tmp_path: Path) -> None:
         machines: [m1, m2]
         """)
     assert problems_of(path) == [f"{path}:3: machines: input should be a valid dictionary"]
+
+
+def test_a_registry_names_the_references_the_machines_pull(tmp_path: Path) -> None:
+    path = write(tmp_path / "c.yaml", """\
+        machines:
+          m1: {engine: unix:///var/run/docker.sock}
+          m2: {engine: ssh://root@10.0.0.2}
+        registry: {address: "registry.example:5000", push_from: m2}
+        """)
+    registry = load_cluster(path).registry
+    assert registry is not None and registry.push_from == "m2"
+    assert registry.reference("lab-host:0123abcd") == "registry.example:5000/lab-host:0123abcd"
+
+
+def test_no_registry_is_none(good: Path) -> None:
+    assert load_cluster(good).registry is None
+
+
+def test_a_registry_pushing_from_an_unnamed_machine_is_refused(tmp_path: Path) -> None:
+    path = write(tmp_path / "c.yaml", """\
+        machines:
+          m1: {engine: unix:///var/run/docker.sock}
+        registry:
+          address: registry.example
+          push_from: m9
+        """)
+    assert problems_of(path) == [f"{path}:5: registry.push_from: 'm9' is not a machine of this file (machines: m1)"]
+
+
+@pytest.mark.parametrize("address", ["http://registry.example:5000", "registry.example:5000/lab", "-bad", "a b"])
+def test_a_registry_address_is_host_and_port_only(tmp_path: Path, address: str) -> None:
+    path = write(tmp_path / "c.yaml", f"""\
+        machines:
+          m1: {{engine: unix:///var/run/docker.sock}}
+        registry: {{address: "{address}"}}
+        """)
+    [problem] = problems_of(path)
+    assert problem.startswith(f"{path}:3: registry.address: "), problem
+
+
+def test_an_unknown_registry_key_is_named(tmp_path: Path) -> None:
+    path = write(tmp_path / "c.yaml", """\
+        machines:
+          m1: {engine: unix:///var/run/docker.sock}
+        registry: {address: r.example, user: me}
+        """)
+    [problem] = problems_of(path)
+    assert problem == f"{path}:3: registry.user: unknown key 'user'; expected one of: address, push_from"
