@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -39,7 +40,8 @@ def teardown(lab: str, journal: Journal) -> Teardown:
     if services and lead is None:
         report.skipped.append("services: no Swarm manager answers; lab down again once one does")
     elif lead is not None:
-        _remove_services(lead, lab, services, report)
+        ids = _remove_services(lead, lab, services, report)
+        _sweep_late_tasks(lead, engines, lab, ids, report)
     for machine, why in failed.items():
         report.skipped.append(f"machine {machine}: {why}; lab down {lab} again once it answers")
     if not report.skipped:
@@ -47,7 +49,8 @@ def teardown(lab: str, journal: Journal) -> Teardown:
     return report
 
 
-def _remove_services(lead: Engine, lab: str, services: list[str], report: Teardown) -> None:
+def _remove_services(lead: Engine, lab: str, services: list[str], report: Teardown) -> set[str]:
+    """Remove the lab's services through the manager; return their IDs (their tasks may outlive them briefly)."""
     import docker.errors
 
     existing = {s.name: s for s in lead.client.services.list(filters={"label": f"{LABEL_LAB}={lab}"})}
@@ -70,6 +73,42 @@ def _remove_services(lead: Engine, lab: str, services: list[str], report: Teardo
 
     with ThreadPoolExecutor(max_workers=8) as pool:
         report.removed += [f"service {name}" for name in pool.map(remove, existing.values())]
+    return {str(s.id) for s in existing.values()}
+
+
+LIVE_TASK_STATES = {"new", "pending", "assigned", "accepted", "preparing", "ready", "starting", "running"}
+SWEEP_TIMEOUT = 20.0  # seconds for the engines to end the tasks of removed services
+
+
+def _sweep_late_tasks(lead: Engine, engines: dict[str, Engine], lab: str, service_ids: set[str],
+                      report: Teardown) -> None:
+    """Until no task of the removed services is live and no container of the lab is left on any machine.
+
+    A task the engine was starting while ``down`` listed the containers (an ``up`` killed while it
+    created services) gets its container after that listing; the engine removes it once its service
+    is gone, in its own time. Waiting for that here means ``down`` returns with nothing left.
+    """
+    import docker.errors
+
+    deadline = time.monotonic() + SWEEP_TIMEOUT
+    label = {"label": f"{LABEL_LAB}={lab}"}
+    while True:
+        live = [t for t in lead.client.api.tasks() if t.get("ServiceID") in service_ids
+                and (t.get("Status") or {}).get("State") in LIVE_TASK_STATES]
+        left = {m: e.client.api.containers(all=True, filters=label) for m, e in engines.items()}
+        if not live and not any(left.values()):
+            return
+        if time.monotonic() > deadline:
+            report.skipped.append(f"{len(live)} tasks of removed services still live after {SWEEP_TIMEOUT:.0f} s; "
+                                  f"lab down {lab} again")
+            return
+        for machine, containers in left.items():
+            for c in containers:
+                try:
+                    engines[machine].client.api.remove_container(c["Id"], force=True)
+                except docker.errors.APIError:
+                    pass  # gone, or being removed by the engine: the next round sees
+        time.sleep(0.1)
 
 
 def _clear_machine(lab: str, entries: list[dict[str, Any]], machine: str, engine: Engine
