@@ -21,6 +21,18 @@ def _is_file_argument(target: str) -> bool:
     return target.endswith((".yaml", ".yml")) or os.sep in target or Path(target).is_file()
 
 
+def machines_of(target: str) -> dict[str, str] | None:
+    """Where each node of a running cluster lab runs (None for a file, or a lab on one machine)."""
+    if _is_file_argument(target):
+        return None
+    try:
+        info = state.read_lab_info(target)
+    except (LabNotFound, OSError, ValueError):
+        return None
+    found = {n: str(s["machine"]) for n, s in (info.get("nodes") or {}).items() if s.get("machine")}
+    return found or None
+
+
 def load_target(target: str, variables: dict[str, str]) -> Topology:
     """A topology file, or the topology a running lab was made from (kept in its state directory)."""
     if _is_file_argument(target):
@@ -48,18 +60,19 @@ def register(app: typer.Typer) -> None:
         png: bool = typer.Option(False, "--png", help="PNG instead of SVG (needs graphviz)."),
         var: list[str] = VarOption,
     ) -> None:
-        """Draw a topology: nodes, networks (bridges), links, interfaces and addresses."""
+        """Draw a topology: nodes, networks (bridges), links, interfaces and addresses (and machines, on a cluster)."""
         from lab.report.graph import write_png, write_svg
 
         topo = load_target(target, parse_vars(var))
+        machines = machines_of(target)
         as_png = png or (output is not None and output.suffix.lower() == ".png")
         if as_png:
-            path = write_png(topo, output or Path(f"{topo.name}.png"))
+            path = write_png(topo, output or Path(f"{topo.name}.png"), machines)
             out.print(f"wrote {path}")
         elif output is not None:
-            path = write_svg(topo, output)
+            path = write_svg(topo, output, machines)
             out.print(f"wrote {path}")
         else:
             from lab.report.graph import topology_svg
 
-            sys.stdout.write(topology_svg(topo) + "\n")
+            sys.stdout.write(topology_svg(topo, machines=machines) + "\n")

@@ -108,17 +108,18 @@ def run_one(exp: Experiment, overrides: dict[str, str], out_dir: Path, keep: boo
         pcaps={k: str(v) for k, v in (ctx.pcaps if ctx else {}).items()}, book_listing=exp.book,
         modern_note=exp.modern + ("\n" + "\n".join(ctx.notes) if ctx and ctx.notes else ""),
         notes=list(ctx.notes) if ctx else [],
-        error=error, topology_svg=_svg(topo), run_dir=run_dir, html_path=None, hosts=hosts_of(topo),
+        error=error, topology_svg=_svg(topo, machines), run_dir=run_dir, html_path=None, hosts=hosts_of(topo),
         machines=machines,
     )
     write_reports(result)
     return result
 
 
-def _svg(topo: Topology) -> str | None:
-    """The topology drawing for the report; a drawing that fails must not cost the run its verdict."""
+def _svg(topo: Topology, machines: dict[str, str]) -> str | None:
+    """The topology drawing for the report (where each node ran, on a cluster); a drawing that fails must not
+    cost the run its verdict."""
     try:
-        return topology_svg(topo)
+        return topology_svg(topo, machines=machines or None)
     except Exception:
         return None
 

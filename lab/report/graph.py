@@ -1,5 +1,9 @@
 """Draw a topology: nodes with their kind, networks as bridge nodes, links, interface names and addresses.
 
+For a lab spread over a cluster, ``machines`` (node → machine) adds where each node ran: with
+graphviz a box per machine around its nodes (networks stay outside: a LAN may span machines),
+and a line ``on m2`` under each node in either layout.
+
 Graphviz's ``dot`` (Debian package ``graphviz``) lays the graph out when it is
 installed; it is run with an argv list and the graph on stdin, never through a
 shell. Without it, a small pure-Python layout draws the same elements: the
@@ -42,7 +46,14 @@ def _address(value: object | None) -> str:
     return str(value) if value is not None else "no address"
 
 
-def topology_dot(topo: Topology) -> str:
+def _node_label(name: str, kind: str, image: str | None, machines: dict[str, str] | None) -> list[str]:
+    lines = [name, _kind_line(kind, image)]
+    if machines and name in machines:
+        lines.append(f"on {machines[name]}")
+    return lines
+
+
+def topology_dot(topo: Topology, machines: dict[str, str] | None = None) -> str:
     """The topology in the DOT language: one vertex per node and per network, one edge per attachment/link."""
     lines = [
         f"graph {_q(topo.name)} {{",
@@ -58,8 +69,12 @@ def topology_dot(topo: Topology) -> str:
     for name, node in topo.nodes.items():
         shape = _SHAPE.get(node.kind, "box")
         fill = _FILL.get(node.kind, "#eeeeee")
-        lines.append(f"  {_q('node:' + name)} [shape={shape}, fillcolor=\"{fill}\", "
-                     f"label={_q(name + chr(10) + _kind_line(node.kind, node.image))}];")
+        label = chr(10).join(_node_label(name, node.kind, node.image, machines))
+        lines.append(f"  {_q('node:' + name)} [shape={shape}, fillcolor=\"{fill}\", label={_q(label)}];")
+    for i, machine in enumerate(sorted(set((machines or {}).values()))):
+        members = " ".join(_q("node:" + n) for n in topo.nodes if (machines or {}).get(n) == machine)
+        lines.append(f"  subgraph cluster_{i} {{ label={_q('machine ' + machine)}; style=\"dashed,rounded\"; "
+                     f"color=\"#90a4ae\"; fontsize=\"11\"; {members}; }}")
     for name, node in topo.nodes.items():
         for ifname, iface in node.interfaces.items():
             if iface.network:
@@ -92,13 +107,13 @@ def _iface_address(topo: Topology, node: str, ifname: str) -> object | None:
     return n.interfaces[ifname].address
 
 
-def _run_dot(topo: Topology, fmt: str, output: Path | None = None) -> bytes:
+def _run_dot(topo: Topology, fmt: str, output: Path | None = None, machines: dict[str, str] | None = None) -> bytes:
     dot = dot_path()
     if dot is None:
         raise EnvironmentProblem("graphviz is not installed (no 'dot' program)", "apt-get install graphviz")
     argv = [dot, f"-T{fmt}"] + (["-o", str(output)] if output else [])
     try:
-        proc = subprocess.run(argv, input=topology_dot(topo).encode(), capture_output=True,
+        proc = subprocess.run(argv, input=topology_dot(topo, machines).encode(), capture_output=True,
                               timeout=DOT_TIMEOUT)
     except subprocess.TimeoutExpired:
         raise EnvironmentProblem(f"graphviz dot ran longer than {DOT_TIMEOUT} s") from None
@@ -107,29 +122,30 @@ def _run_dot(topo: Topology, fmt: str, output: Path | None = None) -> bytes:
     return proc.stdout
 
 
-def topology_svg(topo: Topology, use_dot: bool = True) -> str:
+def topology_svg(topo: Topology, use_dot: bool = True, machines: dict[str, str] | None = None) -> str:
     """The topology as an ``<svg>`` element: graphviz's layout if available, else the built-in one."""
     if use_dot and dot_path() is not None:
         try:
-            svg = _run_dot(topo, "svg").decode("utf-8", errors="replace")
+            svg = _run_dot(topo, "svg", machines=machines).decode("utf-8", errors="replace")
             start = svg.find("<svg")
             if start >= 0:
                 return svg[start:]
         except EnvironmentProblem:
             pass  # fall back to the built-in layout
-    return fallback_svg(topo)
+    return fallback_svg(topo, machines)
 
 
-def write_svg(topo: Topology, path: str | Path) -> Path:
+def write_svg(topo: Topology, path: str | Path, machines: dict[str, str] | None = None) -> Path:
     target = Path(path)
-    target.write_text('<?xml version="1.0" encoding="UTF-8"?>\n' + topology_svg(topo), encoding="utf-8")
+    target.write_text('<?xml version="1.0" encoding="UTF-8"?>\n' + topology_svg(topo, machines=machines),
+                      encoding="utf-8")
     return target
 
 
-def write_png(topo: Topology, path: str | Path) -> Path:
+def write_png(topo: Topology, path: str | Path, machines: dict[str, str] | None = None) -> Path:
     """A PNG of the topology; needs graphviz (there is no pure-Python PNG fallback)."""
     target = Path(path)
-    _run_dot(topo, "png", target)
+    _run_dot(topo, "png", target, machines)
     return target
 
 
@@ -156,7 +172,8 @@ ROW_BELOW = 430.0
 NODE_STEP = 160.0
 
 
-def _layout(topo: Topology) -> tuple[dict[str, _Box], list[tuple[str, str, str, str]]]:
+def _layout(topo: Topology, machines: dict[str, str] | None = None
+            ) -> tuple[dict[str, _Box], list[tuple[str, str, str, str]]]:
     """Boxes with positions, and edges (a, b, label at a, label at b)."""
     boxes: dict[str, _Box] = {}
     networks = list(topo.networks)
@@ -167,9 +184,10 @@ def _layout(topo: Topology) -> tuple[dict[str, _Box], list[tuple[str, str, str, 
     edges: list[tuple[str, str, str, str]] = []
     homes: dict[str, list[str]] = {}
     for name, node in topo.nodes.items():
-        box = _Box("node:" + name, [name, _kind_line(node.kind, node.image)],
+        box = _Box("node:" + name, _node_label(name, node.kind, node.image, machines),
                    fill=_FILL.get(node.kind, "#eeeeee"))
         box.w = max(130.0, 7.5 * max(len(line) for line in box.lines) + 20)
+        box.h += 14.0 * (len(box.lines) - 2)
         boxes[box.key] = box
         homes[name] = []
         for ifname, iface in node.interfaces.items():
@@ -243,9 +261,9 @@ def _spread(boxes: dict[str, _Box]) -> None:
         box.y += 50 - min_y
 
 
-def fallback_svg(topo: Topology) -> str:
+def fallback_svg(topo: Topology, machines: dict[str, str] | None = None) -> str:
     """The pure-Python drawing (used when graphviz is missing)."""
-    boxes, edges = _layout(topo)
+    boxes, edges = _layout(topo, machines)
     width = max(b.x + b.w / 2 for b in boxes.values()) + 40
     height = max(b.y + b.h / 2 for b in boxes.values()) + 40
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0f}" height="{height:.0f}" '

@@ -179,6 +179,14 @@ def test_inspect_names_each_nodes_machine(lab: dict, capsys: pytest.CaptureFixtu
     assert data["problems"] == []
 
 
+def test_graph_draws_each_machine_around_its_nodes(lab: dict, capsys: pytest.CaptureFixture[str]) -> None:
+    capsys.readouterr()
+    assert main(["graph", LAB]) == 0
+    svg = capsys.readouterr().out
+    for machine in {s["machine"] for s in lab["nodes"].values()}:
+        assert f"machine {machine}" in svg and f"on {machine}" in svg
+
+
 def test_a_machine_that_stops_answering_is_named(lab: dict, capsys: pytest.CaptureFixture[str]) -> None:
     """Freeze one machine's engine (SIGSTOP): inspect says which machine, exit 3; thawed, all is well again."""
     machine = lab["nodes"]["web1"]["machine"]

@@ -128,3 +128,30 @@ def test_hosts_of_names_every_address(book_lan: Topology) -> None:
     assert hosts["192.168.1.109"] == "kongming20" and hosts["192.168.1.1"] == "router"
     assert hosts["10.0.0.2"] == "isp" and hosts["10.0.1.10"] == "far-host"
     assert len(hosts) == 7  # the routers have two addresses each
+
+
+SPREAD = {"kongming20": "m1", "ernest-laptop": "m2", "router": "m1", "isp": "m3", "far-host": "m3"}
+
+
+def test_dot_boxes_each_machine_around_its_nodes(book_lan: Topology) -> None:
+    dot = graph.topology_dot(book_lan, SPREAD)
+    assert dot.count("subgraph cluster_") == 3
+    assert 'subgraph cluster_0 { label="machine m1"' in dot
+    m1 = next(line for line in dot.splitlines() if 'label="machine m1"' in line)
+    assert '"node:kongming20"' in m1 and '"node:router"' in m1 and '"node:isp"' not in m1
+    assert "net:" not in m1  # a LAN may span machines: networks stay outside the boxes
+    assert 'label="router\\nrouter\\non m1"' in dot  # the node's own label says it too
+
+
+def test_graphviz_and_builtin_layouts_say_where_each_node_ran(book_lan: Topology,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    require_dot()
+    assert "machine m3" in svg_text(graph.topology_svg(book_lan, machines=SPREAD))
+    monkeypatch.setattr(graph, "dot_path", lambda: None)
+    text = svg_text(graph.topology_svg(book_lan, machines=SPREAD))
+    assert text.count("on m1") == 2 and text.count("on m3") == 2 and "on m2" in text
+
+
+def test_without_machines_nothing_changes(book_lan: Topology) -> None:
+    assert graph.topology_dot(book_lan, None) == graph.topology_dot(book_lan)
+    assert "subgraph" not in graph.topology_dot(book_lan)
