@@ -22,7 +22,7 @@ from pathlib import Path
 from lab import names, procs
 from lab.errors import EnvironmentProblem, InputError, LabError
 from lab.net import impair, links, netns, sysctl
-from lab.plan import NO_RESOLVER, Plan, make_plan
+from lab.plan import NO_RESOLVER, Plan, make_plan, networks_record
 from lab.state import Journal, lab_dir, lab_lock, labs_with_state, netns_dir, write_lab_info
 from lab.topology.model import Topology
 
@@ -74,7 +74,7 @@ def up(
                 "file": source_file,
                 "created": time.time(),
                 "nodes": {n: vars(s) for n, s in plan.nodes.items()},
-                "networks": {n: {"subnet": str(net.subnet)} for n, net in topo.networks.items()},
+                "networks": networks_record(topo),
                 "bridges": [vars(b) for b in plan.bridges],
                 "switch": names.switch_netns(topo.name) if topo.networks else None,
                 "emulator": emulator,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 
 from lab import state
@@ -23,8 +24,10 @@ def inspect_lab(lab: str) -> dict[str, Any]:
             try:
                 links = {link["index"]: link for link in ipr.get_links()}
                 addrs: dict[int, list[str]] = {}
-                for a in ipr.get_addr(family=2):
-                    addrs.setdefault(a["index"], []).append(f"{a.get_attr('IFA_ADDRESS')}/{a['prefixlen']}")
+                for family in (socket.AF_INET, socket.AF_INET6):  # IPv4 first; not IPv6's link-local ones
+                    for a in ipr.get_addr(family=family):
+                        if not _link_local(a.get_attr("IFA_ADDRESS")):
+                            addrs.setdefault(a["index"], []).append(f"{a.get_attr('IFA_ADDRESS')}/{a['prefixlen']}")
                 for ifname, iface in spec["interfaces"].items():
                     link = links.get(iface["index"])
                     node["interfaces"][ifname] = {
@@ -35,8 +38,11 @@ def inspect_lab(lab: str) -> dict[str, Any]:
                         "network": iface.get("network"),
                         "peer": iface.get("peer"),
                     }
-                for r in ipr.get_routes(family=2, table=254):
+                for r in [*ipr.get_routes(family=socket.AF_INET, table=254),
+                          *ipr.get_routes(family=socket.AF_INET6, table=254)]:
                     dst = r.get_attr("RTA_DST")
+                    if _link_local(dst) or (dst or "").startswith("ff"):
+                        continue  # the kernel's own fe80::/64 and multicast routes on every IPv6 interface
                     dst = f"{dst}/{r['dst_len']}" if dst else "default"
                     via = r.get_attr("RTA_GATEWAY")
                     oif = r.get_attr("RTA_OIF")
@@ -66,14 +72,19 @@ def differences(name: str, spec: dict[str, Any], found: dict[str, Any]) -> list[
     out = []
     for ifname, iface in spec["interfaces"].items():
         held = found["interfaces"].get(ifname, {})
-        if iface.get("address") and iface["address"] not in held.get("addresses", []):
-            out.append(f"node {name}: {ifname} does not hold {iface['address']}")
+        for key in ("address", "address6"):
+            if iface.get(key) and iface[key] not in held.get("addresses", []):
+                out.append(f"node {name}: {ifname} does not hold {iface[key]}")
     routes = set(found.get("routes", []))
     for r in spec.get("routes", []):
         want = f"{r['to']}" + (f" via {r['via']}" if r.get("via") else "") + f" dev {r.get('dev')}"
         if want not in routes:
             out.append(f"node {name}: route {want} of the topology is missing")
     return out
+
+
+def _link_local(address: str | None) -> bool:
+    return bool(address) and str(address).lower().startswith("fe80:")
 
 
 def _inspect_cluster_nodes(lab: str, info: dict[str, Any], result: dict[str, Any]) -> None:
@@ -100,6 +111,7 @@ def _inspect_cluster_nodes(lab: str, info: dict[str, Any], result: dict[str, Any
         try:
             addrs = handle.exec(["ip", "-j", "addr", "show"], timeout=20)
             routes = handle.exec(["ip", "-j", "route", "show"], timeout=20)
+            routes6 = handle.exec(["ip", "-j", "-6", "route", "show"], timeout=20)
         except subprocess.TimeoutExpired:
             node["state"] = f"machine {spec.get('machine')} does not answer"
             return name, node
@@ -113,11 +125,15 @@ def _inspect_cluster_nodes(lab: str, info: dict[str, Any], result: dict[str, Any
             node["interfaces"][ifname] = {
                 "state": (link.get("operstate") if link else "missing") or "?",
                 "mac": link.get("address", "") if link else "",
-                "addresses": [f"{a['local']}/{a['prefixlen']}" for a in (link or {}).get("addr_info", [])
-                              if a.get("family") == "inet"],
+                "addresses": [f"{a['local']}/{a['prefixlen']}" for family in ("inet", "inet6")
+                              for a in (link or {}).get("addr_info", [])
+                              if a.get("family") == family and not _link_local(a.get("local"))],
                 "network": iface.get("network"), "peer": iface.get("peer"),
             }
-        for r in json.loads(routes.stdout or "[]"):
+        found = json.loads(routes.stdout or "[]") + json.loads(routes6.stdout or "[]")
+        for r in found:
+            if _link_local(r.get("dst")) or str(r.get("dst", "")).startswith("ff"):
+                continue
             node["routes"].append(r.get("dst", "?") + (f" via {r['gateway']}" if r.get("gateway") else "")
                                   + f" dev {r.get('dev', '?')}")
         return name, node

@@ -8,7 +8,7 @@ never has to look an interface up: it knows eth0 of a node is index 2.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from ipaddress import IPv4Interface
+from ipaddress import IPv4Interface, IPv6Interface
 
 from lab import names
 from lab.topology.model import Node, Topology
@@ -36,6 +36,16 @@ BASE_SYSCTLS = {
 # resolv.conf of a node whose topology names no nameserver: it resolves names from /etc/hosts only
 NO_RESOLVER = "# lab: no DNS server configured for this node\n"
 NO_IPV6 = {"net.ipv6.conf.all.disable_ipv6": "1", "net.ipv6.conf.default.disable_ipv6": "1"}
+# A lab with IPv6: on (whatever the machine's own namespace says), no duplicate address detection (the
+# lab's addresses are unique by validation, and DAD would hold each one tentative for a second or more),
+# static addresses kept while a cable is pulled (IPv6 drops them on link down; IPv4 keeps them).
+IPV6 = {
+    "net.ipv6.conf.all.disable_ipv6": "0", "net.ipv6.conf.default.disable_ipv6": "0",
+    "net.ipv6.conf.all.accept_dad": "0", "net.ipv6.conf.default.accept_dad": "0",
+    "net.ipv6.conf.all.keep_addr_on_down": "1", "net.ipv6.conf.default.keep_addr_on_down": "1",
+}
+ROUTER_SYSCTLS6 = {"net.ipv6.conf.all.forwarding": "1"}
+HOST_SYSCTLS6 = {"net.ipv6.conf.all.forwarding": "0"}
 
 
 @dataclass
@@ -69,6 +79,8 @@ class VethSpec:
     peer_index: int
     address: str | None = None
     peer_address: str | None = None
+    address6: str | None = None
+    peer_address6: str | None = None
     peer_master: int | None = None  # bridge index in peer_netns
     master: int | None = None  # bridge index in netns (only for trunks between bridge shards)
     mtu: int | None = None
@@ -84,6 +96,7 @@ class RouteSpec:
     dst: str  # 'default' or a CIDR
     via: str | None
     oif: int | None
+    family: int = 4  # 4 or 6 (which default 'default' is)
 
 
 @dataclass
@@ -93,7 +106,7 @@ class NodeSpec:
     netns: str
     image: str | None
     env: dict[str, str]
-    interfaces: dict[str, dict[str, str | int | None]]  # ifname -> {index, address, network, peer}
+    interfaces: dict[str, dict[str, str | int | None]]  # ifname -> {index, address, address6, network, peer}
     # the node's static routes as the topology says them: {"to", "via", "dev"} ("dev" the interface the
     # route leaves by: named, or the one whose subnet holds "via"); put back when a pulled cable heals
     routes: list[dict[str, str | None]] = field(default_factory=list)
@@ -122,14 +135,15 @@ class Plan:
             trunk = f", trunk to index {br.trunk_to}" if br.trunk_to else ""
             out.append(f"  bridge {br.name} (index {br.index}) in {br.netns} for network {br.network}{trunk}")
         for v in self.veths:
-            left = f"{v.netns}:{v.ifname}#{v.index}" + (f" {v.address}" if v.address else "")
-            right = f"{v.peer_netns}:{v.peer_ifname}#{v.peer_index}" + (
-                f" {v.peer_address}" if v.peer_address else "")
+            left = f"{v.netns}:{v.ifname}#{v.index}" + "".join(f" {a}" for a in (v.address, v.address6) if a)
+            right = f"{v.peer_netns}:{v.peer_ifname}#{v.peer_index}" + "".join(
+                f" {a}" for a in (v.peer_address, v.peer_address6) if a)
             master = f" on bridge #{v.peer_master}" if v.peer_master else ""
             out.append(f"  veth {left} <-> {right}{master}")
         for r in self.routes:
             via = f" via {r.via}" if r.via else ""
-            out.append(f"  route in {r.netns}: {r.dst}{via}" + (f" dev #{r.oif}" if r.oif else ""))
+            dst = f"{r.dst} (IPv6)" if r.dst == "default" and r.family == 6 else r.dst
+            out.append(f"  route in {r.netns}: {dst}{via}" + (f" dev #{r.oif}" if r.oif else ""))
         for ns_name in self.hosts_files:
             out.append(f"  write /etc/netns/{ns_name}/hosts")
         for ns_name in self.resolv_files:
@@ -150,9 +164,11 @@ def make_plan(topo: Topology) -> Plan:
     routes: list[RouteSpec] = []
     nodes: dict[str, NodeSpec] = {}
 
-    common = {**BASE_SYSCTLS, **({} if topo.ipv6 else NO_IPV6)}
+    ipv6 = topo.uses_ipv6
+    common = {**BASE_SYSCTLS, **(IPV6 if ipv6 else NO_IPV6)}
     if topo.networks:
-        namespaces.append(NamespaceSpec(sw, None, "switch", {**common, **HOST_SYSCTLS}))
+        # the switch only bridges: IPv6 stays off there even in an IPv6 lab (no link-local chatter of its own)
+        namespaces.append(NamespaceSpec(sw, None, "switch", {**BASE_SYSCTLS, **NO_IPV6, **HOST_SYSCTLS}))
 
     # Bridges: one per network, sharded when more ports than one bridge takes.
     ports_per_network: dict[str, int] = {n: 0 for n in topo.networks}
@@ -183,6 +199,8 @@ def make_plan(topo: Topology) -> Plan:
     for node_name, node in topo.nodes.items():
         ns = names.netns_name(lab, node_name)
         kind_sysctls = ROUTER_SYSCTLS if node.kind == "router" else HOST_SYSCTLS
+        if ipv6:
+            kind_sysctls = {**kind_sysctls, **(ROUTER_SYSCTLS6 if node.kind == "router" else HOST_SYSCTLS6)}
         wanted = {**common, **kind_sysctls, **_str(topo.sysctls), **_str(node.sysctls)}
         early, late = {}, {}
         for key, value in wanted.items():
@@ -198,6 +216,7 @@ def make_plan(topo: Topology) -> Plan:
             interfaces[ifname] = {
                 "index": index,
                 "address": str(iface.address) if iface.address else None,
+                "address6": str(iface.address6) if iface.address6 else None,
                 "network": iface.network,
                 "peer": None,
             }
@@ -206,7 +225,7 @@ def make_plan(topo: Topology) -> Plan:
                 port_counts[iface.network] += 1
                 veths.append(VethSpec(
                     ns, ifname, index, sw, names.port_name(node_name, ifname), next_sw_index,
-                    address=str(iface.address) if iface.address else None, peer_master=bridge.index,
+                    address=_ifaddr(iface.address), address6=_ifaddr(iface.address6), peer_master=bridge.index,
                     mtu=iface.mtu or topo.networks[iface.network].mtu, mac=iface.mac, node=node_name,
                 ))
                 next_sw_index += 1
@@ -219,6 +238,7 @@ def make_plan(topo: Topology) -> Plan:
             names.netns_name(lab, na), ia, int(nodes[na].interfaces[ia]["index"] or 0),
             names.netns_name(lab, nb), ib, int(nodes[nb].interfaces[ib]["index"] or 0),
             address=_ifaddr(fa.address), peer_address=_ifaddr(fb.address),
+            address6=_ifaddr(fa.address6), peer_address6=_ifaddr(fb.address6),
             mtu=fa.mtu or fb.mtu, mac=fa.mac, peer_mac=fb.mac, node=na, peer_node=nb,
         ))
         nodes[na].interfaces[ia]["peer"] = f"{nb}:{ib}"
@@ -229,9 +249,10 @@ def make_plan(topo: Topology) -> Plan:
         for route in node.routes:
             oif = nodes[node_name].interfaces[route.dev]["index"] if route.dev else None
             routes.append(RouteSpec(ns, str(route.to), str(route.via) if route.via else None,
-                                    int(oif) if oif is not None else None))
+                                    int(oif) if oif is not None else None, route.family))
             nodes[node_name].routes.append({"to": str(route.to), "via": str(route.via) if route.via else None,
-                                            "dev": route.dev or _leaving_by(node, route.via)})
+                                            "dev": route.dev or _leaving_by(node, route.via),
+                                            "family": str(route.family)})
 
     hosts = hosts_table(topo)
     hosts_files = {}
@@ -242,24 +263,30 @@ def make_plan(topo: Topology) -> Plan:
     return Plan(lab, namespaces, bridges, veths, routes, hosts_files, nodes, resolv_files)
 
 
+def networks_record(topo: Topology) -> dict[str, dict[str, str | None]]:
+    """What lab.json keeps of each network: its subnets (None for a family it lacks)."""
+    return {n: {"subnet": str(net.subnet) if net.subnet else None, "subnet6": str(net.subnet6) if net.subnet6 else None}
+            for n, net in topo.networks.items()}
+
+
 def _leaving_by(node: Node, via: object) -> str | None:
     """The interface whose subnet holds the gateway ``via`` (validation made sure one does)."""
     if via is None:
         return None
     for ifname, iface in node.interfaces.items():
-        if iface.address is not None and via in iface.address.network:
+        if any(via in a.network for a in iface.addresses()):
             return ifname
     return None
 
 
 def hosts_table(topo: Topology) -> str:
-    """/etc/hosts for every node: localhost, then each node's first address and its name."""
-    lines = ["127.0.0.1\tlocalhost"]
+    """/etc/hosts for every node: localhost, then each node's first address of each family and its name."""
+    lines = ["127.0.0.1\tlocalhost"] + (["::1\tlocalhost ip6-localhost ip6-loopback"] if topo.uses_ipv6 else [])
     for node_name, node in topo.nodes.items():
-        for iface in node.interfaces.values():
-            if iface.address is not None:
-                lines.append(f"{iface.address.ip}\t{node_name}")
-                break
+        for family in ("address", "address6"):
+            first = next((a for i in node.interfaces.values() if (a := getattr(i, family)) is not None), None)
+            if first is not None:
+                lines.append(f"{first.ip}\t{node_name}")
     return "\n".join(lines) + "\n"
 
 
@@ -273,7 +300,7 @@ def resolv_conf(node: Node) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _ifaddr(address: IPv4Interface | None) -> str | None:
+def _ifaddr(address: IPv4Interface | IPv6Interface | None) -> str | None:
     return str(address) if address else None
 
 

@@ -23,7 +23,7 @@ import tarfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Network, IPv6Network, ip_address
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -76,24 +76,21 @@ class Daemon:
 
 
 def node_addresses(plan: Plan, node: str) -> list[str]:
-    """The node's IPv4 addresses (without prefix), in interface order."""
+    """The node's addresses (without prefix): IPv4 ones in interface order, then IPv6 ones."""
     out = []
-    for iface in plan.nodes[node].interfaces.values():
-        if iface.get("address"):
-            out.append(str(iface["address"]).split("/")[0])
+    for key in ("address", "address6"):  # every IPv4 address first: the daemons' readiness asks the first
+        for iface in plan.nodes[node].interfaces.values():
+            if iface.get(key):
+                out.append(str(iface[key]).split("/")[0])
     return out
 
 
-def node_subnets(topo: Topology, node: str) -> list[IPv4Network]:
-    """The subnets the node has an address on: its networks and its point-to-point links."""
-    nets: list[IPv4Network] = []
-    for iface in topo.nodes[node].interfaces.values():
-        if iface.network and iface.network in topo.networks:
-            subnet = topo.networks[iface.network].subnet
-        elif iface.address is not None:
-            subnet = iface.address.network
-        else:
-            continue
+def node_subnets(topo: Topology, node: str) -> list[IPv4Network | IPv6Network]:
+    """The subnets (both families) the node has an address on: its networks and its point-to-point links."""
+    from lab.topology.validate import connected_subnets
+
+    nets: list[IPv4Network | IPv6Network] = []
+    for subnet in connected_subnets(topo, node):
         if subnet not in nets:
             nets.append(subnet)
     return nets
@@ -108,9 +105,9 @@ def _first_address(plan: Plan, node: str, what: str) -> str:
 
 
 def _arpa(name: str) -> str:
-    """``10.0.2.1`` → ``1.2.0.10.in-addr.arpa``; an in-addr.arpa name is kept."""
+    """``10.0.2.1`` → ``1.2.0.10.in-addr.arpa``, ``fd00::1`` → ``1.0.0…ip6.arpa``; an arpa name is kept."""
     try:
-        return IPv4Address(name).reverse_pointer
+        return ip_address(name).reverse_pointer
     except ValueError:
         return name.rstrip(".")
 
@@ -119,7 +116,7 @@ def dnsmasq_daemon(plan: Plan, topo: Topology, node: str) -> Daemon:
     spec = topo.nodes[node].dns
     assert spec is not None
     conf, hosts, log = "/etc/lab/dnsmasq.conf", "/etc/lab/dns.hosts", "/var/log/lab/dnsmasq.log"
-    a_records = [(r.name.rstrip("."), r.value) for r in spec.records if r.type == "A"]
+    a_records = [(r.name.rstrip("."), r.value) for r in spec.records if r.type in ("A", "AAAA")]
     cnames = [(r.name.rstrip("."), r.value.rstrip(".")) for r in spec.records if r.type == "CNAME"]
     ptrs = [(_arpa(r.name), r.value.rstrip(".")) for r in spec.records if r.type == "PTR"]
     known = {n for n, _ in a_records} | {n for n, _ in cnames}
@@ -149,10 +146,11 @@ def squid_daemon(plan: Plan, topo: Topology, node: str) -> Daemon:
     assert spec is not None
     allow: list[str] = []
     for item in spec.allow:
-        if isinstance(item, IPv4Network):
+        if isinstance(item, IPv4Network | IPv6Network):
             allow.append(str(item))
         elif item in topo.networks:
-            allow.append(str(topo.networks[item].subnet))
+            net = topo.networks[item]
+            allow += [str(s) for s in (net.subnet, net.subnet6) if s is not None]
         else:
             known = ", ".join(sorted(topo.networks)) or "none"
             raise InputError(f"node {node!r}: proxy.allow names network {item!r}, which the topology lacks",
@@ -181,8 +179,9 @@ def nginx_daemon(plan: Plan, topo: Topology, node: str, base_dir: Path) -> Daemo
     spec = topo.nodes[node].web
     assert spec is not None
     conf, access, error = "/etc/lab/nginx.conf", "/var/log/nginx/access.log", "/var/log/nginx/error.log"
+    ipv6 = any(i.address6 is not None for i in topo.nodes[node].interfaces.values())
     files = {conf: _render("nginx.conf.j2", node=node, port=spec.port, root=WEB_ROOT, access_log=access,
-                           error_log=error)}
+                           error_log=error, ipv6=ipv6)}
     for url_path, doc in spec.documents.items():
         if isinstance(doc, WebFile):
             files[WEB_ROOT + url_path] = _read_document(node, url_path, _inside(node, url_path, base_dir, doc.file))

@@ -42,7 +42,7 @@ from lab.cluster.teardown import teardown
 from lab.errors import EnvironmentProblem, InputError, TopologyError
 from lab.net import impair
 from lab.nodes.container import CAPABILITIES, labels_for
-from lab.plan import Plan, make_plan
+from lab.plan import Plan, make_plan, networks_record
 from lab.state import Journal, lab_dir, lab_lock, write_lab_info
 from lab.topology.loader import SourceMap
 from lab.topology.model import Topology
@@ -136,7 +136,7 @@ def up(topo: Topology, smap: SourceMap, cluster: Cluster, source_file: str | Non
                 "nodes": {n: {**vars(s), "machine": placed[n].machine, "container": placed[n].container,
                               "pid": placed[n].pid, "engine": cluster.machines[placed[n].machine].engine,
                               "tls": cluster.tls_paths(placed[n].machine)} for n, s in plan.nodes.items()},
-                "networks": {n: {"subnet": str(net.subnet)} for n, net in topo.networks.items()},
+                "networks": networks_record(topo),
                 "bridges": [vars(b) for b in plan.bridges], "switch": None, "emulator": emulator,
             })
             impair.apply_topology(topo, journal, emulator, progress)

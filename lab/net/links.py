@@ -49,12 +49,14 @@ def queue_addresses(plan: Plan, spaces: Mapping[str, Namespace]) -> None:
             master = v.peer_master if v.master else None
             spaces[v.peer_netns].rtnl.set_link(v.peer_index, up=True, master=master,
                                                what=f"bring {v.peer_ifname} up")
-        if v.address:
-            spaces[v.netns].rtnl.add_address(v.index, v.address, v.ifname)
-        if v.peer_address:
-            spaces[v.peer_netns].rtnl.add_address(v.peer_index, v.peer_address, v.peer_ifname)
+        for address in (v.address, v.address6):
+            if address:
+                spaces[v.netns].rtnl.add_address(v.index, address, v.ifname)
+        for address in (v.peer_address, v.peer_address6):
+            if address:
+                spaces[v.peer_netns].rtnl.add_address(v.peer_index, address, v.peer_ifname)
     for r in plan.routes:
-        spaces[r.netns].rtnl.add_route(r.dst, r.via, r.oif)
+        spaces[r.netns].rtnl.add_route(r.dst, r.via, r.oif, r.family)
 
 
 def flush(spaces: Mapping[str, Namespace]) -> None:

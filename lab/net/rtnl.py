@@ -25,7 +25,7 @@ import errno
 import os
 import socket
 import struct
-from ipaddress import IPv4Address
+from ipaddress import ip_address
 
 NETLINK_ROUTE = 0
 SOL_NETLINK = 270
@@ -61,6 +61,7 @@ IFLA_BR_STP_STATE = 5
 
 IFA_ADDRESS = 1
 IFA_LOCAL = 2
+IFA_F_NODAD = 0x02
 
 RTA_DST = 1
 RTA_OIF = 4
@@ -243,24 +244,32 @@ class Rtnl:
         self.request(RTM_SETLINK, 0, body, what or f"configure interface #{index}")
 
     def add_address(self, index: int, address: str, ifname: str = "") -> None:
-        """``ip addr add A/P dev IF``: IFA_LOCAL and IFA_ADDRESS both the address, no broadcast."""
+        """``ip addr add A/P dev IF``: IFA_LOCAL and IFA_ADDRESS both the address, no broadcast.
+
+        An IPv6 address is added ``nodad``: usable at once, not tentative while DAD runs.
+        """
         ip, _, prefix = address.partition("/")
-        packed = IPv4Address(ip).packed
-        body = _IFADDR.pack(socket.AF_INET, int(prefix or 32), 0, 0, index)
-        body += nla(IFA_LOCAL, packed) + nla(IFA_ADDRESS, packed)
+        parsed = ip_address(ip)
+        family, flags = (socket.AF_INET, 0) if parsed.version == 4 else (socket.AF_INET6, IFA_F_NODAD)
+        body = _IFADDR.pack(family, int(prefix or parsed.max_prefixlen), flags, 0, index)
+        body += nla(IFA_LOCAL, parsed.packed) + nla(IFA_ADDRESS, parsed.packed)
         what = f"add address {address} to {ifname or index}"
         self.request(RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL, body, what)
 
-    def add_route(self, dst: str, via: str | None = None, oif: int | None = None) -> None:
-        """``ip route add DST [via GW] [dev IF] proto static``; DST 'default' or a CIDR."""
-        net, _, prefix = ("0.0.0.0/0" if dst == "default" else dst).partition("/")
-        dst_len = int(prefix or 32)
-        scope = RT_SCOPE_UNIVERSE if via else RT_SCOPE_LINK
-        body = _RTMSG.pack(socket.AF_INET, dst_len, 0, 0, RT_TABLE_MAIN, RTPROT_STATIC, scope, RTN_UNICAST, 0)
+    def add_route(self, dst: str, via: str | None = None, oif: int | None = None, family: int = 4) -> None:
+        """``ip [-6] route add DST [via GW] [dev IF] proto static``; DST 'default' (of ``family``) or a CIDR."""
+        if dst == "default":
+            dst = "0.0.0.0/0" if family == 4 else "::/0"
+        net, _, prefix = dst.partition("/")
+        parsed = ip_address(net)
+        dst_len = int(prefix or parsed.max_prefixlen)
+        af = socket.AF_INET if parsed.version == 4 else socket.AF_INET6
+        scope = RT_SCOPE_UNIVERSE if via or parsed.version == 6 else RT_SCOPE_LINK
+        body = _RTMSG.pack(af, dst_len, 0, 0, RT_TABLE_MAIN, RTPROT_STATIC, scope, RTN_UNICAST, 0)
         if dst_len:
-            body += nla(RTA_DST, IPv4Address(net).packed)
+            body += nla(RTA_DST, parsed.packed)
         if via:
-            body += nla(RTA_GATEWAY, IPv4Address(via).packed)
+            body += nla(RTA_GATEWAY, ip_address(via).packed)
         if oif:
             body += nla_u32(RTA_OIF, oif)
         what = f"add route {dst}" + (f" via {via}" if via else "") + (f" dev #{oif}" if oif else "")

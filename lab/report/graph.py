@@ -21,7 +21,7 @@ from html import escape
 from pathlib import Path
 
 from lab.errors import EnvironmentProblem
-from lab.topology.model import Topology
+from lab.topology.model import Interface, Network, Topology
 
 DOT_TIMEOUT = 30
 _FILL = {"host": "#e3f2fd", "router": "#fff3e0", "container": "#e8f5e9"}
@@ -64,8 +64,8 @@ def topology_dot(topo: Topology, machines: dict[str, str] | None = None) -> str:
     ]
     for name, net in topo.networks.items():
         mtu = f"\nmtu {net.mtu}" if net.mtu else ""
-        lines.append(f"  {_q('net:' + name)} [shape=ellipse, fillcolor=\"#ede7f6\", "
-                     f"label={_q(f'{name}{chr(10)}{net.subnet}{chr(10)}bridge{mtu}')}];")
+        label = chr(10).join([name, *_subnets(net), f"bridge{mtu}"])
+        lines.append(f"  {_q('net:' + name)} [shape=ellipse, fillcolor=\"#ede7f6\", label={_q(label)}];")
     for name, node in topo.nodes.items():
         shape = _SHAPE.get(node.kind, "box")
         fill = _FILL.get(node.kind, "#eeeeee")
@@ -78,12 +78,12 @@ def topology_dot(topo: Topology, machines: dict[str, str] | None = None) -> str:
     for name, node in topo.nodes.items():
         for ifname, iface in node.interfaces.items():
             if iface.network:
-                text = f"{ifname}\n{_address(iface.address)}"
+                text = f"{ifname}\n{_addresses(iface)}"
                 lines.append(f"  {_q('node:' + name)} -- {_q('net:' + iface.network)} [label={_q(text)}];")
     for link in topo.links:
         (na, ia), (nb, ib) = link.ends
-        ta = f"{ia}\n{_address(_iface_address(topo, na, ia))}"
-        tb = f"{ib}\n{_address(_iface_address(topo, nb, ib))}"
+        ta = f"{ia}\n{_addresses(topo.nodes[na].interfaces[ia])}"
+        tb = f"{ib}\n{_addresses(topo.nodes[nb].interfaces[ib])}"
         lines.append(f"  {_q('node:' + na)} -- {_q('node:' + nb)} [taillabel={_q(ta)}, headlabel={_q(tb)}, "
                      'labeldistance="2.2", labelangle="30", style="bold", color="#37474f"];')
     lines.append("}")
@@ -91,20 +91,22 @@ def topology_dot(topo: Topology, machines: dict[str, str] | None = None) -> str:
 
 
 def hosts_of(topo: Topology) -> dict[str, str]:
-    """IP address → node name, for the headings of the packet sequence diagram (RunResult.hosts)."""
+    """IP address (either family) → node name, for the headings of the packet sequence diagram."""
     names: dict[str, str] = {}
     for name, node in topo.nodes.items():
         for iface in node.interfaces.values():
-            if iface.address is not None:
-                names.setdefault(str(iface.address.ip), name)
+            for address in iface.addresses():
+                names.setdefault(str(address.ip), name)
     return names
 
 
-def _iface_address(topo: Topology, node: str, ifname: str) -> object | None:
-    n = topo.nodes.get(node)
-    if n is None or ifname not in n.interfaces:
-        return None
-    return n.interfaces[ifname].address
+def _subnets(net: Network) -> list[str]:
+    return [str(s) for s in (net.subnet, net.subnet6) if s is not None]
+
+
+def _addresses(iface: Interface) -> str:
+    """An interface's addresses, one per line (``no address`` when it has none)."""
+    return "\n".join(str(a) for a in iface.addresses()) or _address(None)
 
 
 def _run_dot(topo: Topology, fmt: str, output: Path | None = None, machines: dict[str, str] | None = None) -> bytes:
@@ -179,7 +181,7 @@ def _layout(topo: Topology, machines: dict[str, str] | None = None
     networks = list(topo.networks)
     for i, name in enumerate(networks):
         net = topo.networks[name]
-        boxes["net:" + name] = _Box("net:" + name, [name, str(net.subnet), "bridge"], x=160 + i * SPACING,
+        boxes["net:" + name] = _Box("net:" + name, [name, *_subnets(net), "bridge"], x=160 + i * SPACING,
                                     y=NET_Y, w=150, h=58, fill="#ede7f6", round=True)
     edges: list[tuple[str, str, str, str]] = []
     homes: dict[str, list[str]] = {}
@@ -193,12 +195,14 @@ def _layout(topo: Topology, machines: dict[str, str] | None = None
         for ifname, iface in node.interfaces.items():
             if iface.network and "net:" + iface.network in boxes:
                 homes[name].append(iface.network)
-                edges.append((box.key, "net:" + iface.network, f"{ifname} {_address(iface.address)}", ""))
+                edges.append((box.key, "net:" + iface.network, f"{ifname} {_addresses(iface)}".replace("\n", " "),
+                              ""))
     for link in topo.links:
         (na, ia), (nb, ib) = link.ends
         if "node:" + na in boxes and "node:" + nb in boxes:
-            edges.append(("node:" + na, "node:" + nb, f"{ia} {_address(_iface_address(topo, na, ia))}",
-                          f"{ib} {_address(_iface_address(topo, nb, ib))}"))
+            edges.append(("node:" + na, "node:" + nb,
+                          f"{ia} {_addresses(topo.nodes[na].interfaces[ia])}".replace("\n", " "),
+                          f"{ib} {_addresses(topo.nodes[nb].interfaces[ib])}".replace("\n", " ")))
     # Multi-homed nodes sit between their networks; the rest alternate above and below theirs.
     slots: dict[tuple[str, str], int] = {}
     placed: set[str] = set()

@@ -8,7 +8,7 @@ can become kernel names (namespaces, interfaces) without escaping or shells.
 from __future__ import annotations
 
 from collections.abc import Callable
-from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network, IPv6Address, IPv6Interface, IPv6Network
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
@@ -43,10 +43,22 @@ class Strict(BaseModel):
 
 
 class Network(Strict):
-    """One L2 segment: a Linux bridge inside the lab's switch namespace."""
+    """One L2 segment: a Linux bridge inside the lab's switch namespace, IPv4, IPv6 or both."""
 
-    subnet: IPv4Network
+    subnet: IPv4Network | None = None
+    subnet6: IPv6Network | None = None  # dual-stack beside subnet, or IPv6 only
     mtu: int | None = Field(default=None, ge=576, le=9000)
+
+    @model_validator(mode="after")
+    def _a_subnet(self) -> Network:
+        if self.subnet is None and self.subnet6 is None:
+            raise ValueError("a network needs subnet: (IPv4), subnet6: (IPv6), or both")
+        if self.subnet6 is not None and self.mtu is not None and self.mtu < 1280:
+            raise ValueError(f"mtu {self.mtu}: IPv6 needs at least 1280")
+        return self
+
+    def subnet_of(self, family: int) -> IPv4Network | IPv6Network | None:
+        return self.subnet if family == 4 else self.subnet6
 
 
 class Impair(Strict):
@@ -112,49 +124,88 @@ class Interface(Strict):
 
     network: NetworkName | None = None
     address: IPv4Interface | None = None
+    address6: IPv6Interface | None = None  # beside address (dual-stack), or alone
     mtu: int | None = Field(default=None, ge=576, le=9000)
     mac: Annotated[str, StringConstraints(pattern=r"^([0-9a-f]{2}:){5}[0-9a-f]{2}$")] | None = None
     impair: Impair | None = None  # shapes what leaves this interface (the tc convention)
 
+    def addresses(self) -> list[IPv4Interface | IPv6Interface]:
+        """Its addresses, IPv4 first."""
+        return [a for a in (self.address, self.address6) if a is not None]
+
 
 class Route(Strict):
-    """A static route: ``to`` is ``default`` or a CIDR; ``via`` a gateway on a connected subnet."""
+    """A static route: ``to`` is ``default`` or a CIDR; ``via`` a gateway on a connected subnet.
 
-    to: Literal["default"] | IPv4Network
-    via: IPv4Address | None = None
+    Its family follows ``to`` (a CIDR) or ``via``: ``{to: default, via: "fd00:1::1"}`` is IPv6's default;
+    a default with neither is IPv4's (``{to: default, dev: eth0}``).
+    """
+
+    to: Literal["default"] | IPv4Network | IPv6Network
+    via: IPv4Address | IPv6Address | None = None
     dev: IfName | None = None
+
+    @model_validator(mode="after")
+    def _one_family(self) -> Route:
+        if self.to != "default" and self.via is not None and not isinstance(self.to, str) \
+                and self.to.version != self.via.version:
+            raise ValueError(f"to {self.to} is IPv{self.to.version} but via {self.via} is IPv{self.via.version}")
+        return self
+
+    @property
+    def family(self) -> int:
+        if not isinstance(self.to, str):
+            return self.to.version
+        return self.via.version if self.via is not None else 4
+
+    @property
+    def destination(self) -> str:
+        """``to`` as the kernel writes it: ``default`` is 0.0.0.0/0 or ::/0 by family."""
+        if self.to == "default":
+            return "0.0.0.0/0" if self.family == 4 else "::/0"
+        return str(self.to)
 
 
 DNS_NAME = r"^[A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9])?\.?$"
 DnsName = Annotated[str, StringConstraints(pattern=DNS_NAME, max_length=253)]
+Ip6Text = Annotated[str, StringConstraints(pattern=r"^[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*$", max_length=45)]
 DocPath = Annotated[str, StringConstraints(pattern=r"^(/[A-Za-z0-9_-][A-Za-z0-9_.-]*)+$", max_length=255)]
 Port = Annotated[int, Field(ge=1, le=65535)]
 
 
-def _is_ipv4(text: str) -> bool:
-    try:
-        IPv4Address(text)
-        return True
-    except ValueError:
-        return False
+def _ip_version(text: str) -> int | None:
+    """4 or 6 for an IP address, None for anything else (a host name)."""
+    for kind in (IPv4Address, IPv6Address):
+        try:
+            return kind(text).version
+        except ValueError:
+            continue
+    return None
 
 
 class DnsRecord(Strict):
-    """One record a node's DNS server answers: A (name → IPv4), CNAME (name → name), PTR (IPv4 → name)."""
+    """One record a node's DNS server answers: A (name → IPv4), AAAA (name → IPv6), CNAME (name → name),
+    PTR (an address → name, answered in in-addr.arpa or ip6.arpa)."""
 
-    name: DnsName  # for PTR: the IPv4 address (or its ...in-addr.arpa name)
-    type: Literal["A", "CNAME", "PTR"] = "A"
-    value: DnsName  # A: an IPv4 address; CNAME and PTR: a host name
+    name: DnsName | Ip6Text  # for PTR: the address (or its ...in-addr.arpa / ...ip6.arpa name)
+    type: Literal["A", "AAAA", "CNAME", "PTR"] = "A"
+    value: DnsName | Ip6Text  # A: an IPv4 address; AAAA: an IPv6 one; CNAME and PTR: a host name
 
     @model_validator(mode="after")
     def _value_fits_type(self) -> DnsRecord:
-        if self.type == "A" and not _is_ipv4(self.value):
+        version = _ip_version(str(self.value))
+        if self.type == "A" and version != 4:
             raise ValueError(f"an A record's value is an IPv4 address, not {self.value!r}")
-        if self.type != "A" and _is_ipv4(self.value):
+        if self.type == "AAAA" and version != 6:
+            raise ValueError(f"an AAAA record's value is an IPv6 address, not {self.value!r}")
+        if self.type in ("CNAME", "PTR") and version is not None:
             raise ValueError(f"a {self.type} record's value is a host name, not the address {self.value!r}")
-        arpa = self.name.rstrip(".").endswith(".in-addr.arpa")
-        if self.type == "PTR" and not (_is_ipv4(self.name) or arpa):
-            raise ValueError(f"a PTR record's name is an IPv4 address or x.in-addr.arpa, not {self.name!r}")
+        name = str(self.name).rstrip(".")
+        arpa = name.endswith((".in-addr.arpa", ".ip6.arpa"))
+        if self.type == "PTR" and not (_ip_version(name) or arpa):
+            raise ValueError(f"a PTR record's name is an address, x.in-addr.arpa or x.ip6.arpa, not {self.name!r}")
+        if self.type != "PTR" and _ip_version(name) == 6:
+            raise ValueError(f"an {self.type} record's name is a host name, not the address {self.name!r}")
         return self
 
 
@@ -168,9 +219,9 @@ class ProxyService(Strict):
     """Run an HTTP proxy (squid) on this container node, as the book's ernest-laptop does in ch.4."""
 
     port: Port = 3128
-    allow: list[NetworkName | IPv4Network] = Field(default_factory=list)  # networks/CIDRs (default: its own)
+    allow: list[NetworkName | IPv4Network | IPv6Network] = Field(default_factory=list)  # (default: its own)
     cache: bool = False  # False writes `cache deny all`: every fetch reaches the web server (a MISS)
-    nameservers: list[IPv4Address] = Field(default_factory=list)  # dns_nameservers (default: node's resolv)
+    nameservers: list[IPv4Address | IPv6Address] = Field(default_factory=list)  # (default: node's resolv)
 
 
 class WebFile(Strict):
@@ -189,7 +240,7 @@ class WebService(Strict):
 class Resolv(Strict):
     """The node's /etc/resolv.conf: the DNS servers it asks (with none, names come from /etc/hosts only)."""
 
-    nameservers: list[IPv4Address] = Field(default_factory=list, max_length=3)
+    nameservers: list[IPv4Address | IPv6Address] = Field(default_factory=list, max_length=3)
     search: list[DnsName] = Field(default_factory=list, max_length=6)
 
 
@@ -204,7 +255,7 @@ class Node(Strict):
     env: dict[Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")], EnvValue] = Field(
         default_factory=dict
     )
-    hosts: dict[HostName, IPv4Address] = Field(default_factory=dict)
+    hosts: dict[HostName, IPv4Address | IPv6Address] = Field(default_factory=dict)
     resolv: Resolv | None = None  # /etc/resolv.conf (any kind of node)
     dns: DnsService | None = None  # run dnsmasq (container nodes, e.g. image: dns)
     proxy: ProxyService | None = None  # run squid (container nodes, e.g. image: proxy)
@@ -262,7 +313,14 @@ class Topology(Strict):
     nodes: dict[NodeName, Node]
     links: list[Link] = Field(default_factory=list)
     sysctls: dict[SysctlKey, SysctlValue] = Field(default_factory=dict)
-    ipv6: bool = False
+    ipv6: bool = False  # IPv6 on (link-local addresses) even where no subnet6 or address6 asks for it
+
+    @property
+    def uses_ipv6(self) -> bool:
+        """Whether the lab's namespaces get IPv6: asked for, or any IPv6 subnet, address or route."""
+        return self.ipv6 or any(n.subnet6 for n in self.networks.values()) or any(
+            i.address6 is not None for node in self.nodes.values() for i in node.interfaces.values()) or any(
+            r.family == 6 for node in self.nodes.values() for r in node.routes)
 
     @field_validator("nodes")
     @classmethod

@@ -9,7 +9,7 @@ not reported again as "the interface it meant has no link".
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network, IPv6Address, IPv6Interface, IPv6Network
 from typing import TYPE_CHECKING
 
 from lab import names
@@ -93,7 +93,7 @@ def _check_links(topo: Topology, problem: Problem) -> tuple[dict[tuple[str, str]
 
 def _check_nodes(topo: Topology, linked: dict[tuple[str, str], int], unsure: set[str],
                  problem: Problem) -> None:
-    seen_addresses: dict[IPv4Address, str] = {}
+    seen_addresses: dict[IPv4Address | IPv6Address, str] = {}
     for name, node in topo.nodes.items():
         base = ("nodes", name)
         if node.kind == "container" and not node.image:
@@ -109,19 +109,31 @@ def _check_nodes(topo: Topology, linked: dict[tuple[str, str], int], unsure: set
                 if net is None:
                     known = _names(topo.networks) or "none declared"
                     problem(path + ("network",), f"unknown network {iface.network!r} (networks: {known})")
-                elif iface.address is not None:
-                    _check_in_subnet(iface.address, net.subnet, path + ("address",), problem, iface.network)
+                else:
+                    for key, addr, subnet in (("address", iface.address, net.subnet),
+                                              ("address6", iface.address6, net.subnet6)):
+                        if addr is None:
+                            continue
+                        if subnet is None:
+                            other = "subnet6" if key == "address6" else "subnet"
+                            problem(path + (key,), f"network {iface.network!r} has no {other}: for {addr}; "
+                                                   f"add one to networks.{iface.network}, or remove {key}:")
+                        else:
+                            _check_in_subnet(addr, subnet, path + (key,), problem, iface.network)
             elif (name, ifname) not in linked:
                 if name not in unsure:
                     problem(path, "interface has neither a network nor a link; "
                                   "add 'network:' or list it under links")
-            elif iface.address is not None:
-                _check_host_address(iface.address, path + ("address",), problem)
-            if iface.address is not None:
-                ip = iface.address.ip
-                if ip in seen_addresses:
-                    problem(path + ("address",), f"address {ip} is already used by {seen_addresses[ip]}")
-                seen_addresses.setdefault(ip, f"{name}:{ifname}")
+            else:
+                for key, addr in (("address", iface.address), ("address6", iface.address6)):
+                    if addr is not None:
+                        _check_host_address(addr, path + (key,), problem)
+            for key, addr in (("address", iface.address), ("address6", iface.address6)):
+                if addr is not None:
+                    ip = addr.ip
+                    if ip in seen_addresses:
+                        problem(path + (key,), f"address {ip} is already used by {seen_addresses[ip]}")
+                    seen_addresses.setdefault(ip, f"{name}:{ifname}")
         _check_routes(topo, name, problem)
 
 
@@ -131,9 +143,10 @@ def _check_link_subnets(topo: Topology, broken: set[int], problem: Problem) -> N
         if i in broken:
             continue
         ifaces = [topo.nodes[n].interfaces[ifname] for n, ifname in link.ends]
-        a, b = ifaces[0].address, ifaces[1].address
-        if a is not None and b is not None and a.network != b.network:
-            problem(("links", i), f"the two ends are on different subnets ({a.network} and {b.network})")
+        pairs = ((ifaces[0].address, ifaces[1].address), (ifaces[0].address6, ifaces[1].address6))
+        for a, b in pairs:
+            if a is not None and b is not None and a.network != b.network:
+                problem(("links", i), f"the two ends are on different subnets ({a.network} and {b.network})")
 
 
 def _check_network_sizes(topo: Topology, problem: Problem) -> None:
@@ -143,8 +156,10 @@ def _check_network_sizes(topo: Topology, problem: Problem) -> None:
             if iface.network:
                 ports[iface.network] = ports.get(iface.network, 0) + 1
     for net_name, net in topo.networks.items():
-        if net.subnet.prefixlen > 30 and ports.get(net_name, 0) > 2:
+        if net.subnet is not None and net.subnet.prefixlen > 30 and ports.get(net_name, 0) > 2:
             problem(("networks", net_name, "subnet"), f"{net.subnet} has room for at most 2 hosts")
+        if net.subnet6 is not None and net.subnet6.prefixlen > 126 and ports.get(net_name, 0) > 2:
+            problem(("networks", net_name, "subnet6"), f"{net.subnet6} has room for at most 2 hosts")
 
 
 def _check_switch_names(topo: Topology, problem: Problem) -> None:
@@ -177,8 +192,8 @@ def _check_switch_names(topo: Topology, problem: Problem) -> None:
             taken.setdefault(port, f"the switch port of {node_name}:{ifname}")
 
 
-def _check_in_subnet(addr: IPv4Interface, subnet: IPv4Network, path: tuple[object, ...], problem: Problem,
-                     net_name: str) -> None:
+def _check_in_subnet(addr: IPv4Interface | IPv6Interface, subnet: IPv4Network | IPv6Network,
+                     path: tuple[object, ...], problem: Problem, net_name: str) -> None:
     if addr.ip not in subnet:
         problem(path, f"{addr} is outside network {net_name!r} ({subnet})")
     elif addr.network != subnet:
@@ -188,9 +203,17 @@ def _check_in_subnet(addr: IPv4Interface, subnet: IPv4Network, path: tuple[objec
         _check_host_address(addr, path, problem)
 
 
-def _check_host_address(addr: IPv4Interface, path: tuple[object, ...], problem: Problem) -> None:
-    """Not the network or broadcast address of its subnet (those exist only from /30 down)."""
+def _check_host_address(addr: IPv4Interface | IPv6Interface, path: tuple[object, ...], problem: Problem) -> None:
+    """Not the network or broadcast address of its subnet (IPv4, from /30 down), nor IPv6's subnet-router
+    anycast address (the all-zero host, from /126 down); a link-local or multicast address is the kernel's."""
     subnet = addr.network
+    if isinstance(addr, IPv6Interface):
+        if addr.ip.is_link_local or addr.ip.is_multicast or addr.ip.is_loopback:
+            problem(path, f"{addr.ip} is not a unicast global or unique-local address; give one "
+                          "(link-local addresses are made by the kernel)")
+        elif subnet.prefixlen < 127 and addr.ip == subnet.network_address:
+            problem(path, f"{addr.ip} is the subnet-router anycast address of {subnet}; give a host address")
+        return
     if subnet.prefixlen < 31 and addr.ip in (subnet.network_address, subnet.broadcast_address):
         which = "network" if addr.ip == subnet.network_address else "broadcast"
         problem(path, f"{addr.ip} is the {which} address of {subnet}; give a host address")
@@ -199,16 +222,17 @@ def _check_host_address(addr: IPv4Interface, path: tuple[object, ...], problem: 
 def _check_routes(topo: Topology, name: str, problem: Problem) -> None:
     node = topo.nodes[name]
     connected = connected_subnets(topo, name)
-    own = {iface.address.ip for iface in node.interfaces.values() if iface.address is not None}
+    own = {a.ip for iface in node.interfaces.values() for a in iface.addresses()}
     destinations: dict[str, int] = {}
     for i, route in enumerate(node.routes):
         path = ("nodes", name, "routes", i)
-        dest = str(route.to)
+        dest = route.destination
         if dest in destinations:
-            problem(path + ("to",), f"a route to {dest} is already given by routes[{destinations[dest]}]; "
-                                    "the kernel takes one route per destination")
+            family = " (IPv6)" if route.family == 6 else ""
+            problem(path + ("to",), f"a route to {route.to}{family} is already given by "
+                                    f"routes[{destinations[dest]}]; the kernel takes one route per destination")
         destinations.setdefault(dest, i)
-        if route.to != "default" and isinstance(route.to, IPv4Network) and route.to in connected:
+        if not isinstance(route.to, str) and route.to in connected:
             problem(path + ("to",), f"{name!r} is directly connected to {route.to}; the kernel already has "
                                     "that route, remove this one")
         if route.dev is not None and route.dev not in node.interfaces:
@@ -218,20 +242,22 @@ def _check_routes(topo: Topology, name: str, problem: Problem) -> None:
         if route.via is not None and route.via in own:
             problem(path + ("via",), f"gateway {route.via} is the node's own address; "
                                      "give the address of the next router")
-        elif route.via is not None and not any(route.via in s for s in connected):
-            shown = ", ".join(str(s) for s in connected) or "none"
-            problem(path + ("via",), f"gateway {route.via} is not on a subnet {name!r} is connected to "
-                                     f"({shown})")
+        elif route.via is not None and not (route.via.version == 6 and route.via.is_link_local and route.dev) \
+                and not any(s.version == route.via.version and route.via in s for s in connected):
+            shown = ", ".join(str(s) for s in connected if s.version == route.via.version) or "none"
+            problem(path + ("via",), f"gateway {route.via} is not on an IPv{route.via.version} subnet {name!r} "
+                                     f"is connected to ({shown})")
 
 
-def connected_subnets(topo: Topology, name: str) -> list[IPv4Network]:
-    """The subnets a node has an addressed interface or a network on."""
-    nets: list[IPv4Network] = []
+def connected_subnets(topo: Topology, name: str) -> list[IPv4Network | IPv6Network]:
+    """The subnets (of both families) a node has an addressed interface or a network on."""
+    nets: list[IPv4Network | IPv6Network] = []
     for iface in topo.nodes[name].interfaces.values():
         if iface.network and iface.network in topo.networks:
-            nets.append(topo.networks[iface.network].subnet)
-        elif iface.address is not None:
-            nets.append(iface.address.network)
+            net = topo.networks[iface.network]
+            nets += [s for s in (net.subnet, net.subnet6) if s is not None]
+        else:
+            nets += [a.network for a in iface.addresses()]
     return nets
 
 
