@@ -74,7 +74,7 @@ def up(
                 "file": source_file,
                 "created": time.time(),
                 "nodes": {n: vars(s) for n, s in plan.nodes.items()},
-                "networks": networks_record(topo),
+                "networks": networks_record(topo), "ipv6": topo.uses_ipv6,
                 "bridges": [vars(b) for b in plan.bridges],
                 "switch": names.switch_netns(topo.name) if topo.networks else None,
                 "emulator": emulator,

@@ -57,7 +57,7 @@ def decode_frame(frame: bytes, time: float, point: str, no: int = 0, wirelen: in
         elif eth_type == ETH_IPV4:
             _decode_ipv4(packet, payload)
         elif eth_type == ETH_IPV6:
-            packet.note = _ipv6_note(payload)
+            _decode_ipv6(packet, payload)
         elif eth_type < 0x0600:
             packet.note = "802.3 frame (not decoded)"
         else:
@@ -67,12 +67,52 @@ def decode_frame(frame: bytes, time: float, point: str, no: int = 0, wirelen: in
     return packet
 
 
-def _ipv6_note(payload: bytes) -> str:
-    if len(payload) < 40:
-        return "truncated IPv6 header"
-    src = socket.inet_ntop(socket.AF_INET6, payload[8:24])
-    dst = socket.inet_ntop(socket.AF_INET6, payload[24:40])
-    return f"IPv6 {src} > {dst}, next header {payload[6]} (not decoded further)"
+def ip6_str(raw: bytes) -> str:
+    return socket.inet_ntop(socket.AF_INET6, raw)
+
+
+# extension headers walked past to the upper layer: hop-by-hop, routing, fragment, destination options
+IPV6_EXTENSIONS = (0, 43, 44, 60)
+
+
+def _decode_ipv6(packet: Packet, raw: bytes) -> None:
+    """The fixed header, the extension headers (RFC 8200 §4), then TCP, UDP or ICMPv6."""
+    if len(raw) < 40:
+        packet.note = f"truncated IPv6 header ({len(raw)} bytes)"
+        return
+    word, payload_length, next_header, hop_limit = struct.unpack("!IHBB", raw[:8])
+    # a payload length of 0 (a sender's TSO super-packet, or a jumbogram): the length is what was captured
+    ip = IpInfo(version=word >> 28, ihl=10, tos=(word >> 20) & 0xFF,
+                total_length=40 + payload_length if payload_length else 0, id=0,
+                df=False, mf=False, frag_offset=0, ttl=hop_limit, proto=next_header, src=ip6_str(raw[8:24]),
+                dst=ip6_str(raw[24:40]), flow_label=word & 0xFFFFF)
+    packet.ip = ip
+    offset, header = 40, next_header
+    while header in IPV6_EXTENSIONS:
+        if len(raw) < offset + 8:
+            packet.note = f"truncated IPv6 extension header {header}"
+            return
+        ip.extensions.append(header)
+        following = raw[offset]
+        if header == 44:  # Fragment: fixed 8 bytes
+            offset_flags, ip.id = struct.unpack("!HI", raw[offset + 2 : offset + 8])
+            ip.frag_offset, ip.mf = offset_flags >> 3, bool(offset_flags & 1)
+            size = 8
+        else:
+            size = (raw[offset + 1] + 1) * 8
+        offset += size
+        header = following
+    ip.proto, ip.ihl = header, offset // 4
+    end = 40 + payload_length if payload_length else len(raw)  # 0: a jumbogram, or a sender's TSO super-packet
+    body = raw[offset:end]
+    if ip.frag_offset:
+        return  # only the first fragment carries the transport header
+    if header == 6:
+        _decode_tcp(packet, body, ip)
+    elif header == 17:
+        _decode_udp(packet, body)
+    elif header == 58:
+        packet.icmp = _decode_icmp6(body, len(body))
 
 
 def _arp(a: dpkt.arp.ARP) -> ArpInfo:
@@ -179,6 +219,53 @@ def _decode_icmp(body: bytes, length: int) -> IcmpInfo | None:
     if info.type in (3, 4, 5, 11, 12):
         info.inner = _inner_ip(rest[4:])
     return info
+
+
+def _decode_icmp6(body: bytes, length: int) -> IcmpInfo | None:
+    """An ICMPv6 message: errors with the packet they quote, echo, and neighbour discovery (RFC 4861)."""
+    if len(body) < 4:
+        return None
+    info = IcmpInfo(type=body[0], code=body[1], length=length, version=6)
+    rest = body[4:]
+    if info.type in (128, 129) and len(rest) >= 4:
+        info.id, info.seq = struct.unpack("!HH", rest[:4])
+    elif info.type == 2 and len(rest) >= 4:
+        info.mtu = struct.unpack("!I", rest[:4])[0]
+    elif info.type in (135, 136, 137) and len(rest) >= 20:
+        info.target = ip6_str(rest[4:20])
+        if info.type == 136:
+            info.nd_flags = ", ".join(name for bit, name in ((0x80, "router"), (0x40, "solicited"),
+                                                             (0x20, "override")) if rest[0] & bit)
+        options = rest[36:] if info.type == 137 else rest[20:]
+        info.lladdr = _nd_lladdr(options, 1 if info.type == 135 else 2)
+    elif info.type in (133, 134):
+        info.lladdr = _nd_lladdr(rest[4:] if info.type == 133 else rest[12:], 1)
+    if info.is_error and len(rest) >= 4:
+        info.inner = _inner_ip6(rest[4:])
+    return info
+
+
+def _nd_lladdr(options: bytes, kind: int) -> str | None:
+    """The source (1) or target (2) link-layer address option of a neighbour discovery message."""
+    i = 0
+    while i + 2 <= len(options):
+        size = options[i + 1] * 8
+        if size == 0:
+            return None
+        if options[i] == kind and size >= 8:
+            return mac_str(options[i + 2 : i + 8])
+        i += size
+    return None
+
+
+def _inner_ip6(raw: bytes) -> InnerIp | None:
+    """The IPv6 packet an ICMPv6 error quotes (its ports when its upper layer follows the fixed header)."""
+    if len(raw) < 40 or raw[0] >> 4 != 6:
+        return None
+    inner = InnerIp(ip6_str(raw[8:24]), ip6_str(raw[24:40]), raw[6], 0)
+    if inner.proto in (6, 17) and len(raw) >= 44:
+        inner.sport, inner.dport = struct.unpack("!HH", raw[40:44])
+    return inner
 
 
 def _inner_ip(raw: bytes) -> InnerIp | None:

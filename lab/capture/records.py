@@ -42,6 +42,13 @@ ICMP_NAMES = {0: "echo reply", 3: "unreachable", 4: "source quench", 5: "redirec
               12: "parameter problem", 13: "time stamp request", 14: "time stamp reply",
               15: "information request", 16: "information reply", 17: "address mask request",
               18: "address mask reply"}
+ICMP6_NAMES = {1: "destination unreachable", 2: "packet too big", 3: "time exceeded in-transit",
+               4: "parameter problem", 128: "echo request", 129: "echo reply", 130: "multicast listener query",
+               131: "multicast listener report", 132: "multicast listener done", 133: "router solicitation",
+               134: "router advertisement", 135: "neighbor solicitation", 136: "neighbor advertisement",
+               137: "redirect", 143: "multicast listener report v2"}
+ICMP6_UNREACH = {0: "unreachable route", 1: "unreachable prohibited", 2: "beyond scope", 3: "unreachable address",
+                 4: "unreachable port", 5: "source address failed policy", 6: "reject route"}
 UNREACH = {0: "net {dst} unreachable", 1: "host {dst} unreachable", 2: "{dst} protocol {proto} unreachable",
             3: "{dst} {l4} port {dport} unreachable", 4: "{dst} unreachable - need to frag",
             5: "{dst} unreachable - source route failed", 6: "net {dst} unreachable - unknown",
@@ -88,7 +95,15 @@ class ArpInfo:
 
 @dataclass
 class IpInfo:
-    """The IPv4 header. ``frag_offset`` is in 8-byte units, as on the wire."""
+    """The IP header, either family. ``frag_offset`` is in 8-byte units, as on the wire.
+
+    For IPv6 the same fields in IPv4's names, so that what reads one reads both: ``tos`` is the
+    traffic class, ``ttl`` the hop limit, ``proto`` the upper-layer protocol (past the extension
+    headers, whose numbers are in ``extensions``), ``ihl`` counts the fixed header and the
+    extension headers in 32-bit words, ``total_length`` is 40 + the payload length, and ``id``,
+    ``mf`` and ``frag_offset`` come from a Fragment header (``df`` is False: IPv6 has no such bit,
+    and routers never fragment).
+    """
 
     version: int
     ihl: int
@@ -102,6 +117,16 @@ class IpInfo:
     proto: int
     src: str
     dst: str
+    flow_label: int = 0  # IPv6
+    extensions: list[int] = field(default_factory=list)  # IPv6: the extension headers' numbers, in order
+
+    @property
+    def hop_limit(self) -> int:
+        return self.ttl
+
+    @property
+    def has_fragment_header(self) -> bool:
+        return 44 in self.extensions
 
     @property
     def frag_offset_bytes(self) -> int:
@@ -134,7 +159,11 @@ class InnerIp:
 
 @dataclass
 class IcmpInfo:
-    """An ICMP message. ``length`` is the ICMP message length (tcpdump's "length")."""
+    """An ICMP or ICMPv6 message (``version``). ``length`` is the message length (tcpdump's "length").
+
+    ICMPv6's neighbour discovery fills ``target`` (solicitation and advertisement), ``nd_flags``
+    (an advertisement's router/solicited/override) and ``lladdr`` (the link-layer address option).
+    """
 
     type: int
     code: int
@@ -144,14 +173,19 @@ class IcmpInfo:
     gateway: str | None = None
     mtu: int | None = None
     inner: InnerIp | None = None
+    version: int = 4
+    target: str | None = None
+    nd_flags: str = ""
+    lladdr: str | None = None
 
     @property
     def name(self) -> str:
-        return ICMP_NAMES.get(self.type, f"type-#{self.type}")
+        names = ICMP6_NAMES if self.version == 6 else ICMP_NAMES
+        return names.get(self.type, f"type-#{self.type}")
 
     @property
     def is_error(self) -> bool:
-        return self.type in (3, 4, 5, 11, 12)
+        return self.type < 128 if self.version == 6 else self.type in (3, 4, 5, 11, 12)
 
 
 @dataclass

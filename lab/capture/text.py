@@ -20,6 +20,7 @@ from lab.capture.records import (
     ETH_NAMES,
     FIN,
     HTTP_PORTS,
+    ICMP6_UNREACH,
     IP_PROTO_NAMES,
     REDIRECT,
     RST,
@@ -46,9 +47,9 @@ def render(p: Packet, link: bool = False, ip_header: bool = False) -> str:
     if p.arp is not None:
         return prefix + ("" if link else "ARP, ") + _render_arp(p)
     if p.ip is not None:
-        head = "" if link else "IP "
+        head = "" if link else ("IP6 " if p.ip.version == 6 else "IP ")
         if ip_header:
-            head += _render_ip_header(p.ip) + " "
+            head += (_render_ip6_header(p.ip) if p.ip.version == 6 else _render_ip_header(p.ip)) + " "
         return prefix + head + _render_ip(p)
     if p.eth_type == ETH_IPV6:
         return prefix + ("" if link else "IP6 ") + f"({p.note}), length {p.length}"
@@ -79,6 +80,15 @@ def _render_ip_header(ip: IpInfo) -> str:
             f"proto {proto} ({ip.proto}), length {ip.total_length})")
 
 
+def _render_ip6_header(ip: IpInfo) -> str:
+    """tcpdump -v's IPv6 fields: (class, flowlabel, hlim, next-header, payload length)."""
+    first = ip.extensions[0] if ip.extensions else ip.proto
+    names = {0: "Options", 43: "Routing", 44: "Frag", 60: "DSTOPT", **IP_PROTO_NAMES}
+    traffic_class = f"class 0x{ip.tos:x}, " if ip.tos else ""
+    return (f"({traffic_class}flowlabel 0x{ip.flow_label:05x}, hlim {ip.ttl}, "
+            f"next-header {names.get(first, 'unknown')} ({first}) payload length: {max(ip.total_length - 40, 0)})")
+
+
 def _render_ip(p: Packet) -> str:
     ip = p.ip
     assert ip is not None
@@ -91,6 +101,8 @@ def _render_ip(p: Packet) -> str:
         return f"{ip.src}.{p.tcp.sport} > {ip.dst}.{p.tcp.dport}: {_render_tcp(p)}{frag}"
     if p.udp is not None:
         return f"{ip.src}.{p.udp.sport} > {ip.dst}.{p.udp.dport}: {_render_udp(p)}{frag}"
+    if p.icmp is not None and p.icmp.version == 6:
+        return f"{ip.src} > {ip.dst}: ICMP6, {_render_icmp6(p.icmp)}, length {p.icmp.length}{frag}"
     if p.icmp is not None:
         return f"{ip.src} > {ip.dst}: ICMP {_render_icmp(p.icmp)}, length {p.icmp.length}{frag}"
     if p.note:
@@ -221,6 +233,25 @@ def _render_icmp(i: IcmpInfo) -> str:
         return f"time stamp query id {i.id} seq {i.seq}"
     if i.type == 11:
         return "time exceeded in-transit" if i.code == 0 else "ip reassembly time exceeded"
+    return i.name
+
+
+def _render_icmp6(i: IcmpInfo) -> str:
+    """tcpdump's words for ICMPv6: ``neighbor solicitation, who has X``, ``packet too big, mtu N``, ..."""
+    if i.type in (128, 129):
+        return f"{i.name}, id {i.id}, seq {i.seq}"
+    if i.type == 135:
+        return f"{i.name}, who has {i.target}"
+    if i.type == 136:
+        return f"{i.name}, tgt is {i.target}" + (f" ({i.nd_flags})" if i.nd_flags else "")
+    if i.type == 2:
+        return f"{i.name}, mtu {i.mtu}"
+    if i.type == 1:
+        what = ICMP6_UNREACH.get(i.code, f"code-#{i.code}")
+        inner = i.inner
+        if inner is not None and i.code == 4 and inner.proto in (6, 17):
+            return f"{what}, {inner.dst} {'tcp' if inner.proto == 6 else 'udp'} port {inner.dport}"
+        return f"{what}, {inner.dst}" if inner is not None else what
     return i.name
 
 

@@ -136,7 +136,7 @@ def up(topo: Topology, smap: SourceMap, cluster: Cluster, source_file: str | Non
                 "nodes": {n: {**vars(s), "machine": placed[n].machine, "container": placed[n].container,
                               "pid": placed[n].pid, "engine": cluster.machines[placed[n].machine].engine,
                               "tls": cluster.tls_paths(placed[n].machine)} for n, s in plan.nodes.items()},
-                "networks": networks_record(topo),
+                "networks": networks_record(topo), "ipv6": topo.uses_ipv6,
                 "bridges": [vars(b) for b in plan.bridges], "switch": None, "emulator": emulator,
             })
             impair.apply_topology(topo, journal, emulator, progress)

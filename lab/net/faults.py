@@ -7,7 +7,8 @@ the lab's journal, so ``lab fault clear``, the end of an experiment, and
 ``lab down`` all remove it. Direction ``in`` is traffic
 arriving at the interface, ``out`` traffic leaving it.
 
-Where things live: loss and drops are iptables rules in the node's namespace
+Where things live: loss and drops are iptables rules in the node's namespace (and the same
+ip6tables rules in a lab with IPv6, unless the match names an address of the other family)
 (``raw PREROUTING -i IF`` for in, ``mangle POSTROUTING -o IF`` for out, so
 forwarded traffic on a router is hit too); a cable pull sets the switch-side
 port down (the node's NIC stays up, as when a cable is pulled at the switch),
@@ -33,6 +34,12 @@ from lab.topology import units
 
 Direction = Literal["in", "out", "both"]
 IPV4 = re.compile(r"^\d{1,3}(\.\d{1,3}){3}(/\d{1,2})?$")
+IPV6 = re.compile(r"^[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*(/\d{1,3})?$")
+TABLES = {4: "iptables", 6: "ip6tables"}
+# REJECT's answers in ip6tables' words (ICMPv6 has no "host unreachable": an address is unreachable)
+REJECT_WITH6 = {"icmp-port-unreachable": "icmp6-port-unreachable", "icmp-host-unreachable": "icmp6-addr-unreachable",
+                "icmp-net-unreachable": "icmp6-no-route", "icmp-admin-prohibited": "icmp6-adm-prohibited",
+                "tcp-reset": "tcp-reset"}
 
 
 @dataclass
@@ -49,6 +56,11 @@ class Endpoint:
     # the node's static routes that leave by this interface ({"to", "via", "dev"}): the kernel flushes
     # them when the interface goes down, so plugging it back in puts them back
     routes: list[dict[str, Any]] = field(default_factory=list)
+    ipv6: bool = False  # the lab has IPv6: iptables faults are ip6tables rules too
+
+    @property
+    def families(self) -> list[int]:
+        return [4, 6] if self.ipv6 else [4]
 
     @property
     def label(self) -> str:
@@ -82,16 +94,21 @@ def endpoint(lab_info: dict[str, Any], spec: str) -> Endpoint:
     iface = interfaces[ifname]
     inside = node_namespace(lab_info, node)
     routes = [r for r in nodes[node].get("routes", []) if r.get("dev") == ifname]
+    ipv6 = bool(lab_info.get("ipv6"))
     if iface.get("network"):
         return Endpoint(lab_info["name"], node, ifname, inside, switch_namespace(lab_info, node),
-                        names.port_name(node, ifname), peer_is_switch=True, routes=routes)
+                        names.port_name(node, ifname), peer_is_switch=True, routes=routes, ipv6=ipv6)
     peer_node, _, peer_if = str(iface["peer"]).partition(":")
     return Endpoint(lab_info["name"], node, ifname, inside, node_namespace(lab_info, peer_node), peer_if,
-                    routes=routes)
+                    routes=routes, ipv6=ipv6)
 
 
-def parse_match(text: str) -> list[str]:
-    """A small, closed match language → iptables arguments: ``tcp syn dport 80``, ``udp port 53``, ``from 10.0.0.1``."""
+def parse_match(text: str, family: int = 4) -> list[str] | None:
+    """A small, closed match language → iptables arguments: ``tcp syn dport 80``, ``udp port 53``, ``from 10.0.0.1``.
+
+    For ``family`` 6 the ip6tables arguments (``icmp`` is ICMPv6); None when the match names an
+    address of the other family, so that family gets no rule.
+    """
     words = text.split()
     args: list[str] = []
     proto = None
@@ -100,7 +117,7 @@ def parse_match(text: str) -> list[str]:
         w = words[i]
         if w in ("tcp", "udp", "icmp"):
             proto = w
-            args += ["-p", w]
+            args += ["-p", "ipv6-icmp" if (w, family) == ("icmp", 6) else w]
         elif w in ("syn", "synack", "rst", "fin"):
             if proto is None:
                 proto = "tcp"
@@ -115,8 +132,11 @@ def parse_match(text: str) -> list[str]:
             value = words[i + 1]
             i += 1
             if w in ("from", "to"):
-                if not IPV4.match(value):
-                    raise InputError(f"match {text!r}: {value!r} is not an IPv4 address or CIDR")
+                version = 4 if IPV4.match(value) else 6 if IPV6.match(value) else None
+                if version is None:
+                    raise InputError(f"match {text!r}: {value!r} is not an IPv4 or IPv6 address or CIDR")
+                if version != family:
+                    return None
                 args += ["-s" if w == "from" else "-d", value]
             else:
                 if not value.isdigit() or not 0 < int(value) < 65536:
@@ -138,20 +158,33 @@ def directions(direction: Direction) -> list[str]:
     return ["in", "out"] if direction == "both" else [direction]
 
 
-def iptables_fault(ep: Endpoint, match: list[str], target: list[str], direction: Direction, what: str) -> Fault:
+def iptables_fault(ep: Endpoint, match: str, target: list[str], direction: Direction, what: str) -> Fault:
+    """The rule in each direction, for each family the lab has (ip6tables with IPv6's words)."""
     fault = Fault(new_id(), ep.label, what)
     # what lab's link emulator sends again has met these rules once already (lab.net.emulator)
     tag = ["-m", "mark", "!", "--mark", hex(RESENT_MARK), "-m", "comment", "--comment", f"lab-fault-{fault.id}"]
-    for d in directions(direction):
-        if target[:2] == ["-j", "REJECT"]:
-            table, chain, iface = "filter", ("INPUT" if d == "in" else "OUTPUT"), ("-i" if d == "in" else "-o")
-        elif d == "in":
-            table, chain, iface = "raw", "PREROUTING", "-i"
-        else:
-            table, chain, iface = "mangle", "POSTROUTING", "-o"
-        rule = [chain, iface, ep.ifname, *match, *tag, *target]
-        fault.apply.append(ep.inside.command(["iptables", "-w", "-t", table, "-I", *rule]))
-        fault.undo.append(ep.inside.command(["iptables", "-w", "-t", table, "-D", *rule]))
+    ruled = []
+    for family in ep.families:
+        args = parse_match(match, family) if match else []
+        if args is None:
+            continue
+        ruled.append(family)
+        family_target = target
+        if family == 6 and target[:2] == ["-j", "REJECT"] and "--reject-with" in target:
+            family_target = [*target[:-1], REJECT_WITH6[target[-1]]]
+        for d in directions(direction):
+            if target[:2] == ["-j", "REJECT"]:
+                table, chain, iface = "filter", ("INPUT" if d == "in" else "OUTPUT"), ("-i" if d == "in" else "-o")
+            elif d == "in":
+                table, chain, iface = "raw", "PREROUTING", "-i"
+            else:
+                table, chain, iface = "mangle", "POSTROUTING", "-o"
+            rule = [chain, iface, ep.ifname, *args, *tag, *family_target]
+            fault.apply.append(ep.inside.command([TABLES[family], "-w", "-t", table, "-I", *rule]))
+            fault.undo.append(ep.inside.command([TABLES[family], "-w", "-t", table, "-D", *rule]))
+    if not ruled:
+        raise InputError(f"match {match!r} names an IPv6 address, and lab {ep.lab!r} has no IPv6",
+                         "give an IPv4 address, or give the topology subnet6/address6")
     return fault
 
 
@@ -160,11 +193,11 @@ def loss(ep: Endpoint, percent: float, direction: Direction = "both", match: str
         raise InputError(f"--loss {percent}%: give a percentage between 0 and 100")
     target = ["-m", "statistic", "--mode", "random", "--probability", f"{percent / 100:.6f}", "-j", "DROP"]
     what = f"loss {percent:g}% {direction}" + (f" of {match}" if match else "")
-    return iptables_fault(ep, parse_match(match) if match else [], target, direction, what)
+    return iptables_fault(ep, match, target, direction, what)
 
 
 def drop(ep: Endpoint, match: str, direction: Direction = "in") -> Fault:
-    return iptables_fault(ep, parse_match(match), ["-j", "DROP"], direction, f"drop {match} {direction}")
+    return iptables_fault(ep, match, ["-j", "DROP"], direction, f"drop {match} {direction}")
 
 
 def reject(ep: Endpoint, match: str, direction: Direction = "in", with_: str = "icmp-port-unreachable") -> Fault:
@@ -173,7 +206,7 @@ def reject(ep: Endpoint, match: str, direction: Direction = "in", with_: str = "
     if with_ not in allowed:
         raise InputError(f"--reject-with {with_!r}", f"one of: {', '.join(sorted(allowed))}")
     target = ["-j", "REJECT", "--reject-with", with_]
-    return iptables_fault(ep, parse_match(match), target, direction, f"reject {match} {direction} with {with_}")
+    return iptables_fault(ep, match, target, direction, f"reject {match} {direction} with {with_}")
 
 
 def qdisc_targets(ep: Endpoint, direction: Direction) -> list[tuple[Namespace, str]]:
@@ -245,7 +278,9 @@ def restore_routes(ep: Endpoint) -> list[list[str]]:
     commands = []
     for route in ep.routes:
         via = ["via", str(route["via"])] if route.get("via") else []
-        commands.append(ep.inside.command(["ip", "route", "replace", str(route["to"]), *via, "dev", ep.ifname]))
+        family = ["-6"] if str(route.get("family")) == "6" else []
+        commands.append(ep.inside.command(["ip", *family, "route", "replace", str(route["to"]), *via,
+                                           "dev", ep.ifname]))
     return commands
 
 

@@ -220,3 +220,62 @@ def handshake_frames() -> list[bytes]:
 def timed(frames: list[bytes], start: float = 1000.0, step: float = 0.001) -> list[tuple[float, bytes]]:
     """Frames with timestamps ``start``, ``start + step``, ..."""
     return [(start + i * step, f) for i, f in enumerate(frames)]
+
+
+# ---------------------------------------------------------------- IPv6 (built by hand: every field visible)
+
+
+def ip6(text: str) -> bytes:
+    return socket.inet_pton(socket.AF_INET6, text)
+
+
+def ipv6(src: str, dst: str, next_header: int, payload: bytes, hop_limit: int = 64, flow_label: int = 0,
+         traffic_class: int = 0, extensions: bytes = b"") -> bytes:
+    """An IPv6 packet; ``extensions`` are extension headers already chained (their first number is
+    ``next_header``)."""
+    word = (6 << 28) | (traffic_class << 20) | flow_label
+    body = extensions + payload
+    return struct.pack("!IHBB", word, len(body), next_header, hop_limit) + ip6(src) + ip6(dst) + body
+
+
+def fragment_header(next_header: int, offset: int, more: bool, ident: int) -> bytes:
+    """RFC 8200's Fragment header; ``offset`` in 8-byte units."""
+    return struct.pack("!BBHI", next_header, 0, (offset << 3) | int(more), ident)
+
+
+def hop_by_hop(next_header: int) -> bytes:
+    """A hop-by-hop options header with a router alert (as MLD reports carry) padded to 8 bytes."""
+    return bytes([next_header, 0, 5, 2, 0, 0, 1, 0])
+
+
+def eth6(src_mac: str, dst_mac: str, packet: bytes) -> bytes:
+    return eth(src_mac, dst_mac, packet, eth_type=0x86DD)
+
+
+def tcp6_frame(src: str, dst: str, seg: dpkt.tcp.TCP, src_mac: str = MAC_A, dst_mac: str = MAC_B,
+               hop_limit: int = 64, flow_label: int = 0) -> bytes:
+    return eth6(src_mac, dst_mac, ipv6(src, dst, 6, bytes(seg), hop_limit=hop_limit, flow_label=flow_label))
+
+
+def icmp6(icmp_type: int, code: int, body: bytes) -> bytes:
+    """An ICMPv6 message (checksum left 0: the decoder does not check it)."""
+    return struct.pack("!BBH", icmp_type, code, 0) + body
+
+
+def neighbor_solicitation(target: str, source_mac: str) -> bytes:
+    return icmp6(135, 0, b"\x00" * 4 + ip6(target) + bytes([1, 1]) + mac(source_mac))
+
+
+def neighbor_advertisement(target: str, target_mac: str, solicited: bool = True, router: bool = False) -> bytes:
+    flags = (0x80 if router else 0) | (0x40 if solicited else 0) | 0x20
+    return icmp6(136, 0, bytes([flags, 0, 0, 0]) + ip6(target) + bytes([2, 1]) + mac(target_mac))
+
+
+def packet_too_big(mtu: int, quoted_packet: bytes) -> bytes:
+    return icmp6(2, 0, struct.pack("!I", mtu) + quoted_packet)
+
+
+def solicited_node(address: str) -> str:
+    """ff02::1:ffXX:XXXX, the multicast group a neighbour solicitation for ``address`` goes to."""
+    last = ip6(address)[-3:]
+    return socket.inet_ntop(socket.AF_INET6, ip6("ff02::1:ff00:0")[:13] + last)

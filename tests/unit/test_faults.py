@@ -98,3 +98,39 @@ def test_a_pulled_lan_cable_keeps_the_nodes_routes():
                          "p-h1-eth0", peer_is_switch=True, routes=[{"to": "default", "via": "10.0.0.1", "dev": "eth0"}])
     pulled = faults.link_state(ep, up=False)
     assert pulled.undo == [["nsenter", "--net=/run/netns/lab-lab1._sw", "ip", "link", "set", "dev", "p-h1-eth0", "up"]]
+
+
+EP6 = faults.Endpoint("lab1", "h1", "eth0", LocalNamespace("lab-lab1.h1"), LocalNamespace("lab-lab1._sw"),
+                      "p-h1-eth0", peer_is_switch=True, ipv6=True)
+
+
+def test_in_a_lab_with_ipv6_a_rule_is_an_ip6tables_rule_too():
+    fault = faults.drop(EP6, "tcp syn dport 80", "both")
+    tools = [argv[2] for argv in fault.apply]
+    assert tools == ["iptables", "iptables", "ip6tables", "ip6tables"]
+    assert [argv[2] for argv in fault.undo] == tools
+    assert all("--syn" in argv and "lab-fault-" + fault.id in argv for argv in fault.apply)
+
+
+def test_icmp_is_icmpv6_for_ip6tables_and_reject_answers_in_its_words():
+    assert faults.parse_match("icmp", 6) == ["-p", "ipv6-icmp"]
+    fault = faults.reject(EP6, "tcp dport 80", "in", "icmp-host-unreachable")
+    v4, v6 = fault.apply
+    assert v4[-1] == "icmp-host-unreachable" and v6[2] == "ip6tables" and v6[-1] == "icmp6-addr-unreachable"
+
+
+def test_an_address_names_its_family_so_the_other_family_gets_no_rule():
+    assert faults.parse_match("from 10.0.0.1", 6) is None
+    assert faults.parse_match("to fd00:1::/64", 4) is None
+    assert faults.parse_match("udp to fd00:1::/64", 6) == ["-p", "udp", "-d", "fd00:1::/64"]
+    only6 = faults.drop(EP6, "from fd00:1::5", "in")
+    assert [argv[2] for argv in only6.apply] == ["ip6tables"]
+    with pytest.raises(InputError, match="has no IPv6"):
+        faults.drop(EP, "from fd00:1::5", "in")
+
+
+def test_an_ipv6_route_is_put_back_with_ip_6():
+    ep = faults.Endpoint("lab1", "r1", "eth1", LocalNamespace("lab-lab1.r1"), LocalNamespace("lab-lab1.isp"), "eth0",
+                         routes=[{"to": "default", "via": "fd00:ff::2", "dev": "eth1", "family": "6"}], ipv6=True)
+    assert faults.link_state(ep, up=True).apply[1] == ["nsenter", "--net=/run/netns/lab-lab1.r1", "ip", "-6", "route",
+                                                       "replace", "default", "via", "fd00:ff::2", "dev", "eth1"]
