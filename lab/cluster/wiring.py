@@ -10,7 +10,8 @@ node and switch containers, and each machine's underlay address, this decides fo
 - for a LAN with members on several machines, one bridge per machine in that machine's switch
   container, joined by a VXLAN device with head-end replication (an all-zero MAC entry per
   other machine), so a LAN may span three or more machines;
-- addresses, MACs, MTUs, routes and sysctls inside each node, and its /etc/hosts and resolv.conf;
+- addresses (both families), MACs, MTUs, routes and sysctls inside each node, and its /etc/hosts
+  and resolv.conf;
 - a firewall chain that lets the lab's VXLAN port in from the cluster's own machines only.
 
 A VXLAN network identifier (VNI) is a hash of the lab's name and the link or network, so it is
@@ -145,7 +146,7 @@ def plan_wiring(plan: Plan, placement: dict[str, str], pids: dict[str, int], swi
             switch_lines.setdefault(machine_a, []).append(
                 f"link set {v.peer_ifname} mtu {mtu} master {bridges[_network(plan, a, v.ifname)].name} up")
             tx_off.setdefault(a, []).append(v.ifname)
-            _configure(configs[a], v.ifname, mtu, v.mac, v.address)
+            _configure(configs[a], v.ifname, mtu, v.mac, v.address, v.address6)
             continue
         b = v.peer_node or node_of_ns[v.peer_netns]
         machine_b = placement[b]
@@ -162,8 +163,8 @@ def plan_wiring(plan: Plan, placement: dict[str, str], pids: dict[str, int], swi
                 _vxlan(wiring, machine, number, machines, remote=machines.address[other], into=pids[node],
                        rename=ifname)
                 gro_off.setdefault(node, []).append(ifname)
-        _configure(configs[a], v.ifname, mtu, v.mac, v.address)
-        _configure(configs[b], v.peer_ifname, mtu, v.peer_mac, v.peer_address)
+        _configure(configs[a], v.ifname, mtu, v.mac, v.address, v.address6)
+        _configure(configs[b], v.peer_ifname, mtu, v.peer_mac, v.peer_address, v.peer_address6)
 
     # 4. LANs over several machines: a VXLAN port on each member machine's bridge, flooding to the others.
     for network, where in sorted(members.items()):
@@ -192,7 +193,8 @@ def plan_wiring(plan: Plan, placement: dict[str, str], pids: dict[str, int], swi
         if spec_route.oif is not None:
             dev = " dev " + next(n for n, i in plan.nodes[node].interfaces.items() if i["index"] == spec_route.oif)
         via = f" via {spec_route.via}" if spec_route.via else ""
-        configs[node].append(f"route add {spec_route.dst}{via}{dev}")
+        dst = "::/0" if spec_route.dst == "default" and spec_route.family == 6 else spec_route.dst
+        configs[node].append(f"route add {dst}{via}{dev}")
     for node, lines in configs.items():
         machine = placement[node]
         wiring.add(machine, _batch(pids[node], lines))
@@ -227,11 +229,14 @@ def _network(plan: Plan, node: str, ifname: str) -> str:
     return str(plan.nodes[node].interfaces[ifname]["network"])
 
 
-def _configure(lines: list[str], ifname: str, mtu: int, mac: str | None, address: str | None) -> None:
+def _configure(lines: list[str], ifname: str, mtu: int, mac: str | None, address: str | None,
+               address6: str | None = None) -> None:
     # gso_max_segs 1: the node sends MTU-sized frames, as the wire would carry them (what captures show)
     lines.append(f"link set {ifname} mtu {mtu} gso_max_segs 1" + (f" address {mac}" if mac else ""))
     if address:
         lines.append(f"addr add {address} dev {ifname}")
+    if address6:  # nodad: usable at once, as on one machine (lab.net.rtnl)
+        lines.append(f"addr add {address6} dev {ifname} nodad")
     lines.append(f"link set {ifname} up")
 
 

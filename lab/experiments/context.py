@@ -156,10 +156,13 @@ class Run:
     def node(self, name: str) -> Node:
         return node_from_info(self.lab_info, name)
 
-    def ip(self, node: str, ifname: str | None = None) -> str:
-        address = self.node(node).address(ifname)
+    def ip(self, node: str, ifname: str | None = None, family: int | None = None) -> str:
+        """The node's address on ``ifname`` (or its first): IPv4, or IPv6 with ``family=6`` (or where it has
+        no IPv4)."""
+        address = self.node(node).address(ifname, family)
         if address is None:
-            raise InputError(f"node {node!r} has no address" + (f" on {ifname}" if ifname else ""))
+            kind = f"IPv{family} " if family else ""
+            raise InputError(f"node {node!r} has no {kind}address" + (f" on {ifname}" if ifname else ""))
         return address
 
     def mac(self, node: str, ifname: str = "eth0") -> str:

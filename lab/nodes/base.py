@@ -25,11 +25,16 @@ class Node(ABC):
     def netns_path(self) -> str:
         return netns_path(self.netns)
 
-    def address(self, ifname: str | None = None) -> str | None:
-        """The node's IPv4 address (without prefix) on ``ifname``, or on its first addressed interface."""
-        for name, iface in self.interfaces.items():
-            if (ifname is None or name == ifname) and iface.get("address"):
-                return str(iface["address"]).split("/")[0]
+    def address(self, ifname: str | None = None, family: int | None = None) -> str | None:
+        """The node's address (without prefix) on ``ifname``, or on its first addressed interface.
+
+        ``family`` 4 or 6 asks for that family; by default IPv4, or IPv6 where the node has no IPv4.
+        """
+        keys = {4: ["address"], 6: ["address6"], None: ["address", "address6"]}[family]
+        for key in keys:
+            for name, iface in self.interfaces.items():
+                if (ifname is None or name == ifname) and iface.get(key):
+                    return str(iface[key]).split("/")[0]
         return None
 
     @abstractmethod

@@ -57,7 +57,8 @@ def test_dual_stack_and_ipv6_only_networks_get_the_next_free_address_of_each_fam
 
 
 def test_todays_files_mean_what_they_meant() -> None:
-    topo = load("name: four\nnetworks:\n  lan: {subnet: 10.0.0.0/24}\nnodes:\n  a: {interfaces: {eth0: {network: lan}}}\n")
+    topo = load("name: four\nnetworks:\n  lan: {subnet: 10.0.0.0/24}\nnodes:\n"
+                "  a: {interfaces: {eth0: {network: lan}}}\n")
     iface = topo.nodes["a"].interfaces["eth0"]
     assert (str(iface.address), iface.address6) == ("10.0.0.1/24", None)
     assert not topo.uses_ipv6
@@ -80,7 +81,8 @@ def test_an_ipv4_value_where_ipv6_is_due_names_its_line() -> None:
 
 def test_an_ipv6_address_outside_its_subnet6() -> None:
     [p] = problems(DUAL.replace('address6: "fd00:ff::1/64"', 'address6: "fd00:fe::1/64"'))
-    assert p == "t.yaml:16: nodes.router.interfaces.eth1.address6: fd00:fe::1/64 is outside network 'core' (fd00:ff::/64)"
+    assert p == ("t.yaml:16: nodes.router.interfaces.eth1.address6: fd00:fe::1/64 is outside network 'core' "
+                 "(fd00:ff::/64)")
 
 
 def test_an_address_of_a_family_the_network_lacks() -> None:

@@ -4,9 +4,9 @@ ICMPv6 errors and neighbour discovery; generated frames (tests/unit/pcapgen.py),
 from __future__ import annotations
 
 import dpkt
+import pcapgen as g
 
 from lab.capture.decode import decode_frame
-from tests.unit import pcapgen as g
 
 A, B = "fd00:1::2", "fd00:ff::2"
 

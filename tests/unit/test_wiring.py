@@ -471,3 +471,19 @@ def test_unwire_undoes_what_wiring_made(plan: Plan) -> None:
         assert [op["argv"] for op in ops][0] == ["ip", "link", "del", vxlan_name(vni(LAB, "net:lan"))]
         up_rule = firewall(firewall_chain(LAB), [])[-1]
         assert ops[1]["argv"] == [*up_rule[:2], "-D", *up_rule[3:]]
+
+
+def test_ipv6_addresses_are_added_nodad_and_ipv6_routes_by_family() -> None:
+    dual = (TOPOLOGY.replace("lan: {subnet: 192.168.1.0/24}", 'lan: {subnet: 192.168.1.0/24, subnet6: "fd00:1::/64"}')
+            .replace("address: 192.168.1.11/24}", 'address: 192.168.1.11/24, address6: "fd00:1::11/64"}')
+            .replace("address: 192.168.1.1/24}", 'address: 192.168.1.1/24, address6: "fd00:1::1/64"}')
+            .replace("        routes: [{to: default, via: 192.168.1.1}]\n      h2:",
+                     '        routes: [{to: default, via: 192.168.1.1}, {to: default, via: "fd00:1::1"}]\n      h2:'))
+    wiring = wire(plan_of(dual), ONE_MACHINE)
+    h1 = next(op["stdin"] for op in wiring.ops["m1"] if op.get("argv", [])[:3] == ["nsenter", "-t", "101"]
+              and "stdin" in op)
+    assert "addr add 192.168.1.11/24 dev eth0\naddr add fd00:1::11/64 dev eth0 nodad\n" in h1
+    assert h1.endswith("route add default via 192.168.1.1\nroute add ::/0 via fd00:1::1\n")
+    sysctls = next(op["argv"] for op in wiring.ops["m1"] if op.get("argv", [])[:5] == ["nsenter", "-t", "101", "-n",
+                                                                                           "sysctl"])
+    assert "net.ipv6.conf.all.disable_ipv6=0" in sysctls and "net.ipv6.conf.default.accept_dad=0" in sysctls
