@@ -6,7 +6,7 @@ module checks that from the outside. It finds the uplink (the device of the
 default route), collects the address ranges the project's labs use (every
 topologies/*.yaml, plus the subnets written inline in the integration tests
 and the benchmark generator), and runs tcpdump on the uplink with a filter
-that matches a packet (IPv4 or ARP) whose source is in one of them. The
+that matches a packet (IPv4, IPv6 or ARP) whose source is in one of them. The
 conftest starts it for the session; tests/integration/test_zz_sealed.py stops
 it last and asserts the capture is empty. It only listens: nothing is sent.
 """
@@ -29,6 +29,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 INLINE = re.compile(r"(?:subnet|address):\s*\{?\s*(\d{1,3}(?:\.\d{1,3}){3}/\d{1,2})")
 NETWORK_CALL = re.compile(r"IPv4Network\(\"(\d{1,3}(?:\.\d{1,3}){3}/\d{1,2})\"\)")
+INLINE6 = re.compile(r"(?:subnet6|address6):\s*\"?([0-9a-fA-F:]*:[0-9a-fA-F:]*/\d{1,3})")
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 def uplink() -> tuple[str, list[ipaddress.IPv4Interface]] | None:
@@ -46,33 +48,37 @@ def uplink() -> tuple[str, list[ipaddress.IPv4Interface]] | None:
     return dev, addresses
 
 
-def lab_subnets() -> list[ipaddress.IPv4Network]:
-    """Every IPv4 range a lab of this project uses: topologies/*.yaml (loaded), inline test and benchmark ones."""
+def lab_subnets() -> list[Network]:
+    """Every IPv4 and IPv6 range a lab of this project uses: topologies/*.yaml (loaded), inline test and
+    benchmark ones."""
     from lab.topology import load_topology
 
-    found: set[ipaddress.IPv4Network] = set()
+    found: set[Network] = set()
     for path in sorted((ROOT / "topologies").glob("*.yaml")):
         try:
             topo, _ = load_topology(path)
         except Exception:  # noqa: BLE001 - a topology that needs variables: its text still names its ranges
             found |= {ipaddress.IPv4Network(m, strict=False) for m in INLINE.findall(path.read_text())}
             continue
-        found |= {ipaddress.IPv4Network(str(net.subnet)) for net in topo.networks.values()}
+        found |= {ipaddress.ip_network(str(s)) for net in topo.networks.values()
+                  for s in (net.subnet, net.subnet6) if s is not None}
         for node in topo.nodes.values():
             for iface in node.interfaces.values():
-                address = getattr(iface, "address", None)
-                if address:
-                    found.add(ipaddress.IPv4Interface(str(address)).network)
+                for address in (iface.address, iface.address6):
+                    if address:
+                        found.add(ipaddress.ip_interface(str(address)).network)
     sources = [*(ROOT / "tests" / "integration").glob("*.py"), *(ROOT / "benchmarks").glob("*.py")]
     for path in sources:
         text = path.read_text()
-        for cidr in INLINE.findall(text) + NETWORK_CALL.findall(text):
-            found.add(ipaddress.IPv4Network(cidr, strict=False))
-    return list(ipaddress.collapse_addresses(n for n in found if n.prefixlen >= 8))
+        for cidr in INLINE.findall(text) + NETWORK_CALL.findall(text) + INLINE6.findall(text):
+            found.add(ipaddress.ip_network(cidr, strict=False))
+    four = ipaddress.collapse_addresses(n for n in found if n.version == 4 and n.prefixlen >= 8)
+    six = ipaddress.collapse_addresses(n for n in found if n.version == 6 and n.prefixlen >= 16)
+    return [*four, *six]
 
 
-def bpf(subnets: list[ipaddress.IPv4Network], own: list[ipaddress.IPv4Interface]) -> str:
-    """A tcpdump filter: the source (IPv4 or ARP sender) is in a lab range and is not the machine itself."""
+def bpf(subnets: list[Network], own: list[ipaddress.IPv4Interface]) -> str:
+    """A tcpdump filter: the source (IPv4, IPv6 or ARP sender) is in a lab range and is not the machine itself."""
     nets = " or ".join(f"src net {n}" for n in subnets)
     mine = " or ".join(f"src host {a.ip}" for a in own)
     return f"({nets})" + (f" and not ({mine})" if mine else "")
@@ -81,8 +87,8 @@ def bpf(subnets: list[ipaddress.IPv4Network], own: list[ipaddress.IPv4Interface]
 @dataclass
 class Verdict:
     device: str
-    subnets: list[ipaddress.IPv4Network]
-    skipped: list[ipaddress.IPv4Network]
+    subnets: list[Network]
+    skipped: list[Network]
     packets: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
