@@ -14,9 +14,9 @@ from lab.errors import ExitCode, InputError
 from lab.experiments.engine import Experiment
 
 
-def running_lab_of(exp: Experiment) -> str | None:
+def running_lab_of(exp: Experiment, overrides: dict[str, str] | None = None) -> str | None:
     """A lab that is up from the same topology file as the experiment's, to reuse instead of building one."""
-    wanted = exp.topology_path().resolve()
+    wanted = exp.topology_path(exp.parameters(overrides)).resolve()
     for name in state.labs_up():
         try:
             file = state.read_lab_info(name).get("file")
@@ -39,7 +39,8 @@ def register(app: typer.Typer) -> None:
         catalogue = discover(path)
         if as_json:
             out.print_json(json.dumps([
-                {"id": e.id, "title": e.title, "section": e.section, "topology": e.topology, "parameters": e.params,
+                {"id": e.id, "title": e.title, "section": e.section, "topology": e.topology,
+                 **({"topology6": e.topology6} if e.topology6 else {}), "parameters": e.params,
                  "parameter_types": e.parameter_types()}
                 for e in catalogue.values()]))
             return
@@ -101,7 +102,7 @@ def register(app: typer.Typer) -> None:
             exp = chosen[0]
             progress = (lambda msg: None) if quiet else (lambda msg: console.print(f"[dim]{exp.id}: {msg}[/]"))
             if lab is None and not fresh and on_cluster is None:
-                lab = running_lab_of(exp)
+                lab = running_lab_of(exp, overrides)
                 if lab and not quiet:
                     console.print(f"[dim]{exp.id}: reusing the running lab {lab} (--fresh builds a new one)[/]")
             result = run_one(exp, overrides, out_dir, keep=keep, lab=lab, progress=progress,

@@ -158,7 +158,9 @@ class Run:
 
     def ip(self, node: str, ifname: str | None = None, family: int | None = None) -> str:
         """The node's address on ``ifname`` (or its first): IPv4, or IPv6 with ``family=6`` (or where it has
-        no IPv4)."""
+        no IPv4). Without ``family``, an experiment's own ``family`` parameter (``-p family=6``) decides."""
+        if family is None:
+            family = getattr(self.p, "family", None)
         address = self.node(node).address(ifname, family)
         if address is None:
             kind = f"IPv{family} " if family else ""

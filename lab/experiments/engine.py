@@ -50,6 +50,7 @@ class Experiment:
     module: str = ""
     types: dict[str, type] = field(default_factory=dict)  # each parameter's type
     keyword: bool = False  # the steps take the parameters as keyword arguments (declared in the signature)
+    topology6: str | None = None  # with a ``family`` parameter: the topology for -p family=6
 
     @property
     def summary(self) -> str:
@@ -63,6 +64,8 @@ class Experiment:
                 known = ", ".join(sorted(self.params)) or "none"
                 raise InputError(f"{self.id} has no parameter {key!r}", f"parameters: {known}")
             values[key] = convert(raw, self.types.get(key, type(self.params[key])), key)
+        if "family" in values and values["family"] not in (4, 6):
+            raise InputError(f"-p family={values['family']}: expected 4 or 6 (IPv4 or IPv6)")
         return SimpleNamespace(**values)
 
     def run_steps(self, run: Run) -> None:
@@ -76,8 +79,14 @@ class Experiment:
         """Each parameter's type, as ``lab experiments --json`` shows it."""
         return {k: TYPE_NAMES.get(self.types.get(k, type(v)), type(v).__name__) for k, v in self.params.items()}
 
-    def topology_path(self) -> Path:
-        path = Path(self.topology)
+    def topology_for(self, params: SimpleNamespace | None = None) -> str:
+        """The topology file the run uses: ``topology6`` for -p family=6, else ``topology``."""
+        if params is not None and getattr(params, "family", 4) == 6 and self.topology6:
+            return self.topology6
+        return self.topology
+
+    def topology_path(self, params: SimpleNamespace | None = None) -> Path:
+        path = Path(self.topology_for(params))
         return path if path.is_absolute() else TOPOLOGIES / path
 
 
@@ -131,9 +140,13 @@ def signature_params(fn: Callable[..., None]) -> tuple[dict[str, Any], dict[str,
 
 def experiment(
     id: str, title: str, section: str, topology: str, params: dict[str, Any] | None = None,
-    book: str = "", modern: str = "", needs: set[str] | None = None,
+    book: str = "", modern: str = "", needs: set[str] | None = None, topology6: str | None = None,
 ) -> Callable[[Callable[..., None]], Callable[..., None]]:
-    """Register the decorated function as the steps of an experiment."""
+    """Register the decorated function as the steps of an experiment.
+
+    An experiment that also holds over IPv6 takes a ``family`` parameter (4 by default) and names the
+    topology ``-p family=6`` runs on (``topology6``, the same nodes with IPv6 addresses).
+    """
     if not ID.match(id):
         raise ValueError(f"experiment id {id!r} must be kebab-case")
 
@@ -141,9 +154,12 @@ def experiment(
         declared, types = signature_params(fn)
         if declared and params:
             raise ValueError(f"experiment {id!r}: declare parameters in the signature or in params=, not both")
-        REGISTRY[id] = Experiment(id, title, section, topology, fn, declared or dict(params or {}), book.strip("\n"),
+        values = declared or dict(params or {})
+        if ("family" in values) != (topology6 is not None):
+            raise ValueError(f"experiment {id!r}: a family parameter and topology6= go together")
+        REGISTRY[id] = Experiment(id, title, section, topology, fn, values, book.strip("\n"),
                                   " ".join(modern.split()), frozenset(needs or ()), fn.__module__,
-                                  types or {k: type(v) for k, v in (params or {}).items()}, bool(declared))
+                                  types or {k: type(v) for k, v in (params or {}).items()}, bool(declared), topology6)
         return fn
 
     return register

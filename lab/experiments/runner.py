@@ -58,7 +58,7 @@ def run_one(exp: Experiment, overrides: dict[str, str], out_dir: Path, keep: boo
     run_dir = out_dir / f"{exp.id}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
     run_dir.mkdir(parents=True, exist_ok=True)
     started = time.time()
-    topo, smap = load_topology(exp.topology_path())
+    topo, smap = load_topology(exp.topology_path(params))
     reused = lab is not None
     error: str | None = None
     ctx: Run | None = None
@@ -66,13 +66,14 @@ def run_one(exp: Experiment, overrides: dict[str, str], out_dir: Path, keep: boo
     try:
         if lab is None:
             topo.name = lab_name_for(exp)
-            progress(f"building lab {topo.name} from {exp.topology}" + (" over the cluster" if cluster else ""))
+            progress(f"building lab {topo.name} from {exp.topology_for(params)}"
+                     + (" over the cluster" if cluster else ""))
             if cluster is None:
-                deploy.up(topo, smap.text, str(exp.topology_path()))
+                deploy.up(topo, smap.text, str(exp.topology_path(params)))
             else:
                 from lab.cluster import deploy as cluster_deploy
 
-                cluster_deploy.up(topo, smap, cluster, str(exp.topology_path()), spread=spread)
+                cluster_deploy.up(topo, smap, cluster, str(exp.topology_path(params)), spread=spread)
             lab = topo.name
         lab_info = state.read_lab_info(lab)
         machines = {n: str(s["machine"]) for n, s in lab_info["nodes"].items() if s.get("machine")}

@@ -16,7 +16,8 @@ CLIENT, SERVER = "kongming20", "ernest-laptop"
     title="Three-way handshake and close; the active closer holds TIME_WAIT",
     section="§3.3.1",
     topology="book-lan.yaml",
-    params={"port": 7},
+    topology6="book-lan6.yaml",
+    params={"family": 4, "port": 7},
     book="""\
 IP 192.168.1.109.58210 > 192.168.1.108.7: Flags [S], seq 3499889100, win 14600, length 0
 IP 192.168.1.108.7 > 192.168.1.109.58210: Flags [S.], seq 2484101219, ack 3499889101, win 14480, length 0
@@ -28,7 +29,8 @@ IP 192.168.1.109.58210 > 192.168.1.108.7: Flags [.], ack 2, win 229, length 0"""
     modern="""The handshake is the book's. The close takes 3 segments, not 4, when the server
     closes as soon as it reads EOF: its ACK of the client's FIN is delayed (delayed ACK) and
     rides on its own FIN. TIME_WAIT lasts TCP_TIMEWAIT_LEN = 60 s, fixed in the kernel;
-    tcp_fin_timeout governs FIN_WAIT_2, not TIME_WAIT.""",
+    tcp_fin_timeout governs FIN_WAIT_2, not TIME_WAIT.
+    Over IPv6 (-p family=6, on book-lan6) the exchange and TIME_WAIT are the same.""",
 )
 def handshake_close(run: Run) -> None:
     server_ip = run.ip(SERVER)
@@ -36,7 +38,8 @@ def handshake_close(run: Run) -> None:
     with run.capture([f"{CLIENT}:eth0"], f"tcp port {run.p.port}"):
         r = run.py(CLIENT, "connect_timer", server_ip, str(run.p.port), "--hold", "0.2")
         run.sleep(0.5)
-    tw = run.sh(CLIENT, ["ss", "-tanoH", "state", "time-wait", "dst", server_ip])
+    host = f"[{server_ip}]" if ":" in server_ip else server_ip  # ss reads an IPv6 host in brackets
+    tw = run.sh(CLIENT, ["ss", "-tanoH", "state", "time-wait", "dst", host])
     run.expect(expect.output_contains(r.stdout, "connected", "the client connected"))
 
     pk = run.packets
@@ -69,13 +72,15 @@ def handshake_close(run: Run) -> None:
     title="A SYN to a port nobody listens on is answered with RST",
     section="§3.5.1",
     topology="book-lan.yaml",
-    params={"port": 54321},
+    topology6="book-lan6.yaml",
+    params={"family": 4, "port": 54321},
     book="""\
 IP 127.0.0.1.41450 > 127.0.0.1.54321: Flags [S], seq 1355179469, win 32792, length 0
 IP 127.0.0.1.54321 > 127.0.0.1.41450: Flags [R.], seq 0, ack 1355179470, win 0, length 0
 Trying 127.0.0.1...
 telnet: Unable to connect to remote host: Connection refused""",
-    modern="Identical on 6.x: one RST|ACK, seq 0, ack = ISN + 1, window 0, no options; ECONNREFUSED.",
+    modern="""Identical on 6.x: one RST|ACK, seq 0, ack = ISN + 1, window 0, no options; ECONNREFUSED.
+    Over IPv6 (-p family=6, on book-lan6) the reset is the same.""",
 )
 def rst_closed_port(run: Run) -> None:
     server_ip = run.ip(SERVER)

@@ -1,13 +1,17 @@
 """§3.9: the server's cable pulled: retransmissions on a doubling RTO, ARP takes over, the connection gives up.
 
 The schedule and the give-up time come from :mod:`tcp_rules` and the sysctls the run sets;
-the shared helpers are in :mod:`tcp_states`.
+the shared helpers are in :mod:`tcp_states`. Over IPv6 (``-p family=6``) neighbour discovery
+plays ARP's part: unicast solicitations to the cached MAC, then multicast ones to the
+solicited-node group where ARP broadcasts.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
+from lab.capture.records import Packet
 from lab.experiments import expect
 from lab.experiments.book import tcp_rules
 from lab.experiments.book.tcp_states import (
@@ -22,12 +26,53 @@ from lab.experiments.engine import experiment
 # ---------------------------------------------------------------- 21 retransmit_cable_pull
 
 
+@dataclass
+class Resolution:
+    """Address resolution in one family: ARP for IPv4, neighbour discovery (ICMPv6) for IPv6."""
+
+    family: int
+    target: str  # the address being resolved
+
+    @property
+    def name(self) -> str:
+        return "ARP" if self.family == 4 else "neighbour discovery"
+
+    @property
+    def sysctls(self) -> str:
+        return f"net.ipv{self.family}.neigh.eth0"
+
+    @property
+    def capture(self) -> str:
+        return "arp" if self.family == 4 else "(icmp6 and (ip6[40] == 135 or ip6[40] == 136))"
+
+    @property
+    def everyone(self) -> str:
+        if self.family == 4:
+            return "broadcasts to ff:ff:ff:ff:ff:ff"
+        return "goes to the solicited-node group (33:33:ff:…)"
+
+    def message(self, p: Packet) -> bool:
+        """An ARP frame, or a neighbour solicitation or advertisement."""
+        if self.family == 4:
+            return p.arp is not None
+        return p.icmp is not None and p.icmp.version == 6 and p.icmp.type in (135, 136)
+
+    def asks_for_target(self, p: Packet) -> bool:
+        if self.family == 4:
+            return p.arp is not None and p.arp.op == 1 and p.arp.tpa == self.target
+        return p.icmp is not None and p.icmp.type == 135 and p.icmp.target == self.target
+
+    def to_everyone(self, p: Packet) -> bool:
+        return p.is_broadcast if self.family == 4 else p.eth_dst.startswith("33:33:")
+
+
 @experiment(
     id="retransmit-cable-pull",
     title="The server's cable pulled: retransmissions on a doubling RTO, ARP takes over, the connection gives up",
     section="§3.9",
     topology="book-lan.yaml",
-    params={"port": 5001, "retries2": 5, "first": "1234\\r\\n", "second": "12\\r\\n", "second_at": 1.0,
+    topology6="book-lan6.yaml",
+    params={"family": 4, "port": 5001, "retries2": 5, "first": "1234\\r\\n", "second": "12\\r\\n", "second_at": 1.0,
             "base_reachable_time_ms": 1000, "delay_first_probe_time": 1},
     book="""\
 $ iperf -s                         # on ernest-laptop: a discard server on 5001
@@ -48,25 +93,29 @@ the connection gave up after about 15 minutes (tcp_retries1=3, tcp_retries2=15).
     then the entry fails and each new resolution broadcasts (mcast_solicit). While the entry is
     INCOMPLETE the retransmissions wait in its queue and no longer reach the wire; each failed
     resolution reports host unreachable to the socket (and reverts one RTO backoff, RFC 6069),
-    so the application gets EHOSTUNREACH rather than ETIMEDOUT.""",
+    so the application gets EHOSTUNREACH rather than ETIMEDOUT. Over IPv6 (-p family=6, on
+    book-lan6) neighbour discovery does the same under net.ipv6.neigh: unicast solicitations to
+    the cached MAC, then multicast ones to the solicited-node group.""",
 )
 def retransmit_cable_pull(run: Run) -> None:
     server_ip, client_ip = run.ip(SERVER), run.ip(CLIENT)
+    resolution = Resolution(run.p.family, server_ip)
+    neigh = resolution.sysctls
     port = str(run.p.port)
     first = run.p.first.encode().decode("unicode_escape").encode("latin-1")
     second = run.p.second.encode().decode("unicode_escape").encode("latin-1")
     run.sysctl(CLIENT, "net.ipv4.tcp_retries2", run.p.retries2)
-    run.sysctl(CLIENT, "net.ipv4.neigh.eth0.base_reachable_time_ms", run.p.base_reachable_time_ms)
-    run.sysctl(CLIENT, "net.ipv4.neigh.eth0.delay_first_probe_time", run.p.delay_first_probe_time)
-    ucast = int(sysctl_value(run, CLIENT, "net.ipv4.neigh.eth0.ucast_solicit"))
-    retrans_time = int(sysctl_value(run, CLIENT, "net.ipv4.neigh.eth0.retrans_time_ms")) / 1000
+    run.sysctl(CLIENT, f"{neigh}.base_reachable_time_ms", run.p.base_reachable_time_ms)
+    run.sysctl(CLIENT, f"{neigh}.delay_first_probe_time", run.p.delay_first_probe_time)
+    ucast = int(sysctl_value(run, CLIENT, f"{neigh}.ucast_solicit"))
+    retrans_time = int(sysctl_value(run, CLIENT, f"{neigh}.retrans_time_ms")) / 1000
     tlp = int(sysctl_value(run, CLIENT, "net.ipv4.tcp_early_retrans")) >= 3
     bound = tcp_rules.give_up_after(run.p.retries2)
     _, limit_guess = tcp_rules.retransmit_schedule(run.p.retries2)
     at = run.p.second_at
     run.serve(SERVER, "discard", server_ip, port)
-    server_mac = run.mac(SERVER)
-    with run.capture([f"{CLIENT}:eth0"], f"tcp port {port} or arp"):
+    server_mac, client_mac = run.mac(SERVER), run.mac(CLIENT)
+    with run.capture([f"{CLIENT}:eth0"], f"tcp port {port} or {resolution.capture}"):
         client = run.start(CLIENT, "rst_client", server_ip, port, "--step", f"0:send:{run.p.first}",
                            "--step", f"{at}:send:{run.p.second}",
                            "--step", f"{at + 0.01}:recv:{limit_guess * 3 + 30:.0f}")
@@ -91,8 +140,8 @@ def retransmit_cable_pull(run: Run) -> None:
     run.expect(expect.every(tx, lambda p: p.tcp is not None and p.tcp.rel_seq == seq
                             and p.tcp.length == len(second),
                             f"every transmission of the second message is seq {seq}:{seq + len(second)}"))
-    arps = [p for p in expect.arp(pk) if p.src == client_ip and tx and p.time > tx[0].time]
-    first_bcast = expect.first(arps, lambda p: p.is_broadcast)
+    arps = [p for p in pk if resolution.message(p) and p.eth_src == client_mac and tx and p.time > tx[0].time]
+    first_bcast = expect.first(arps, resolution.to_everyone)
     on_wire = [p for p in tx if first_bcast is None or p.no < first_bcast.no]
     gaps = expect.gaps(on_wire)
     # The neighbour entry cannot fail sooner than DELAY plus the unicast probes after the send; what the
@@ -113,8 +162,9 @@ def retransmit_cable_pull(run: Run) -> None:
                             and all(0.9 * w <= r <= 1.1 * w for r, w in zip(ratios, wanted, strict=False)),
                             ", ".join(f"{w * 0.9:.1f}-{w * 1.1:.1f}" for w in wanted) or "at least 4 gaps",
                             ", ".join(f"{r:.2f}" for r in ratios) or "too few gaps", on_wire))
-    run.expect(expect.every(arps, lambda p: p.arp is not None and p.arp.op == 1 and p.arp.tpa == server_ip,
-                            f"every ARP the client sends asks for {server_ip}", "op=1 who-has " + server_ip))
+    run.expect(expect.every(arps, resolution.asks_for_target,
+                            f"every {resolution.name} message the client sends asks for {server_ip}",
+                            "who-has " + server_ip))
     # When can the entry have failed? REACHABLE lasts base/2..3·base/2 after the send confirmed it (or
     # is already over), then DELAY, then the unicast probes. A transmission due after the latest failure
     # starts a new resolution, which broadcasts; none due after the earliest failure means none does.
@@ -123,24 +173,25 @@ def retransmit_cable_pull(run: Run) -> None:
     maybe_after = [t for t in times if t > earliest_fail]
     probes_from = 1.5 * run.p.base_reachable_time_ms / 1000 + run.p.delay_first_probe_time
     unicast = [p for p in arps if first_bcast is None or p.no < first_bcast.no]
-    run.expect(expect.check(f"ARP starts with unicast probes to the cached MAC {server_mac}",
+    run.expect(expect.check(f"{resolution.name} starts with unicast probes to the cached MAC {server_mac}",
                             (bool(unicast) or give_up <= probes_from)
                             and all(p.eth_dst == server_mac for p in unicast),
                             f"who-has to {server_mac}" + (f" (probing starts by {probes_from:g} s)"
                                                            if give_up > probes_from else " or none"),
-                            ", ".join(p.eth_dst for p in unicast) or "no ARP", unicast))
+                            ", ".join(p.eth_dst for p in unicast) or f"no {resolution.name}", unicast))
     after = [p for p in arps if first_bcast is not None and p.no >= first_bcast.no]
     if due_after:
         run.expect(expect.check(f"exactly {ucast} unicast probes (ucast_solicit), then the entry fails",
                                 len(unicast) == ucast, ucast, len(unicast), unicast))
-        run.expect(expect.every(after, lambda p: p.is_broadcast,
+        run.expect(expect.every(after, resolution.to_everyone,
                                 f"the retransmission due at {due_after[0]:.2f} s finds the entry failed: "
-                                "who-has broadcasts to ff:ff:ff:ff:ff:ff"))
+                                f"who-has {resolution.everyone}"))
     elif not maybe_after:
-        run.expect(expect.count(after, 0, f"no broadcast: the connection gives up ({give_up:.2f} s) before a "
+        run.expect(expect.count(after, 0, f"none to everyone: the connection gives up ({give_up:.2f} s) before a "
                                 f"transmission can find the entry failed (earliest {earliest_fail:g} s)"))
     else:
-        run.expect(expect.every(after, lambda p: p.is_broadcast, "any ARP after the unicast probes is broadcast",
+        run.expect(expect.every(after, resolution.to_everyone,
+                                f"any {resolution.name} after the unicast probes {resolution.everyone}",
                                 allow_empty=True))
     failed = re.search(r"step t=([\d.]+) recv (errno=\S+)", out)
     sent2 = re.search(rf"step t=([\d.]+) send {len(second)} bytes", out)

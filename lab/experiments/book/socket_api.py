@@ -123,7 +123,8 @@ def check_accept_queue(run: Run, q: QueueRun, backlog: int, somaxconn: int, clie
     title="listen(backlog): backlog + 1 connections queue up; further SYNs are dropped",
     section="§5.4",
     topology="book-lan.yaml",
-    params={"port": 12345, "backlog": 5, "extra_clients": 4, "interval": 0.3},
+    topology6="book-lan6.yaml",
+    params={"family": 4, "port": 12345, "backlog": 5, "extra_clients": 4, "interval": 0.3},
     book="""\
 $ ./testlisten 192.168.1.109 12345 5
 $ telnet 192.168.1.109 12345            (many times, from ernest-laptop)
@@ -149,7 +150,8 @@ tcp 0 0 192.168.1.109:12345 192.168.1.108:2222 ESTABLISHED
     answered such SYNs and then dropped the final ACK. A few SYN_RECV entries, with SYN-ACK
     retransmissions, can still appear when clients connect at the same instant and one final ACK
     races the queue filling (tcp_abort_on_overflow=0 drops it); connecting one client at a time,
-    as here, never races.""",
+    as here, never races.
+    Over IPv6 (-p family=6, on book-lan6) the queue is the same.""",
 )
 def listen_backlog(run: Run) -> None:
     somaxconn = int(run.sh(SERVER, ["sysctl", "-n", "net.core.somaxconn"], record=False).stdout.strip())

@@ -189,7 +189,8 @@ def syn_options(run: Run) -> None:
     title="Half-close: the client's FIN first, then the server's data still flows, then the server's FIN",
     section="§3.3.2",
     topology="book-lan.yaml",
-    params={"port": 9000, "message": "hello", "prefix": "bye:"},
+    topology6="book-lan6.yaml",
+    params={"family": 4, "port": 9000, "message": "hello", "prefix": "bye:"},
     book="""\
 通信的一端可以发送结束报文段给对方，告诉它本端已经完成了数据的发送，但允许继续接收来自对方的数据，
 直到对方也发送结束报文段以关闭连接。服务器和客户端应用程序判断对方是否已经关闭连接的方法是：read系统调用返回0。
@@ -203,7 +204,8 @@ IP client > server: Flags [.], ack 11""",
     modern="""Identical on 6.x: after shutdown(SHUT_WR) the client sits in FIN_WAIT_2 and still
     receives and ACKs data; the server's read() returns 0 at the FIN, it answers, then closes.
     The ACK of the client's FIN usually rides on the server's data (delayed ACK), so no bare
-    ACK appears between the client's FIN and the server's reply.""",
+    ACK appears between the client's FIN and the server's reply.
+    Over IPv6 (-p family=6, on book-lan6) the same.""",
 )
 def half_close(run: Run) -> None:
     server_ip, client_ip = run.ip(SERVER), run.ip(CLIENT)
@@ -257,7 +259,8 @@ def half_close(run: Run) -> None:
     title="TIME_WAIT holds a client's fixed port: bind() fails with EADDRINUSE until it expires (60 s)",
     section="§3.4.2",
     topology="book-lan.yaml",
-    params={"port": 80, "local_port": 12345, "wait_expiry": True},
+    topology6="book-lan6.yaml",
+    params={"family": 4, "port": 80, "local_port": 12345, "wait_expiry": True},
     book="""\
 $ nc -p 12345 192.168.1.108 80
 ctrl+C                               # 中断客户端程序
@@ -271,7 +274,8 @@ tcp        0      0 192.168.1.108:12345  192.168.1.108:80     TIME_WAIT""",
     book's message. A new socket that sets SO_REUSEADDR fails too: the TIME_WAIT socket keeps
     the old socket's sk_reuse, which was off, and the bind conflict check wants it on both.
     tcp_tw_reuse only helps connect() with an ephemeral port (and its 2 = loopback-only default
-    does nothing here); tcp_tw_reuse_delay (6.13+) sets how old the timestamp must be.""",
+    does nothing here); tcp_tw_reuse_delay (6.13+) sets how old the timestamp must be.
+    Over IPv6 (-p family=6, on book-lan6) the same: TIME_WAIT is TCP's, not IPv4's.""",
 )
 def time_wait_client_bind(run: Run) -> None:
     server_ip, client_ip = run.ip(SERVER), run.ip(CLIENT)

@@ -18,7 +18,8 @@ CLIENT, SERVER = "kongming20", "ernest-laptop"
     title="SYNs dropped by the server's firewall: retransmitted on a doubling timer, then ETIMEDOUT",
     section="§3.3.3",
     topology="book-lan.yaml",
-    params={"syn_retries": 3, "linear_timeouts": 0, "port": 8080},
+    topology6="book-lan6.yaml",
+    params={"family": 4, "syn_retries": 3, "linear_timeouts": 0, "port": 8080},
     book="""\
 Mon Jun 11 21:21:34 CST 2012
 Trying 192.168.1.108...
@@ -36,7 +37,9 @@ IP 192.168.1.109.39385 > 192.168.1.108.8080: Flags [S], seq 2106166212 ...      
     linear_timeouts+1 retransmissions keep a 1 s RTO, then it doubles; connect fails when the
     retransmissions reach syn_retries+linear_timeouts or the time reaches 2^(syn_retries+1)-1 s.
     This run scales time down with the per-namespace sysctls (the book's own schedule is
-    syn_retries=5, linear_timeouts=0).""",
+    syn_retries=5, linear_timeouts=0).
+    Over IPv6 (-p family=6, on book-lan6) the same schedule: the tcp_syn_* sysctls, under
+    net.ipv4, are TCP's for both families.""",
 )
 def connect_timeout(run: Run) -> None:
     server_ip = run.ip(SERVER)
