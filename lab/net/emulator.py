@@ -90,13 +90,22 @@ class Counters:
 
 
 def corrupt(packet: bytes, rng: random.Random, past_header: bool = False) -> bytes:
-    """One random bit of an IPv4 packet flipped: in its header (whose checksum then fails), or with
-    ``past_header`` anywhere after it (the TCP/UDP/ICMP checksum then fails; a packet we send again
-    by raw socket gets its header checksum recomputed by the kernel, so the header would heal)."""
-    header = (packet[0] & 0x0F) * 4 if packet and packet[0] >> 4 == 4 else 0
-    if header < 20 or len(packet) < header:
+    """One random bit of an IP packet flipped: in its header (an IPv4 header's checksum then fails), or
+    with ``past_header`` anywhere after it (the TCP/UDP/ICMP checksum then fails; a packet we send again
+    by raw socket gets its header checksum recomputed by the kernel, so the header would heal). IPv6
+    has no header checksum: its bit always goes past the 40-byte header, where a checksum sees it."""
+    version = packet[0] >> 4 if packet else 0
+    if version == 6:
+        if len(packet) <= 40:
+            return packet
+        start, end = 40, len(packet)
+    elif version == 4:
+        header = (packet[0] & 0x0F) * 4
+        if header < 20 or len(packet) < header:
+            return packet
+        start, end = (header, len(packet)) if past_header and len(packet) > header else (0, header)
+    else:
         return packet
-    start, end = (header, len(packet)) if past_header and len(packet) > header else (0, header)
     at = rng.randrange(start, end)
     data = bytearray(packet)
     data[at] ^= 1 << rng.randrange(8)
@@ -126,10 +135,14 @@ class Emulator:
         self.sock.setsockopt(SOL_NETLINK, NETLINK_NO_ENOBUFS, 1)
         self.sock.bind((0, 0))
         self.raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
-        self.raw.setsockopt(socket.SOL_SOCKET, SO_MARK, RESENT_MARK)
-        self.raw.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, self.iface.encode())
+        # IPPROTO_RAW on IPv6 means the header is ours too, as IP_HDRINCL does for IPv4
+        self.raw6 = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_RAW)
+        for raw in (self.raw, self.raw6):
+            raw.setsockopt(socket.SOL_SOCKET, SO_MARK, RESENT_MARK)
+            raw.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, self.iface.encode())
         ifreq = fcntl.ioctl(self.raw, SIOCGIFMTU, struct.pack("16si", self.iface.encode(), 0))
         self.mtu = struct.unpack_from("16si", ifreq)[1]
+        self.ifindex = socket.if_nametoindex(self.iface)
 
     def bind(self) -> None:
         """Take the queue (EBUSY if another process has it), ask for whole packets and who sent them."""
@@ -194,7 +207,13 @@ class Emulator:
         if len(packet) < 20:
             return 0
         try:
-            self.raw.sendto(packet, (socket.inet_ntoa(packet[16:20]), 0))
+            if packet[0] >> 4 == 6 and len(packet) >= 40:
+                dst = packet[24:40]
+                # a link-local or multicast destination (neighbour discovery) needs its interface as scope
+                scope = self.ifindex if dst[0] == 0xFF or dst[:2] == b"\xfe\x80" else 0
+                self.raw6.sendto(packet, (socket.inet_ntop(socket.AF_INET6, dst), 0, 0, scope))
+            else:
+                self.raw.sendto(packet, (socket.inet_ntoa(packet[16:20]), 0))
             return 1
         except OSError:
             self.counters.unsent += 1

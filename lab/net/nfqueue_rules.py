@@ -1,6 +1,7 @@
 """The rules that feed lab's link emulator its packets, written to nf_tables by netlink in-process.
 
-One base chain per impaired direction, in a table of lab's own (``ip lab_emulator``): it
+One base chain per impaired direction, in a table of lab's own (``ip lab_emulator``, and the
+same in ``ip6 lab_emulator`` for IPv6): it
 sends what leaves (``postrouting``, by ``oifname``) or arrives at (``prerouting``, by
 ``iifname``) one interface to an NFQUEUE, except what the emulator itself sends again
 (:data:`~lab.net.emulator.RESENT_MARK`); with the bypass flag, packets pass while no
@@ -28,7 +29,8 @@ NFT_MSG_NEWTABLE, NFT_MSG_NEWCHAIN, NFT_MSG_DELCHAIN, NFT_MSG_NEWRULE, NFT_MSG_D
 NLM_F_REQUEST, NLM_F_ACK, NLM_F_CREATE = 0x1, 0x4, 0x400
 NLMSG_ERROR = 2
 NLA_F_NESTED = 0x8000
-NFPROTO_IPV4 = 2
+NFPROTO_IPV4, NFPROTO_IPV6 = 2, 10
+FAMILIES = (NFPROTO_IPV4, NFPROTO_IPV6)  # IPv4 and IPv6: a table and chain in each
 NF_INET_PRE_ROUTING, NF_INET_POST_ROUTING = 0, 4
 NF_ACCEPT = 1
 NFT_REG_1 = 1
@@ -39,6 +41,7 @@ PRIORITY = -150  # mangle's: with lab's other rules (iptables mangle), before NA
 TABLE = "lab_emulator"
 
 Hook = Literal["postrouting", "prerouting"]
+Message = tuple[int, int, bytes, int]  # (message type, flags, attributes, nf_tables family)
 
 
 def _attr(kind: int, data: bytes) -> bytes:
@@ -67,8 +70,8 @@ def _message(kind: int, flags: int, attrs: bytes, seq: int, family: int = NFPROT
     return struct.pack("=IHHII", 16 + len(body), kind, flags, seq, 0) + body
 
 
-def queue_rule(chain: str, hook: Hook, ifname: str, queue: int, mark: int) -> list[tuple[int, int, bytes]]:
-    """(message type, flags, attributes) that make the table, the base chain and its one rule."""
+def queue_rule(chain: str, hook: Hook, ifname: str, queue: int, mark: int) -> list[Message]:
+    """The messages that make the table, the base chain and its one rule, in each family."""
     hooknum = NF_INET_POST_ROUTING if hook == "postrouting" else NF_INET_PRE_ROUTING
     key = NFT_META_OIFNAME if hook == "postrouting" else NFT_META_IIFNAME
     name = ifname.encode().ljust(16, b"\0")
@@ -81,26 +84,27 @@ def queue_rule(chain: str, hook: Hook, ifname: str, queue: int, mark: int) -> li
                          _nested(3, _attr(1, struct.pack("=I", mark)))),
                    _expr("target", _string(1, "NFQUEUE"), _be32(2, 3), _attr(3, target)))
     create = NLM_F_REQUEST | NLM_F_CREATE | NLM_F_ACK
-    return [
-        (NFT_MSG_NEWTABLE, create, _string(1, TABLE)),
+    return [message for family in FAMILIES for message in (
+        (NFT_MSG_NEWTABLE, create, _string(1, TABLE), family),
         (NFT_MSG_NEWCHAIN, create, _string(1, TABLE) + _string(3, chain)
-         + _nested(4, _be32(1, hooknum), _be32(2, PRIORITY)) + _be32(5, NF_ACCEPT) + _string(7, "filter")),
-        (NFT_MSG_NEWRULE, create, _string(1, TABLE) + _string(2, chain) + rule),
-    ]
+         + _nested(4, _be32(1, hooknum), _be32(2, PRIORITY)) + _be32(5, NF_ACCEPT) + _string(7, "filter"), family),
+        (NFT_MSG_NEWRULE, create, _string(1, TABLE) + _string(2, chain) + rule, family),
+    )]
 
 
-def remove_chain(chain: str) -> list[tuple[int, int, bytes]]:
-    """Its rules (a DELRULE without a handle takes them all), then the chain."""
+def remove_chain(chain: str) -> list[Message]:
+    """Its rules (a DELRULE without a handle takes them all), then the chain, in each family."""
     flags = NLM_F_REQUEST | NLM_F_ACK
-    return [(NFT_MSG_DELRULE, flags, _string(1, TABLE) + _string(2, chain)),
-            (NFT_MSG_DELCHAIN, flags, _string(1, TABLE) + _string(3, chain))]
+    return [message for family in FAMILIES for message in (
+        (NFT_MSG_DELRULE, flags, _string(1, TABLE) + _string(2, chain), family),
+        (NFT_MSG_DELCHAIN, flags, _string(1, TABLE) + _string(3, chain), family))]
 
 
-def commit(messages: list[tuple[int, int, bytes]]) -> None:
+def commit(messages: list[Message]) -> None:
     """One nf_tables transaction in this process's network namespace; OSError with the kernel's errno."""
     batch = [_message(NFNL_MSG_BATCH_BEGIN, NLM_F_REQUEST, b"", 0, socket.AF_UNSPEC, NFNL_SUBSYS_NFTABLES)]
-    batch += [_message(NFNL_SUBSYS_NFTABLES << 8 | kind, flags, attrs, seq)
-              for seq, (kind, flags, attrs) in enumerate(messages, 1)]
+    batch += [_message(NFNL_SUBSYS_NFTABLES << 8 | kind, flags, attrs, seq, family)
+              for seq, (kind, flags, attrs, family) in enumerate(messages, 1)]
     batch.append(_message(NFNL_MSG_BATCH_END, NLM_F_REQUEST, b"", len(messages) + 1, socket.AF_UNSPEC,
                           NFNL_SUBSYS_NFTABLES))
     with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER) as sock:

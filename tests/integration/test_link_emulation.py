@@ -113,6 +113,26 @@ def test_fault_add_takes_every_key_on_lab_emulator(lab_factory) -> None:
     assert lab.exec("kongming20", ["ping", "-c1", "-W2", "192.168.1.1"]).returncode == 0
 
 
+def test_lab_emulator_impairs_ipv6_and_neighbour_discovery_works_through_it(lab_factory) -> None:
+    """On book-lan6: IPv6 is delayed like IPv4 (its own nf_tables table feeds the queue); a packet the node
+    sent is sent again by the emulator's IPv6 raw socket, neighbour solicitations to a multicast group too."""
+    lab = lab_factory(ROOT / "topologies" / "book-lan6.yaml", name="em-six")
+    assert main(["fault", "add", "kongming20:eth0", "--delay", "20ms", "--lab", "em-six", "--emulator", "lab"]) == 0
+    lab.exec("kongming20", ["ip", "-6", "neigh", "flush", "dev", "eth0"])  # resolved again, through the delay
+    for target in ("fd00:1::108", "192.168.1.108"):
+        rtts = _rtts("em-six", "kongming20", target)
+        assert len(rtts) >= 18, (target, rtts)
+        assert 19.0 <= statistics.median(rtts) <= 22.0, (target, rtts)
+    corrupt = ["fault", "add", "kongming20:eth0", "--corrupt", "50%", "--lab", "em-six", "--emulator", "lab"]
+    assert main(["fault", "clear", "--lab", "em-six"]) == 0
+    assert main(corrupt) == 0
+    out = lab.exec("kongming20", ["ping", "-6", "-n", "-c", "40", "-i", "0.05", "-q", "fd00:1::108"]).stdout
+    received = int(out.split(" received")[0].rsplit(None, 1)[1])
+    assert 10 <= received <= 30, out  # past the header, where ICMPv6's checksum catches it
+    assert main(["fault", "clear", "--lab", "em-six"]) == 0
+    assert lab.exec("kongming20", ["ping", "-6", "-c1", "-W2", "fd00:1::108"]).returncode == 0
+
+
 def test_a_sigkilled_up_leaves_no_emulator_that_down_cannot_end(tmp_path: Path) -> None:
     topo = _topology(tmp_path, "em-kill")
     proc = subprocess.Popen([sys.executable, "-m", "lab", "up", "-q", "--emulator", "lab", str(topo)],

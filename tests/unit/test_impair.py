@@ -146,16 +146,19 @@ class _Journal:
 
 def test_a_queue_rule_is_one_transaction_of_table_chain_and_rule() -> None:
     messages = nfqueue_rules.queue_rule("fault-abc-out", "postrouting", "eth1", 4242, emulator.RESENT_MARK)
-    assert [kind for kind, _, _ in messages] == [nfqueue_rules.NFT_MSG_NEWTABLE, nfqueue_rules.NFT_MSG_NEWCHAIN,
-                                                 nfqueue_rules.NFT_MSG_NEWRULE]
+    kinds = [nfqueue_rules.NFT_MSG_NEWTABLE, nfqueue_rules.NFT_MSG_NEWCHAIN, nfqueue_rules.NFT_MSG_NEWRULE]
+    assert [kind for kind, _, _, _ in messages] == kinds * 2  # in table ip, then ip6
+    assert [family for _, _, _, family in messages] == [nfqueue_rules.NFPROTO_IPV4] * 3 + [
+        nfqueue_rules.NFPROTO_IPV6] * 3
+    assert messages[2][2] == messages[5][2]  # the same rule in either family
     rule = messages[2][2]
     assert b"eth1" + bytes(12) in rule  # oifname, padded to IFNAMSIZ
     assert b"NFQUEUE\0" in rule and struct.pack("=HHH", 4242, 1, nfqueue_rules.NFQ_FLAG_BYPASS) in rule
     assert struct.pack("=I", emulator.RESENT_MARK) in rule
     hook = messages[1][2]
     assert struct.pack("!I", nfqueue_rules.NF_INET_POST_ROUTING) in hook and struct.pack("!i", -150) in hook
-    assert [k for k, _, _ in nfqueue_rules.remove_chain("x")] == [nfqueue_rules.NFT_MSG_DELRULE,
-                                                                  nfqueue_rules.NFT_MSG_DELCHAIN]
+    assert [k for k, _, _, _ in nfqueue_rules.remove_chain("x")] == [nfqueue_rules.NFT_MSG_DELRULE,
+                                                                     nfqueue_rules.NFT_MSG_DELCHAIN] * 2
 
 
 def test_lab_emulator_can_be_forced_and_a_bad_choice_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -194,6 +197,16 @@ def test_corruption_flips_exactly_one_bit_where_a_checksum_will_catch_it(past_he
         flipped = [i for i, d in enumerate(diff) if d]
         assert len(flipped) == 1 and bin(diff[flipped[0]]).count("1") == 1
         assert (flipped[0] >= 20) == past_header
+
+
+def test_an_ipv6_packet_is_corrupted_past_its_header_which_has_no_checksum() -> None:
+    rng = random.Random(2)
+    packet = bytes([0x60]) + bytes(39) + b"payload-bytes"
+    for past_header in (False, True):
+        changed = emulator.corrupt(packet, rng, past_header)
+        flipped = [i for i, (a, b) in enumerate(zip(packet, changed, strict=True)) if a != b]
+        assert len(flipped) == 1 and flipped[0] >= 40
+    assert emulator.corrupt(bytes([0x60]) + bytes(39), rng) == bytes([0x60]) + bytes(39)  # nothing past it
 
 
 class Recorder(emulator.Emulator):
