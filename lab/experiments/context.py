@@ -394,11 +394,11 @@ def _text(value: bytes | str | None) -> str:
     return value.decode(errors="replace") if isinstance(value, bytes) else value
 
 
-ETC_NAMES = ("hosts", "resolv.conf")
+ETC_NAMES = ("hosts", "resolv.conf", "gai.conf")
 
 
 class EtcFiles:
-    """A node's /etc/hosts and /etc/resolv.conf, wherever they live."""
+    """A node's /etc/hosts, /etc/resolv.conf and /etc/gai.conf (getaddrinfo's order), wherever they live."""
 
     def read(self, name: str) -> str:
         raise NotImplementedError
@@ -412,9 +412,14 @@ class NamespaceEtc(EtcFiles):
         self.lab, self.netns = lab, netns
 
     def read(self, name: str) -> str:
+        """The node's own file; a gai.conf the node has none of is the machine's, as its programs see it."""
         from lab.deploy import node_etc_dir
 
-        return (node_etc_dir(self.lab, self.netns) / _etc_name(name)).read_text()
+        own = node_etc_dir(self.lab, self.netns) / _etc_name(name)
+        if not own.exists() and name == "gai.conf":
+            machine = Path("/etc/gai.conf")
+            return machine.read_text() if machine.exists() else ""
+        return own.read_text()
 
     def write(self, name: str, text: str) -> None:
         from lab.deploy import node_etc_dir
@@ -429,6 +434,8 @@ class ContainerEtc(EtcFiles):
         self.handle = handle
 
     def read(self, name: str) -> str:
+        if name == "gai.conf":  # an image need not have one: none means glibc's built-in table
+            return self.handle.exec(["sh", "-c", 'cat "/etc/$1" 2>/dev/null || true', "sh", name]).stdout
         return self.handle.exec(["cat", f"/etc/{_etc_name(name)}"], check=True).stdout
 
     def write(self, name: str, text: str) -> None:

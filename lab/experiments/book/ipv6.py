@@ -6,9 +6,11 @@ book's (Kongming20 and ernest-laptop), addressed by their IPv6 addresses.
 
 from __future__ import annotations
 
+import re
 from ipaddress import IPv6Address
 
 from lab.capture.records import Packet
+from lab.errors import InputError
 from lab.experiments import expect
 from lab.experiments.context import Run
 from lab.experiments.engine import experiment
@@ -220,3 +222,180 @@ def ndp_solicit_advert(run: Run, port: int = 7, hold: float = 0.2) -> None:
             run.expect(expect.count(before_second, 0, "negative control: no multicast solicitation for B "
                                                       "once the cache holds it"))
             run.note(f"{len(later)} neighbour discovery messages after the second SYN (unicast probes, if any)")
+
+
+# ---------------------------------------------------------------- §2.7.2 fragmentation, IPv6's way
+
+ROUTER, ISP, FAR = "router", "isp", "far-host"
+ECHO_HEADER, FRAGMENT_HEADER = 8, 8
+
+
+@experiment(
+    id="icmpv6-packet-too-big",
+    title="A router on a narrower link answers Packet Too Big with its MTU; the sender then fragments, "
+          "routers never do",
+    section="§2.7.2, §2.3",
+    topology=TOPOLOGY,
+    book="""\
+§2.7.2 IPv6扩展头部: 分片 (Fragment) 头部 — "IPv6的分片只能由源端进行，路由器不能对数据报进行分片"
+(in IPv6 only the source fragments; routers do not). §2.3's IPv4 router fragments a datagram
+that does not fit the next hop unless DF is set.""",
+    modern="""As the book says, on 6.x: the router whose next hop is too narrow drops the datagram and
+    answers ICMPv6 Packet Too Big (type 2) with the link's MTU; the sender records that path MTU
+    (ip -6 route get shows it) and sends the next datagrams in fragments of its own, each with a
+    Fragment header (next header 44) sharing one identification, the first as large as the MTU
+    allows with an offset step of 8 bytes. Nothing on the narrow link was fragmented by a router:
+    every fragment there carries the original sender's address. The far host's replies meet the
+    same narrow link from the other side and get their own Packet Too Big, so the first replies
+    are lost until both ends know the path MTU.""",
+)
+def icmpv6_packet_too_big(run: Run, mtu: int = 1400, size: int = 1452, count: int = 4) -> None:
+    a_ip, far_ip = run.ip(A, family=6), run.ip(FAR, family=6)
+    router_ip = run.ip(ROUTER, "eth0", family=6)
+    datagram = IPV6_HEADER + ECHO_HEADER + size
+    if not 1280 <= mtu < datagram <= 1500:
+        raise InputError(f"-p size={size} -p mtu={mtu}: the ping ({datagram} bytes) must fit the LAN (1500) and "
+                         f"not the narrow link, whose MTU IPv6 wants at least 1280",
+                         "choose 1280 ≤ mtu < size + 48 ≤ 1500")
+    run.change(A, ["ip", "-6", "route", "flush", "cache"], undo=[["ip", "-6", "route", "flush", "cache"]],
+               title="start with no cached path MTU (and forget it at the end)")
+    for node, ifname in ((ROUTER, "eth1"), (ISP, "eth0")):
+        run.change(node, ["ip", "link", "set", "dev", ifname, "mtu", str(mtu)],
+                   undo=[["ip", "link", "set", "dev", ifname, "mtu", "1500"]], title=f"{node} {ifname} mtu {mtu}")
+    bpf = "icmp6 or (ip6 and ip6[6] == 44)"  # ICMPv6, and fragments (their next header is Fragment, 44)
+    with run.capture([f"{A}:eth0", f"{ROUTER}:eth1"], bpf):
+        ping = run.sh(A, ["ping", "-6", "-n", "-c", str(count), "-i", "0.3", "-W", "2", "-s", str(size), far_ip],
+                      title=f"ping -6 -s {size} the far host")
+        route = run.sh(A, ["ip", "-6", "route", "get", far_ip])
+    pk = run.packets
+    at_a = expect.at(pk, f"{A}:eth0")
+    narrow = expect.at(pk, f"{ROUTER}:eth1")
+    too_big = [p for p in at_a if p.icmp is not None and p.icmp.version == 6 and p.icmp.type == 2]
+    run.expect(expect.count(too_big, 1, "the router answers once with Packet Too Big"))
+    if too_big and too_big[0].icmp is not None:
+        e, msg = too_big[0], too_big[0].icmp
+        run.expect(expect.equals("from the router, with the narrow link's MTU", f"{router_ip} mtu {mtu}",
+                                 f"{e.src} mtu {msg.mtu}", [e]))
+        inner = msg.inner
+        run.expect(expect.equals("it quotes A's echo request to the far host", f"{a_ip} > {far_ip}",
+                                 f"{inner.src} > {inner.dst}" if inner else "nothing", [e]))
+    whole = [p for p in at_a if p.src == a_ip and p.ip is not None and not p.ip.has_fragment_header
+             and p.ip.total_length == datagram]
+    run.expect(expect.count(whole, 1, f"one whole {datagram}-byte request leaves A: the first, before it knew"))
+    pieces = [p for p in at_a if p.src == a_ip and p.ip is not None and p.ip.has_fragment_header]
+    ids = sorted({p.ip.id for p in pieces if p.ip is not None})
+    run.expect(expect.count(pieces, 2 * (count - 1), f"the {count - 1} later requests leave in two fragments each"))
+    run.expect(expect.every(pieces, lambda p: p.ip is not None and p.ip.total_length <= mtu,
+                            f"every fragment fits the path MTU {mtu}", f"≤ {mtu} bytes"))
+    firsts = [p for p in pieces if p.ip is not None and p.ip.frag_offset == 0]
+    largest = (mtu - IPV6_HEADER - FRAGMENT_HEADER) // 8 * 8
+    run.expect(expect.every(firsts, lambda p: p.ip is not None and p.ip.mf and p.ip.payload_length == largest,
+                            f"each first fragment carries {largest} bytes (the most that fits, a multiple of 8)",
+                            f"Fragment header + {largest} bytes, more fragments"))
+    run.expect(expect.check("each datagram's fragments share one identification", len(ids) == count - 1,
+                            f"{count - 1} identifications", ", ".join(str(i) for i in ids) or "none", pieces[:4]))
+    routers = {run.ip(ROUTER, "eth1", family=6), run.ip(ISP, "eth0", family=6), router_ip}
+    on_link = [p for p in narrow if p.ip is not None and p.ip.has_fragment_header]
+    run.expect(expect.count(on_link, min=2, description="fragments cross the narrow link"))
+    run.expect(expect.every(on_link, lambda p: p.src in (a_ip, far_ip) and p.src not in routers,
+                            "routers never fragment: every fragment on the narrow link is from A or the far host",
+                            f"source {a_ip} or {far_ip}"))
+    run.expect(expect.every(narrow, lambda p: p.ip is not None and p.ip.total_length <= mtu,
+                            f"nothing larger than {mtu} bytes crosses the narrow link", f"≤ {mtu}"))
+    run.expect(expect.output_matches(ping.stdout, rf"{size + ECHO_HEADER} bytes from {far_ip}",
+                                     "the fragmented pings are answered"))
+    run.expect(expect.output_contains(route.stdout, f"mtu {mtu}", "ip -6 route get shows the cached path MTU"))
+
+
+# ---------------------------------------------------------------- getaddrinfo with both families
+
+# RFC 6724's default policy table, as gai.conf writes it (any precedence line replaces glibc's whole table)
+RFC6724_GAI_CONF = """\
+# lab: dual-stack-resolution — RFC 6724 §2.1's default policy table
+precedence ::1/128 50
+precedence ::/0 40
+precedence ::ffff:0:0/96 35
+precedence 2002::/16 30
+precedence 2001::/32 5
+precedence fc00::/7 3
+precedence ::/96 1
+precedence fec0::/10 1
+precedence 3ffe::/16 1
+"""
+SEQUENTIAL_CLIENT = """\
+import socket, sys, time
+started = time.monotonic()
+sock = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=float(sys.argv[3]))
+print(f"connected to {sock.getpeername()[0]} after {time.monotonic() - started:.3f} s")
+"""
+
+
+def stream_order(getent: str) -> list[str]:
+    """The addresses ``getent ahosts NAME`` lists for SOCK_STREAM, in getaddrinfo's order."""
+    return [line.split()[0] for line in getent.splitlines() if len(line.split()) >= 2 and line.split()[1] == "STREAM"]
+
+
+@experiment(
+    id="dual-stack-resolution",
+    title="A name with both addresses: getaddrinfo's order (glibc's table, gai.conf), and the fall back to IPv4 "
+          "when IPv6 is cut",
+    section="§5.12.2 (getaddrinfo), with IPv6",
+    topology=TOPOLOGY,
+    book="""\
+§5.12.2 getaddrinfo: "getaddrinfo函数既能通过主机名获得IP地址（内部使用的是gethostbyname函数），也能通过服务名
+获得端口号"; it returns a linked list of addrinfo, "hints" choosing the family (AF_UNSPEC: both).
+The book does not say in which order the list comes, nor what a client should do with it.""",
+    modern="""With AF_UNSPEC glibc sorts the addresses by RFC 3484's policy table, its built-in default:
+    IPv6 (::/0, precedence 40) before IPv4 (::ffff:0:0/96, 10), so a unique-local fd00:: address comes
+    first. RFC 6724, which replaced RFC 3484, gives IPv4 35 and unique-local addresses 3, and an
+    /etc/gai.conf with its table (any precedence line replaces the whole table) puts IPv4 first. A
+    client that tries the list in order (Python's socket.create_connection, like most) waits out its
+    whole connect timeout on an IPv6 path that drops its SYNs before it tries IPv4; one with Happy
+    Eyeballs (RFC 8305; curl: --happy-eyeballs-timeout-ms, 200 ms) starts IPv4 after that short
+    delay and keeps whichever connects first.""",
+)
+def dual_stack_resolution(run: Run, port: int = 8080, eyeballs_ms: int = 200, timeout: float = 1.0) -> None:
+    b4, b6 = run.ip(B, family=4), run.ip(B, family=6)
+    run.spawn(B, [run.python(B), "-u", "-m", "http.server", "--bind", "::", str(port)], ready="Serving HTTP",
+              title=f"python3 -m http.server --bind :: {port} (one socket, both families)")
+    saved = run.read_etc(A, "gai.conf")
+    try:
+        default = run.sh(A, ["getent", "ahosts", B], title=f"getent ahosts {B} (glibc's default order)")
+        run.write_etc(A, "gai.conf", RFC6724_GAI_CONF)
+        rfc6724 = run.sh(A, ["getent", "ahosts", B], title=f"getent ahosts {B} (gai.conf: RFC 6724's table)")
+    finally:
+        run.write_etc(A, "gai.conf", saved)
+    run.expect(expect.equals("glibc's default (RFC 3484) puts the IPv6 address first", [b6, b4],
+                             stream_order(default.stdout)))
+    run.expect(expect.equals("RFC 6724's table (in gai.conf) puts IPv4 above a unique-local address", [b4, b6],
+                             stream_order(rfc6724.stdout)))
+    url = f"http://{B}:{port}/"
+    curl = ["curl", "-s", "-o", "/dev/null", "--max-time", "10", "--happy-eyeballs-timeout-ms", str(eyeballs_ms),
+            "-w", "%{remote_ip} %{time_connect}", url]
+    both = run.sh(A, curl, title="curl by name, both paths open")
+    run.expect(expect.equals("with both paths open the client uses the first address: IPv6", b6,
+                             (both.stdout.split() or ["none"])[0]))
+    run.drop(f"{B}:eth0", f"tcp syn dport {port} to {b6}")  # the IPv6 path is cut; IPv4 is not
+    with run.capture([f"{A}:eth0"], f"tcp port {port}"):
+        eyeballs = run.sh(A, curl, title=f"curl by name, IPv6 cut (Happy Eyeballs, {eyeballs_ms} ms)")
+        sequential = run.sh(A, [run.python(A), "-c", SEQUENTIAL_CLIENT, B, str(port), str(timeout)],
+                            title=f"socket.create_connection by name, IPv6 cut (timeout {timeout:g} s each)")
+    fields = eyeballs.stdout.split()
+    run.expect(expect.equals("Happy Eyeballs connects over IPv4", b4, fields[0] if fields else "none"))
+    syns = expect.syns(run.packets)
+    first6 = expect.first(syns, lambda p: p.dst == b6)
+    first4 = expect.first(syns, lambda p: p.dst == b4)
+    if first6 is not None and first4 is not None:
+        gap = first4.time - first6.time
+        run.expect(expect.within(f"curl's first IPv4 SYN follows its IPv6 SYN after ≈ {eyeballs_ms} ms", gap,
+                                 eyeballs_ms / 1000 * 0.8, eyeballs_ms / 1000 + 0.15, [first6, first4]))
+    else:
+        run.expect(expect.error("an IPv6 SYN, then an IPv4 SYN", "the capture lacks one of them",
+                                "an IPv6 SYN, then an IPv4 SYN"))
+    answered6 = [p for p in expect.synacks(run.packets) if p.src == b6]
+    run.expect(expect.count(answered6, 0, "no SYN-ACK comes back over IPv6 (its SYNs are dropped)"))
+    run.expect(expect.output_matches(sequential.stdout, rf"connected to {b4} after",
+                                     "the in-order client ends up on IPv4 too"))
+    took = [float(x) for x in re.findall(r"after ([\d.]+) s", sequential.stdout)]
+    run.expect(expect.within(f"but only after waiting out its {timeout:g} s timeout on the IPv6 address",
+                             took[0] if took else None, timeout * 0.95, timeout + 0.5))
