@@ -21,7 +21,7 @@ from pathlib import Path
 
 from lab import names, procs
 from lab.errors import EnvironmentProblem, InputError, LabError
-from lab.net import impair, links, netns, sysctl
+from lab.net import adverts, impair, links, netns, sysctl
 from lab.plan import NO_RESOLVER, Plan, make_plan, networks_record
 from lab.state import Journal, lab_dir, lab_lock, labs_with_state, netns_dir, write_lab_info
 from lab.topology.model import Topology
@@ -80,6 +80,7 @@ def up(
                 "emulator": emulator,
             })
             impair.apply_topology(topo, journal, emulator, progress)
+            adverts.start(plan, journal, progress)
         except BaseException as exc:
             progress("rolling back", 0, 1)
             try:

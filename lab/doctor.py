@@ -220,6 +220,11 @@ def check_ethtool() -> Check:
                  "apt-get install ethtool")
 
 
+def check_radvd() -> Check:
+    return _tool("radvd", "radvd", WARN, "a router interface with ra: true (IPv6 router advertisements, SLAAC) "
+                 "needs it; static IPv6 addresses do not", "apt-get install radvd", ["--version"])
+
+
 def check_nsenter() -> Check:
     return _tool("nsenter", "nsenter", FAIL, "lab exec and captures enter the nodes' namespaces with it",
                  "apt-get install util-linux")
@@ -302,6 +307,7 @@ CHECKS: dict[str, Callable[[], Check]] = {
     "rate": check_rate_qdiscs,
     "tcpdump": check_tcpdump,
     "ethtool": check_ethtool,
+    "radvd": check_radvd,
     "nsenter": check_nsenter,
     "iproute2": check_iproute2,
     "netns": check_netns_dir,

@@ -45,7 +45,9 @@ IPV6 = {
     "net.ipv6.conf.all.keep_addr_on_down": "1", "net.ipv6.conf.default.keep_addr_on_down": "1",
 }
 ROUTER_SYSCTLS6 = {"net.ipv6.conf.all.forwarding": "1"}
-HOST_SYSCTLS6 = {"net.ipv6.conf.all.forwarding": "0"}
+# a host takes router advertisements (SLAAC, a default route), whatever the machine's own namespace says
+HOST_SYSCTLS6 = {"net.ipv6.conf.all.forwarding": "0", "net.ipv6.conf.all.accept_ra": "1",
+                 "net.ipv6.conf.default.accept_ra": "1"}
 
 
 @dataclass
@@ -122,6 +124,8 @@ class Plan:
     hosts_files: dict[str, str]
     nodes: dict[str, NodeSpec]
     resolv_files: dict[str, str] = field(default_factory=dict)  # netns -> resolv.conf (nodes with `resolv:`)
+    adverts: dict[str, dict[str, list[str]]] = field(default_factory=dict)  # router netns -> ifname -> prefixes
+    slaac: dict[str, list[str]] = field(default_factory=dict)  # host netns -> interfaces taking SLAAC addresses
 
     def describe(self) -> list[str]:
         """The plan as the lines ``lab up --dry-run`` prints, in the order they will be applied."""
@@ -148,6 +152,11 @@ class Plan:
             out.append(f"  write /etc/netns/{ns_name}/hosts")
         for ns_name in self.resolv_files:
             out.append(f"  write /etc/netns/{ns_name}/resolv.conf")
+        for ns_name, interfaces in self.adverts.items():
+            for ifname, prefixes in interfaces.items():
+                out.append(f"  radvd in {ns_name}: {ifname} advertises {', '.join(prefixes)}")
+        for ns_name, ifnames in self.slaac.items():
+            out.append(f"  wait for {ns_name}'s SLAAC address on {', '.join(ifnames)}")
         return out
 
     def to_dict(self) -> dict[str, object]:
@@ -260,7 +269,28 @@ def make_plan(topo: Topology) -> Plan:
         extra = "".join(f"{ip}\t{host}\n" for host, ip in node.hosts.items())
         hosts_files[names.netns_name(lab, node_name)] = hosts + extra
     resolv_files = {names.netns_name(lab, n): resolv_conf(nd) for n, nd in topo.nodes.items() if nd.resolv}
-    return Plan(lab, namespaces, bridges, veths, routes, hosts_files, nodes, resolv_files)
+    adverts, slaac = _adverts(topo)
+    return Plan(lab, namespaces, bridges, veths, routes, hosts_files, nodes, resolv_files, adverts, slaac)
+
+
+def _adverts(topo: Topology) -> tuple[dict[str, dict[str, list[str]]], dict[str, list[str]]]:
+    """Which router interfaces advertise which prefixes, and which host interfaces take SLAAC addresses."""
+    adverts: dict[str, dict[str, list[str]]] = {}
+    advertised: set[str] = set()
+    for name, node in topo.nodes.items():
+        for ifname, iface in node.interfaces.items():
+            if node.kind == "router" and iface.ra and iface.network:
+                net = topo.networks[iface.network]
+                prefix = net.subnet6 or (iface.address6.network if iface.address6 else None)
+                if prefix is not None:
+                    adverts.setdefault(names.netns_name(topo.name, name), {})[ifname] = [str(prefix)]
+                    advertised.add(iface.network)
+    slaac: dict[str, list[str]] = {}
+    for name, node in topo.nodes.items():
+        for ifname, iface in node.interfaces.items():
+            if node.kind != "router" and iface.network in advertised and iface.address6 is None:
+                slaac.setdefault(names.netns_name(topo.name, name), []).append(ifname)
+    return adverts, slaac
 
 
 def networks_record(topo: Topology) -> dict[str, dict[str, str | None]]:

@@ -372,44 +372,63 @@ def wait_ready(plan: Plan | None, d: Daemon, container: Any, timeout: float = RE
         f"its logs are in {saved}")
 
 
-def _socket_in(path: str, kind: int) -> socket.socket:
-    """A socket created inside the namespace at ``path`` (it stays there after the thread returns)."""
+def _socket_in(path: str, kind: int, address: str = "0.0.0.0") -> socket.socket:
+    """A socket of ``address``'s family created inside the namespace at ``path`` (it stays there after the
+    thread returns)."""
     from lab.net import netns
 
-    return netns.run_in(path, lambda: socket.socket(socket.AF_INET, kind))
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    return netns.run_in(path, lambda: socket.socket(family, kind))
 
 
 def tcp_listening(path: str, address: str, port: int) -> None:
-    """Raise OSError unless a TCP socket in the namespace listens on address:port (or on 0.0.0.0:port).
+    """Raise OSError unless a TCP socket in the namespace listens on address:port (or on a wildcard).
 
-    Reading the namespace's /proc/net/tcp, rather than connecting, leaves no
+    Reading the namespace's /proc/net/tcp and tcp6, rather than connecting, leaves no
     trace: squid would log a test connection as an error in the access.log
     that experiments read.
     """
     from lab.net import netns
 
     def read() -> str:
-        with open("/proc/thread-self/net/tcp") as f:
-            return f.read()
+        tables = []
+        for name in ("tcp", "tcp6"):
+            try:
+                with open(f"/proc/thread-self/net/{name}") as f:
+                    tables.append(f.read())
+            except FileNotFoundError:  # no IPv6 in this kernel
+                continue
+        return "".join(tables)
 
     if not listens(netns.run_in(path, read), address, port):
         raise OSError(errno.ECONNREFUSED, f"nothing listens on {address}:{port} yet")
 
 
 def listens(proc_net_tcp: str, address: str, port: int) -> bool:
-    """True when the /proc/net/tcp table shows a socket listening on address:port (or 0.0.0.0:port).
+    """True when the /proc/net/tcp (or tcp6) table shows a socket listening on address:port, or on a
+    wildcard: 0.0.0.0 for an IPv4 address, :: for either family (a dual-stack socket, as squid's).
 
     The address is read in the byte order of the machine the table came from; /proc/net/tcp
-    prints it as the host's 32-bit integer, so a table from another machine of the same byte
+    prints it as the host's 32-bit integers, so a table from another machine of the same byte
     order (every machine lab runs on is little-endian) reads the same way.
     """
-    for line in proc_net_tcp.splitlines()[1:]:
+    for line in proc_net_tcp.splitlines():
         fields = line.split()
-        if len(fields) < 4 or fields[3] != "0A":  # 0A = LISTEN
+        if len(fields) < 4 or fields[3] != "0A" or ":" not in fields[1]:  # 0A = LISTEN; skips the heading
             continue
         ip_hex, _, port_hex = fields[1].partition(":")
-        ip = socket.inet_ntoa(struct.pack("=I", int(ip_hex, 16)))
-        if int(port_hex, 16) == port and ip in (address, "0.0.0.0"):
+        wildcards: tuple[str, ...]
+        try:
+            if len(ip_hex) == 32:  # tcp6: four 32-bit words
+                words = struct.pack("=IIII", *(int(ip_hex[i:i + 8], 16) for i in range(0, 32, 8)))
+                ip = socket.inet_ntop(socket.AF_INET6, words)
+                wildcards = ("::",)
+            else:
+                ip = socket.inet_ntoa(struct.pack("=I", int(ip_hex, 16)))
+                wildcards = ("0.0.0.0",) if ":" not in address else ()
+        except ValueError:
+            continue
+        if int(port_hex, 16) == port and (ip == address or ip in wildcards):
             return True
     return False
 
@@ -423,7 +442,7 @@ def ready_inside(container: Any, d: Daemon) -> None:
         if code != 0:
             raise OSError(errno.ETIMEDOUT, f"no DNS answer from {d.ready.address}:{d.ready.port} yet")
         return
-    code, table = container.exec_run(["cat", "/proc/net/tcp"])
+    code, table = container.exec_run(["sh", "-c", "cat /proc/net/tcp && { cat /proc/net/tcp6 2>/dev/null || true; }"])
     if code != 0 or not listens((table or b"").decode(errors="replace"), d.ready.address, d.ready.port):
         raise OSError(errno.ECONNREFUSED, f"nothing listens on {d.ready.address}:{d.ready.port} yet")
 
@@ -437,7 +456,7 @@ def dns_query(name: str, qid: int) -> bytes:
 def dns_answers(path: str, address: str, port: int, name: str) -> None:
     """Raise OSError unless a DNS server at address:port answers a query (any rcode) within 0.5 s."""
     qid = int.from_bytes(os.urandom(2), "big")
-    with _socket_in(path, socket.SOCK_DGRAM) as s:
+    with _socket_in(path, socket.SOCK_DGRAM, address) as s:
         s.settimeout(0.5)
         s.sendto(dns_query(name, qid), (address, port))
         data, _ = s.recvfrom(4096)

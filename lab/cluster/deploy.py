@@ -97,6 +97,9 @@ def up(topo: Topology, smap: SourceMap, cluster: Cluster, source_file: str | Non
     plan = make_plan(topo)
     emulator = impair.choose(emulator) if impair.of_topology(topo) or emulator else None
     wiring.check_shape(plan)
+    if plan.adverts:
+        raise InputError("ra: true (router advertisements) is not available on a cluster yet",
+                         "give the network's hosts static address6, or run the lab on one machine")
     check_pins(topo, smap, cluster)
     progress("asking the machines", 0, 1)
     engines = ready_engines(cluster)

@@ -51,9 +51,14 @@ def identity(p: Packet) -> tuple[object, ...] | None:
     if p.ip is None:
         return None
     ip = p.ip
-    key: tuple[object, ...] = ("ip", ip.src, ip.dst, ip.id, ip.proto, ip.frag_offset, ip.total_length)
+    key: tuple[object, ...] = ("ip", ip.src, ip.dst, ip.id, ip.proto, ip.frag_offset, ip.total_length,
+                               ip.flow_label)
     if p.tcp is not None:
         key += (p.tcp.seq, p.tcp.ack, p.tcp.flags, p.tcp.length)
+    elif p.udp is not None:  # an IPv6 datagram has no IP id to tell two of the same size apart
+        key += (p.udp.sport, p.udp.dport, hash(p.udp.payload))
+    elif p.icmp is not None:
+        key += (p.icmp.type, p.icmp.code, p.icmp.id, p.icmp.seq, p.icmp.target)
     return key
 
 

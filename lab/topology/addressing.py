@@ -4,7 +4,8 @@ Free addresses are taken in the order nodes and interfaces appear in the file,
 after every explicit address is reserved, so the same file gives the same
 addresses on every run. An interface on a dual-stack network gets one of each
 family (``address`` from ``subnet``, ``address6`` from ``subnet6``); on an IPv6-only
-network, only ``address6``.
+network, only ``address6``. On a network a router advertises (``ra: true``) a host gets no
+static IPv6 address: it takes one by SLAAC from the advertisement.
 """
 
 from __future__ import annotations
@@ -32,6 +33,9 @@ def assign_addresses(topo: Topology, smap: SourceMap) -> None:
 
 
 def _assign(topo: Topology, smap: SourceMap, family: int) -> None:
+    from lab.topology.validate import advertised_networks
+
+    slaac = advertised_networks(topo) if family == 6 else set()
     used: dict[str, set[IPv4Address | IPv6Address]] = {name: set() for name in topo.networks}
     for node in topo.nodes.values():
         for iface in node.interfaces.values():
@@ -44,6 +48,8 @@ def _assign(topo: Topology, smap: SourceMap, family: int) -> None:
         for ifname, iface in node.interfaces.items():
             if iface.network not in cursors or _address_of(iface, family) is not None:
                 continue
+            if iface.network in slaac and node.kind != "router":
+                continue  # it takes its address from the router's advertisement
             assert iface.network is not None
             subnet = topo.networks[iface.network].subnet_of(family)
             assert subnet is not None

@@ -125,6 +125,7 @@ class Interface(Strict):
     network: NetworkName | None = None
     address: IPv4Interface | None = None
     address6: IPv6Interface | None = None  # beside address (dual-stack), or alone
+    ra: bool = False  # a router's interface advertises its IPv6 prefix; the network's hosts take SLAAC addresses
     mtu: int | None = Field(default=None, ge=576, le=9000)
     mac: Annotated[str, StringConstraints(pattern=r"^([0-9a-f]{2}:){5}[0-9a-f]{2}$")] | None = None
     impair: Impair | None = None  # shapes what leaves this interface (the tc convention)

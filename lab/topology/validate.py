@@ -36,6 +36,7 @@ def check_topology(topo: Topology, smap: SourceMap) -> None:
     _check_network_sizes(topo, problem)
     _check_switch_names(topo, problem)
     _check_impairments(topo, problem)
+    _check_adverts(topo, problem)
     if problems:
         raise TopologyError(problems)
 
@@ -49,6 +50,34 @@ def _check_impairments(topo: Topology, problem: Problem) -> None:
                 if end in own:
                     problem(("links", index, "impair"), f"{end[0]}:{end[1]} has an impair: of its own; "
                                                         "give one of the two")
+
+
+def _check_adverts(topo: Topology, problem: Problem) -> None:
+    """``ra: true`` is a router's, on an interface with an IPv6 prefix to advertise, one router per network."""
+    advertised: dict[str, str] = {}
+    for name, node in topo.nodes.items():
+        for ifname, iface in node.interfaces.items():
+            if not iface.ra:
+                continue
+            path = ("nodes", name, "interfaces", ifname, "ra")
+            if node.kind != "router":
+                problem(path, "only a router advertises prefixes (kind: router)")
+                continue
+            net = topo.networks.get(iface.network) if iface.network else None
+            if iface.network is None:
+                problem(path, "advertisements are for a network's hosts: give the interface a network")
+            elif net is not None and net.subnet6 is None and iface.address6 is None:
+                problem(path, f"network {iface.network!r} has no subnet6: to advertise; add one")
+            elif iface.network in advertised:
+                problem(path, f"network {iface.network!r} is advertised already by {advertised[iface.network]}; "
+                              "one router advertises a network")
+            advertised.setdefault(str(iface.network), f"{name}:{ifname}")
+
+
+def advertised_networks(topo: Topology) -> set[str]:
+    """The networks a router advertises (``ra: true``): their hosts take SLAAC addresses, not static ones."""
+    return {str(i.network) for n in topo.nodes.values() if n.kind == "router" for i in n.interfaces.values()
+            if i.ra and i.network}
 
 
 def _check_links(topo: Topology, problem: Problem) -> tuple[dict[tuple[str, str], int], set[int], set[str]]:

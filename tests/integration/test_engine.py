@@ -39,7 +39,7 @@ def test_run_json_schema_and_exit_code_zero(tmp_path, capsys):
     assert problems(document) == []
     item = document["experiments"][0]
     assert item["id"] == "rst-closed-port" and item["verdict"] == "pass"
-    assert item["parameters"] == {"port": 54321}
+    assert item["parameters"] == {"family": 4, "port": 54321}
     assert all(e["verdict"] == "pass" for e in item["expectations"])
     assert Path(item["report"]).exists()
     assert state.labs_with_state() == [] or all(not lab.startswith("rcp-") for lab in state.labs_with_state())

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from lab import deploy, procs, state
 from lab.cli import main
 
 pytestmark = pytest.mark.root
@@ -77,6 +78,42 @@ def test_a_pulled_cable_puts_the_ipv6_routes_back(lab_factory, capsys) -> None: 
     assert data["nodes"]["router"]["interfaces"]["eth1"]["addresses"] == ["10.0.0.1/30", "fd00:ff::1/64"]
 
 
+SLAAC = """\
+name: six-ra
+networks:
+  lan:  {subnet: 10.67.0.0/24, subnet6: "fd00:67::/64"}
+  core: {subnet6: "fd00:68::/64"}
+nodes:
+  client:
+    interfaces: {eth0: {network: lan}}
+  router:
+    kind: router
+    interfaces:
+      eth0: {network: lan, address: 10.67.0.1/24, address6: "fd00:67::1/64", ra: true}
+      eth1: {network: core, address6: "fd00:68::1/64"}
+  server:
+    interfaces: {eth0: {network: core}}
+    routes: [{to: default, via: "fd00:68::1"}]
+"""
+
+
+def test_a_router_that_advertises_gives_its_hosts_slaac_addresses(lab_factory, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "six-ra.yaml"
+    path.write_text(SLAAC)
+    lab = lab_factory(path, name="six-ra")
+    info = json.loads(lab.exec("client", ["ip", "-j", "-6", "addr", "show", "dev", "eth0", "scope", "global"]).stdout)
+    slaac = [a for a in info[0]["addr_info"] if a.get("dynamic")]
+    assert len(slaac) == 1 and slaac[0]["local"].startswith("fd00:67::") and slaac[0]["prefixlen"] == 64, info
+    routes = lab.exec("client", ["ip", "-6", "route", "show", "default"]).stdout
+    assert "proto ra" in routes and "via fe80::" in routes, routes  # the router's link-local address
+    assert lab.exec("client", ["ping", "-6", "-c1", "-W2", "fd00:68::2"]).returncode == 0
+    assert lab.exec("server", ["ping", "-6", "-c1", "-W2", slaac[0]["local"]]).returncode == 0
+    radvd = [e for e in state.Journal(lab.name).entries() if str(e.get("name", "")).startswith("radvd ")]
+    assert len(radvd) == 1
+    deploy.down(lab.name)
+    assert not procs.is_running(int(radvd[0]["pid"]), radvd[0].get("start_time"))
+
+
 DAEMONS = """\
 name: six-web
 networks:
@@ -100,6 +137,12 @@ nodes:
     interfaces: {eth0: {network: lan, address: 10.66.0.80/24, address6: "fd00:66::80/64"}}
     web:
       documents: {/index.html: "hello over both families\\n"}
+  proxy:
+    kind: container
+    image: proxy
+    interfaces: {eth0: {network: lan, address6: "fd00:66::31/64"}}
+    resolv: {nameservers: ["fd00:66::53"]}
+    proxy: {}
 """
 
 
@@ -119,3 +162,6 @@ def test_dns_and_web_daemons_serve_ipv6(lab_factory, tmp_path: Path) -> None:  #
     assert page4.stdout == "hello over both families\n", page4.stderr
     hosts = lab.exec("client", ["getent", "ahosts", "web"]).stdout
     assert "fd00:66::80" in hosts and "10.66.0.80" in hosts
+    # squid: the client reaches it over IPv6 (its acl allows both of the LAN's subnets)
+    proxied = lab.exec("client", ["curl", "-s", "-x", "http://[fd00:66::31]:3128", "http://www.six.example/index.html"])
+    assert proxied.stdout == "hello over both families\n", proxied.stdout + proxied.stderr

@@ -4,6 +4,7 @@ and the plan (IPv6 on only where the lab asks for it, routes by family, /etc/hos
 from __future__ import annotations
 
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -165,3 +166,43 @@ def test_aaaa_and_ip6_arpa_records() -> None:
     assert "an AAAA record's value is an IPv6 address, not '10.0.0.1'" in p
     [p] = problems(base + '        - {name: www.example, type: A, value: "fd00::1"}\n')
     assert "an A record's value is an IPv4 address" in p
+
+
+RA = DUAL.replace('address6: "fd00:1::1/64"}', 'address6: "fd00:1::1/64", ra: true}')
+
+
+def test_a_router_that_advertises_leaves_its_hosts_to_slaac() -> None:
+    topo = load(RA)
+    client = topo.nodes["client"].interfaces["eth0"]
+    assert client.address6 is None and str(client.address) == "192.168.1.2/24"  # IPv4 is still static
+    assert str(topo.nodes["server"].interfaces["eth0"].address6) == "fd00:ff::2/64"  # not advertised: static
+    plan = make_plan(topo)
+    assert plan.adverts == {"lab-six.router": {"eth0": ["fd00:1::/64"]}}
+    assert plan.slaac == {"lab-six.client": ["eth0"]}
+    assert "  radvd in lab-six.router: eth0 advertises fd00:1::/64" in plan.describe()
+    hosts = plan.hosts_files["lab-six.client"]
+    assert "192.168.1.2\tclient" in hosts and "fd00:1::2" not in hosts
+
+
+def test_ra_is_a_routers_on_a_network_with_an_ipv6_prefix() -> None:
+    client = "      eth0: {network: lan}\n    routes:\n      - {to: default, via: 192.168.1.1}"
+    [p] = problems(DUAL.replace(client, client.replace("{network: lan}", "{network: lan, ra: true}")))
+    assert p.startswith("t.yaml:8: nodes.client.interfaces.eth0.ra: only a router advertises prefixes")
+    text = DUAL.replace('lan:  {subnet: 192.168.1.0/24, subnet6: "fd00:1::/64"}', "lan:  {subnet: 192.168.1.0/24}")
+    text = text.replace('address: 192.168.1.1/24, address6: "fd00:1::1/64"}', "address: 192.168.1.1/24, ra: true}")
+    text = text.replace('      - {to: default, via: "fd00:1::1"}\n', "")
+    [p] = problems(text)
+    assert "nodes.router.interfaces.eth0.ra: network 'lan' has no subnet6: to advertise" in p
+
+
+def test_a_cluster_refuses_advertisements_before_making_anything() -> None:
+    from lab.cluster import deploy
+    from lab.cluster.model import Cluster, ClusterFile
+    from lab.errors import InputError
+    from lab.topology import load_topology_text as loader
+
+    topo, smap = loader(RA, "t.yaml")
+    cluster = Cluster(ClusterFile.model_validate({"machines": {"m1": {"engine": "unix:///nonexistent.sock"}}}),
+                      Path("c.yaml"), {})
+    with pytest.raises(InputError, match="not available on a cluster yet"):
+        deploy.up(topo, smap, cluster)

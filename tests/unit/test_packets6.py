@@ -88,3 +88,16 @@ def test_echo_and_port_unreachable() -> None:
 def test_a_truncated_ipv6_header_is_noted() -> None:
     p = decoded(g.eth6(g.MAC_A, g.MAC_B, b"\x60" + b"\x00" * 20))
     assert p.ip is None and p.note == "truncated IPv6 header (21 bytes)"
+
+
+def test_the_sequence_diagram_keeps_two_ipv6_packets_that_only_differ_past_the_ip_header() -> None:
+    """IPv6 has no IP id: two echo requests of one size are told apart by their sequence numbers."""
+    from lab.report.sequence import unique
+
+    def echo(seq: int, point: str, at: float):  # type: ignore[no-untyped-def]
+        frame = g.eth6(g.MAC_A, g.MAC_B, g.ipv6(A, B, 58, g.icmp6(128, 0, bytes([0, 7, 0, seq]) + b"p" * 8)))
+        return decode_frame(frame, at, point, seq)
+
+    first_here, first_there, second_there = echo(1, "a:eth0", 1.0), echo(1, "r:eth1", 1.001), echo(2, "r:eth1", 1.2)
+    kept, dropped = unique([first_here, first_there, second_there])
+    assert dropped == 1 and kept == [first_here, second_there]

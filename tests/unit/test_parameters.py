@@ -80,3 +80,28 @@ def test_the_units_are_checked_when_a_value_is_made() -> None:
     assert Duration("500us").milliseconds == 0.5
     with pytest.raises(ValueError):
         Duration("soon")
+
+
+def test_family_chooses_the_topology_and_takes_4_or_6() -> None:
+    @engine.experiment(id="fam-demo", title="t", section="§0", topology="book-lan.yaml", topology6="book-lan6.yaml")
+    def steps(run, family: int = 4, port: int = 7) -> None:
+        pass
+
+    exp = engine.REGISTRY["fam-demo"]
+    assert exp.topology_path(exp.parameters()).name == "book-lan.yaml"
+    assert exp.topology_path(exp.parameters({"family": "6"})).name == "book-lan6.yaml"
+    assert exp.topology_for(exp.parameters({"family": "6"})) == "book-lan6.yaml"
+    with pytest.raises(InputError, match=r"-p family=5: expected 4 or 6"):
+        exp.parameters({"family": "5"})
+
+
+def test_a_family_parameter_and_topology6_go_together() -> None:
+    with pytest.raises(ValueError, match="go together"):
+        @engine.experiment(id="fam-half", title="t", section="§0", topology="book-lan.yaml")
+        def steps(run, family: int = 4) -> None:
+            pass
+    with pytest.raises(ValueError, match="go together"):
+        @engine.experiment(id="fam-other", title="t", section="§0", topology="book-lan.yaml",
+                           topology6="book-lan6.yaml")
+        def other(run, port: int = 7) -> None:
+            pass

@@ -181,3 +181,23 @@ def test_a_document_file_outside_the_topology_directory_is_refused(tmp_path):
     for hostile in ("../../etc/shadow", "/etc/shadow", "sub/../../x"):
         with pytest.raises(InputError, match="outside the topology's directory"):
             _inside("web", "/x", tmp_path, hostile)
+
+
+TCP = """\
+  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 0100007F:0035 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1 1
+"""
+TCP6 = """\
+  sl  local_address                         remote_address                        st tx_queue rx_queue
+   0: 00000000000000000000000000000000:0C38 00000000000000000000000000000000:0000 0A 00000000:00000000
+   1: 000000FD000000000000000080000000:0050 00000000000000000000000000000000:0000 0A 00000000:00000000
+"""
+
+
+def test_listens_reads_both_tables_and_a_dual_stack_wildcard() -> None:
+    from lab.services import listens
+
+    assert listens(TCP, "127.0.0.1", 53) and not listens(TCP, "10.0.0.1", 53)
+    assert listens(TCP6, "10.66.0.3", 3128) and listens(TCP6, "fd00:66::31", 3128)  # squid on [::]:3128
+    assert listens(TCP + TCP6, "fd00::80", 80) and not listens(TCP6, "fd00::81", 80)
+    assert not listens(TCP6, "fd00::80", 81)
