@@ -158,12 +158,15 @@ def _clear_machine(lab: str, entries: list[dict[str, Any]], machine: str, engine
                 return name, f"could not remove it: {exc.explanation or exc}"
         return name, None
 
+    def unwire_then_remove_agent() -> list[tuple[str, str | None]]:
+        unwire()
+        return [remove(agent)] if agent is not None else []
+
     with ThreadPoolExecutor(max_workers=8) as pool:
-        undone = pool.submit(unwire)  # meanwhile, every container but the agent goes
+        # the agent undoes the wiring, then goes too, while every other container is removed
+        undone = pool.submit(unwire_then_remove_agent)
         results = list(pool.map(remove, [c for c in ours if c is not agent]))
-        undone.result()
-        if agent is not None:
-            results.append(remove(agent))
+        results += undone.result()
     for name, problem in results:
         if problem:
             skipped.append(f"container {name} on {machine}: {problem}")
