@@ -15,7 +15,8 @@
 4. a switch container (``network_mode=none``: a namespace for the bridges) on each machine
    that holds LAN members, then each machine's agent wires its part (:mod:`lab.cluster.wiring`);
    (its /etc/hosts and resolv.conf included);
-5. the daemons, started and waited for from inside.
+5. the daemons, started and waited for from inside; radvd in each router that advertises
+   (``ra: true``), and the wait for its hosts' SLAAC addresses.
 
 Everything is journaled before it is made, on which machine it is; ``down`` removes it through
 the engines it can reach and keeps the journal for the ones it cannot, so a later ``down`` or
@@ -40,10 +41,10 @@ from lab.cluster.images import distribute_images
 from lab.cluster.model import Cluster, cluster_record
 from lab.cluster.teardown import teardown
 from lab.errors import EnvironmentProblem, InputError, TopologyError
-from lab.net import impair
+from lab.net import adverts, impair
 from lab.nodes.container import CAPABILITIES, labels_for
 from lab.plan import Plan, make_plan, networks_record
-from lab.state import Journal, lab_dir, lab_lock, write_lab_info
+from lab.state import Journal, lab_dir, lab_lock, read_lab_info, write_lab_info
 from lab.topology.loader import SourceMap
 from lab.topology.model import Topology
 
@@ -97,9 +98,6 @@ def up(topo: Topology, smap: SourceMap, cluster: Cluster, source_file: str | Non
     plan = make_plan(topo)
     emulator = impair.choose(emulator) if impair.of_topology(topo) or emulator else None
     wiring.check_shape(plan)
-    if plan.adverts:
-        raise InputError("ra: true (router advertisements) is not available on a cluster yet",
-                         "give the network's hosts static address6, or run the lab on one machine")
     check_pins(topo, smap, cluster)
     progress("asking the machines", 0, 1)
     engines = ready_engines(cluster)
@@ -143,6 +141,7 @@ def up(topo: Topology, smap: SourceMap, cluster: Cluster, source_file: str | Non
                 "bridges": [vars(b) for b in plan.bridges], "switch": None, "emulator": emulator,
             })
             impair.apply_topology(topo, journal, emulator, progress)
+            adverts.start_in_nodes(plan, read_lab_info(topo.name), progress)
         except BaseException as exc:
             progress("rolling back", 0, 1)
             try:

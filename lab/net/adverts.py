@@ -2,9 +2,11 @@
 
 The hosts on that network then take SLAAC addresses (RFC 4862) and a default route via the
 router's link-local address; ``up`` waits until each has its address, so a lab is usable when
-``up`` returns. radvd (Debian's package) runs in the router's namespace, one process for all of
-that router's advertising interfaces, journaled by PID like every process lab starts, and
-stopped by ``down``. Its configuration is in the lab's state directory.
+``up`` returns. On one machine radvd (Debian's package) runs in the router's namespace, one
+process for all of that router's advertising interfaces, journaled by PID like every process
+lab starts, and stopped by ``down``; its configuration is in the lab's state directory. On a
+cluster the router is a ``lab-host`` container, whose image has radvd: it runs inside it, and
+goes with the container.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import Callable
+from typing import Any
 
 from lab import procs
 from lab.errors import EnvironmentProblem
@@ -22,6 +25,7 @@ from lab.plan import Plan
 from lab.state import Journal, lab_dir
 
 WAIT_FOR_SLAAC = 10.0  # seconds for every host of an advertised network to take its address
+CONTAINER_CONF = "/etc/lab/radvd.conf"
 MIN_INTERVAL, MAX_INTERVAL = 3, 10  # seconds between unsolicited advertisements (radvd's lowest allowed: 3)
 
 Progress = Callable[[str, int, int], None]
@@ -66,15 +70,47 @@ def start(plan: Plan, journal: Journal, progress: Progress) -> None:
     wait_for_slaac(plan, progress)
 
 
-def wait_for_slaac(plan: Plan, progress: Progress) -> None:
-    """Until every host interface on an advertised network holds a global address it took by SLAAC."""
+def start_in_nodes(plan: Plan, lab_info: dict[str, Any], progress: Progress) -> None:
+    """On a cluster: radvd inside each advertising router's container, then wait for the hosts' addresses."""
+    if not plan.adverts:
+        return
+    from lab.nodes import node_from_info
+
+    node_of = {spec.netns: name for name, spec in plan.nodes.items()}
+    progress("router advertisements", 0, len(plan.adverts))
+    for done, (netns, interfaces) in enumerate(sorted(plan.adverts.items()), start=1):
+        router = node_from_info(lab_info, node_of[netns])
+        router.exec(["sh", "-c", 'cat > "$1"', "sh", CONTAINER_CONF], input=radvd_conf(interfaces), check=True)
+        started = router.exec(["radvd", "-C", CONTAINER_CONF, "-p", "/run/radvd.pid", "-m", "logfile",
+                               "-l", "/var/log/lab/radvd.log"])  # it detaches itself; the container holds it
+        if started.returncode != 0:
+            raise EnvironmentProblem(f"node {node_of[netns]}: radvd did not start ({started.stderr.strip()[:200]})",
+                                     f"lab exec {node_of[netns]} -- cat /var/log/lab/radvd.log")
+        progress("router advertisements", done, len(plan.adverts))
+
+    def addresses(netns: str) -> str:
+        return node_from_info(lab_info, node_of[netns]).exec(
+            ["ip", "-j", "-6", "addr", "show", "scope", "global"], timeout=10).stdout
+
+    wait_for_slaac(plan, progress, addresses)
+
+
+def _in_namespace(netns: str) -> str:
+    return subprocess.run(["nsenter", f"--net={netns_path(netns)}", "ip", "-j", "-6", "addr", "show", "scope",
+                           "global"], capture_output=True, text=True, timeout=10).stdout
+
+
+def wait_for_slaac(plan: Plan, progress: Progress, addresses: Callable[[str], str] = _in_namespace) -> None:
+    """Until every host interface on an advertised network holds a global address it took by SLAAC.
+
+    ``addresses(netns)`` is the host's ``ip -j -6 addr show scope global``.
+    """
     waiting = dict(plan.slaac)  # netns -> interfaces
     total = sum(len(v) for v in waiting.values())
     deadline = time.monotonic() + WAIT_FOR_SLAAC
     while waiting:
         for netns, ifnames in list(waiting.items()):
-            out = subprocess.run(["nsenter", f"--net={netns_path(netns)}", "ip", "-j", "-6", "addr", "show", "scope",
-                                  "global"], capture_output=True, text=True, timeout=10).stdout
+            out = addresses(netns)
             taken = {link["ifname"] for link in json.loads(out or "[]")
                      if any(a.get("dynamic") for a in link.get("addr_info", []))}
             left = [i for i in ifnames if i not in taken]

@@ -187,6 +187,39 @@ def test_graph_draws_each_machine_around_its_nodes(lab: dict, capsys: pytest.Cap
         assert f"machine {machine}" in svg and f"on {machine}" in svg
 
 
+SLAAC = """\
+name: clu-ra
+networks:
+  lan:  {subnet: 10.69.0.0/24, subnet6: "fd00:69::/64"}
+nodes:
+  client: {machine: m2, interfaces: {eth0: {network: lan}}}
+  router:
+    kind: router
+    machine: m1
+    interfaces: {eth0: {network: lan, address: 10.69.0.1/24, address6: "fd00:69::1/64", ra: true}}
+"""
+
+
+def test_router_advertisements_cross_machines(cluster_file: Path, tmp_path: Path) -> None:
+    """radvd in the router's container on m1; the client on m2 takes its SLAAC address over the VXLAN LAN."""
+    topology = tmp_path / "ra.yaml"
+    topology.write_text(SLAAC)
+    up = apart("up", "-q", str(topology), "--cluster", str(cluster_file))
+    assert up.returncode == 0, up.stderr
+    try:
+        shown = apart("exec", "--lab", "clu-ra", "client", "--", "ip", "-j", "-6", "addr", "show", "dev", "eth0",
+                      "scope", "global")
+        slaac = [a for a in json.loads(shown.stdout)[0]["addr_info"] if a.get("dynamic")]
+        assert len(slaac) == 1 and slaac[0]["local"].startswith("fd00:69::"), shown.stdout
+        route = apart("exec", "--lab", "clu-ra", "client", "--", "ip", "-6", "route", "show", "default").stdout
+        assert "proto ra" in route, route
+        ping = apart("exec", "--lab", "clu-ra", "client", "--", "ping", "-6", "-c1", "-W2", "fd00:69::1")
+        assert ping.returncode == 0, ping.stdout
+    finally:
+        assert apart("down", "clu-ra").returncode == 0
+    nothing_of("clu-ra")
+
+
 def test_a_machine_that_stops_answering_is_named(lab: dict, capsys: pytest.CaptureFixture[str]) -> None:
     """Freeze one machine's engine (SIGSTOP): inspect says which machine, exit 3; thawed, all is well again."""
     machine = lab["nodes"]["web1"]["machine"]

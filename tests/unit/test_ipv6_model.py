@@ -4,7 +4,6 @@ and the plan (IPv6 on only where the lab asks for it, routes by family, /etc/hos
 from __future__ import annotations
 
 import textwrap
-from pathlib import Path
 
 import pytest
 
@@ -193,16 +192,3 @@ def test_ra_is_a_routers_on_a_network_with_an_ipv6_prefix() -> None:
     text = text.replace('      - {to: default, via: "fd00:1::1"}\n', "")
     [p] = problems(text)
     assert "nodes.router.interfaces.eth0.ra: network 'lan' has no subnet6: to advertise" in p
-
-
-def test_a_cluster_refuses_advertisements_before_making_anything() -> None:
-    from lab.cluster import deploy
-    from lab.cluster.model import Cluster, ClusterFile
-    from lab.errors import InputError
-    from lab.topology import load_topology_text as loader
-
-    topo, smap = loader(RA, "t.yaml")
-    cluster = Cluster(ClusterFile.model_validate({"machines": {"m1": {"engine": "unix:///nonexistent.sock"}}}),
-                      Path("c.yaml"), {})
-    with pytest.raises(InputError, match="not available on a cluster yet"):
-        deploy.up(topo, smap, cluster)
