@@ -31,7 +31,8 @@ def complete_capture(pk: list[Packet], sender: str, total: int) -> expect.Verdic
     title="Interactive data: each keystroke is data, echo with the delayed ACK, and the client's ACK",
     section="§3.6",
     topology="book-lan.yaml",
-    params={"port": 7, "keystrokes": 25, "interval_ms": 100, "ack_within_ms": 20.0, "ack_median_ms": 5.0},
+    topology6="book-lan6.yaml",
+    params={"family": 4, "port": 7, "keystrokes": 25, "interval_ms": 100, "ack_within_ms": 20.0, "ack_median_ms": 5.0},
     book="""\
 1.IP 127.0.0.1.58130 > 127.0.0.1.23: Flags [P.], seq 1408334812:1408334813, ack 1415955507, win 613, length 1
 2.IP 127.0.0.1.23 > 127.0.0.1.58130: Flags [P.], seq 1:2, ack 1, win 512, length 1
@@ -49,7 +50,8 @@ def complete_capture(pk: list[Packet], sender: str, total: int) -> expect.Verdic
     for its first 16 received segments (TCP_MAX_QUICKACKS) it is in quickack mode and ACKs in
     the receive path (~10 µs); after that its ACK leaves when the program reads the echo (the
     echo carried PSH, so tcp_cleanup_rbuf sends the pending ACK), tens of µs later, or a few ms
-    when the machine is busy — still far below the 40 ms delayed-ACK timer.""",
+    when the machine is busy — still far below the 40 ms delayed-ACK timer.
+    Over IPv6 (-p family=6, on book-lan6) the same.""",
 )
 def interactive_delack(run: Run) -> None:
     if run.p.keystrokes < 2:
@@ -185,7 +187,8 @@ def nagle_delack_nodelay(run: Run) -> None:
     title="Bulk data into a small receive window: half-window segments, at most a window in flight",
     section="§3.7",
     topology="book-lan.yaml",
-    params={"port": 5003, "rcvbuf": 2048, "bytes": 100_000},
+    topology6="book-lan6.yaml",
+    params={"family": 4, "port": 5003, "rcvbuf": 2048, "bytes": 100_000},
     book="""\
 (tcp_rmem and tcp_wmem set to 4096; ftp get of a big file over lo)
 1.IP 127.0.0.1.20 > 127.0.0.1.45227: Flags [.], seq 5195777:5197313, ack 1, win 3072, length 1536
@@ -204,7 +207,8 @@ def nagle_delack_nodelay(run: Run) -> None:
     more than one window unacknowledged. The receiver ACKs about every second full-sized
     segment (tcp_rcv_established: more than one rcv_mss unacknowledged), plus window updates
     when the program reads. PSH placement depends on the send path (tcp_push after each
-    write); it is not asserted.""",
+    write); it is not asserted.
+    Over IPv6 (-p family=6, on book-lan6) the same.""",
 )
 def bulk_small_window(run: Run) -> None:
     server_ip, client_ip = run.ip(SERVER), run.ip(CLIENT)
@@ -279,7 +283,8 @@ def bulk_small_window(run: Run) -> None:
     title="Urgent data: only the last byte sent with MSG_OOB is out-of-band; normal reads stop at the mark",
     section="§3.8, §5.8",
     topology="book-lan.yaml",
-    params={"port": 54321, "normal": "123", "oob": "abc", "wait": 0.5},
+    topology6="book-lan6.yaml",
+    params={"family": 4, "port": 54321, "normal": "123", "oob": "abc", "wait": 0.5},
     book="""\
 $ ./testoobrecv 192.168.1.109 54321
 $ ./testoobsend 192.168.1.109 54321
@@ -293,7 +298,8 @@ IP 192.168.1.108.60460 > 192.168.1.109.54321: Flags [P.U], seq 4:7, ack 1, win 9
     and MSG_OOB returns the single urgent byte because SO_OOBINLINE is off. The book's receiver
     calls recv() straight after accept(), which races the sender: if only "123" has arrived the
     lines become '123' / 'c' / 'ab'. Our receiver waits before its first read so all three sends
-    are in.""",
+    are in.
+    Over IPv6 (-p family=6, on book-lan6) the same.""",
 )
 def oob_urg(run: Run) -> None:
     server_ip, client_ip = run.ip(SERVER), run.ip(CLIENT)

@@ -165,7 +165,8 @@ def listen_backlog(run: Run) -> None:
     title="net.core.somaxconn caps the listen backlog",
     section="§16.2.2",
     topology="book-lan.yaml",
-    params={"port": 12346, "backlog": 5, "somaxconn": 3, "extra_clients": 3, "interval": 0.2},
+    topology6="book-lan6.yaml",
+    params={"family": 4, "port": 12346, "backlog": 5, "somaxconn": 3, "extra_clients": 3, "interval": 0.2},
     book="""\
 /proc/sys/net/core/somaxconn: 指定listen监听队列里，能够建立完整连接从而进入ESTABLISHED状态的socket的最大数目。
 (somaxconn is the upper bound of connections in the listen queue that completed the handshake
@@ -173,7 +174,8 @@ def listen_backlog(run: Run) -> None:
     modern="""listen() silently clamps its backlog to net.core.somaxconn, a per-network-namespace sysctl
     whose default is 4096 since Linux 5.4 (it was 128). With somaxconn 3 and listen(5), ss -ltn
     shows Send-Q 3 and the queue takes 3 + 1 connections; further SYNs are dropped and counted
-    as ListenOverflows.""",
+    as ListenOverflows.
+    Over IPv6 (-p family=6, on book-lan6) the same.""",
 )
 def somaxconn_cap(run: Run) -> None:
     run.sysctl(SERVER, "net.core.somaxconn", run.p.somaxconn)
@@ -188,7 +190,8 @@ def somaxconn_cap(run: Run) -> None:
     title="The SYN queue: half-open connections are capped by the backlog; syncookies answer the rest",
     section="§16.2.2",
     topology="book-lan.yaml",
-    params={"port": 12347, "backlog": 5, "clients": 20, "max_syn_backlog": 8, "interval": 0.02},
+    topology6="book-lan6.yaml",
+    params={"family": 4, "port": 12347, "backlog": 5, "clients": 20, "max_syn_backlog": 8, "interval": 0.02},
     book="""\
 /proc/sys/net/ipv4/tcp_max_syn_backlog: 指定listen监听队列里，能够转移至ESTABLISHED或者SYN_RCVD状态的socket的最大数目。
 /proc/sys/net/ipv4/tcp_syncookies: 指定打开TCP同步标签（syncookie），同步标签通过启动cookie来防止一个监听socket
@@ -204,7 +207,8 @@ def somaxconn_cap(run: Run) -> None:
     tcp_max_syn_backlog matters only with syncookies off and for peers without a tcp_metrics
     entry ("unproven"): a request is dropped once fewer than a quarter of its slots are left,
     so it bites when max_syn_backlog - max_syn_backlog/4 + 1 is below backlog + 1. A cached
-    metric from an earlier connection makes the peer proven, hence `ip tcp_metrics flush` first.""",
+    metric from an earlier connection makes the peer proven, hence `ip tcp_metrics flush` first.
+    Over IPv6 (-p family=6, on book-lan6) the same.""",
 )
 def syn_queue_syncookies(run: Run) -> None:
     server_ip = run.ip(SERVER)
@@ -273,7 +277,8 @@ print(f"rcvbuf_min={s.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)} "
     title="SO_RCVBUF / SO_SNDBUF: the kernel doubles the value and enforces a minimum; the window follows",
     section="§5.11.2",
     topology="book-lan.yaml",
-    params={"port": 12345, "rcvbuf": 50, "sndbuf": 2000, "rcvbuf_large": 2500, "sndbuf_large": 5000,
+    topology6="book-lan6.yaml",
+    params={"family": 4, "port": 12345, "rcvbuf": 50, "sndbuf": 2000, "rcvbuf_large": 2500, "sndbuf_large": 5000,
             "bytes": 5000},
     book="""\
 $ ./set_recv_buffer 192.168.1.109 12345 50
@@ -289,7 +294,8 @@ book's capture showed the receiver advertising a 192-byte window)""",
     So 50 reads back as 2304 and 2000 as 4608, while 2500 and 5000 read back doubled. Set before
     listen(), the small receive buffer gives window scale 0 and a SYN-ACK window of at most half
     the buffer (1152 for 2304), and the sender cuts its segments to half the largest window
-    it saw (tcp_bound_to_half_wnd): 576-byte segments.""",
+    it saw (tcp_bound_to_half_wnd): 576-byte segments.
+    Over IPv6 (-p family=6, on book-lan6) the same.""",
 )
 def so_rcvbuf_sndbuf_min(run: Run) -> None:
     server_ip, client_ip = run.ip(SERVER), run.ip(CLIENT)

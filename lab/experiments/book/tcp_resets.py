@@ -31,7 +31,8 @@ from lab.experiments.engine import experiment
     title="SO_LINGER {1, 0}: close() aborts with an RST and drops the data; {1, T}: waits T s, returns 0",
     section="§3.5.2, §5.11.4",
     topology="book-lan.yaml",
-    params={"port": 6000, "bytes": 100000, "rcvbuf": 2048, "linger": 0},
+    topology6="book-lan6.yaml",
+    params={"family": 4, "port": 6000, "bytes": 100000, "rcvbuf": 2048, "linger": 0},
     book="""\
 TCP提供了异常终止一个连接的方法，即给对方发送一个复位报文段。一旦发送了复位报文段，发送端所有排队等待发送的数据都将被丢弃。
 应用程序可以使用socket选项SO_LINGER来发送复位报文段，以异常终止一个连接。
@@ -49,7 +50,8 @@ l_onoff != 0, l_linger > 0 (§5.11.4): a blocking close() waits up to l_linger s
     book: when the time runs out close() returns 0, not -1/EWOULDBLOCK (tcp_close ignores the
     timeout's result), and nothing is discarded: the orphaned socket sits in FIN-WAIT-1 with
     its data queued, and sends it and a FIN once the reader reads. The reader's SO_RCVBUF is
-    doubled by the kernel and, set before connect, also drops the window scale to 0.""",
+    doubled by the kernel and, set before connect, also drops the window scale to 0.
+    Over IPv6 (-p family=6, on book-lan6) the same.""",
 )
 def rst_linger_abort(run: Run) -> None:
     server_ip, client_ip = run.ip(SERVER), run.ip(CLIENT)
@@ -126,7 +128,8 @@ def lingered(run: Run, linger: int, served: str, orphan: list[sstext.SsSocket], 
     title="A half-open connection: data to a rebooted peer is answered with a bare RST",
     section="§3.5.3",
     topology="book-lan.yaml",
-    params={"port": 12345, "message": "a\\r\\n", "send_at": 2.5},
+    topology6="book-lan6.yaml",
+    params={"family": 4, "port": 12345, "message": "a\\r\\n", "send_at": 2.5},
     book="""\
 $ nc -l 12345                      # on Kongming20
 $ telnet 192.168.1.109 12345       # on ernest-laptop; then pull its cable, restart the server
@@ -143,7 +146,8 @@ Connection closed by foreign host.
     socket sits in FIN-WAIT-1) and then destroying that socket with ss -K (INET_DIAG_DESTROY).
     The client's next recv() fails with ECONNRESET and the send() after it with EPIPE (SIGPIPE
     unless ignored). The client sends at send_at (2.5 s) after connecting: time for the six steps of
-    the emulation, each a command through a machine's engine when the lab is spread over a cluster.""",
+    the emulation, each a command through a machine's engine when the lab is spread over a cluster.
+    Over IPv6 (-p family=6, on book-lan6) the same.""",
 )
 def rst_half_open(run: Run) -> None:
     server_ip, client_ip = run.ip(SERVER), run.ip(CLIENT)

@@ -354,7 +354,8 @@ REUSE_MATRIX = ((False, False), (False, True), (True, False), (True, True))
     title="Restarting a server whose connection is in TIME_WAIT: SO_REUSEADDR must be on, old and new",
     section="§5.11.1",
     topology="book-lan.yaml",
-    params={"port": 8000},
+    topology6="book-lan6.yaml",
+    params={"family": 4, "port": 8000},
     book="""\
 但如果是服务器主动关闭连接后异常终止，则因为它总是使用同一个知名服务端口号，所以连接的TIME_WAIT状态将导致它不能立即重启。
 不过，我们可以通过socket选项SO_REUSEADDR来强制进程立即使用处于TIME_WAIT状态的连接占用的端口。
@@ -365,7 +366,8 @@ REUSE_MATRIX = ((False, False), (False, True), (True, False), (True, True))
     keeps the sk_reuse of the socket it came from (the old listener's accepted socket), and
     inet_csk_bind_conflict allows the bind only if both have it. So the 4-row matrix has one
     OK row, old and new both with SO_REUSEADDR. tcp_tw_recycle, the book's other way out,
-    was removed in 4.12 (it broke clients behind NAT).""",
+    was removed in 4.12 (it broke clients behind NAT).
+    Over IPv6 (-p family=6, on book-lan6) the same.""",
 )
 def so_reuseaddr_restart(run: Run) -> None:
     server_ip = run.ip(SERVER)
