@@ -85,6 +85,9 @@ def endpoint(lab_info: dict[str, Any], spec: str) -> Endpoint:
     if node not in nodes:
         raise InputError(f"lab {lab_info['name']!r} has no node {node!r}", f"nodes: {', '.join(sorted(nodes))}")
     interfaces = nodes[node]["interfaces"]
+    if ifname == "lo":  # every node's loopback: a capture point (and a fault's), its own other end
+        inside = node_namespace(lab_info, node)
+        return Endpoint(lab_info["name"], node, "lo", inside, inside, "lo", ipv6=bool(lab_info.get("ipv6")))
     if not ifname:
         if len(interfaces) != 1:
             raise InputError(f"say which interface of {node}: {', '.join(f'{node}:{i}' for i in interfaces)}")

@@ -134,3 +134,9 @@ def test_an_ipv6_route_is_put_back_with_ip_6():
                          routes=[{"to": "default", "via": "fd00:ff::2", "dev": "eth1", "family": "6"}], ipv6=True)
     assert faults.link_state(ep, up=True).apply[1] == ["nsenter", "--net=/run/netns/lab-lab1.r1", "ip", "-6", "route",
                                                        "replace", "default", "via", "fd00:ff::2", "dev", "eth1"]
+
+
+def test_a_nodes_loopback_is_an_endpoint() -> None:
+    info = {"name": "lab1", "nodes": {"h1": {"kind": "host", "netns": "lab-lab1.h1", "interfaces": {"eth0": {}}}}}
+    ep = faults.endpoint(info, "h1:lo")
+    assert (ep.label, ep.ifname, ep.peer_ifname) == ("h1:lo", "lo", "lo")

@@ -91,3 +91,10 @@ def test_retransmit_schedule_without_tlp_and_capped_rto():
     times, _ = r.retransmit_schedule(15, 0.2, rto_max=1.0)
     gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
     assert max(gaps) == pytest.approx(1.0)
+
+
+def test_the_mss_takes_the_families_headers() -> None:
+    from lab.experiments.book import tcp_rules
+
+    assert tcp_rules.mss_for_mtu(1500) == 1460 and tcp_rules.mss_for_mtu(1500, 6) == 1440
+    assert tcp_rules.mss_for_mtu(65536) == 65495 and tcp_rules.mss_for_mtu(65536, 6) == 65476

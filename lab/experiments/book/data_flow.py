@@ -125,7 +125,8 @@ def interactive_delack(run: Run) -> None:
     title="Nagle meets delayed ACK: two small writes cost a 40 ms ACK timer; TCP_NODELAY sends both at once",
     section="§3.6 (ext)",
     topology="book-lan.yaml",
-    params={"port": 5002, "rounds": 20, "size": 10, "nagle_min_ms": 30.0, "nodelay_max_ms": 5.0},
+    topology6="book-lan6.yaml",
+    params={"family": 4, "port": 5002, "rounds": 20, "size": 10, "nagle_min_ms": 30.0, "nodelay_max_ms": 5.0},
     book="""\
 (The book describes the Nagle algorithm in §3.6 and lists TCP_NODELAY among the socket options in
 §5.11, but runs no experiment. Its words: "Nagle算法要求一个TCP连接的通信双方在任意时刻都最多只能发送一个
@@ -138,7 +139,8 @@ small segment at a time; more data waits for the ACK.)""",
     per-route "quickack 1" or TCP_QUICKACK on the server would remove it). With TCP_NODELAY on
     the client both segments leave back to back and a round costs about one LAN round trip
     (~0.05-0.2 ms here). tcp_autocorking can merge the two writes when the first is still queued
-    in the device; on this veth it rarely does, and a merged round is reported, not hidden.""",
+    in the device; on this veth it rarely does, and a merged round is reported, not hidden.
+    Over IPv6 (-p family=6, on book-lan6) the same.""",
 )
 def nagle_delack_nodelay(run: Run) -> None:
     server_ip, client_ip = run.ip(SERVER), run.ip(CLIENT)
@@ -154,7 +156,7 @@ def nagle_delack_nodelay(run: Run) -> None:
         found = re.search(rf"^median mode={mode} ms=([\d.]+)", r.stdout, re.MULTILINE)
         run.expect(expect.within(f"{mode}: the program's median round time (ms)",
                                  float(found.group(1)) if found else None, low, high))
-        local = re.search(rf"^connected mode={mode} local=[\d.]+:(\d+)", r.stdout, re.MULTILINE)
+        local = re.search(rf"^connected mode={mode} local=\S+:(\d+)", r.stdout, re.MULTILINE)
         if local is None:
             run.expect(expect.error(f"{mode}: the capture's rounds", "the client printed no local port"))
             continue

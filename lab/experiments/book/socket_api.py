@@ -360,7 +360,8 @@ def so_rcvbuf_sndbuf_min(run: Run) -> None:
     title="accept() takes whatever is queued: a client whose cable was pulled, or one that already exited",
     section="§5.5",
     topology="book-lan.yaml",
-    params={"port": 54321, "sleep": 2.0, "hold": 5.0},
+    topology6="book-lan6.yaml",
+    params={"family": 4, "port": 54321, "sleep": 2.0, "hold": 5.0},
     book="""\
 $ ./testaccept 192.168.1.109 54321      (sleeps 20 s, then accepts)
 $ telnet 192.168.1.109 54321            (from another host; then pull its network cable at once)
@@ -374,7 +375,8 @@ tcp 0 0 192.168.1.109:54321 192.168.1.108:38545 ESTABLISHED
     ESTABLISHED; a client that exited sent a FIN, which the queued socket already acknowledged,
     so it is CLOSE-WAIT, and ss shows Recv-Q 1 (the FIN occupies one sequence number not yet
     read). The book's 20 s sleep is scaled down; the cable is pulled at the switch port, so the
-    client's own NIC stays up.""",
+    client's own NIC stays up.
+    Over IPv6 (-p family=6, on book-lan6) the same.""",
 )
 def accept_vanished_client(run: Run) -> None:
     if run.p.sleep < 1.0:
@@ -391,7 +393,7 @@ def accept_vanished_client(run: Run) -> None:
                                "--hold", "60")
             if not client.wait_for("summary", 10):
                 raise RuntimeError(f"the client did not connect: {client.stdout[-300:]}")
-            found = re.search(r"local=[\d.]+:(\d+) state=connected", client.stdout)
+            found = re.search(r"local=\S+:(\d+) state=connected", client.stdout)
             if case == "pulled":
                 run.link(f"{CLIENT}:eth0", up=False)
             else:

@@ -24,6 +24,8 @@ TCP_RTO_MIN = 0.2  # seconds: the rto_base of tcp_model_timeout, fixed in the ke
 TCP_RTO_MAX = 120.0  # seconds: default of net.ipv4.tcp_rto_max_ms
 IPV4_TCP_HEADERS = 40  # 20 bytes IPv4 + 20 bytes TCP, without options
 IPV4_MAX_PMTU = 65535
+IPV6_TCP_HEADERS = 60  # 40 bytes IPv6 + 20 bytes TCP
+IPV6_MAX_PMTU = 65535 + 40  # IP6_MAX_MTU: a 16-bit payload length plus the fixed header
 
 
 def syn_option_kinds(sack: bool, timestamps: bool, window_scaling: bool) -> list[int]:
@@ -54,11 +56,14 @@ def data_offset(kinds: list[int]) -> int:
     return 5 + (option_bytes(kinds) + 3) // 4
 
 
-def mss_for_mtu(mtu: int) -> int:
-    """The MSS a host advertises on a device: MTU minus the IPv4 and TCP headers.
+def mss_for_mtu(mtu: int, family: int = 4) -> int:
+    """The MSS a host advertises on a device: MTU minus the IP and TCP headers.
 
-    The path MTU is capped at IPv4's 65535, so lo's 65536 gives 65495.
+    The path MTU is capped at IPv4's 65535, so lo's 65536 gives 65495; IPv6's headers are 60 bytes
+    and its cap is 65575, so lo gives 65476 there.
     """
+    if family == 6:
+        return min(mtu, IPV6_MAX_PMTU) - IPV6_TCP_HEADERS
     return min(mtu, IPV4_MAX_PMTU) - IPV4_TCP_HEADERS
 
 

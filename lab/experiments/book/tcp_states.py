@@ -79,7 +79,8 @@ def kind_names(kinds: list[int]) -> str:
     title="The options of a SYN: MSS, SACK-permitted, timestamps, window scale — and the sysctls behind them",
     section="§3.2.3",
     topology="book-lan.yaml",
-    params={"port": 23, "loopback": False, "mtu": 0, "rmem_default": 0, "sack": True, "timestamps": True,
+    topology6="book-lan6.yaml",
+    params={"family": 4, "port": 23, "loopback": False, "mtu": 0, "rmem_default": 0, "sack": True, "timestamps": True,
             "window_scaling": True},
     book="""\
 IP 127.0.0.1.41621 > 127.0.0.1.23: Flags [S], seq 3499745539, win 32792,
@@ -100,13 +101,16 @@ options [mss 16396,sackOK,TS val 40781017 ecr 0,nop,wscale 6], length 0
     (copied from the host's) and rmem_max global, so a host tuned for fast links
     shows 9 or 10 where vanilla defaults give 7 and the book 6. tcp_sack, tcp_timestamps and
     tcp_window_scaling remove their option, and the kernel pads what is left with NOPs.
-    Run with -p loopback=true -p mtu=16436 to get the book's own MSS.""",
+    Run with -p loopback=true -p mtu=16436 to get the book's own MSS.
+    Over IPv6 (-p family=6, on book-lan6) the options are the same and MSS = MTU − 60 (::1 with -p loopback=true).""",
 )
 def syn_options(run: Run) -> None:
     port = run.p.port
     ifname = "lo" if run.p.loopback else "eth0"
     server_node = CLIENT if run.p.loopback else SERVER
-    server_ip = "127.0.0.1" if run.p.loopback else run.ip(SERVER)
+    family = run.p.family
+    loopback_ip = "::1" if family == 6 else "127.0.0.1"
+    server_ip = loopback_ip if run.p.loopback else run.ip(SERVER)
     old_mtu = device_mtu(run, CLIENT, ifname)
     mtu = run.p.mtu or old_mtu
     if run.p.mtu and run.p.mtu != old_mtu:
@@ -134,7 +138,7 @@ def syn_options(run: Run) -> None:
                 if knobs[name] != wanted[name]:
                     run.sysctl(CLIENT, key, int(knobs[name]))
             r = run.py(CLIENT, "connect_timer", server_ip, str(port), title=f"connect ({label})")
-            local = field(r.stdout, r"local=[\d.]+:(\d+)")
+            local = field(r.stdout, r"local=\S+:(\d+)")
             ports.append(int(local) if local else -1)
             for key, name in KNOBS:
                 if knobs[name] != wanted[name]:
@@ -142,7 +146,8 @@ def syn_options(run: Run) -> None:
         run.sleep(0.3)
 
     pk = run.packets
-    mss = tcp_rules.mss_for_mtu(mtu)
+    mss = tcp_rules.mss_for_mtu(mtu, family)
+    headers = tcp_rules.IPV6_TCP_HEADERS if family == 6 else tcp_rules.IPV4_TCP_HEADERS
     for (label, knobs), sport in zip(variants, ports, strict=True):
         syn = next((p for p in expect.syns(pk) if p.tcp is not None and p.tcp.sport == sport), None)
         if syn is None or syn.tcp is None:
@@ -158,7 +163,8 @@ def syn_options(run: Run) -> None:
         if label != variants[0][0]:
             continue
         run.note(f"SYN options as bytes: {options_hex(t)}")
-        run.expect(expect.equals(f"SYN: MSS = min(MTU {mtu}, 65535) - 40", mss, t.mss, [syn]))
+        cap = tcp_rules.IPV6_MAX_PMTU if family == 6 else tcp_rules.IPV4_MAX_PMTU
+        run.expect(expect.equals(f"SYN: MSS = min(MTU {mtu}, {cap}) - {headers}", mss, t.mss, [syn]))
         run.expect(expect.equals(f"SYN: window = min(floor(tcp_rmem[1]/2 = {tcp_rmem[1] // 2} / {mss}) x {mss}, "
                                  "65535)", tcp_rules.syn_window(mss, tcp_rmem[1]), t.window, [syn]))
         if knobs["window_scaling"]:
@@ -170,7 +176,7 @@ def syn_options(run: Run) -> None:
             run.expect(expect.equals("SYN: TS ecr = 0 (nothing to echo yet)", 0, t.ts_ecr, [syn]))
         synack = next((p for p in expect.synacks(pk) if p.tcp is not None and p.tcp.dport == sport), None)
         if synack is not None and synack.tcp is not None:
-            server_mss = tcp_rules.mss_for_mtu(server_mtu)
+            server_mss = tcp_rules.mss_for_mtu(server_mtu, family)
             ts_on = knobs["timestamps"] and server_ts
             unit = server_mss - (tcp_rules.TCPOLEN_TSTAMP_ALIGNED if ts_on else 0)
             run.expect(expect.equals(f"SYN-ACK: window = min(floor({server_rcvbuf // 2} / {unit}) x {unit}, 65535)"

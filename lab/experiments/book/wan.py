@@ -153,7 +153,7 @@ def nagle_rtt(run: Run, port: int = 5012, rtt: Duration = Duration("40ms"), coun
     pk = flows.conversation(run.packets, client_ip, server_ip, run.p.port)
     duration = (run.p.count - 1) * interval
     for mode, r in outputs.items():
-        local = re.search(r"^connected nodelay=\d local=[\d.]+:(\d+)", r.stdout, re.MULTILINE)
+        local = re.search(r"^connected nodelay=\d local=\S+:(\d+)", r.stdout, re.MULTILINE)
         run.expect(expect.exit_code(r.rc, 0, f"{mode}: the client wrote its {run.p.count} bytes and exited 0"))
         if local is None:
             run.expect(expect.error(f"{mode}: the client's segments", "the client printed no local port"))
