@@ -35,7 +35,7 @@ from lab.capture.tcpdump import CaptureSet, Tcpdump
 from lab.errors import EnvironmentProblem, InputError
 from lab.experiments.expect import Verdict
 from lab.net import faults, impair
-from lab.nodes import Node, node_from_info
+from lab.nodes import NodeHandle, node_from_info
 from lab.nodes.namespace import node_namespace
 from lab.report.model import StepRecord
 from lab.state import Journal
@@ -153,7 +153,7 @@ class Run:
         self._captures = 0
 
     # --- nodes -------------------------------------------------------------
-    def node(self, name: str) -> Node:
+    def node(self, name: str) -> NodeHandle:
         return node_from_info(self.lab_info, name)
 
     def ip(self, node: str, ifname: str | None = None, family: int | None = None) -> str:
@@ -430,7 +430,7 @@ class NamespaceEtc(EtcFiles):
 class ContainerEtc(EtcFiles):
     """Inside the container: the file Docker bind-mounted keeps its place, its contents change."""
 
-    def __init__(self, handle: Node) -> None:
+    def __init__(self, handle: NodeHandle) -> None:
         self.handle = handle
 
     def read(self, name: str) -> str:

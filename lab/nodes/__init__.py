@@ -10,11 +10,11 @@ from __future__ import annotations
 from typing import Any
 
 from lab.errors import LabNotFound
-from lab.nodes.base import Node
+from lab.nodes.base import NodeHandle
 from lab.nodes.host import HostNode
 
 
-def node_from_info(lab_info: dict[str, Any], name: str) -> Node:
+def node_from_info(lab_info: dict[str, Any], name: str) -> NodeHandle:
     """The handle for node ``name`` of a lab that is up (from its lab.json)."""
     nodes = lab_info["nodes"]
     if name not in nodes:
@@ -27,4 +27,4 @@ def node_from_info(lab_info: dict[str, Any], name: str) -> Node:
     return HostNode(lab_info["name"], spec)
 
 
-__all__ = ["Node", "HostNode", "node_from_info"]
+__all__ = ["NodeHandle", "HostNode", "node_from_info"]

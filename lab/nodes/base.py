@@ -10,7 +10,7 @@ from typing import Any
 from lab.net.netns import netns_path
 
 
-class Node(ABC):
+class NodeHandle(ABC):
     """A running node: its name, namespace, interfaces, and a way to run commands inside it."""
 
     def __init__(self, lab: str, spec: dict[str, Any]) -> None:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from lab import names
 from lab.errors import EnvironmentProblem
-from lab.nodes.base import Node
+from lab.nodes.base import NodeHandle
 
 if TYPE_CHECKING:
     from docker import DockerClient
@@ -226,7 +226,7 @@ def remove_orphans(known: set[str]) -> tuple[list[str], list[str]]:
     return removed, skipped
 
 
-class ContainerNode(Node):
+class ContainerNode(NodeHandle):
     """Commands run through ``docker exec``: the container's own capabilities, seccomp and cgroup apply.
 
     ``docker exec`` does not pass signals on to the command, so each command is

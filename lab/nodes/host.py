@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lab.nodes.base import Node
+from lab.nodes.base import NodeHandle
 
 
-class HostNode(Node):
+class HostNode(NodeHandle):
     def command(self, argv: list[str], env: dict[str, str] | None = None) -> list[str]:
         merged = {"PYTHONPATH": programs_path(), **self.env, **(env or {})}
         prefix = ["env", *[f"{k}={v}" for k, v in merged.items()]]
