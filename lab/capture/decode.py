@@ -105,14 +105,7 @@ def _decode_ipv6(packet: Packet, raw: bytes) -> None:
     ip.proto, ip.ihl = header, offset // 4
     end = 40 + payload_length if payload_length else len(raw)  # 0: a jumbogram, or a sender's TSO super-packet
     body = raw[offset:end]
-    if ip.frag_offset:
-        return  # only the first fragment carries the transport header
-    if header == 6:
-        _decode_tcp(packet, body, ip)
-    elif header == 17:
-        _decode_udp(packet, body)
-    elif header == 58:
-        packet.icmp = _decode_icmp6(body, len(body))
+    _decode_transport(packet, body, ip, len(body))
 
 
 def _arp(a: dpkt.arp.ARP) -> ArpInfo:
@@ -136,14 +129,21 @@ def _decode_ipv4(packet: Packet, raw: bytes) -> None:
     # total_length 0 happens on sender-side captures of TSO super-packets: use what was captured.
     end = total if total else len(raw)
     body = raw[ihl * 4 : end]
+    _decode_transport(packet, body, ip, ip.payload_length if total else len(body))
+
+
+def _decode_transport(packet: Packet, body: bytes, ip: IpInfo, icmp_length: int) -> None:
+    """TCP, UDP, or the family's ICMP; nothing for a later fragment (only the first carries the header)."""
     if ip.frag_offset:
-        return  # only the first fragment carries the transport header
-    if proto == 6:
+        return
+    if ip.proto == 6:
         _decode_tcp(packet, body, ip)
-    elif proto == 17:
+    elif ip.proto == 17:
         _decode_udp(packet, body)
-    elif proto == 1:
-        packet.icmp = _decode_icmp(body, ip.payload_length if total else len(body))
+    elif ip.proto == 1 and ip.version == 4:
+        packet.icmp = _decode_icmp(body, icmp_length)
+    elif ip.proto == 58 and ip.version == 6:
+        packet.icmp = _decode_icmp6(body, icmp_length)
 
 
 def _decode_tcp(packet: Packet, body: bytes, ip: IpInfo) -> None:

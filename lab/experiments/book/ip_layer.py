@@ -73,6 +73,22 @@ def check_fragments(run: Run, frags: list[Packet], plan: list[Fragment], who: st
 # ---------------------------------------------------------------- §1.6.3 ARP
 
 
+def connect_cold_then_warm(run: Run, client: str, server: str, server_ip: str, port: str, hold: str, bpf: str,
+                           flush: list[str], flush_title: str) -> list[Packet]:
+    """Address resolution's experiment, either family: an echo server, the client's neighbour cache
+    flushed, then two connections (cold cache, then warm: the negative control); the capture's packets."""
+    run.serve(server, "echo", server_ip, port)
+    with run.capture([f"{client}:eth0"], bpf):
+        run.sh(client, flush, title=flush_title)
+        first = run.py(client, "connect_timer", server_ip, port, "--hold", hold, title="connect (cold cache)")
+        second = run.py(client, "connect_timer", server_ip, port, "--hold", hold,
+                        title="connect again without flushing (negative control)")
+    run.expect(expect.output_contains(first.stdout, "connected", "the first connection was made"))
+    run.expect(expect.output_contains(second.stdout, "connected", "the second connection was made"))
+    run.expect(expect.count(expect.syns(run.packets), 2, "two connections, two SYNs"))
+    return run.packets
+
+
 @experiment(
     id="arp-request-reply",
     title="ARP: a broadcast who-has, a unicast is-at, then the SYN; no ARP with a warm cache",
@@ -99,18 +115,9 @@ def arp_request_reply(run: Run) -> None:
     client_ip, server_ip = run.ip(client), run.ip(server)
     client_mac, server_mac = run.mac(client), run.mac(server)
     port, hold = str(run.p.port), str(run.p.hold)
-    run.serve(server, "echo", server_ip, port)
-    with run.capture([f"{client}:eth0"], f"arp or host {server_ip}"):
-        run.sh(client, ["ip", "neigh", "flush", "dev", "eth0"], title="ip neigh flush dev eth0 (the book's arp -d)")
-        first = run.py(client, "connect_timer", server_ip, port, "--hold", hold, title="connect to echo (cold cache)")
-        second = run.py(client, "connect_timer", server_ip, port, "--hold", hold,
-                        title="connect again without flushing (negative control)")
-    run.expect(expect.output_contains(first.stdout, "connected", "the first connection was made"))
-    run.expect(expect.output_contains(second.stdout, "connected", "the second connection was made"))
-
-    pk = run.packets
+    pk = connect_cold_then_warm(run, client, server, server_ip, port, hold, f"arp or host {server_ip}",
+                                ["ip", "neigh", "flush", "dev", "eth0"], "ip neigh flush dev eth0 (the book's arp -d)")
     syns = expect.syns(pk)
-    run.expect(expect.count(syns, 2, "two connections, two SYNs"))
     run.expect(expect.sequence(pk, [("ARP request", expect.is_arp("request")), ("ARP reply", expect.is_arp("reply")),
                                     ("SYN", lambda p: p.tcp is not None and p.tcp.is_syn)],
                                "ARP request, ARP reply, then the first SYN"))

@@ -12,6 +12,7 @@ from ipaddress import IPv6Address
 from lab.capture.records import Packet
 from lab.errors import InputError
 from lab.experiments import expect
+from lab.experiments.book.ip_layer import connect_cold_then_warm
 from lab.experiments.context import Run
 from lab.experiments.engine import experiment
 
@@ -176,19 +177,11 @@ def ndp_solicit_advert(run: Run, port: int = 7, hold: float = 0.2) -> None:
     server_ip, client_ip = run.ip(server, family=6), run.ip(client, family=6)
     client_mac, server_mac = run.mac(client), run.mac(server)
     group = solicited_node(server_ip)
-    run.serve(server, "echo", server_ip, str(port))
     neighbour_discovery = "icmp6 and (ip6[40] == 135 or ip6[40] == 136)"  # solicitations and advertisements
-    with run.capture([f"{client}:eth0"], f"ip6 and (({neighbour_discovery}) or tcp port {port})"):
-        run.sh(client, ["ip", "-6", "neigh", "flush", "dev", "eth0"], title="ip -6 neigh flush dev eth0 (arp -d)")
-        first = run.py(client, "connect_timer", server_ip, str(port), "--hold", str(hold),
-                       title="connect over IPv6 (cold cache)")
-        second = run.py(client, "connect_timer", server_ip, str(port), "--hold", str(hold),
-                        title="connect again without flushing (negative control)")
-    run.expect(expect.output_contains(first.stdout, "connected", "the first connection was made"))
-    run.expect(expect.output_contains(second.stdout, "connected", "the second connection was made"))
-    pk = run.packets
+    pk = connect_cold_then_warm(run, client, server, server_ip, str(port), str(hold),
+                                f"ip6 and (({neighbour_discovery}) or tcp port {port})",
+                                ["ip", "-6", "neigh", "flush", "dev", "eth0"], "ip -6 neigh flush dev eth0 (arp -d)")
     syns = expect.syns(pk)
-    run.expect(expect.count(syns, 2, "two connections, two SYNs"))
     solicit = expect.first(pk, lambda p: _icmp6(135)(p) and p.icmp is not None and p.icmp.target == server_ip)
     run.expect(expect.sequence(pk, [("solicitation for B", lambda p: _icmp6(135)(p) and p.icmp is not None
                                      and p.icmp.target == server_ip),
