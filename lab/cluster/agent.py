@@ -11,6 +11,9 @@ by lab, none is parsed by a shell. Each operation is one of
   still so after ``retry`` seconds of trying again (default 0), stops the agent;
 - ``{"op": "seal", "pid": N}``: delete every interface but ``lo`` in process N's network
   namespace (what the engine gave a task that lab did not make);
+- ``{"op": "switch", "parent": N}``: report (as ``"switch"``) the PID of the child of process N,
+  the agent container's main process, that sits in a network namespace other than the
+  machine's (``unshare --net sleep infinity``): the switch where the LAN bridges go;
 - ``{"op": "write", "pid": N, "path": P, "text": T}``: replace the contents of file P as process N
   sees it (through ``/proc/N/root``, so the file a container had bind-mounted stays in place);
 - ``{"op": "probe", "address": A, "name": N, "vni": V}``: report the interface holding the underlay
@@ -55,6 +58,25 @@ def seal(pid: int) -> None:
     for link in json.loads(listing.stdout or "[]"):
         if link.get("ifname") != "lo":
             run({"op": "run", "argv": ["nsenter", "-t", str(pid), "-n", "ip", "link", "del", link["ifname"]]})
+
+
+def switch(parent: int, timeout: float = 10.0) -> int:
+    """The child of ``parent`` in a network namespace of its own, once it has unshared it."""
+    own = os.readlink("/proc/self/ns/net")
+    deadline = time.monotonic() + timeout
+    while True:
+        for task in os.listdir(f"/proc/{parent}/task"):
+            with open(f"/proc/{parent}/task/{task}/children") as f:
+                for child in f.read().split():
+                    try:
+                        if os.readlink(f"/proc/{child}/ns/net") != own:
+                            return int(child)
+                    except OSError:
+                        continue  # gone meanwhile
+        if time.monotonic() >= deadline:
+            raise RuntimeError(f"process {parent} has no child in a network namespace of its own "
+                               f"after {timeout:.0f} s")
+        time.sleep(0.01)
 
 
 def write(pid: int, path: str, text: str) -> None:
@@ -122,6 +144,8 @@ def main(argv: list[str] | None = None) -> int:
                 run(op)
             elif op["op"] == "seal":
                 seal(int(op["pid"]))
+            elif op["op"] == "switch":
+                result["switch"] = switch(int(op["parent"]))
             elif op["op"] == "write":
                 write(int(op["pid"]), str(op["path"]), str(op["text"]))
             elif op["op"] == "probe":

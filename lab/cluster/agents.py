@@ -3,6 +3,12 @@
 A lab keeps one per machine for its life (wiring, faults, captures); a throwaway one answers
 a probe before a lab exists, or undoes a killed ``up``'s devices. Both have the machine's
 network and PIDs and only the capabilities the plumbing needs.
+
+The lab's agent also holds the machine's switch: beside its main process it runs ``unshare
+--net sleep infinity``, whose network namespace (empty but for ``lo``) is where the machine's
+LAN bridges go. (Not the main process itself: ``docker exec`` joins the main process's
+namespaces, and the agent's work needs the machine's network.) One container per machine
+instead of two, and the bridges vanish with the agent.
 """
 
 from __future__ import annotations
@@ -18,11 +24,16 @@ from lab.errors import EnvironmentProblem
 AGENT_CAPABILITIES = ["NET_ADMIN", "SYS_ADMIN", "SYS_PTRACE"]
 
 
-def start_agent(engine: Engine, image: str, name: str, labels: dict[str, str]) -> Any:
-    """The machine's agent container: the host's network and PIDs, idle until lab asks it something."""
+def start_agent(engine: Engine, image: str, name: str, labels: dict[str, str], switch: bool = False) -> Any:
+    """The machine's agent container: the host's network and PIDs, idle until lab asks it something.
+
+    With ``switch``, a child of its main process sits in a network namespace of its own: the
+    machine's switch (:func:`switch_pid` finds it).
+    """
+    command = ["sh", "-c", "unshare --net sleep infinity & exec sleep infinity"] if switch else ["sleep", "infinity"]
     return engine.client.containers.run(
-        image, ["sleep", "infinity"], name=name, labels=labels, network_mode="host", pid_mode="host",
-        cap_add=AGENT_CAPABILITIES, detach=True, init=True)
+        image, command, name=name, labels=labels, network_mode="host", pid_mode="host",
+        cap_add=AGENT_CAPABILITIES, detach=True)
 
 
 def agent_ops(container: Any, machine: str, ops: list[dict[str, Any]]) -> dict[str, Any]:
@@ -42,6 +53,13 @@ def agent_ops(container: Any, machine: str, ops: list[dict[str, Any]]) -> dict[s
         raise EnvironmentProblem(f"machine {machine}: wiring failed at step {result.get('done', 0) + 1} "
                                  f"of {len(ops)}: {result.get('error')}")
     return result
+
+
+def switch_pid(container: Any, machine: str) -> int:
+    """The PID of the switch an agent started with ``switch=True`` holds (asked of the agent itself)."""
+    container.reload()
+    result = agent_ops(container, machine, [{"op": "switch", "parent": int(container.attrs["State"]["Pid"])}])
+    return int(result["switch"])
 
 
 def run_agent(engine: Engine, image: str, ops: list[dict[str, Any]], name: str, labels: dict[str, str]

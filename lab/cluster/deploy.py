@@ -12,8 +12,8 @@
    a placement constraint ``node.labels.lab.machine==M`` when the topology pins it; the engine
    places the rest). Plain hosts and routers become light containers of ``lab-host`` and
    ``lab-router``: every node of a cluster lab is a container, so it is reached the same way;
-4. a switch container (``network_mode=none``: a namespace for the bridges) on each machine
-   that holds LAN members, then each machine's agent wires its part (:mod:`lab.cluster.wiring`);
+4. the lab's agent on each machine (its main process holds the machine's switch, a namespace
+   for the bridges, when the lab has LANs), then each agent wires its part (:mod:`lab.cluster.wiring`);
    (its /etc/hosts and resolv.conf included);
 5. the daemons, started and waited for from inside; radvd in each router that advertises
    (``ra: true``), and the wait for its hosts' SLAAC addresses.
@@ -34,7 +34,7 @@ from typing import Any
 
 from lab import names
 from lab.cluster import wiring
-from lab.cluster.agents import agent_ops, run_agent, start_agent
+from lab.cluster.agents import agent_ops, run_agent, start_agent, switch_pid
 from lab.cluster.doctor import membership
 from lab.cluster.engines import MACHINE_LABEL, Engine, manager, swarm_nodes, try_connect_all
 from lab.cluster.images import distribute_images
@@ -291,26 +291,20 @@ def _pending_reason(lead: Engine, service_id: str) -> str:
 
 def _machine_containers(plan: Plan, engines: dict[str, Engine], tags: dict[str, str], journal: Journal
                         ) -> dict[str, dict[str, Any]]:
-    """On every machine at once: the lab's agent, and its switch when the lab has LANs.
+    """On every machine at once: the lab's agent, holding the machine's switch when the lab has LANs.
 
     Made on every machine of the cluster, not only those the engine will choose, so they are
     ready while the nodes start.
     """
     agents = {m: f"{names.PREFIX}{plan.lab}._agent.{m}" for m in engines}
-    switches = {m: f"{names.PREFIX}{plan.lab}._sw.{m}" for m in engines} if plan.bridges else {}
-    journal.record([{"kind": "machine-container", "machine": m, "name": s}
-                    for group in (agents, switches) for m, s in group.items()])
+    journal.record([{"kind": "machine-container", "machine": m, "name": a} for m, a in agents.items()])
 
     def one(machine: str) -> tuple[str, dict[str, Any]]:
-        info: dict[str, Any] = {"agent": start_agent(engines[machine], tags["agent"], agents[machine],
-                                                     labels_for(plan.lab)).id,
-                                "switch": None, "switch_pid": None}
-        if machine in switches:
-            c = engines[machine].client.containers.run(tags["base"], name=switches[machine],
-                                                       labels=labels_for(plan.lab), network_mode="none",
-                                                       detach=True, init=True)
-            c.reload()
-            info.update(switch=c.id, switch_pid=int(c.attrs["State"]["Pid"]))
+        agent = start_agent(engines[machine], tags["agent"], agents[machine], labels_for(plan.lab),
+                            switch=bool(plan.bridges))
+        info: dict[str, Any] = {"agent": agent.id, "switch_pid": None}
+        if plan.bridges:
+            info["switch_pid"] = switch_pid(agent, machine)
         return machine, info
 
     with ThreadPoolExecutor(max_workers=len(engines)) as pool:

@@ -1,14 +1,15 @@
 """Each machine's part of a lab's plumbing, as operations for its agent (pure: no side effects).
 
 Given the plan (names, addresses, routes), where the engine placed each node, the PIDs of the
-node and switch containers, and each machine's underlay address, this decides for every machine:
+node containers and of each machine's switch (held by its agent), and each machine's
+underlay address, this decides for every machine:
 
 - a veth for each link or LAN port whose two ends are on that machine (made straight into the
   two containers' namespaces: ``ip link add name eth1 netns PID_A type veth peer name eth0 netns PID_B``);
 - a VXLAN device for each point-to-point link that crosses machines, made in the machine's own
   namespace (so its UDP socket stays on the underlay) and moved into the node as its interface;
 - for a LAN with members on several machines, one bridge per machine in that machine's switch
-  container, joined by a VXLAN device with head-end replication (an all-zero MAC entry per
+  namespace, joined by a VXLAN device with head-end replication (an all-zero MAC entry per
   other machine), so a LAN may span three or more machines;
 - addresses (both families), MACs, MTUs, routes and sysctls inside each node, and its /etc/hosts
   and resolv.conf;
