@@ -25,17 +25,24 @@ def register(app: typer.Typer) -> None:
         mtu: int = typer.Option(1550, "--mtu", help="The underlay's MTU (1550 carries 1500-byte frames in VXLAN)."),
         registry: bool = typer.Option(False, "--registry", help="Also run a registry on the underlay; the "
                                       "machines then pull the lab images from it."),
+        tls: bool = typer.Option(False, "--tls", help="Also have every engine listen on tcp://ADDRESS:2376 with "
+                                 "TLS, and write cluster-tcp.yaml naming them so (usable from the underlay)."),
         copy_to: Path | None = typer.Option(None, "--out", help="Also write the cluster file here."),
     ) -> None:
         """Make COUNT machines on this one, join them into a Docker Swarm, and write their cluster file."""
         from lab.cluster import local as local_cluster
 
         with console.status("local cluster"):
-            path = local_cluster.up(count, name, mtu, progress=lambda step: console.log(step), registry=registry)
+            path = local_cluster.up(count, name, mtu, progress=lambda step: console.log(step), registry=registry,
+                                    tls=tls)
         if copy_to is not None:
             shutil.copyfile(path, copy_to)
             path = copy_to
         out.print(f"cluster file: {path}")
+        if tls:
+            tcp_file = local_cluster.tcp_cluster_file(name)
+            out.print(f"engines over TCP with TLS: {tcp_file}, from the underlay: "
+                      f"ip netns exec {local_cluster.netns_name(name, '_ul')} lab cluster doctor {tcp_file}")
         out.print(f"next: lab cluster doctor {path}")
 
     @local.command("down")

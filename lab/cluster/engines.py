@@ -64,7 +64,10 @@ def connect(cluster: Cluster, machine: str, timeout: float = CONNECT_TIMEOUT) ->
     if spec.scheme == "ssh":
         kwargs["use_ssh_client"] = True  # the ssh command and its config, not a Python ssh library
     try:
+        if tls is not None:
+            kwargs["version"] = _api_version(kwargs)
         client = docker.DockerClient(**kwargs)
+        client.api.trust_env = tls is None
         info = client.info()
         client.api.timeout = OPERATION_TIMEOUT  # it answered: later calls (an image load) may take long
     except (docker.errors.DockerException, requests.exceptions.RequestException, OSError) as exc:
@@ -73,6 +76,23 @@ def connect(cluster: Cluster, machine: str, timeout: float = CONNECT_TIMEOUT) ->
                                 f"answer ({reason})",
                                 f"start it, or check the endpoint; then: lab cluster doctor {cluster.path}") from None
     return Engine(machine, client, info)
+
+
+def _api_version(kwargs: dict[str, Any]) -> str:
+    """The engine's API version, asked with the cluster's CA whatever the environment says.
+
+    requests lets ``REQUESTS_CA_BUNDLE`` (set on many CI machines) override a session's own CA,
+    so a TLS engine's client does not read the environment (``trust_env``); docker-py would ask
+    the version before that can be set, so it is asked here first.
+    """
+    import docker
+
+    probe = docker.APIClient(**kwargs, version="1.24")  # the oldest: only /version is asked with it
+    probe.trust_env = False
+    try:
+        return str(probe.version(api_version=False)["ApiVersion"])
+    finally:
+        probe.close()
 
 
 def try_connect_all(cluster: Cluster, timeout: float = CONNECT_TIMEOUT

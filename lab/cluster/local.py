@@ -16,6 +16,11 @@ The first machine inits the Swarm; the others join it; every node gets the label
 ``lab.machine=<name>``. With ``--registry`` the switch namespace also holds a registry (Debian's
 ``docker-registry``, plain HTTP at 198.18.0.254:5000, which the machines' engines are told to
 trust): the cluster file names it, with ``push_from: m1``, since only the machines reach it.
+With ``--tls`` every engine also listens on ``tcp://<its underlay address>:2376`` and answers
+only a client with a certificate of the cluster's own CA (:mod:`lab.cluster.certs`); a second
+file, ``cluster-tcp.yaml``, names the engines so. Only the underlay reaches those addresses:
+its namespace (``labc-<cluster>._ul``, 198.18.0.254) is where ``lab`` runs to use it, as if from
+a workstation that shares nothing with the machines but the network.
 What is made is journaled before it exists (namespaces, the data
 directory, the cgroups) or right after (the engine processes, by PID and start time), in
 ``$LAB_STATE_DIR/_clusters/<cluster>/``; ``down`` removes exactly that, and is idempotent.
@@ -36,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from lab import procs
+from lab.cluster import certs
 from lab.errors import EnvironmentProblem, InputError
 from lab.state import Journal, ensure_root_dir, state_root
 
@@ -44,8 +50,9 @@ MAX_MACHINES = 9
 UNDERLAY = ipaddress.ip_network("198.18.0.0/24")
 UNDERLAY_MTU = 1550
 BRIDGE = "ul0"
-REGISTRY_ADDRESS = ipaddress.IPv4Interface(f"{UNDERLAY.broadcast_address - 1}/{UNDERLAY.prefixlen}")
+WORKSTATION_ADDRESS = ipaddress.IPv4Interface(f"{UNDERLAY.broadcast_address - 1}/{UNDERLAY.prefixlen}")
 REGISTRY_PORT = 5000
+TLS_PORT = 2376
 ENGINE_START_TIMEOUT = 60.0
 ENGINE_STOP_GRACE = 20.0
 CGROUP_ROOT = Path("/sys/fs/cgroup")
@@ -65,6 +72,11 @@ def cluster_dir(name: str) -> Path:
 def cluster_file(name: str) -> Path:
     """The cluster file ``up`` writes: what ``--cluster`` takes."""
     return cluster_dir(name) / "cluster.yaml"
+
+
+def tcp_cluster_file(name: str) -> Path:
+    """With ``--tls``: the same machines, their engines named by ``tcp://`` and TLS (usable from the underlay)."""
+    return cluster_dir(name) / "cluster-tcp.yaml"
 
 
 def machine_names(count: int) -> list[str]:
@@ -106,11 +118,11 @@ def check_name(name: str) -> str:
 
 
 def registry_endpoint() -> str:
-    return f"{REGISTRY_ADDRESS.ip}:{REGISTRY_PORT}"
+    return f"{WORKSTATION_ADDRESS.ip}:{REGISTRY_PORT}"
 
 
 def up(count: int, name: str = DEFAULT_NAME, mtu: int = UNDERLAY_MTU, progress: Progress = _no_progress,
-       registry: bool = False) -> Path:
+       registry: bool = False, tls: bool = False) -> Path:
     """Make ``count`` machines, join them into a Swarm, write the cluster file; return its path.
 
     On any failure everything made so far is removed again (``down``) before the error is raised.
@@ -131,19 +143,25 @@ def up(count: int, name: str = DEFAULT_NAME, mtu: int = UNDERLAY_MTU, progress: 
     try:
         journal.start({"kind": "cluster", "machines": machines, "data": str(DATA_ROOT / name)})
         progress(f"underlay: {count} namespaces on a bridge, MTU {mtu}")
-        _make_underlay(journal, name, machines, mtu)
+        _make_underlay(journal, name, machines, mtu, workstation=registry or tls)
+        if tls:
+            progress("tls: a CA, a certificate per engine and one for lab")
+            certs.make_all(cluster_dir(name) / "tls", {m: str(underlay_address(i).ip)
+                                                       for i, m in enumerate(machines, start=1)})
         if registry_binary is not None:
             progress(f"registry: {registry_endpoint()} in the underlay's namespace")
             _start_registry(journal, name, registry_binary)
         progress(f"engines: starting {count} dockerd")
-        for machine in machines:
-            _start_engine(journal, name, machine, registry)
+        for index, machine in enumerate(machines, start=1):
+            _start_engine(journal, name, machine, index, registry, tls)
         clients = {m: _wait_for_engine(name, m) for m in machines}
         progress("swarm: init and join")
         _form_swarm(clients, machines)
         if registry_binary is not None:
             _wait_for_registry(name)
         path = _write_cluster_file(name, machines, mtu, registry)
+        if tls:
+            _write_cluster_file(name, machines, mtu, registry, tls=True)
     except BaseException:
         down(name)
         raise
@@ -178,7 +196,6 @@ def _start_registry(journal: Journal, name: str, binary: str) -> None:
     journal.record([{"kind": "dir", "name": str(storage)}])
     storage.mkdir(mode=0o700, parents=True, exist_ok=True)
     switch = netns_name(name, "_ul")
-    _ip("-n", switch, "addr", "add", str(REGISTRY_ADDRESS), "dev", BRIDGE)
     config = cluster_dir(name) / "registry.yml"
     config.write_text("version: 0.1\nlog: {level: warn}\nstorage:\n  filesystem: {rootdirectory: "
                       f"{storage}}}\nhttp: {{addr: \"{registry_endpoint()}\"}}\n")
@@ -213,7 +230,11 @@ def _ip(*args: str, stdin: str | None = None) -> None:
         raise EnvironmentProblem(f"ip {' '.join(args)}: {result.stderr.strip() or 'failed'}")
 
 
-def _make_underlay(journal: Journal, name: str, machines: list[str], mtu: int) -> None:
+def _make_underlay(journal: Journal, name: str, machines: list[str], mtu: int, workstation: bool) -> None:
+    """The machines' namespaces on one bridge; with ``workstation``, the bridge has 198.18.0.254 too.
+
+    That address is where the registry listens and where ``lab`` reaches ``tcp://`` engines from.
+    """
     switch = netns_name(name, "_ul")
     spaces = [switch] + [netns_name(name, m) for m in machines]
     journal.record([{"kind": "netns", "name": ns} for ns in spaces])
@@ -228,9 +249,12 @@ def _make_underlay(journal: Journal, name: str, machines: list[str], mtu: int) -
     for i, machine in enumerate(machines, start=1):
         _ip("-n", netns_name(name, machine), "-batch", "-",
             stdin=f"link set lo up\nlink set eth0 up\naddr add {underlay_address(i)} dev eth0\n")
+    if workstation:
+        _ip("-n", switch, "addr", "add", str(WORKSTATION_ADDRESS), "dev", BRIDGE)
 
 
-def _start_engine(journal: Journal, name: str, machine: str, registry: bool = False) -> None:
+def _start_engine(journal: Journal, name: str, machine: str, index: int, registry: bool = False,
+                  tls: bool = False) -> None:
     home = cluster_dir(name) / machine
     data = DATA_ROOT / name / machine
     etc = home / "etc-docker"
@@ -251,6 +275,11 @@ def _start_engine(journal: Journal, name: str, machine: str, registry: bool = Fa
         "--bridge=none", "--iptables=false", "--ip-masq=false", "--ip-forward=false", "--userland-proxy=false",
         f"--cgroup-parent=/{cgroup_parent(name, machine)}", "--log-level=warn",
     ]
+    if tls:
+        directory = cluster_dir(name) / "tls"
+        command += [f"--host=tcp://{underlay_address(index).ip}:{TLS_PORT}", "--tlsverify",
+                    f"--tlscacert={directory / 'ca.pem'}", f"--tlscert={directory / f'{machine}-cert.pem'}",
+                    f"--tlskey={directory / f'{machine}-key.pem'}"]
     log = open(home / "dockerd.log", "ab")  # noqa: SIM115 - the engine's, kept open by it
     try:
         proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
@@ -327,12 +356,18 @@ def _form_swarm(clients: dict[str, Any], machines: list[str]) -> None:
         node.update(spec)
 
 
-def _write_cluster_file(name: str, machines: list[str], mtu: int, registry: bool = False) -> Path:
-    path = cluster_file(name)
+def _write_cluster_file(name: str, machines: list[str], mtu: int, registry: bool = False, tls: bool = False) -> Path:
+    path = tcp_cluster_file(name) if tls else cluster_file(name)
     lines = [f"# lab cluster local up {len(machines)} --name {name}: {len(machines)} simulated machines on this one,",
-             f"# underlay {UNDERLAY} (MTU {mtu}). Remove with: lab cluster local down --name {name}",
-             "machines:"]
-    lines += [f"  {m}: {{engine: unix://{socket_path(name, m)}}}" for m in machines]
+             f"# underlay {UNDERLAY} (MTU {mtu}). Remove with: lab cluster local down --name {name}"]
+    if tls:
+        lines += ["# Engines over TCP with TLS: reachable from the underlay only, so run lab there:",
+                  f"#   ip netns exec {netns_name(name, '_ul')} lab up TOPOLOGY --cluster {path}"]
+        tls_keys = "tls: {ca: tls/ca.pem, cert: tls/client-cert.pem, key: tls/client-key.pem}"
+        lines += ["machines:"] + [f"  {m}: {{engine: \"tcp://{underlay_address(i).ip}:{TLS_PORT}\", {tls_keys}}}"
+                                  for i, m in enumerate(machines, start=1)]
+    else:
+        lines += ["machines:"] + [f"  {m}: {{engine: unix://{socket_path(name, m)}}}" for m in machines]
     if registry:  # only the machines reach it: m1's engine pushes what it lacks
         lines += [f"registry: {{address: \"{registry_endpoint()}\", push_from: {machines[0]}}}"]
     path.write_text("\n".join(lines) + "\n")
