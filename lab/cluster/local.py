@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from lab import procs
-from lab.cluster import certs
+from lab.cluster import certs, leftovers
 from lab.errors import EnvironmentProblem, InputError
 from lab.state import Journal, ensure_root_dir, state_root
 
@@ -386,6 +386,8 @@ def down(name: str = DEFAULT_NAME, progress: Progress = _no_progress) -> list[st
         shutil.rmtree(cluster_dir(name), ignore_errors=True)
         return []
     problems: list[str] = []
+    residents = labs_on(name)
+    _take_labs_down(residents, progress)
     processes = [e for e in entries if e["kind"] == "process"]
     engines = [e for e in processes if str(e["name"]).startswith("dockerd ")]
     progress(f"engines: stopping {len(engines)}")
@@ -394,7 +396,7 @@ def down(name: str = DEFAULT_NAME, progress: Progress = _no_progress) -> list[st
     for entry in processes:  # the engines, and the registry if there is one
         procs.stop(int(entry["pid"]), entry.get("start_time"), grace=ENGINE_STOP_GRACE)
     spaces = [e["name"] for e in entries if e["kind"] == "netns"]
-    _stop_leftovers(spaces, [e["name"] for e in entries if e["kind"] == "cgroup"])
+    leftovers.stop_processes(spaces, [e["name"] for e in entries if e["kind"] == "cgroup"])
     progress(f"underlay: removing {len(spaces)} namespaces")
     for ns in spaces:
         if os.path.exists(f"/run/netns/{ns}"):
@@ -403,16 +405,54 @@ def down(name: str = DEFAULT_NAME, progress: Progress = _no_progress) -> list[st
                 problems.append(f"namespace {ns}: {result.stderr.strip()}")
     for entry in entries:
         if entry["kind"] == "cgroup":
-            _remove_cgroup(Path(entry["name"]), problems)
+            leftovers.remove_cgroup(Path(entry["name"]), problems)
     for entry in entries:
         if entry["kind"] == "dir":
-            _remove_data(Path(entry["name"]), problems)
+            leftovers.remove_data(Path(entry["name"]), problems, DATA_ROOT)
+    _forget_labs(residents, progress)
     if not problems:
         journal.remove()
         parent = cluster_dir(name).parent
         if parent.exists() and not any(parent.iterdir()):
             parent.rmdir()
     return problems
+
+
+def labs_on(name: str) -> list[str]:
+    """The labs whose journal says they were spread over this cluster (by either of its files)."""
+    from lab.state import labs_with_state
+
+    home = cluster_dir(name).resolve()
+    found = []
+    for lab in labs_with_state():
+        first = (Journal(lab).entries() or [{}])[0]
+        record = first.get("cluster") or {}
+        if record.get("file") and Path(str(record["file"])).resolve().parent == home:
+            found.append(lab)
+    return found
+
+
+def _take_labs_down(labs: list[str], progress: Progress) -> None:
+    """``lab down`` of each lab still up on the cluster, while its engines answer."""
+    from lab.deploy import down as lab_down
+    from lab.errors import LabError
+
+    for lab in labs:
+        progress(f"lab {lab}: down first, it runs on this cluster")
+        try:
+            lab_down(lab)
+        except LabError:
+            pass  # what is left of it goes with the machines; its journal is forgotten below
+
+
+def _forget_labs(labs: list[str], progress: Progress) -> None:
+    """A lab's state once its machines are gone: nothing of it exists anywhere any more."""
+    from lab.state import lab_dir
+
+    for lab in labs:
+        if Journal(lab).exists():
+            progress(f"lab {lab}: forgotten with the machines it ran on")
+            shutil.rmtree(lab_dir(lab), ignore_errors=True)
 
 
 def _empty_engine(name: str, entry: dict[str, Any]) -> None:
@@ -435,62 +475,3 @@ def _empty_engine(name: str, entry: dict[str, Any]) -> None:
         client.close()
     except (docker.errors.DockerException, requests.exceptions.RequestException, OSError):
         pass  # an engine that does not answer: its processes are stopped below all the same
-
-
-def _stop_leftovers(spaces: list[str], cgroups: list[str]) -> None:
-    """Stop what is left in the machines' namespaces (containerd, shims) and cgroups (containers)."""
-    wanted = set()
-    for ns in spaces:
-        try:
-            st = os.stat(f"/run/netns/{ns}")
-            wanted.add((st.st_dev, st.st_ino))
-        except OSError:
-            continue
-    pids = set(procs.in_namespaces(wanted))
-    for cgroup in cgroups:
-        pids.update(_cgroup_pids(Path(cgroup)))
-    for pid in sorted(pids):
-        procs.stop(pid, procs.start_time(pid), grace=5.0)
-
-
-def _cgroup_pids(path: Path) -> list[int]:
-    found: list[int] = []
-    if not path.is_dir():
-        return found
-    for procs_file in path.rglob("cgroup.procs"):
-        try:
-            found += [int(line) for line in procs_file.read_text().split()]
-        except OSError:
-            continue
-    return found
-
-
-def _remove_cgroup(path: Path, problems: list[str]) -> None:
-    if not path.is_dir():
-        return
-    for child in sorted((p for p in path.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
-        try:
-            child.rmdir()
-        except OSError:
-            pass
-    try:
-        path.rmdir()
-    except OSError as exc:
-        problems.append(f"cgroup {path}: {exc.strerror}")
-
-
-def _remove_data(path: Path, problems: list[str]) -> None:
-    """The engine's data root, unless something is still mounted inside it (then: say so, remove nothing)."""
-    if not path.exists():
-        return
-    prefix = str(path) + "/"
-    with open("/proc/self/mountinfo") as f:
-        mounted = [line.split()[4] for line in f if line.split()[4].startswith(prefix)]
-    if mounted:
-        problems.append(f"{path}: {len(mounted)} mounts still inside (first: {mounted[0]}); "
-                        "lab cluster local down again once they are gone")
-        return
-    shutil.rmtree(path, ignore_errors=True)
-    for parent in (path.parent, DATA_ROOT):  # the cluster's directory, then the clusters' one, if empty
-        if parent.exists() and not any(parent.iterdir()):
-            parent.rmdir()

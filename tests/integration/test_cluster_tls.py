@@ -130,3 +130,16 @@ def test_a_certificate_of_another_ca_is_one_line_and_nothing_is_made(tcp_file: P
     assert not state.Journal(LAB).exists()
     for machine in ("m1", "m2"):
         assert on_machine(machine, "ps", "-aq") == ""
+
+
+def test_local_cluster_down_takes_its_labs_down_first(tcp_file: Path, topology: Path) -> None:
+    """Removing the machines a lab runs on would strand its journal: the lab goes first (last test here)."""
+    up = subprocess.run([sys.executable, "-m", "lab", "up", "-q", str(topology), "--cluster",
+                         str(local.cluster_file(CLUSTER))], capture_output=True, text=True, timeout=600)
+    assert up.returncode == 0, up.stderr
+    assert local.labs_on(CLUSTER) == [LAB]
+    steps: list[str] = []
+    assert local.down(CLUSTER, progress=steps.append) == []
+    assert f"lab {LAB}: down first, it runs on this cluster" in steps
+    assert not state.Journal(LAB).exists()
+    assert not local.cluster_dir(CLUSTER).exists()
