@@ -32,7 +32,7 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/* /var/cache/apt/*
 WORKDIR /opt/lab/src
 COPY . /opt/lab/src
-# Editable, so images/ and topologies/ are found beside the package; the exact versions tested
+# Editable, so a change to the source tree is live (the topologies and recipes are inside lab/); the exact versions tested
 # (constraints.txt, also for the build backend through PIP_CONSTRAINT).
 RUN python3 -m venv /opt/lab/venv \
  && if [ -d wheelhouse ]; then offline="--no-index --find-links /opt/lab/src/wheelhouse"; else offline=""; fi \

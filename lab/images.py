@@ -59,9 +59,13 @@ _ROOT_RE = re.compile(r"^\s*ARG\s+ROOT=", re.MULTILINE)
 _CONTEXT_RE = re.compile(r"^#\s*lab:\s*context\s+(.+)$", re.MULTILINE)
 
 
+PACKAGE_ROOT = Path(__file__).resolve().parent.parent  # holds lab/: what a recipe's ``# lab: context`` names
+RECIPES = Path(__file__).resolve().parent / "recipes"  # one directory per image, inside the package
+
+
 def images_dir() -> Path:
-    """images/ of the project (``$LAB_IMAGES_DIR`` overrides, e.g. for tests)."""
-    return Path(os.environ.get("LAB_IMAGES_DIR") or Path(__file__).resolve().parent.parent / "images")
+    """The image recipes, lab/recipes/ (``$LAB_IMAGES_DIR`` overrides, e.g. for tests)."""
+    return Path(os.environ.get("LAB_IMAGES_DIR") or RECIPES)
 
 
 @dataclass(frozen=True)
@@ -148,8 +152,12 @@ def _walk(path: Path) -> Iterator[Path]:
 
 
 def context_members(recipe: Recipe, project_root: Path | None = None) -> list[Member]:
-    """The files of the image's build context, sorted: its directory, then the project sources it asks for."""
-    project = project_root or recipe.directory.parent.parent
+    """The files of the image's build context, sorted: its directory, then the project sources it asks for.
+
+    Those sources (``lab/servers``, ...) are named from the directory that holds the ``lab``
+    package: the source tree, or site-packages once lab is installed from its wheel.
+    """
+    project = project_root or PACKAGE_ROOT
     members: dict[str, Member] = {}
     for p in _walk(recipe.directory):
         rel = p.relative_to(recipe.directory).as_posix()

@@ -13,6 +13,7 @@ from lab.cli.common import out
 from lab.errors import InputError, LabNotFound
 from lab.topology import load_topology, load_topology_text
 from lab.topology.model import Topology
+from lab.topology.shipped import shipped_topology
 
 OutputOption = typer.Option(None, "--output", "-o", help="Write here (.svg or .png) instead of stdout.")
 
@@ -42,6 +43,10 @@ def load_target(target: str, variables: dict[str, str]) -> Topology:
     try:
         text = saved.read_text()
     except FileNotFoundError:
+        shipped = shipped_topology(target)
+        if shipped is not None:  # no lab of that name is up, but lab ships a topology so named
+            topo, _ = load_topology(shipped, variables)
+            return topo
         raise LabNotFound(f"no lab named {target!r} is up", "see: lab ls; or give a topology file") from None
     except PermissionError:
         raise InputError(f"cannot read {saved}: permission denied",

@@ -18,13 +18,13 @@ _STEP = re.compile(r"^image (\S+): (.*)$")
 
 
 def register(app: typer.Typer) -> None:
-    images = typer.Typer(help="The lab's Docker images (images/<name>/Dockerfile), tagged by content hash.",
+    images = typer.Typer(help="The lab's Docker images (lab/recipes/<name>/Dockerfile), tagged by content hash.",
                          no_args_is_help=True)
     app.add_typer(images, name="images")
 
     @images.command("build")
     def build(
-        names: list[str] = typer.Argument(None, help="Images to build (default: all under images/)."),
+        names: list[str] = typer.Argument(None, help="Images to build (default: all under lab/recipes/)."),
         force: bool = typer.Option(False, "--force", help="Rebuild even when the hash tag exists."),
         root: str = typer.Option("auto", "--root",
                                  help="Where the base comes from: auto (local, registry, else debootstrap), "

@@ -27,12 +27,13 @@ from typing import TYPE_CHECKING, Any
 
 from lab.errors import InputError
 from lab.experiments.params import TYPE_NAMES, Duration, Percent, Rate
+from lab.topology.shipped import SHIPPED
 
 if TYPE_CHECKING:
     from lab.experiments.context import Run
 
 ID = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
-TOPOLOGIES = Path(__file__).resolve().parent.parent.parent / "topologies"
+TOPOLOGIES = SHIPPED
 REGISTRY: dict[str, Experiment] = {}
 
 

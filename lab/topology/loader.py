@@ -31,6 +31,7 @@ import lab.topology.model as model
 from lab.errors import InputError, TopologyError
 from lab.topology.model import Topology
 from lab.topology.render import RenderError, render_with_lines
+from lab.topology.shipped import topology_file
 
 MAX_FILE_BYTES = 16 * 1024 * 1024
 MAX_DEPTH = 32
@@ -80,8 +81,11 @@ class SourceMap:
 
 
 def load_topology(path: str | Path, variables: dict[str, str] | None = None) -> tuple[Topology, SourceMap]:
-    """Load, render, parse, validate and check a topology file; raise TopologyError with file:line."""
-    p = Path(path)
+    """Load, render, parse, validate and check a topology file; raise TopologyError with file:line.
+
+    A bare name or a missing ``topologies/NAME.yaml`` is one that ships with lab (:func:`topology_file`).
+    """
+    p = topology_file(path)
     raw = _read_file(p)
     try:
         text = raw.decode("utf-8")

@@ -49,7 +49,7 @@ def test_recipes_know_their_parent_and_extra_context(tmp_path):
 
 
 def test_the_project_images_form_one_tree_on_base():
-    found = images.recipes(ROOT / "images")
+    found = images.recipes(ROOT / "lab" / "recipes")
     assert {"base", "host", "router", "dns", "proxy", "web"} <= set(found)
     assert found["base"].parent is None
     for name in ("host", "router", "dns", "proxy", "web"):
