@@ -39,7 +39,7 @@ def _register() -> None:
     from lab.cli import lifecycle
 
     lifecycle.register(app)
-    for module_name in ("run", "link", "fault", "capture", "images", "graph", "doctor", "cluster"):
+    for module_name in ("run", "check", "link", "fault", "capture", "images", "graph", "doctor", "cluster"):
         try:
             module = __import__(f"lab.cli.{module_name}", fromlist=["register"])
         except ModuleNotFoundError as exc:

@@ -21,7 +21,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +33,7 @@ from lab.capture.pcapfile import merge
 from lab.capture.records import Packet
 from lab.capture.tcpdump import CaptureSet, Tcpdump
 from lab.errors import EnvironmentProblem, InputError
+from lab.experiments.etcfiles import ContainerEtc, EtcFiles, NamespaceEtc
 from lab.experiments.expect import Verdict
 from lab.net import faults, impair
 from lab.nodes import NodeHandle, node_from_info
@@ -48,12 +49,16 @@ class Proc:
     run: Run
     node: str
     title: str
-    popen: subprocess.Popen[str]
+    popen: subprocess.Popen[str] | None  # None when a saved run is replayed (lab check)
     step: StepRecord
     out: list[str] = field(default_factory=list)
 
+    def _live(self) -> subprocess.Popen[str]:
+        assert self.popen is not None, "a replayed program has no process"
+        return self.popen
+
     def _drain(self, timeout: float = 0.0) -> None:
-        assert self.popen.stdout is not None
+        assert self.popen is not None and self.popen.stdout is not None
         fd = self.popen.stdout.fileno()
         end = time.monotonic() + timeout
         while True:
@@ -68,16 +73,23 @@ class Proc:
 
     @property
     def stdout(self) -> str:
+        """What the program printed so far (an observation: saved with the run, replayed by ``lab check``)."""
+        return str(self.run.observe("stdout", self.node, self._read))
+
+    def _read(self) -> str:
         self._drain()
         return "".join(self.out)
 
     def wait_for(self, text: str, timeout: float = 10.0) -> bool:
         """Wait until the program printed ``text`` (readiness is checked, not slept)."""
+        return bool(self.run.observe("wait_for", self.node, lambda: self._wait_for(text, timeout)))
+
+    def _wait_for(self, text: str, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if text in self.stdout:
+            if text in self._read():
                 return True
-            if self.popen.poll() is not None:
+            if self._live().poll() is not None:
                 self._drain()
                 return text in "".join(self.out)
             self._drain(0.05)
@@ -86,16 +98,35 @@ class Proc:
     def wait(self, timeout: float = 30.0) -> int:
         """Wait for the program to exit (reading its output meanwhile, so a chatty one never blocks);
         returns its exit code, and records its output in the step. Stopped if still running at the timeout."""
+        return self._ended("wait", lambda: self._wait(timeout))
+
+    def _wait(self, timeout: float) -> int:
+        popen = self._live()
         deadline = time.monotonic() + timeout
-        while self.popen.poll() is None and time.monotonic() < deadline:
+        while popen.poll() is None and time.monotonic() < deadline:
             self._drain(0.05)
-        if self.popen.poll() is None:
-            return self.stop()
+        if popen.poll() is None:
+            return self._stop(2.0)
         return self._finish()
 
     def stop(self, grace: float = 2.0) -> int:
         """SIGTERM, then SIGKILL after ``grace`` seconds; the exit code is the one the kernel reported."""
-        if self.popen.poll() is None:
+        return self._ended("stop", lambda: self._stop(grace))
+
+    def _ended(self, kind: str, live: Callable[[], int]) -> int:
+        """The end of the program as observed: its exit code, and what it printed, in its step."""
+        def end() -> list[Any]:
+            live()
+            return [self.step.rc, self.step.stdout, self.step.stderr, self.step.duration]
+
+        rc, self.step.stdout, self.step.stderr, self.step.duration = self.run.observe(kind, self.node, end)
+        self.step.rc = rc
+        self.out = [self.step.stdout]
+        return int(rc)
+
+    def _stop(self, grace: float) -> int:
+        if self._live().poll() is None:
+            assert self.popen is not None
             node = self.run.node(self.node)
             node.signal(self.popen, signal.SIGTERM)
             try:
@@ -111,6 +142,7 @@ class Proc:
 
     def _finish(self) -> int:
         self._drain()
+        assert self.popen is not None
         rc = self.popen.returncode if self.popen.returncode is not None else -9
         stderr = self.popen.stderr.read() if self.popen.stderr and not self.popen.stderr.closed else ""
         self.step.rc = rc
@@ -151,6 +183,42 @@ class Run:
         self._procs: list[Proc] = []
         self._faults: list[str] = []
         self._captures = 0
+        self.observations: list[dict[str, Any]] = []  # what the steps saw, in order: saved for lab check
+        self.replaying = False
+
+    # --- observations ------------------------------------------------------
+    def observe(self, kind: str, node: str, live: Callable[[], Any]) -> Any:
+        """What the steps read from the lab (a command's output, a program's, a clock): read it, and keep
+        it in order, so that ``lab check`` can give the same steps the same readings from the run's files.
+
+        The value must be JSON (str, numbers, bools, lists, dicts). A replayed run
+        (:class:`lab.experiments.replay.ReplayRun`) returns the saved value instead of calling ``live``.
+        """
+        value = live()
+        self.observations.append({"kind": kind, "node": node, "value": value})
+        return value
+
+    def now(self) -> float:
+        """The wall clock (``time.time()``, as capture times are), as an observation."""
+        return float(self.observe("now", "", time.time))
+
+    def clock(self) -> float:
+        """A monotonic clock (``time.monotonic()``) for durations, as an observation."""
+        return float(self.observe("clock", "", time.monotonic))
+
+    def topology_text(self) -> str:
+        """The topology the lab was built from, as rendered (kept in the lab's state directory)."""
+        from lab.state import lab_dir
+
+        def read() -> str:
+            path = lab_dir(self.lab) / "topology.yaml"
+            try:
+                return path.read_text()
+            except FileNotFoundError:
+                raise InputError(f"lab {self.lab!r} has no copy of its topology ({path})",
+                                 "build it again with lab up, or run the experiment without --lab") from None
+
+        return str(self.observe("topology", "", read))
 
     # --- nodes -------------------------------------------------------------
     def node(self, name: str) -> NodeHandle:
@@ -182,14 +250,17 @@ class Run:
     def sh(self, node: str, argv: list[str], title: str | None = None, timeout: float = 60,
            env: dict[str, str] | None = None, record: bool = True, input: str | None = None) -> Result:
         """Run a command in a node to completion and record it as a step."""
-        handle = self.node(node)
-        started = time.time()
-        try:
-            cp = handle.exec(argv, timeout=timeout, env=env, input=input)
-            rc, out, err = cp.returncode, cp.stdout, cp.stderr
-        except subprocess.TimeoutExpired as exc:
-            rc, out, err = -9, _text(exc.stdout), _text(exc.stderr) + f"\n(killed after {timeout:g} s)"
-        elapsed = time.time() - started
+        def live() -> list[Any]:
+            handle = self.node(node)
+            started = time.time()
+            try:
+                cp = handle.exec(argv, timeout=timeout, env=env, input=input)
+                rc, out, err = cp.returncode, cp.stdout, cp.stderr
+            except subprocess.TimeoutExpired as exc:
+                rc, out, err = -9, _text(exc.stdout), _text(exc.stderr) + f"\n(killed after {timeout:g} s)"
+            return [rc, out, err, started, time.time() - started]
+
+        rc, out, err, started, elapsed = self.observe("sh", node, live)
         if record:
             self.steps.append(StepRecord(title or " ".join(argv), " ".join(argv), node, rc, out, err, started, elapsed))
         return Result(rc, out, err, elapsed)
@@ -202,11 +273,8 @@ class Run:
     def spawn(self, node: str, argv: list[str], title: str | None = None, ready: str | None = None,
               ready_timeout: float = 10.0) -> Proc:
         """Start a program in the background; with ``ready``, wait until it printed that text."""
-        handle = self.node(node)
-        popen = handle.popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                             start_new_session=True)
-        self.journal.record([procs.process_record(popen.pid, f"{node}:{argv[0]}", handle.netns)])
-        step = StepRecord(title or " ".join(argv), " ".join(argv), node, None, "", "", time.time(), 0.0)
+        popen = self._popen(node, argv)
+        step = StepRecord(title or " ".join(argv), " ".join(argv), node, None, "", "", self.now(), 0.0)
         self.steps.append(step)
         proc = Proc(self, node, step.title, popen, step)
         self._procs.append(proc)
@@ -215,6 +283,13 @@ class Run:
             raise RuntimeError(f"{step.title} on {node} did not print {ready!r} within {ready_timeout:g} s: "
                                f"{(proc.step.stderr or proc.step.stdout).strip()[-300:]}")
         return proc
+
+    def _popen(self, node: str, argv: list[str]) -> subprocess.Popen[str] | None:
+        handle = self.node(node)
+        popen = handle.popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             start_new_session=True)
+        self.journal.record([procs.process_record(popen.pid, f"{node}:{argv[0]}", handle.netns)])
+        return popen
 
     def serve(self, node: str, program: str, *args: str, ready: str | None = "listening on",
               title: str | None = None) -> Proc:
@@ -250,19 +325,25 @@ class Run:
         finally:
             cap.stop()
             pcaps = cap.pcaps()
-            for point, path in pcaps.items():
-                # A second capture at the same point keeps the first one's file in the report too.
-                key = point if point not in self.pcaps else f"{point} (capture {self._captures})"
-                self.pcaps[key] = path
-            self.packets = merge(pcaps)
             lost = sum(d.dropped for d in dumps)
-            if lost:
-                self.note(f"tcpdump reported {lost} packets dropped by the kernel")
+            self.observe("capture", "", lambda: {"pcaps": {pt: path.name for pt, path in pcaps.items()},
+                                                 "dropped": lost})
+            self._captured(pcaps, lost)
+
+    def _captured(self, pcaps: dict[str, Path], lost: int) -> None:
+        """A capture's files in the report, and its packets (merged, in time order) in ``run.packets``."""
+        for point, path in pcaps.items():
+            # A second capture at the same point keeps the first one's file in the report too.
+            key = point if point not in self.pcaps else f"{point} (capture {self._captures})"
+            self.pcaps[key] = path
+        self.packets = merge(pcaps)
+        if lost:
+            self.note(f"tcpdump reported {lost} packets dropped by the kernel")
 
     # --- a node's /etc files ------------------------------------------------
     def read_etc(self, node: str, name: str) -> str:
         """The node's /etc/``name`` (``hosts`` or ``resolv.conf``) as its programs read it."""
-        return self._etc(node).read(name)
+        return str(self.observe("etc", node, lambda: self._etc(node).read(name)))
 
     def write_etc(self, node: str, name: str, text: str) -> None:
         """Replace the node's /etc/``name`` (``hosts`` or ``resolv.conf``) for the programs it runs next.
@@ -270,7 +351,8 @@ class Run:
         A namespace node's files are the ones ``ip netns exec`` mounts (its own /etc/netns entry);
         a container's are written inside it. The caller puts the old text back when it is done.
         """
-        self._etc(node).write(name, text)
+        if not self.replaying:
+            self._etc(node).write(name, text)
 
     def _etc(self, node: str) -> EtcFiles:
         from lab.nodes.container import ContainerNode
@@ -287,10 +369,15 @@ class Run:
         namespace, so container nodes (whose /proc/sys is read-only) work alike.
         """
         inside = node_namespace(self.lab_info, node)
-        old = subprocess.run(inside.command(["sysctl", "-n", key]), capture_output=True, text=True, timeout=30)
-        if old.returncode != 0:
+
+        def read() -> list[Any]:
+            old = subprocess.run(inside.command(["sysctl", "-n", key]), capture_output=True, text=True, timeout=30)
+            return [old.returncode, old.stdout]
+
+        rc, old = self.observe("sysctl", node, read)
+        if rc != 0:
             raise EnvironmentProblem(f"{node}: this kernel has no sysctl {key}")
-        self.fault(faults.sysctl(node, inside, key, str(value), old.stdout.strip()),
+        self.fault(faults.sysctl(node, inside, key, str(value), old.strip()),
                    title=f"sysctl {key}={value}", command=f"sysctl -w {key}={value}")
 
     def change(self, node: str, argv: list[str], undo: list[list[str]], title: str | None = None) -> faults.Fault:
@@ -311,13 +398,16 @@ class Run:
 
     def fault(self, fault: faults.Fault, title: str | None = None, command: str | None = None) -> faults.Fault:
         """Apply a journaled change (cleared at the end of the run) and record it as a step."""
-        started = time.time()
-        faults.apply(self.journal, fault)
-        self._faults.append(fault.id)
+        started = self.now()
+        self._apply(fault)
         self.steps.append(StepRecord(title or f"fault: {fault.what} on {fault.where}", command,
-                                     fault.where.split(":")[0], 0, "", "", started, time.time() - started,
+                                     fault.where.split(":")[0], 0, "", "", started, self.now() - started,
                                      change=True))
         return fault
+
+    def _apply(self, fault: faults.Fault) -> None:
+        faults.apply(self.journal, fault)
+        self._faults.append(fault.id)
 
     def endpoint(self, spec: str) -> faults.Endpoint:
         return faults.endpoint(self.lab_info, spec)
@@ -346,23 +436,29 @@ class Run:
 
     def clear(self, *made: faults.Fault) -> None:
         """Undo some of this run's faults now (say, one impairment before the next); the rest end with the run."""
-        started = time.time()
+        started = self.now()
         for fault in made:
-            faults.clear(self.journal, fault_id=fault.id)
-            if fault.id in self._faults:
-                self._faults.remove(fault.id)
+            self._undo(fault)
         self.steps.append(StepRecord("clear: " + "; ".join(f"{f.what} on {f.where}" for f in made), None,
                                      made[0].where.split(":")[0] if made else "", 0, "", "", started,
-                                     time.time() - started, change=True))
+                                     self.now() - started, change=True))
+
+    def _undo(self, fault: faults.Fault) -> None:
+        faults.clear(self.journal, fault_id=fault.id)
+        if fault.id in self._faults:
+            self._faults.remove(fault.id)
 
     def link(self, where: str, up: bool) -> None:
         """Cable pull (``up=False``) or plug back; pulled cables are plugged back at the end."""
         if up:
-            faults.plug_back(self.journal, self.endpoint(where))
+            self._plug_back(where)
             self.steps.append(StepRecord(f"plug {where} back in", None, where.split(":")[0], 0, "", "",
-                                         time.time(), 0.0, change=True))
+                                         self.now(), 0.0, change=True))
             return
         self.fault(faults.link_state(self.endpoint(where), up))
+
+    def _plug_back(self, where: str) -> None:
+        faults.plug_back(self.journal, self.endpoint(where))
 
     def expect(self, verdict: Verdict) -> Verdict:
         self.verdicts.append(verdict)
@@ -374,6 +470,8 @@ class Run:
         problems = []
         for proc in reversed(self._procs):
             try:
+                if proc.popen is None:
+                    continue
                 if proc.popen.poll() is None:
                     proc.stop()
                 elif proc.step.rc is None:
@@ -392,57 +490,3 @@ def _text(value: bytes | str | None) -> str:
     if value is None:
         return ""
     return value.decode(errors="replace") if isinstance(value, bytes) else value
-
-
-ETC_NAMES = ("hosts", "resolv.conf", "gai.conf")
-
-
-class EtcFiles:
-    """A node's /etc/hosts, /etc/resolv.conf and /etc/gai.conf (getaddrinfo's order), wherever they live."""
-
-    def read(self, name: str) -> str:
-        raise NotImplementedError
-
-    def write(self, name: str, text: str) -> None:
-        raise NotImplementedError
-
-
-class NamespaceEtc(EtcFiles):
-    def __init__(self, lab: str, netns: str) -> None:
-        self.lab, self.netns = lab, netns
-
-    def read(self, name: str) -> str:
-        """The node's own file; a gai.conf the node has none of is the machine's, as its programs see it."""
-        from lab.deploy import node_etc_dir
-
-        own = node_etc_dir(self.lab, self.netns) / _etc_name(name)
-        if not own.exists() and name == "gai.conf":
-            machine = Path("/etc/gai.conf")
-            return machine.read_text() if machine.exists() else ""
-        return own.read_text()
-
-    def write(self, name: str, text: str) -> None:
-        from lab.deploy import node_etc_dir
-
-        (node_etc_dir(self.lab, self.netns) / _etc_name(name)).write_text(text)
-
-
-class ContainerEtc(EtcFiles):
-    """Inside the container: the file Docker bind-mounted keeps its place, its contents change."""
-
-    def __init__(self, handle: NodeHandle) -> None:
-        self.handle = handle
-
-    def read(self, name: str) -> str:
-        if name == "gai.conf":  # an image need not have one: none means glibc's built-in table
-            return self.handle.exec(["sh", "-c", 'cat "/etc/$1" 2>/dev/null || true', "sh", name]).stdout
-        return self.handle.exec(["cat", f"/etc/{_etc_name(name)}"], check=True).stdout
-
-    def write(self, name: str, text: str) -> None:
-        self.handle.exec(["sh", "-c", 'cat > "/etc/$1"', "sh", _etc_name(name)], input=text, check=True)
-
-
-def _etc_name(name: str) -> str:
-    if name not in ETC_NAMES:
-        raise InputError(f"/etc/{name}: a node's own /etc files are {', '.join(ETC_NAMES)}")
-    return name

@@ -82,14 +82,7 @@ def run_one(exp: Experiment, overrides: dict[str, str], out_dir: Path, keep: boo
             _note_active_faults(ctx, lab, progress)
         progress("running steps")
         try:
-            exp.run_steps(ctx)
-        except InputError:
-            raise  # a parameter the experiment cannot work with: bad input (exit 2), no verdict
-        except LabError as exc:
-            error = str(exc)
-        except Exception as exc:
-            error = f"{type(exc).__name__}: {exc}"
-            (run_dir / "traceback.txt").write_text(traceback.format_exc())
+            error = execute(exp, ctx, run_dir / "traceback.txt")
         finally:
             problems = ctx.cleanup()
             if problems:
@@ -102,6 +95,10 @@ def run_one(exp: Experiment, overrides: dict[str, str], out_dir: Path, keep: boo
     if error is None and not verdicts:
         error = "the experiment checked nothing (no expectation was recorded)"
     verdict = overall_verdict(verdicts, error)
+    if ctx is not None:
+        from lab.experiments.replay import save
+
+        save(ctx, exp.id, overrides, verdict, error)  # what lab check RUN_DIR decides again from
     result = RunResult(
         id=exp.id, title=exp.title, section=exp.section, topology=lab or topo.name,
         parameters=vars(params), verdict=verdict, duration_s=round(time.time() - started, 3), started=started,
@@ -114,6 +111,24 @@ def run_one(exp: Experiment, overrides: dict[str, str], out_dir: Path, keep: boo
     )
     write_reports(result)
     return result
+
+
+def execute(exp: Experiment, ctx: Run, traceback_file: Path | None) -> str | None:
+    """Call the steps; the error that stopped them (None: they ran through), as a run's verdict reports it.
+
+    Bad input (an ``InputError``: a parameter the experiment cannot work with) is raised: no verdict.
+    """
+    try:
+        exp.run_steps(ctx)
+    except InputError:
+        raise
+    except LabError as exc:
+        return str(exc)
+    except Exception as exc:
+        if traceback_file is not None:
+            traceback_file.write_text(traceback.format_exc())
+        return f"{type(exc).__name__}: {exc}"
+    return None
 
 
 def _svg(topo: Topology, machines: dict[str, str]) -> str | None:

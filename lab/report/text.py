@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from lab.experiments.expect import Verdict
 from lab.report.jsonreport import experiment_json
 from lab.report.model import RunResult
 
@@ -37,18 +38,22 @@ def print_run(result: RunResult, console: Console) -> None:
     if result.error:
         console.print(f"  [yellow]error:[/] {escape(result.error)}")
     if result.expectations:
-        table = Table(show_header=True, header_style="bold", box=None, pad_edge=False, padding=(0, 1))
-        for column in ("", "expectation", "expected", "observed", "packets"):
-            table.add_column(column, overflow="fold")
-        for v in result.expectations:
-            cited = ", ".join(f"#{n}" for n in v.packets[:8]) + (" …" if len(v.packets) > 8 else "")
-            table.add_row(badge(v.verdict), escape(v.description), escape(v.expected), escape(v.observed),
-                          cited)
-        console.print(table)
+        console.print(expectations_table(result.expectations))
     counts = _counts(v.verdict for v in result.expectations)
     console.print(f"  {counts}; {len(result.packets)} packets captured")
     if result.html_path:
         console.print(f"  report: {escape(str(result.html_path))}")
+
+
+def expectations_table(verdicts: Sequence[Verdict]) -> Table:
+    """Each expectation: its verdict, what was expected, what was observed, the packets that decided it."""
+    table = Table(show_header=True, header_style="bold", box=None, pad_edge=False, padding=(0, 1))
+    for column in ("", "expectation", "expected", "observed", "packets"):
+        table.add_column(column, overflow="fold")
+    for v in verdicts:
+        cited = ", ".join(f"#{n}" for n in v.packets[:8]) + (" …" if len(v.packets) > 8 else "")
+        table.add_row(badge(v.verdict), escape(v.description), escape(v.expected), escape(v.observed), cited)
+    return table
 
 
 def print_summary(items: Sequence[dict[str, Any] | RunResult], console: Console) -> None:

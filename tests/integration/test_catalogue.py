@@ -2,7 +2,8 @@
 
 One test per experiment (ids from the registry), so a failure names the
 experiment; the run directory with report.html and the pcaps is kept under
-pytest's tmp dir for a look.
+pytest's tmp dir for a look. Each run is then decided again from its files
+(``lab check``'s replay, with no lab): the same claims, the same observations.
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ import os
 import pytest
 
 from lab.experiments.engine import discover
+from lab.experiments.replay import check
 from lab.experiments.runner import run_one
+from lab.report.model import RunResult
 
 pytestmark = pytest.mark.root
 CATALOGUE = discover()
@@ -20,6 +23,15 @@ CATALOGUE = discover()
 
 def needs_docker(exp_id: str) -> bool:
     return "book-web" in CATALOGUE[exp_id].topology
+
+
+def decided_again_alike(result: RunResult) -> None:
+    """``lab check`` of the run's directory gives every claim the verdict and the observation the run gave."""
+    checked = check(result.run_dir)
+    assert checked.error is None, checked.error
+    assert [(v.description, v.verdict, v.observed) for v in checked.expectations] == \
+        [(v.description, v.verdict, v.observed) for v in result.expectations]
+    assert checked.verdict == result.verdict == checked.was
 
 
 @pytest.mark.parametrize("exp_id", sorted(CATALOGUE))
@@ -31,6 +43,7 @@ def test_experiment_holds(exp_id: str, tmp_path_factory: pytest.TempPathFactory)
     failed = [f"{v.verdict.upper()} {v.description}: expected {v.expected}; observed {v.observed}"
               for v in result.expectations if not v.ok]
     assert result.verdict == "pass", (result.error or "") + "\n" + "\n".join(failed) + f"\nreport: {result.html_path}"
+    decided_again_alike(result)
 
 
 OVER_IPV6 = sorted(i for i, e in CATALOGUE.items() if "family" in e.params)
@@ -53,3 +66,4 @@ def test_experiment_holds_over_ipv6(exp_id: str, tmp_path_factory: pytest.TempPa
               for v in result.expectations if not v.ok]
     assert result.verdict == "pass", (result.error or "") + "\n" + "\n".join(failed) + f"\nreport: {result.html_path}"
     assert result.topology != "" and any(":" in str(p.src) for p in result.packets if p.tcp), "no IPv6 segment"
+    decided_again_alike(result)

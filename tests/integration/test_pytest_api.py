@@ -70,5 +70,7 @@ def test_the_guide_s_tutorial_experiment_runs_as_written(tmp_path: Path) -> None
     (tmp_path / "_helpers.py").write_text("raise RuntimeError('a helper module is not an experiment module')\n")
     out = ["--fresh", "-q", "--out", str(tmp_path / "runs")]
     assert main(["run", "my-mss", "--path", str(tmp_path), *out]) == 0
+    [run_dir] = (tmp_path / "runs").glob("my-mss-*")
+    assert main(["check", str(run_dir), "--path", str(tmp_path)]) == 0
     assert main(["run", "my-mss", "--path", str(tmp_path), "-p", "mtu=1280", *out]) == 0
     assert main(["run", "my-mss", "--path", str(tmp_path), "-p", "mtu=big"]) == 2

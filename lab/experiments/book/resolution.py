@@ -6,7 +6,6 @@ Same lab and helpers as :mod:`ip_layer`.
 from __future__ import annotations
 
 import socket
-import time
 
 from lab.capture.records import Packet
 from lab.experiments import expect
@@ -63,13 +62,13 @@ def hosts_file_resolution(run: Run) -> None:
         with run.capture([f"{A}:eth0"], f"udp port 53 or icmp or tcp port {p.port}"):
             v4 = run.sh(A, ["getent", "ahostsv4", B], title=f"getent ahostsv4 {B} (in /etc/hosts)")
             day1 = run.py(A, "daytime_client", B, *client_args, title=f"daytime_client {B} (in /etc/hosts)")
-            mark1 = time.time()
+            mark1 = run.now()
             any1 = run.sh(A, ["getent", "hosts", B], title=f"getent hosts {B} (in /etc/hosts, IPv4 only)")
-            mark2 = time.time()
+            mark2 = run.now()
             run.write_etc(A, "hosts", without_entry)
             run.sh(A, ["cat", "/etc/hosts"], title=f"the client's /etc/hosts, without {B}")
             any2 = run.sh(A, ["getent", "hosts", B], title=f"getent hosts {B} (not in /etc/hosts)")
-            mark3 = time.time()
+            mark3 = run.now()
             day2 = run.py(A, "daytime_client", B, *client_args, title=f"daytime_client {B} (not in /etc/hosts)")
     finally:
         for name, text in saved.items():

@@ -7,7 +7,6 @@ number comes from the run's parameters or from what the node's kernel reports.
 from __future__ import annotations
 
 import re
-import time
 
 from lab.capture.records import Packet
 from lab.experiments import expect
@@ -159,14 +158,14 @@ def rst_half_open(run: Run) -> None:
         client = run.start(CLIENT, "rst_client", server_ip, port, "--step", f"{at}:send:{run.p.message}",
                            "--step", f"{at + 0.5}:recv:2", "--step", f"{at + 1.0}:send:{run.p.message}")
         connected = client.wait_for("connected", 10)
-        t0 = time.monotonic()
+        t0 = run.clock()
         run.link(f"{CLIENT}:eth0", up=False)
         server.stop()
         _, before = ss(run, SERVER, "state", "all", f"( sport = :{port} )", title="ss: the server's socket after kill")
         kill = run.sh(SERVER, ["ss", "-K", "-tan", f"( sport = :{port} )"], title="ss -K: the server 'reboots'")
         _, after = ss(run, SERVER, "state", "all", f"( sport = :{port} )", title="ss: after ss -K")
         run.link(f"{CLIENT}:eth0", up=True)
-        ready_in = time.monotonic() - t0
+        ready_in = run.clock() - t0
         client.wait(at + 10)
         run.sleep(0.3)
     out = client.stdout

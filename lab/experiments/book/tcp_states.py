@@ -9,7 +9,6 @@ a user who changes a parameter gets expectations that follow.
 from __future__ import annotations
 
 import re
-import time
 
 from lab.capture.records import Packet, TcpInfo
 from lab.experiments import expect
@@ -337,16 +336,16 @@ def wait_for_bind(run: Run, server_ip: str, port: str, lport: str, since: float)
     start two seconds before the earliest the kernel should free the port.
     """
     deadline = since + expect.timer_tolerance(tcp_rules.TCP_TIMEWAIT_LEN)[1] + 2
-    time.sleep(max(0.0, since + tcp_rules.TCP_TIMEWAIT_LEN - 2 - time.time()))
+    run.sleep(max(0.0, since + tcp_rules.TCP_TIMEWAIT_LEN - 2 - run.now()))
     last_failure: float | None = None
-    while time.time() < deadline:
-        started = time.time()
+    while run.now() < deadline:
+        started = run.now()
         r = run.py(CLIENT, "bind_client", server_ip, port, "--local-port", lport,
                    title=f"bind_client --local-port {lport} (t={started - since:.1f} s)")
         if r.rc == 0:
-            return time.time() - since, last_failure
+            return run.now() - since, last_failure
         last_failure = started - since
-        time.sleep(0.25)
+        run.sleep(0.25)
     return None, last_failure
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from dataclasses import dataclass
 
 from lab import services
@@ -38,7 +37,6 @@ from lab.experiments.book.web_model import (
 )
 from lab.experiments.context import Run
 from lab.experiments.engine import experiment
-from lab.state import lab_dir
 from lab.topology import load_topology_text
 from lab.topology.model import Topology, WebFile
 
@@ -54,13 +52,7 @@ SQUID_MEMORY = 65.0
 
 def lab_topology(run: Run) -> Topology:
     """The topology the running lab was built from (as rendered), for its DNS records and services."""
-    path = lab_dir(run.lab) / "topology.yaml"
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise InputError(f"lab {run.lab!r} has no copy of its topology ({path})",
-                         "build it again with lab up, or run the experiment without --lab") from None
-    topo, _ = load_topology_text(text, str(path))
+    topo, _ = load_topology_text(run.topology_text(), f"lab {run.lab}'s topology.yaml")
     return topo
 
 
@@ -102,15 +94,19 @@ def dns_server_for(topo: Topology, nameservers: list[str], name: str, who: str) 
     return DnsServer(owner, address, found)
 
 
-def document(topo: Topology, lab: str, node: str, path: str) -> bytes:
-    """The bytes web node ``node`` serves at ``path``, read as lab.services does."""
+def document(run: Run, topo: Topology, node: str, path: str) -> bytes:
+    """The bytes web node ``node`` serves at ``path``, read as lab.services does (a reading: ``lab check``
+    gets the run's bytes back, not today's file)."""
     web = topo.nodes[node].web
     if web is None or path not in web.documents:
         docs = ", ".join(sorted(web.documents)) if web else "none (no web: section)"
         raise InputError(f"web node {node!r} serves no document {path!r}", f"its documents: {docs}")
     doc = web.documents[path]
     if isinstance(doc, WebFile):
-        return (services.topology_dir(lab) / doc.file).read_bytes()
+        file = doc.file
+        text = run.observe("document", node, lambda: (services.topology_dir(run.lab) / file).read_bytes()
+                           .decode("latin-1"))
+        return str(text).encode("latin-1")
     return doc.encode()
 
 
@@ -259,7 +255,7 @@ def plan_web_case(run: Run, topo: Topology) -> WebCase:
         if web.port != url.port:
             raise InputError(f"web node {owner!r} listens on port {web.port}, not {url.port}",
                              f"use -p url=http://{url.host}:{web.port}{url.path}")
-        documents[address] = document(topo, run.lab, owner, url.path)
+        documents[address] = document(run, topo, owner, url.path)
     return WebCase(url, spec.port, spec.cache, dns, documents)
 
 
@@ -328,7 +324,7 @@ def squid_proxy_http(run: Run) -> None:
     router_mac = run.mac(router, router_if)
     earlier = [e.time for e in _access_log(run, p.proxy, "squid's access.log before the fetch")
                if _host_of(e.url) == url.host]
-    wait = max(earlier, default=0.0) + SQUID_MEMORY - time.time()
+    wait = max(earlier, default=0.0) + SQUID_MEMORY - run.now()
     if wait > 0:
         raise InputError(f"the proxy on {p.proxy!r} fetched from {url.host} {SQUID_MEMORY - wait:.0f} s ago: "
                          "squid still holds the DNS answer (and maybe a connection), so this run would show "
