@@ -433,11 +433,20 @@ def labs_on(name: str) -> list[str]:
 
 
 def _take_labs_down(labs: list[str], progress: Progress) -> None:
-    """``lab down`` of each lab still up on the cluster, while its engines answer."""
+    """``lab down`` of each lab still up on the cluster, while its engines answer.
+
+    Only a lab made through the engines' sockets (``cluster.yaml``): one made through
+    ``cluster-tcp.yaml`` names addresses only the underlay reaches, and from this machine's own
+    namespace they would go to its uplink. Its containers go with the engines' own emptying.
+    """
     from lab.deploy import down as lab_down
     from lab.errors import LabError
 
     for lab in labs:
+        record = (Journal(lab).entries() or [{}])[0].get("cluster") or {}
+        engines = [str(m.get("engine", "")) for m in ((record.get("spec") or {}).get("machines") or {}).values()]
+        if not all(e.startswith("unix://") for e in engines):
+            continue
         progress(f"lab {lab}: down first, it runs on this cluster")
         try:
             lab_down(lab)

@@ -210,7 +210,7 @@ def test_images_build_again_builds_nothing(lab, capsys):
 
 
 def test_a_changed_dockerfile_rebuilds_only_that_image(tmp_path, monkeypatch):
-    shutil.copytree(ROOT / "images", tmp_path / "images")
+    shutil.copytree(ROOT / "lab" / "recipes", tmp_path / "images")
     client = docker_client()
     current = images.ImageSet(client)
     current.ensure(["router", "dns"])  # their tags hang on the base's: make sure it exists (run alone, fresh)
