@@ -6,7 +6,7 @@ Steps read like the book's procedure::
     with run.capture(["kongming20:eth0"], "arp or tcp"):
         run.sh("kongming20", ["ip", "neigh", "flush", "dev", "eth0"])
         run.py("kongming20", "connect_timer", run.ip("ernest-laptop"), "7")
-    run.expect(expect.count(expect.arp(run.packets), 2, "two ARP frames"))
+    run.expect(expect.count("two ARP frames", expect.arp(run.packets), 2))
 
 Faults cleared and sysctls put back (both journaled), background programs and
 captures stopped (by PID, recorded in the lab's journal), whatever the steps raised.

@@ -11,6 +11,9 @@ Two kinds of functions live here:
   ``tcp(pk, flags="R.", src=server)``, ``icmp(pk, type=5)``, ``gaps(pk)``;
 - claims, which return a Verdict: ``count``, ``sequence``, ``gaps_match``,
   ``equals``, ``within``, ``every``, ``output_contains``, ``exit_code``, ``errno``.
+  Every claim takes its description first, then what was observed and what was
+  expected: ``count("two ARP frames", arp(pk), 2)``. An empty description ("")
+  lets the claim word one itself ("exactly 2 packets").
 
 Claims never raise for a claim that does not hold; :func:`guarded` turns an
 exception in the code computing a claim into an ``error`` verdict.
@@ -254,9 +257,17 @@ def gaps(items: Sequence[Packet | float]) -> list[float]:
 # ---------------------------------------------------------------- claims about packets
 
 
-def count(packets: Sequence[Packet], n: int | range | None = None, description: str = "", *,
+def _described(description: object, claim: str) -> None:
+    """Claims take their description first; an older call with the packets first says so plainly."""
+    if not isinstance(description, str):
+        raise TypeError(f"expect.{claim}() takes its description first: expect.{claim}(description, ...), "
+                        f"not a {type(description).__name__}")
+
+
+def count(description: str, packets: Sequence[Packet], n: int | range | None = None, *,
           min: int | None = None, max: int | None = None) -> Verdict:
     """So many packets: exactly ``n``, ``n`` in a range, or between ``min`` and ``max`` (inclusive)."""
+    _described(description, "count")
     found = len(packets)
     if isinstance(n, range):
         ok = found in n
@@ -275,9 +286,9 @@ def count(packets: Sequence[Packet], n: int | range | None = None, description: 
     return check(description or f"{expected} packets", ok, expected, observed, packets)
 
 
-def sequence(packets: Sequence[Packet], steps: Sequence[tuple[str, Predicate]],
-             description: str = "") -> Verdict:
+def sequence(description: str, packets: Sequence[Packet], steps: Sequence[tuple[str, Predicate]]) -> Verdict:
     """Packets matching each step, in this order (others may come between): "a SYN, a SYN-ACK, an ACK"."""
+    _described(description, "sequence")
     expected = ", then ".join(label for label, _ in steps)
     found: list[Packet] = []
     start = 0
@@ -304,14 +315,15 @@ def timer_tolerance(gap: float) -> tuple[float, float]:
     return gap * 0.9, gap * (1.15 if gap >= 16 else 1.10)
 
 
-def gaps_match(items: Sequence[Packet | float], expected_gaps: Sequence[float], rel_tol: float = 0.2,
-               abs_tol: float = 0.0, description: str = "",
+def gaps_match(description: str, items: Sequence[Packet | float], expected_gaps: Sequence[float],
+               rel_tol: float = 0.2, abs_tol: float = 0.0,
                tolerance: Callable[[float], tuple[float, float]] | None = None) -> Verdict:
     """The times between consecutive packets match ``expected_gaps``, one by one, and there are as many.
 
     Each gap g may lie in ``g·(1 ± rel_tol) ± abs_tol``, or in the range
     ``tolerance(g)`` returns (pass :func:`timer_tolerance` for rule 0.8).
     """
+    _described(description, "gaps_match")
     actual = gaps(items)
     packets = [p for p in items if isinstance(p, Packet)]
     bounds: Callable[[float], tuple[float, float]]
@@ -341,9 +353,10 @@ def _seconds(values: Sequence[float]) -> str:
     return ", ".join(f"{v:.3g}" if abs(v) >= 1 else f"{v:.3f}".rstrip("0").rstrip(".") for v in values) or "-"
 
 
-def every(packets: Sequence[Packet], predicate: Predicate, description: str, expected: str = "",
+def every(description: str, packets: Sequence[Packet], predicate: Predicate, expected: str = "",
           allow_empty: bool = False) -> Verdict:
     """Every packet satisfies ``predicate``; those that do not are cited. An empty list fails by default."""
+    _described(description, "every")
     bad = [p for p in packets if not predicate(p)]
     want = expected or description
     if not packets and not allow_empty:
@@ -378,16 +391,18 @@ def within(description: str, value: float | None, low: float | None = None, high
     return check(description, ok, expected, f"{value:g}", packets)
 
 
-def output_contains(text: str, needle: str, description: str | None = None) -> Verdict:
+def output_contains(description: str, text: str, needle: str) -> Verdict:
     """A program's output contains ``needle``; observed shows the matching line or the output's end."""
+    _described(description, "output_contains")
     for line in text.splitlines():
         if needle in line:
             return check(description or f"output contains {needle!r}", True, repr(needle), line.strip())
     return check(description or f"output contains {needle!r}", False, repr(needle), _excerpt(text))
 
 
-def output_matches(text: str, regex: str, description: str | None = None) -> Verdict:
+def output_matches(description: str, text: str, regex: str) -> Verdict:
     """A program's output matches ``regex`` (re.search, multiline); observed shows the match."""
+    _described(description, "output_matches")
     found = re.search(regex, text, re.MULTILINE)
     what = description or f"output matches /{regex}/"
     if found:
@@ -402,8 +417,9 @@ def _excerpt(text: str, limit: int = 300) -> str:
     return stripped if len(stripped) <= limit else "…" + stripped[-limit:]
 
 
-def exit_code(rc: int | None, expected: int | Iterable[int], description: str | None = None) -> Verdict:
+def exit_code(description: str, rc: int | None, expected: int | Iterable[int]) -> Verdict:
     """A program's exit status is ``expected`` (or one of several)."""
+    _described(description, "exit_code")
     accepted = [expected] if isinstance(expected, int) else list(expected)
     want = str(accepted[0]) if len(accepted) == 1 else " or ".join(map(str, accepted))
     what = description or f"exit code {want}"
@@ -442,12 +458,13 @@ def errno_name(code: int | None) -> str:
     return f"{code} {_errno.errorcode.get(code, '?')} ({os.strerror(code)})"
 
 
-def errno(expected: int | str, observed: int | str | None, description: str | None = None) -> Verdict:
+def errno(description: str, expected: int | str, observed: int | str | None) -> Verdict:
     """The error a program met is ``expected`` (a name such as "ETIMEDOUT" or a number).
 
     ``observed`` may be a number, a name, or text such as "[Errno 110] Connection
     timed out" or "connect: Connection refused".
     """
+    _described(description, "errno")
     want = errno_number(expected)
     if want is None:
         raise ValueError(f"unknown errno {expected!r}")

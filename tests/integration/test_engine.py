@@ -28,7 +28,7 @@ from lab.experiments.engine import experiment
 def steps(run):
     with run.capture(["kongming20:eth0"], "icmp"):
         run.sh("kongming20", ["ping", "-c", "1", "-W", "2", run.ip("ernest-laptop")])
-    run.expect(expect.count(expect.icmp(run.packets, type=8), run.p.count, "echo requests"))
+    run.expect(expect.count("echo requests", expect.icmp(run.packets, type=8), run.p.count))
 '''
 
 

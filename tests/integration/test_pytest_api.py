@@ -35,7 +35,7 @@ def test_a_test_uses_the_experiment_verbs_and_they_are_undone(lab_factory) -> No
     with lab.capture(["kongming20:eth0"], "tcp port 7"):
         typed = lab.py("kongming20", "keystroke_client", lab.ip("ernest-laptop"), "7", "--count", "2")
     assert typed.rc == 0
-    assert lab.expect(expect.count(expect.data(lab.packets), min=4, description="2 keystrokes and 2 echoes")).ok
+    assert lab.expect(expect.count("2 keystrokes and 2 echoes", expect.data(lab.packets), min=4)).ok
     mtu = ["ip", "link", "set", "dev", "eth0", "mtu"]
     lab.change("kongming20", [*mtu, "1400"], undo=[[*mtu, "1500"]])
     assert "mtu 1400" in lab.exec("kongming20", ["ip", "link", "show", "eth0"]).stdout

@@ -26,11 +26,11 @@ from lab.experiments.engine import experiment
 @experiment("replay-probe", title="a handshake, checked from its capture", section="test", topology="book-lan.yaml")
 def steps(run, port: int = 80):
     hello = run.sh("client", ["echo", "hello"])
-    run.expect(expect.output_contains(hello.stdout, "hello", "the client said hello"))
+    run.expect(expect.output_contains("the client said hello", hello.stdout, "hello"))
     started = run.clock()
     with run.capture(["client:eth0"], f"tcp port {port}"):
         run.sleep(5)  # a replay does not sleep
-    run.expect(expect.count(expect.syns(run.packets), 1, "one SYN"))
+    run.expect(expect.count("one SYN", expect.syns(run.packets), 1))
     run.expect(expect.within("the capture lasted under 10 s", run.clock() - started, 0.0, 10.0))
 '''
 

@@ -38,9 +38,9 @@ def result(tmp_path: Path) -> RunResult:
     packets, pcaps = captured(run_dir)
     client = expect.at(packets, "kongming20")
     verdicts = [
-        expect.sequence(client, [("SYN", expect.is_tcp("S")), ("SYN-ACK", expect.is_tcp("S.")),
-                                 ("ACK", expect.is_tcp("."))], "three-way handshake"),
-        expect.count(expect.fins(client), 3, "three closing segments carry FIN"),
+        expect.sequence("three-way handshake", client, [("SYN", expect.is_tcp("S")), ("SYN-ACK", expect.is_tcp("S.")),
+                                 ("ACK", expect.is_tcp("."))]),
+        expect.count("three closing segments carry FIN", expect.fins(client), 3),
     ]
     steps = [
         StepRecord("start the server", "python3 -m lab.servers.echo --port 80", "ernest-laptop", 0,

@@ -63,12 +63,12 @@ def interactive_delack(run: Run) -> None:
         r = run.py(CLIENT, "keystroke_client", server_ip, str(run.p.port), "--count", str(run.p.keystrokes),
                    "--interval-ms", str(run.p.interval_ms), timeout=run.p.keystrokes * run.p.interval_ms / 1000 + 30)
         run.sleep(0.2)
-    run.expect(expect.output_matches(r.stdout, rf"^summary keys={run.p.keystrokes}\b",
-                                     f"the client typed {run.p.keystrokes} keystrokes and got every echo back"))
+    run.expect(expect.output_matches(f"the client typed {run.p.keystrokes} keystrokes and got every echo back",
+                                     r.stdout, rf"^summary keys={run.p.keystrokes}\b"))
     pk = flows.conversation(run.packets, client_ip, server_ip, run.p.port)
     keys = flows.exchanges(pk, client_ip)
-    run.expect(expect.count([k.request for k in keys], run.p.keystrokes,
-                            "one one-byte data segment per keystroke"))
+    run.expect(expect.count("one one-byte data segment per keystroke", [k.request for k in keys],
+                            run.p.keystrokes))
     later = keys[1:]
 
     def echo_of(k: flows.Exchange) -> Packet | None:
@@ -111,7 +111,7 @@ def interactive_delack(run: Run) -> None:
                                       if len(k.after) != 2)[:300],
                             [k.request for k in later if len(k.after) != 2]))
     bare = [p for k in keys for p in k.after if p.src == server_ip and flows.is_bare_ack(p)]
-    run.expect(expect.count(bare, max=1, description="the server sends at most one bare ACK in all (keystroke 1)"))
+    run.expect(expect.count("the server sends at most one bare ACK in all (keystroke 1)", bare, max=1))
     first = keys[0]
     run.note(f"keystroke 1 took {1 + len(first.after)} segments "
              f"({', '.join(f'#{p.no} {flows.seg(p).flag_str} len {flows.seg(p).length}' for p in first.after)})")
@@ -149,7 +149,7 @@ def nagle_delack_nodelay(run: Run) -> None:
         r = run.py(CLIENT, "nagle_client", server_ip, str(run.p.port), "--rounds", str(run.p.rounds),
                    "--size", str(run.p.size), "--mode", "both", timeout=run.p.rounds * 0.2 + 30)
         run.sleep(0.2)
-    run.expect(expect.exit_code(r.rc, 0, "the client finished both modes"))
+    run.expect(expect.exit_code("the client finished both modes", r.rc, 0))
     pk = flows.conversation(run.packets, client_ip, server_ip, run.p.port)
     limits = {"nagle": (run.p.nagle_min_ms, None), "nodelay": (None, run.p.nodelay_max_ms)}
     for mode, (low, high) in limits.items():
@@ -162,7 +162,7 @@ def nagle_delack_nodelay(run: Run) -> None:
             continue
         conn = [p for p in pk if int(local.group(1)) in (flows.seg(p).sport, flows.seg(p).dport)]
         groups = flows.rounds(conn, client_ip, server_ip)
-        run.expect(expect.count([g[0] for g in groups], run.p.rounds, f"{mode}: one round per reply in the capture"))
+        run.expect(expect.count(f"{mode}: one round per reply in the capture", [g[0] for g in groups], run.p.rounds))
         pairs = [g for g in groups if len(g) == 2]
         merged = [g[0] for g in groups if len(g) != 2]
         if merged:
@@ -226,8 +226,8 @@ def bulk_small_window(run: Run) -> None:
         r = run.py(CLIENT, "bulk_recv", server_ip, str(run.p.port), "--connect", "--rcvbuf", str(run.p.rcvbuf),
                    "--info", timeout=60)
         sender.wait(30)
-    run.expect(expect.output_contains(r.stdout, f"received {run.p.bytes} bytes",
-                                      "the receiver got every byte"))
+    run.expect(expect.output_contains("the receiver got every byte", r.stdout,
+                                      f"received {run.p.bytes} bytes"))
     pk = flows.conversation(run.packets, client_ip, server_ip, run.p.port)
     syn = expect.first(expect.syns(pk))
     if syn is None:
@@ -251,12 +251,14 @@ def bulk_small_window(run: Run) -> None:
     segments = expect.data([p for p in pk if p.src == server_ip])
     run.expect(complete_capture(pk, server_ip, run.p.bytes))
     body = segments[:-1]
-    run.expect(expect.every(body, lambda p: flows.seg(p).length == size,
-                            f"every data segment but the last is min(MSS, ⌊max window / 2⌋) = {size} bytes",
+    run.expect(expect.every(f"every data segment but the last is min(MSS, ⌊max window / 2⌋) = {size} bytes", body,
+                            lambda p: flows.seg(p).length == size,
                             f"length {size} (max window {maxwin}, MSS {mss})"))
     if segments:
         run.expect(expect.within(f"the last data segment is at most {size} bytes", flows.seg(segments[-1]).length,
                                  1, size, [segments[-1]]))
+    else:  # a missing packet is an error, not a claim left out
+        run.expect(expect.error("the last data segment's size", "no data segment in the capture"))
     found = re.search(r"tcp_info when=start .*? mss=(\d+)", sender.stdout)
     run.expect(expect.equals("the sender's own MSS (TCP_INFO) is that segment size", size,
                              int(found.group(1)) if found else None))
@@ -274,10 +276,9 @@ def bulk_small_window(run: Run) -> None:
             and p.no > first_data.no]
     per_window = maxwin // size if size else 0
     least = sockmodel.min_window_acks(len(segments), per_window)
-    run.expect(expect.count(acks, min=least, max=len(segments),
-                            description=f"the receiver ACKs at least once per window of {per_window} segments "
+    run.expect(expect.count(f"the receiver ACKs at least once per window of {per_window} segments "
                             f"(≈ one ACK per {per_window}): {least} to {len(segments)} ACKs for {len(segments)} "
-                            "segments"))
+                            "segments", acks, min=least, max=len(segments)))
 
 
 @experiment(
@@ -312,7 +313,7 @@ def oob_urg(run: Run) -> None:
     with run.capture([f"{CLIENT}:eth0"], f"tcp port {run.p.port}"):
         r = run.py(CLIENT, "oob_send", server_ip, str(run.p.port), "--normal", normal, "--oob", oob)
         receiver.wait(10 + run.p.wait)
-    run.expect(expect.exit_code(r.rc, 0, "the sender sent its three writes"))
+    run.expect(expect.exit_code("the sender sent its three writes", r.rc, 0))
     lines = [line for line in receiver.stdout.splitlines() if line.startswith("got ")]
     want = [f"got {len(normal) + len(oob) - 1} bytes of normal data '{normal}{oob[:-1]}'",
             f"got 1 bytes of oob data '{oob[-1]}'",
@@ -320,7 +321,7 @@ def oob_urg(run: Run) -> None:
     run.expect(expect.equals("the receiver prints the book's three lines", " / ".join(want), " / ".join(lines)))
     pk = flows.conversation(run.packets, client_ip, server_ip, run.p.port)
     urgent = [p for p in pk if flows.seg(p).flags & URG]
-    run.expect(expect.count(urgent, 1, "exactly one segment carries URG"))
+    run.expect(expect.count("exactly one segment carries URG", urgent, 1))
     if len(urgent) != 1:
         return
     u = urgent[0]
@@ -374,8 +375,8 @@ def congestion_cwnd(run: Run) -> None:
                         "--cc", run.p.cc, "--info", "--timeout", "30", timeout=120)
         receiver.wait(30)
     out = sender.stdout
-    run.expect(expect.output_contains(receiver.stdout, f"received {run.p.bytes} bytes", "the receiver got every byte"))
-    run.expect(expect.output_contains(out, f"cc={run.p.cc}", f"TCP_CONGESTION reads back {run.p.cc}"))
+    run.expect(expect.output_contains("the receiver got every byte", receiver.stdout, f"received {run.p.bytes} bytes"))
+    run.expect(expect.output_contains(f"TCP_CONGESTION reads back {run.p.cc}", out, f"cc={run.p.cc}"))
     start, end = sockstate.parse_tcp_info(out, "start"), sockstate.parse_tcp_info(out, "end")
     if start is None or end is None:
         run.expect(expect.error("TCP_INFO", "the sender printed no tcp_info start/end lines"))
@@ -389,13 +390,13 @@ def congestion_cwnd(run: Run) -> None:
     pk = flows.conversation(run.packets, client_ip, server_ip, run.p.port)
     run.expect(complete_capture(pk, client_ip, run.p.bytes))
     dups = [p for p in flows.duplicate_acks(pk, server_ip) if flows.seg(p).sack_blocks]
-    run.expect(expect.count(dups, min=1, description="duplicate ACKs carrying SACK blocks"))
+    run.expect(expect.count("duplicate ACKs carrying SACK blocks", dups, min=1))
     rto = float(start.get("rto_ms", "200")) / 1000
     fast = flows.fast_retransmits(pk, client_ip, server_ip, rto)
     resent = flows.retransmissions(pk, client_ip)
-    run.expect(expect.count([again for _, _, again in fast], min=1,
-                            description=f"retransmissions sooner than the RTO ({rto * 1000:g} ms) after a "
-                            "duplicate ACK with SACK for the hole (fast retransmit)"))
+    run.expect(expect.count(f"retransmissions sooner than the RTO ({rto * 1000:g} ms) after a "
+                            "duplicate ACK with SACK for the hole (fast retransmit)",
+                            [again for _, _, again in fast], min=1))
     if fast:
         original, hint, again = fast[0]
         run.note(f"fast retransmit: #{original.no} sent, #{hint.no} duplicate ACK with SACK, #{again.no} resent "

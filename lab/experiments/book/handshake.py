@@ -40,15 +40,15 @@ def handshake_close(run: Run) -> None:
         run.sleep(0.5)
     host = f"[{server_ip}]" if ":" in server_ip else server_ip  # ss reads an IPv6 host in brackets
     tw = run.sh(CLIENT, ["ss", "-tanoH", "state", "time-wait", "dst", host])
-    run.expect(expect.output_contains(r.stdout, "connected", "the client connected"))
+    run.expect(expect.output_contains("the client connected", r.stdout, "connected"))
 
     pk = run.packets
     syn, synack = expect.syns(pk), expect.synacks(pk)
     server_isn = synack[0].tcp.seq if synack and synack[0].tcp else None
     acks = [p for p in expect.tcp(pk, flags=".")
             if p.tcp and not p.tcp.payload and server_isn is not None and p.tcp.ack == server_isn + 1]
-    run.expect(expect.count(syn, 1, "exactly one SYN"))
-    run.expect(expect.count(synack, 1, "exactly one SYN-ACK"))
+    run.expect(expect.count("exactly one SYN", syn, 1))
+    run.expect(expect.count("exactly one SYN-ACK", synack, 1))
     if syn and synack:
         s, sa = syn[0].tcp, synack[0].tcp
         assert s is not None and sa is not None
@@ -56,11 +56,13 @@ def handshake_close(run: Run) -> None:
                                  [syn[0].no, synack[0].no]))
         run.expect(expect.check("the third segment is a bare ACK of the server's ISN + 1", bool(acks),
                                 f"ack {sa.seq + 1}", f"{len(acks)} such ACKs", [p.no for p in acks[:1]]))
+    else:  # a missing packet is an error, not a claim left out
+        run.expect(expect.error("the handshake's sequence numbers", "no SYN and SYN-ACK pair in the capture"))
     fins = expect.fins(pk)
     first_fin = fins[0].no if fins else None
     closing = [p for p in pk if first_fin is not None and p.no >= first_fin and p.tcp is not None]
-    run.expect(expect.count(closing, range(3, 5), "the close takes 3 or 4 segments (FIN, [ACK,] FIN, ACK)"))
-    run.expect(expect.count(fins, 2, "one FIN from each side"))
+    run.expect(expect.count("the close takes 3 or 4 segments (FIN, [ACK,] FIN, ACK)", closing, range(3, 5)))
+    run.expect(expect.count("one FIN from each side", fins, 2))
     timers = [int(m) for m in re.findall(r"timewait,(\d+)(?:sec|ms)", tw.stdout)]
     run.expect(expect.check("the client (active closer) is in TIME-WAIT with a timer of at most 60 s",
                             bool(timers) and max(timers) <= 60, "TIME-WAIT, timer <= 60 s",
@@ -88,8 +90,8 @@ def rst_closed_port(run: Run) -> None:
         r = run.py(CLIENT, "connect_timer", server_ip, str(run.p.port))
     pk = run.packets
     syn, rst = expect.syns(pk), expect.rsts(pk)
-    run.expect(expect.count(syn, 1, "exactly one SYN"))
-    run.expect(expect.count(rst, 1, "exactly one RST"))
+    run.expect(expect.count("exactly one SYN", syn, 1))
+    run.expect(expect.count("exactly one RST", rst, 1))
     if syn and rst:
         s, rs = syn[0].tcp, rst[0].tcp
         assert s is not None and rs is not None
@@ -99,4 +101,6 @@ def rst_closed_port(run: Run) -> None:
         run.expect(expect.equals("the reset acknowledges ISN + 1", s.seq + 1, rs.ack, nos))
         run.expect(expect.equals("the reset's window is 0", 0, rs.window, nos))
         run.expect(expect.equals("the reset carries no options", [], rs.options, nos))
-    run.expect(expect.errno("ECONNREFUSED", r.stdout))
+    else:  # a missing packet is an error, not a claim left out
+        run.expect(expect.error("the reset answers the SYN", "no SYN and RST pair in the capture"))
+    run.expect(expect.errno("", "ECONNREFUSED", r.stdout))

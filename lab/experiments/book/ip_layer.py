@@ -51,7 +51,7 @@ def fragments_from(packets: list[Packet], src: str) -> list[Packet]:
 def check_fragments(run: Run, frags: list[Packet], plan: list[Fragment], who: str) -> None:
     """The fragments of one datagram match ``plan``: count, one IP id, offsets, lengths, MF bits."""
     wanted = plan if len(plan) > 1 else []
-    run.expect(expect.count(frags, len(wanted), f"{who}: {len(wanted)} fragments"))
+    run.expect(expect.count(f"{who}: {len(wanted)} fragments", frags, len(wanted)))
     if not wanted or len(frags) != len(wanted):
         return
     ids = {p.ip.id for p in frags if p.ip}
@@ -66,8 +66,8 @@ def check_fragments(run: Run, frags: list[Packet], plan: list[Fragment], who: st
             f"MF={int(want.mf)}",
             f"offset {want.offset_units} (×8 = {want.offset}), length {want.total_length}, MF={int(want.mf)}",
             seen, [p]))
-    run.expect(expect.every(frags, lambda p: p.ip is not None and not p.ip.df,
-                            f"{who}: fragments carry no DF bit", "DF=0"))
+    run.expect(expect.every(f"{who}: fragments carry no DF bit", frags,
+                            lambda p: p.ip is not None and not p.ip.df, "DF=0"))
 
 
 # ---------------------------------------------------------------- §1.6.3 ARP
@@ -83,9 +83,9 @@ def connect_cold_then_warm(run: Run, client: str, server: str, server_ip: str, p
         first = run.py(client, "connect_timer", server_ip, port, "--hold", hold, title="connect (cold cache)")
         second = run.py(client, "connect_timer", server_ip, port, "--hold", hold,
                         title="connect again without flushing (negative control)")
-    run.expect(expect.output_contains(first.stdout, "connected", "the first connection was made"))
-    run.expect(expect.output_contains(second.stdout, "connected", "the second connection was made"))
-    run.expect(expect.count(expect.syns(run.packets), 2, "two connections, two SYNs"))
+    run.expect(expect.output_contains("the first connection was made", first.stdout, "connected"))
+    run.expect(expect.output_contains("the second connection was made", second.stdout, "connected"))
+    run.expect(expect.count("two connections, two SYNs", expect.syns(run.packets), 2))
     return run.packets
 
 
@@ -118,9 +118,9 @@ def arp_request_reply(run: Run) -> None:
     pk = connect_cold_then_warm(run, client, server, server_ip, port, hold, f"arp or host {server_ip}",
                                 ["ip", "neigh", "flush", "dev", "eth0"], "ip neigh flush dev eth0 (the book's arp -d)")
     syns = expect.syns(pk)
-    run.expect(expect.sequence(pk, [("ARP request", expect.is_arp("request")), ("ARP reply", expect.is_arp("reply")),
-                                    ("SYN", lambda p: p.tcp is not None and p.tcp.is_syn)],
-                               "ARP request, ARP reply, then the first SYN"))
+    run.expect(expect.sequence("ARP request, ARP reply, then the first SYN", pk,
+                               [("ARP request", expect.is_arp("request")), ("ARP reply", expect.is_arp("reply")),
+                                    ("SYN", lambda p: p.tcp is not None and p.tcp.is_syn)]))
     head = pk[:2]
     run.expect(expect.check("the first two frames are the ARP exchange",
                             len(head) == 2 and head[0].arp is not None and head[1].arp is not None
@@ -136,20 +136,26 @@ def arp_request_reply(run: Run) -> None:
             f"{client_mac} > {BROADCAST} 0x0806 op 1 spa {client_ip} tpa {server_ip} sha {client_mac} tha {ZERO_MAC}",
             f"{request.eth_src} > {request.eth_dst} 0x{request.eth_type:04x} op {a.op} spa {a.spa} tpa {a.tpa} "
             f"sha {a.sha} tha {a.tha}", [request]))
+    else:  # a missing packet is an error, not a claim left out
+        run.expect(expect.error("the ARP request's fields", "no ARP request in the capture"))
     if reply is not None and reply.arp is not None:
         a = reply.arp
         run.expect(expect.equals(
             "reply: op 2, B is-at B's MAC (= the frame's source), sent to A's MAC",
             f"{server_mac} > {client_mac} op 2 spa {server_ip} sha {server_mac} tpa {client_ip}",
             f"{reply.eth_src} > {reply.eth_dst} op {a.op} spa {a.spa} sha {a.sha} tpa {a.tpa}", [reply]))
+    else:  # a missing packet is an error, not a claim left out
+        run.expect(expect.error("the ARP reply's fields", "no ARP reply in the capture"))
     arps = expect.arp(pk)
-    run.expect(expect.every(arps, lambda p: p.length in (42, 60), "every ARP frame is 42 or 60 bytes",
+    run.expect(expect.every("every ARP frame is 42 or 60 bytes", arps, lambda p: p.length in (42, 60),
                             "42 (veth, unpadded) or 60 (padded)"))
     if syns:
         run.expect(expect.equals("the SYN goes to B's MAC, learnt from the reply", server_mac, syns[0].eth_dst,
                                  [syns[0]]))
         later = expect.arp(expect.between(pk, after=syns[0]))
-        run.expect(expect.count(later, 0, "negative control: no ARP once the cache holds B (second connection)"))
+        run.expect(expect.count("negative control: no ARP once the cache holds B (second connection)", later, 0))
+    else:  # a missing packet is an error, not a claim left out
+        run.expect(expect.error("the SYN after the ARP exchange", "no SYN in the capture"))
 
 
 # ---------------------------------------------------------------- §2.2.2 the IPv4 header
@@ -184,9 +190,9 @@ def ip_header_fields(run: Run) -> None:
     run.serve(B, "echo", server_ip, str(p.port))
     with run.capture([f"{A}:eth0"], f"tcp port {p.port}"):
         r = run.py(A, "connect_timer", server_ip, str(p.port), "--hold", "0.1")
-    run.expect(expect.output_contains(r.stdout, "connected", "the client connected"))
+    run.expect(expect.output_contains("the client connected", r.stdout, "connected"))
     syns, synacks = expect.syns(run.packets), expect.synacks(run.packets)
-    run.expect(expect.count(syns, 1, "one SYN"))
+    run.expect(expect.count("one SYN", syns, 1))
     if not syns or syns[0].ip is None or syns[0].tcp is None:
         return
     syn, ip = syns[0], syns[0].ip
@@ -205,7 +211,7 @@ def ip_header_fields(run: Run) -> None:
         run.expect(expect.equals("the SYN-ACK has DF set and IP id 0", "DF id 0",
                                  f"{'DF' if sa.df else 'no DF'} id {sa.id}", [synacks[0]]))
     else:
-        run.expect(expect.count(synacks, 1, "one SYN-ACK"))
+        run.expect(expect.count("one SYN-ACK", synacks, 1))
 
 
 # ---------------------------------------------------------------- §2.3 fragmentation
@@ -249,14 +255,14 @@ def ip_fragmentation(run: Run) -> None:
                                 and first.icmp is not None and first.icmp.type == 8, "ICMP type 8",
                                 first.summary() if first else "no fragment with an ICMP header",
                                 [first] if first else []))
-    run.expect(expect.output_contains(big.stdout, f"{size + ICMP_ECHO_HEADER} bytes from {b_ip}",
-                                      "ping got the reassembled reply"))
+    run.expect(expect.output_contains("ping got the reassembled reply", big.stdout,
+                                      f"{size + ICMP_ECHO_HEADER} bytes from {b_ip}"))
     whole = [p for p in echo_requests(pk, a_ip) if p.ip is not None and p.ip.total_length == small + 28]
-    run.expect(expect.count(whole, 1, f"one unfragmented echo request of {small + 28} bytes"))
-    run.expect(expect.every(whole, lambda p: p.ip is not None and p.ip.df and not p.ip.is_fragment,
-                            "the small echo request carries DF (iputils pmtudisc 'want')", "DF=1, not a fragment"))
-    run.expect(expect.output_contains(little.stdout, f"{small + ICMP_ECHO_HEADER} bytes from {b_ip}",
-                                      "the small ping got its reply"))
+    run.expect(expect.count(f"one unfragmented echo request of {small + 28} bytes", whole, 1))
+    run.expect(expect.every("the small echo request carries DF (iputils pmtudisc 'want')", whole,
+                            lambda p: p.ip is not None and p.ip.df and not p.ip.is_fragment, "DF=1, not a fragment"))
+    run.expect(expect.output_contains("the small ping got its reply", little.stdout,
+                                      f"{small + ICMP_ECHO_HEADER} bytes from {b_ip}"))
 
 
 # ---------------------------------------------------------------- §2.4–2.6 ICMP redirect
@@ -314,8 +320,8 @@ def icmp_redirect(run: Run) -> None:
     echoes = echo_requests(pk, a_ip)
     redirects = [q for q in expect.icmp(pk, type=5) if q.src == g_ip]
     n_redirects = min(p.count, redirected_from - 1)
-    run.expect(expect.count(echoes, p.count, f"{p.count} echo requests"))
-    run.expect(expect.count(redirects, n_redirects, f"G sends {n_redirects} redirect(s)"))
+    run.expect(expect.count(f"{p.count} echo requests", echoes, p.count))
+    run.expect(expect.count(f"G sends {n_redirects} redirect(s)", redirects, n_redirects))
     if redirects and redirects[0].icmp is not None:
         r0 = redirects[0].icmp
         inner = r0.inner
@@ -325,17 +331,19 @@ def icmp_redirect(run: Run) -> None:
         run.expect(expect.equals("the quoted datagram is A's echo request to W", f"{a_ip} > {w_ip} proto 1",
                                  f"{inner.src} > {inner.dst} proto {inner.proto}" if inner else "nothing quoted",
                                  [redirects[0]]))
+    else:  # a missing packet is an error, not a claim left out
+        run.expect(expect.error("the redirect's fields", "no ICMP redirect in the capture"))
     for i, echo in enumerate(echoes, 1):
         via, mac = ("G", g_mac) if i < redirected_from else ("R", r_mac)
         run.expect(expect.equals(f"echo request {i} goes to {via}'s MAC", mac, echo.eth_dst, [echo]))
     replies = [q for q in expect.icmp(pk, type=0) if q.src == w_ip]
-    run.expect(expect.count(replies, p.count, "every echo is answered (via R, which has a direct route back)"))
+    run.expect(expect.count("every echo is answered (via R, which has a direct route back)", replies, p.count))
     if n_redirects:
-        run.expect(expect.output_matches(ping.stdout, re.escape(f"Redirect Host(New nexthop: {r_ip})"),
-                                         "ping reports the redirect"))
+        run.expect(expect.output_matches("ping reports the redirect", ping.stdout,
+                                         re.escape(f"Redirect Host(New nexthop: {r_ip})")))
     if p.count >= redirected_from - 1:
-        run.expect(expect.output_contains(route.stdout, f"via {r_ip}", "ip route get W: via R"))
-        run.expect(expect.output_contains(route.stdout, "redirected", "ip route get W: the route is <redirected>"))
+        run.expect(expect.output_contains("ip route get W: via R", route.stdout, f"via {r_ip}"))
+        run.expect(expect.output_contains("ip route get W: the route is <redirected>", route.stdout, "redirected"))
     else:
         run.expect(expect.check("ip route get W: no redirect was recorded yet", "redirected" not in route.stdout,
                                 "no <redirected>", route.stdout.strip()))

@@ -65,24 +65,25 @@ def ipv6_header_fields(run: Run, port: int = 7, hop_limit: int = 50) -> None:
     run.serve(B, "echo", server_ip, str(port))
     with run.capture([f"{A}:eth0"], f"ip6 and tcp port {port}"):
         r = run.py(A, "halfclose_client", server_ip, str(port), "--message", "hello")
-    run.expect(expect.output_contains(r.stdout, "connected", "the client connected over IPv6"))
-    run.expect(expect.output_contains(r.stdout, "received", "the echo came back"))
+    run.expect(expect.output_contains("the client connected over IPv6", r.stdout, "connected"))
+    run.expect(expect.output_contains("the echo came back", r.stdout, "received"))
     tcp = [p for p in run.packets if p.ip is not None and p.tcp is not None]
     sent = [p for p in tcp if p.src != server_ip]
     received = [p for p in tcp if p.src == server_ip]
-    run.expect(expect.count(expect.syns(tcp), 1, "one SYN, over IPv6"))
-    run.expect(expect.every(tcp, lambda p: p.ip is not None and p.ip.version == 6, "every segment is IPv6",
+    run.expect(expect.count("one SYN, over IPv6", expect.syns(tcp), 1))
+    run.expect(expect.every("every segment is IPv6", tcp, lambda p: p.ip is not None and p.ip.version == 6,
                             "version 6"))
-    run.expect(expect.every(tcp, lambda p: p.ip is not None and p.ip.extensions == [] and p.ip.proto == 6,
-                            "no extension header: next header is TCP (6)", "next header 6"))
-    run.expect(expect.every(tcp, _payload_length_is_tcp, "payload length = TCP header + data "
-                            "(the 40-byte fixed header is not counted)", "payload length = 4 × data offset + data"))
-    run.expect(expect.every(sent, lambda p: p.ip is not None and p.ip.hop_limit == hop_limit,
-                            f"the client's hop limit is its interface's hop_limit sysctl ({hop_limit})",
+    run.expect(expect.every("no extension header: next header is TCP (6)", tcp,
+                            lambda p: p.ip is not None and p.ip.extensions == [] and p.ip.proto == 6, "next header 6"))
+    run.expect(expect.every("payload length = TCP header + data "
+                            "(the 40-byte fixed header is not counted)", tcp, _payload_length_is_tcp,
+                            "payload length = 4 × data offset + data"))
+    run.expect(expect.every(f"the client's hop limit is its interface's hop_limit sysctl ({hop_limit})", sent,
+                            lambda p: p.ip is not None and p.ip.hop_limit == hop_limit,
                             f"hop limit {hop_limit}"))
-    run.expect(expect.every(received, lambda p: p.ip is not None and p.ip.hop_limit == 64,
-                            "the server's hop limit is the default 64", "hop limit 64"))
-    run.expect(expect.every(tcp, lambda p: p.ip is not None and p.ip.tos == 0, "traffic class 0", "class 0"))
+    run.expect(expect.every("the server's hop limit is the default 64", received,
+                            lambda p: p.ip is not None and p.ip.hop_limit == 64, "hop limit 64"))
+    run.expect(expect.every("traffic class 0", tcp, lambda p: p.ip is not None and p.ip.tos == 0, "class 0"))
     for who, packets in (("client", sent), ("server", received)):
         labels = sorted({p.ip.flow_label for p in packets if p.ip is not None})
         run.expect(expect.check(f"the {who}'s segments carry one non-zero flow label (auto_flowlabels)",
@@ -93,6 +94,8 @@ def ipv6_header_fields(run: Run, port: int = 7, hop_limit: int = 50) -> None:
     if client_labels and server_labels:
         run.expect(expect.check("each direction has its own label", client_labels != server_labels,
                                 "two labels", f"client {sorted(client_labels)}, server {sorted(server_labels)}"))
+    else:  # a missing packet is an error, not a claim left out
+        run.expect(expect.error("each direction has its own label", "no flow label in one direction"))
 
 
 def _payload_length_is_tcp(p: Packet) -> bool:
@@ -127,16 +130,18 @@ def tcp_over_ipv6(run: Run, port: int = 7, mtu: int = 1500) -> None:
     run.serve(B, "echo", server_ip, str(port))
     with run.capture([f"{A}:eth0"], f"ip6 and tcp port {port}"):
         r = run.py(A, "connect_timer", server_ip, str(port), "--hold", "0.2")
-    run.expect(expect.output_contains(r.stdout, "connected", "the client connected over IPv6"))
+    run.expect(expect.output_contains("the client connected over IPv6", r.stdout, "connected"))
     pk = run.packets
     syn, synack = expect.syns(pk), expect.synacks(pk)
-    run.expect(expect.count(syn, 1, "exactly one SYN"))
-    run.expect(expect.count(synack, 1, "exactly one SYN-ACK"))
+    run.expect(expect.count("exactly one SYN", syn, 1))
+    run.expect(expect.count("exactly one SYN-ACK", synack, 1))
     want = mtu - IPV6_HEADER - TCP_HEADER
     for name, packets in (("SYN", syn), ("SYN-ACK", synack)):
         if packets and packets[0].tcp is not None:
             run.expect(expect.equals(f"the {name} announces MSS = MTU {mtu} − 40 (IPv6) − 20 (TCP)", want,
                                      packets[0].tcp.mss, packets[:1]))
+        else:  # a missing packet is an error, not a claim left out
+            run.expect(expect.error("the MSS announced", "no such segment in the capture"))
     if syn and synack and syn[0].tcp and synack[0].tcp:
         s, sa = syn[0].tcp, synack[0].tcp
         run.expect(expect.equals("the SYN-ACK acknowledges the client's ISN + 1", s.seq + 1, sa.ack,
@@ -144,9 +149,11 @@ def tcp_over_ipv6(run: Run, port: int = 7, mtu: int = 1500) -> None:
         third = expect.first(pk, lambda p: p.tcp is not None and p.tcp.flag_str == "." and p.tcp.ack == sa.seq + 1)
         run.expect(expect.check("the third segment is a bare ACK of the server's ISN + 1", third is not None,
                                 f"ack {sa.seq + 1}", third.summary() if third else "none", [third] if third else []))
-    run.expect(expect.every(pk, lambda p: p.ip is not None and p.ip.version == 6, "every segment is IPv6",
+    else:  # a missing packet is an error, not a claim left out
+        run.expect(expect.error("the handshake's sequence numbers", "no SYN and SYN-ACK pair in the capture"))
+    run.expect(expect.every("every segment is IPv6", pk, lambda p: p.ip is not None and p.ip.version == 6,
                             "IP6"))
-    run.expect(expect.count(expect.fins(pk), 2, "one FIN from each side"))
+    run.expect(expect.count("one FIN from each side", expect.fins(pk), 2))
 
 
 # ---------------------------------------------------------------- §1.6 ARP, as IPv6 does it
@@ -183,18 +190,20 @@ def ndp_solicit_advert(run: Run, port: int = 7, hold: float = 0.2) -> None:
                                 ["ip", "-6", "neigh", "flush", "dev", "eth0"], "ip -6 neigh flush dev eth0 (arp -d)")
     syns = expect.syns(pk)
     solicit = expect.first(pk, lambda p: _icmp6(135)(p) and p.icmp is not None and p.icmp.target == server_ip)
-    run.expect(expect.sequence(pk, [("solicitation for B", lambda p: _icmp6(135)(p) and p.icmp is not None
+    run.expect(expect.sequence("solicitation, advertisement, then the first SYN", pk,
+                               [("solicitation for B", lambda p: _icmp6(135)(p) and p.icmp is not None
                                      and p.icmp.target == server_ip),
                                     ("advertisement of B", lambda p: _icmp6(136)(p) and p.icmp is not None
                                      and p.icmp.target == server_ip),
-                                    ("SYN", lambda p: p.tcp is not None and p.tcp.is_syn)],
-                               "solicitation, advertisement, then the first SYN"))
+                                    ("SYN", lambda p: p.tcp is not None and p.tcp.is_syn)]))
     if solicit is not None and solicit.icmp is not None and solicit.ip is not None:
         run.expect(expect.equals(
             "the solicitation goes to B's solicited-node group (IPv6 and Ethernet), with A's MAC, hop limit 255",
             f"> {group} ({multicast_mac(group)}) lladdr {client_mac} hlim 255",
             f"> {solicit.dst} ({solicit.eth_dst}) lladdr {solicit.icmp.lladdr} hlim {solicit.ip.hop_limit}",
             [solicit]))
+    else:  # a missing packet is an error, not a claim left out
+        run.expect(expect.error("the neighbour solicitation's fields", "no neighbour solicitation in the capture"))
     advert = expect.first(pk, lambda p: _icmp6(136)(p) and p.icmp is not None and p.icmp.target == server_ip)
     if advert is not None and advert.icmp is not None and advert.ip is not None:
         run.expect(expect.equals(
@@ -212,9 +221,11 @@ def ndp_solicit_advert(run: Run, port: int = 7, hold: float = 0.2) -> None:
             before_second = [p for p in expect.between(pk, after=syns[0], before=syns[1])
                              if _icmp6(135)(p) and p.src == client_ip and p.icmp is not None
                              and p.icmp.target == server_ip and p.dst == group]
-            run.expect(expect.count(before_second, 0, "negative control: no multicast solicitation for B "
-                                                      "once the cache holds it"))
+            run.expect(expect.count("negative control: no multicast solicitation for B "
+                                                      "once the cache holds it", before_second, 0))
             run.note(f"{len(later)} neighbour discovery messages after the second SYN (unicast probes, if any)")
+    else:  # a missing packet is an error, not a claim left out
+        run.expect(expect.error("the SYN after neighbour discovery", "no SYN in the capture"))
 
 
 # ---------------------------------------------------------------- §2.7.2 fragmentation, IPv6's way
@@ -264,7 +275,7 @@ def icmpv6_packet_too_big(run: Run, mtu: int = 1400, size: int = 1452, count: in
     at_a = expect.at(pk, f"{A}:eth0")
     narrow = expect.at(pk, f"{ROUTER}:eth1")
     too_big = [p for p in at_a if p.icmp is not None and p.icmp.version == 6 and p.icmp.type == 2]
-    run.expect(expect.count(too_big, 1, "the router answers once with Packet Too Big"))
+    run.expect(expect.count("the router answers once with Packet Too Big", too_big, 1))
     if too_big and too_big[0].icmp is not None:
         e, msg = too_big[0], too_big[0].icmp
         run.expect(expect.equals("from the router, with the narrow link's MTU", f"{router_ip} mtu {mtu}",
@@ -272,32 +283,36 @@ def icmpv6_packet_too_big(run: Run, mtu: int = 1400, size: int = 1452, count: in
         inner = msg.inner
         run.expect(expect.equals("it quotes A's echo request to the far host", f"{a_ip} > {far_ip}",
                                  f"{inner.src} > {inner.dst}" if inner else "nothing", [e]))
+    else:  # a missing packet is an error, not a claim left out
+        run.expect(expect.error("the Packet Too Big's fields", "no Packet Too Big in the capture"))
     whole = [p for p in at_a if p.src == a_ip and p.ip is not None and not p.ip.has_fragment_header
              and p.ip.total_length == datagram]
-    run.expect(expect.count(whole, 1, f"one whole {datagram}-byte request leaves A: the first, before it knew"))
+    run.expect(expect.count(f"one whole {datagram}-byte request leaves A: the first, before it knew", whole, 1))
     pieces = [p for p in at_a if p.src == a_ip and p.ip is not None and p.ip.has_fragment_header]
     ids = sorted({p.ip.id for p in pieces if p.ip is not None})
-    run.expect(expect.count(pieces, 2 * (count - 1), f"the {count - 1} later requests leave in two fragments each"))
-    run.expect(expect.every(pieces, lambda p: p.ip is not None and p.ip.total_length <= mtu,
-                            f"every fragment fits the path MTU {mtu}", f"≤ {mtu} bytes"))
+    run.expect(expect.count(f"the {count - 1} later requests leave in two fragments each", pieces, 2 * (count - 1)))
+    run.expect(expect.every(f"every fragment fits the path MTU {mtu}", pieces,
+                            lambda p: p.ip is not None and p.ip.total_length <= mtu, f"≤ {mtu} bytes"))
     firsts = [p for p in pieces if p.ip is not None and p.ip.frag_offset == 0]
     largest = (mtu - IPV6_HEADER - FRAGMENT_HEADER) // 8 * 8
-    run.expect(expect.every(firsts, lambda p: p.ip is not None and p.ip.mf and p.ip.payload_length == largest,
-                            f"each first fragment carries {largest} bytes (the most that fits, a multiple of 8)",
+    run.expect(expect.every(f"each first fragment carries {largest} bytes (the most that fits, a multiple of 8)",
+                            firsts,
+                            lambda p: p.ip is not None and p.ip.mf and p.ip.payload_length == largest,
                             f"Fragment header + {largest} bytes, more fragments"))
     run.expect(expect.check("each datagram's fragments share one identification", len(ids) == count - 1,
                             f"{count - 1} identifications", ", ".join(str(i) for i in ids) or "none", pieces[:4]))
     routers = {run.ip(ROUTER, "eth1", family=6), run.ip(ISP, "eth0", family=6), router_ip}
     on_link = [p for p in narrow if p.ip is not None and p.ip.has_fragment_header]
-    run.expect(expect.count(on_link, min=2, description="fragments cross the narrow link"))
-    run.expect(expect.every(on_link, lambda p: p.src in (a_ip, far_ip) and p.src not in routers,
-                            "routers never fragment: every fragment on the narrow link is from A or the far host",
+    run.expect(expect.count("fragments cross the narrow link", on_link, min=2))
+    run.expect(expect.every("routers never fragment: every fragment on the narrow link is from A or the far host",
+                            on_link,
+                            lambda p: p.src in (a_ip, far_ip) and p.src not in routers,
                             f"source {a_ip} or {far_ip}"))
-    run.expect(expect.every(narrow, lambda p: p.ip is not None and p.ip.total_length <= mtu,
-                            f"nothing larger than {mtu} bytes crosses the narrow link", f"≤ {mtu}"))
-    run.expect(expect.output_matches(ping.stdout, rf"{size + ECHO_HEADER} bytes from {far_ip}",
-                                     "the fragmented pings are answered"))
-    run.expect(expect.output_contains(route.stdout, f"mtu {mtu}", "ip -6 route get shows the cached path MTU"))
+    run.expect(expect.every(f"nothing larger than {mtu} bytes crosses the narrow link", narrow,
+                            lambda p: p.ip is not None and p.ip.total_length <= mtu, f"≤ {mtu}"))
+    run.expect(expect.output_matches("the fragmented pings are answered", ping.stdout,
+                                     rf"{size + ECHO_HEADER} bytes from {far_ip}"))
+    run.expect(expect.output_contains("ip -6 route get shows the cached path MTU", route.stdout, f"mtu {mtu}"))
 
 
 # ---------------------------------------------------------------- getaddrinfo with both families
@@ -386,9 +401,9 @@ def dual_stack_resolution(run: Run, port: int = 8080, eyeballs_ms: int = 200, ti
         run.expect(expect.error("an IPv6 SYN, then an IPv4 SYN", "the capture lacks one of them",
                                 "an IPv6 SYN, then an IPv4 SYN"))
     answered6 = [p for p in expect.synacks(run.packets) if p.src == b6]
-    run.expect(expect.count(answered6, 0, "no SYN-ACK comes back over IPv6 (its SYNs are dropped)"))
-    run.expect(expect.output_matches(sequential.stdout, rf"connected to {b4} after",
-                                     "the in-order client ends up on IPv4 too"))
+    run.expect(expect.count("no SYN-ACK comes back over IPv6 (its SYNs are dropped)", answered6, 0))
+    run.expect(expect.output_matches("the in-order client ends up on IPv4 too", sequential.stdout,
+                                     rf"connected to {b4} after"))
     took = [float(x) for x in re.findall(r"after ([\d.]+) s", sequential.stdout)]
     run.expect(expect.within(f"but only after waiting out its {timeout:g} s timeout on the IPv6 address",
                              took[0] if took else None, timeout * 0.95, timeout + 0.5))

@@ -81,34 +81,34 @@ def hosts_file_resolution(run: Run) -> None:
     day_without = [q for q in pk if q.time >= mark3]
 
     # with the entry
-    run.expect(expect.count(expect.dns(ipv4_with), 0, "with the entry, IPv4 lookups: 0 DNS packets"))
-    run.expect(expect.output_contains(v4.stdout, server_ip, "getent ahostsv4 gives B's address from the file"))
-    run.expect(expect.output_contains(day1.stdout, f"daytime port is {service_port}",
-                                      "daytime port from /etc/services"))
-    run.expect(expect.output_contains(day1.stdout, f"host {B} is {server_ip}", "the client resolved B from the file"))
-    run.expect(expect.output_contains(day1.stdout, "the day time is:", "and read the time from B"))
-    run.expect(expect.count(expect.syns(expect.tcp(ipv4_with, dport=p.port)), 1, "one daytime connection"))
+    run.expect(expect.count("with the entry, IPv4 lookups: 0 DNS packets", expect.dns(ipv4_with), 0))
+    run.expect(expect.output_contains("getent ahostsv4 gives B's address from the file", v4.stdout, server_ip))
+    run.expect(expect.output_contains("daytime port from /etc/services", day1.stdout,
+                                      f"daytime port is {service_port}"))
+    run.expect(expect.output_contains("the client resolved B from the file", day1.stdout, f"host {B} is {server_ip}"))
+    run.expect(expect.output_contains("and read the time from B", day1.stdout, "the day time is:"))
+    run.expect(expect.count("one daytime connection", expect.syns(expect.tcp(ipv4_with, dport=p.port)), 1))
     _check_queries(run, any_with, ns_ip, {"AAAA"}, "with the entry, getent hosts")
-    run.expect(expect.output_contains(any1.stdout, server_ip, "getent hosts still gives B's address from the file"))
+    run.expect(expect.output_contains("getent hosts still gives B's address from the file", any1.stdout, server_ip))
 
     # without it
     _check_queries(run, any_without, ns_ip, {"AAAA", "A"}, "without the entry, getent hosts")
-    run.expect(expect.exit_code(any2.rc, 2, "without the entry: getent exits 2 (not found)"))
+    run.expect(expect.exit_code("without the entry: getent exits 2 (not found)", any2.rc, 2))
     _check_queries(run, day_without, ns_ip, {"A"}, "without the entry, the daytime client")
-    run.expect(expect.output_contains(day2.stdout, f"daytime port is {service_port}",
-                                      "daytime port still from /etc/services"))
-    run.expect(expect.output_contains(day2.stdout, f"lookup failed: host {B}", "the host lookup fails"))
-    run.expect(expect.count(expect.syns(expect.tcp(day_without, dport=p.port)), 0, "no daytime connection"))
-    run.expect(expect.count(expect.dns(pk, response=True), 0, "no DNS answer ever comes back (no server there)"))
+    run.expect(expect.output_contains("daytime port still from /etc/services", day2.stdout,
+                                      f"daytime port is {service_port}"))
+    run.expect(expect.output_contains("the host lookup fails", day2.stdout, f"lookup failed: host {B}"))
+    run.expect(expect.count("no daytime connection", expect.syns(expect.tcp(day_without, dport=p.port)), 0))
+    run.expect(expect.count("no DNS answer ever comes back (no server there)", expect.dns(pk, response=True), 0))
 
 
 def _check_queries(run: Run, packets: list[Packet], ns_ip: str, qtypes: set[str], who: str) -> None:
     """``who`` sent DNS queries, all for B to the nameserver, asking exactly the types ``qtypes``."""
     queries = expect.dns(packets, response=False)
-    run.expect(expect.count(queries, min=1, description=f"{who}: DNS queries are sent"))
-    run.expect(expect.every(queries, lambda q: q.dst == ns_ip and q.udp is not None and q.udp.dport == 53
-                            and q.dns is not None and all(n == B for n, _ in q.dns.questions),
-                            f"{who}: every query asks {ns_ip}:53 for {B}", f"{ns_ip}.53 ? {B}"))
+    run.expect(expect.count(f"{who}: DNS queries are sent", queries, min=1))
+    run.expect(expect.every(f"{who}: every query asks {ns_ip}:53 for {B}", queries,
+                            lambda q: q.dst == ns_ip and q.udp is not None and q.udp.dport == 53
+                            and q.dns is not None and all(n == B for n, _ in q.dns.questions), f"{ns_ip}.53 ? {B}"))
     seen = [t for q in queries if q.dns for _, t in q.dns.questions]
     want = " and ".join(sorted(qtypes, key=len, reverse=True))
     run.expect(expect.check(f"{who}: asks {want}?", set(seen) == qtypes, ", ".join(sorted(qtypes)),

@@ -133,13 +133,13 @@ def retransmit_cable_pull(run: Run) -> None:
                             f"send {len(first)} bytes", "; ".join(out.strip().splitlines()[:2]) or "no output"))
     tx = expect.tcp(pk, src=client_ip, payload=second)
     ack1 = [p for p in pk if p.src == server_ip and p.tcp and p.tcp.rel_ack == len(first) + 1]
-    run.expect(expect.count(ack1, min=1, description="the server acknowledged the first message"))
+    run.expect(expect.count("the server acknowledged the first message", ack1, min=1))
     acked = [p for p in pk if p.src == server_ip and p.tcp and (p.tcp.rel_ack or 0) > len(first) + 1]
-    run.expect(expect.count(acked, 0, "nothing acknowledges the second message (the cable was out in time)"))
+    run.expect(expect.count("nothing acknowledges the second message (the cable was out in time)", acked, 0))
     seq = len(first) + 1
-    run.expect(expect.every(tx, lambda p: p.tcp is not None and p.tcp.rel_seq == seq
-                            and p.tcp.length == len(second),
-                            f"every transmission of the second message is seq {seq}:{seq + len(second)}"))
+    run.expect(expect.every(f"every transmission of the second message is seq {seq}:{seq + len(second)}", tx,
+                            lambda p: p.tcp is not None and p.tcp.rel_seq == seq
+                            and p.tcp.length == len(second)))
     arps = [p for p in pk if resolution.message(p) and p.eth_src == client_mac and tx and p.time > tx[0].time]
     first_bcast = expect.first(arps, resolution.to_everyone)
     on_wire = [p for p in tx if first_bcast is None or p.no < first_bcast.no]
@@ -148,12 +148,14 @@ def retransmit_cable_pull(run: Run) -> None:
     # model sends before then (allowing timers 1/8 late) leaves with the cached MAC.
     earliest_fail = run.p.delay_first_probe_time + ucast * retrans_time
     must = sum(1 for t in times if t * 1.125 < earliest_fail)
-    run.expect(expect.count(on_wire, min=must, description=f"the {must} transmissions due in the first "
-                            f"{earliest_fail:g} s (DELAY + {ucast} unicast probes) reach the wire"))
+    run.expect(expect.count(f"the {must} transmissions due in the first "
+                            f"{earliest_fail:g} s (DELAY + {ucast} unicast probes) reach the wire", on_wire, min=must))
     if gaps:
         lo = rto * 0.95
         run.expect(expect.within(f"the first retransmission ({'tail loss probe' if tlp else 'RTO'}) waits about "
                                  f"one RTO ({rto * 1000:.0f} ms)", gaps[0], lo, rto * 1.3, on_wire[:2]))
+    else:  # a missing packet is an error, not a claim left out
+        run.expect(expect.error("the first retransmission waits about one RTO", "no retransmission in the capture"))
     ratios = [b / a for a, b in zip(gaps[1:], gaps[2:], strict=False) if a > 0]
     model_gaps = expect.gaps(times)
     wanted = [b / a for a, b in zip(model_gaps[1:], model_gaps[2:], strict=False)][:len(ratios)]
@@ -162,8 +164,8 @@ def retransmit_cable_pull(run: Run) -> None:
                             and all(0.9 * w <= r <= 1.1 * w for r, w in zip(ratios, wanted, strict=False)),
                             ", ".join(f"{w * 0.9:.1f}-{w * 1.1:.1f}" for w in wanted) or "at least 4 gaps",
                             ", ".join(f"{r:.2f}" for r in ratios) or "too few gaps", on_wire))
-    run.expect(expect.every(arps, resolution.asks_for_target,
-                            f"every {resolution.name} message the client sends asks for {server_ip}",
+    run.expect(expect.every(f"every {resolution.name} message the client sends asks for {server_ip}", arps,
+                            resolution.asks_for_target,
                             "who-has " + server_ip))
     # When can the entry have failed? REACHABLE lasts base/2..3·base/2 after the send confirmed it (or
     # is already over), then DELAY, then the unicast probes. A transmission due after the latest failure
@@ -183,20 +185,20 @@ def retransmit_cable_pull(run: Run) -> None:
     if due_after:
         run.expect(expect.check(f"exactly {ucast} unicast probes (ucast_solicit), then the entry fails",
                                 len(unicast) == ucast, ucast, len(unicast), unicast))
-        run.expect(expect.every(after, resolution.to_everyone,
-                                f"the retransmission due at {due_after[0]:.2f} s finds the entry failed: "
-                                f"who-has {resolution.everyone}"))
+        run.expect(expect.every(f"the retransmission due at {due_after[0]:.2f} s finds the entry failed: "
+                                f"who-has {resolution.everyone}", after,
+                                resolution.to_everyone))
     elif not maybe_after:
-        run.expect(expect.count(after, 0, f"none to everyone: the connection gives up ({give_up:.2f} s) before a "
-                                f"transmission can find the entry failed (earliest {earliest_fail:g} s)"))
+        run.expect(expect.count(f"none to everyone: the connection gives up ({give_up:.2f} s) before a "
+                                f"transmission can find the entry failed (earliest {earliest_fail:g} s)", after, 0))
     else:
-        run.expect(expect.every(after, resolution.to_everyone,
-                                f"any {resolution.name} after the unicast probes {resolution.everyone}",
+        run.expect(expect.every(f"any {resolution.name} after the unicast probes {resolution.everyone}", after,
+                                resolution.to_everyone,
                                 allow_empty=True))
     failed = re.search(r"step t=([\d.]+) recv (errno=\S+)", out)
     sent2 = re.search(rf"step t=([\d.]+) send {len(second)} bytes", out)
     errno_text = failed.group(2) if failed else out
-    ok = expect.errno("ETIMEDOUT", errno_text).ok or expect.errno("EHOSTUNREACH", errno_text).ok
+    ok = expect.errno("", "ETIMEDOUT", errno_text).ok or expect.errno("", "EHOSTUNREACH", errno_text).ok
     run.expect(expect.check("recv() fails with ETIMEDOUT or EHOSTUNREACH", ok, "ETIMEDOUT or EHOSTUNREACH",
                             expect.errno_name(expect.errno_number(errno_text))))
     elapsed = float(failed.group(1)) - float(sent2.group(1)) if failed and sent2 else None

@@ -103,7 +103,7 @@ def check_accept_queue(run: Run, q: QueueRun, backlog: int, somaxconn: int, clie
                             pending, f"{len(waiting)}: {show(waiting, local=True)}"))
     synacks = expect.synacks(q.packets)
     answered = {flows.seg(p).conn for p in synacks}
-    run.expect(expect.count(synacks, limit, f"exactly {limit} SYN-ACKs, one per queued connection"))
+    run.expect(expect.count(f"exactly {limit} SYN-ACKs, one per queued connection", synacks, limit))
     run.expect(expect.equals("distinct connections answered with a SYN-ACK", limit, len(answered), synacks))
     unanswered = [p for p in expect.syns(q.packets) if flows.seg(p).conn not in answered]
     retried = {flows.seg(p).conn for p in unanswered}
@@ -331,8 +331,8 @@ def so_rcvbuf_sndbuf_min(run: Run) -> None:
         sndbuf, how = kept(snd, smin, caps["wmem_max"])
         said = re.search(r"send buffer size after setting is (\d+)", senders[i].stdout)
         run.expect(expect.equals(f"SO_SNDBUF {snd} reads back as {how}", sndbuf, int(said.group(1)) if said else None))
-        run.expect(expect.output_contains(receivers[i].stdout, f"received {run.p.bytes} bytes",
-                                          f"port {port}: the receiver got all {run.p.bytes} bytes"))
+        run.expect(expect.output_contains(f"port {port}: the receiver got all {run.p.bytes} bytes", receivers[i].stdout,
+                                          f"received {run.p.bytes} bytes"))
         pk = flows.conversation(run.packets, client_ip, server_ip, port)
         synack = expect.first(expect.synacks(pk))
         if synack is None:
@@ -348,8 +348,8 @@ def so_rcvbuf_sndbuf_min(run: Run) -> None:
         bound = sockmodel.segment_size(maxwin, sockmodel.effective_mss(sa.mss or sockmodel.TCP_MSS_DEFAULT,
                                                                        sa.ts_val is not None))
         segments = expect.data([p for p in pk if p.src == client_ip])
-        run.expect(expect.every(segments, at_most(bound),
-                                f"port {port}: every data segment ≤ max window / 2 = {bound} bytes",
+        run.expect(expect.every(f"port {port}: every data segment ≤ max window / 2 = {bound} bytes", segments,
+                                at_most(bound),
                                 f"≤ {bound} (largest window {maxwin})"))
         run.note(f"port {port}: SYN-ACK win {sa.window}; largest window {maxwin}; segment sizes "
                  f"{sorted({flows.seg(p).length for p in segments}, reverse=True)[:4]}")

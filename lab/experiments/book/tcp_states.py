@@ -241,19 +241,19 @@ def half_close(run: Run) -> None:
     def last_ack(p: Packet) -> bool:
         return p.src == client_ip and p.tcp is not None and p.tcp.rel_ack == 2 + len(reply)
 
-    run.expect(expect.sequence(pk, [
+    run.expect(expect.sequence("half-close: client FIN, then server data, its ACK, server FIN, final ACK", pk, [
         (f"the client's FIN (seq {fin_seq})", client_fin),
         (f"the server's data 1:{1 + len(reply)} ({len(reply)} bytes)", server_data),
         (f"the client's ACK of it (ack {1 + len(reply)})", acks_data),
         (f"the server's FIN (seq {1 + len(reply)})", server_fin),
         (f"the client's final ACK (ack {2 + len(reply)})", last_ack),
-    ], "half-close: client FIN, then server data, its ACK, server FIN, final ACK"))
-    run.expect(expect.count(expect.fins(pk), 2, "one FIN each way"))
-    run.expect(expect.count(expect.rsts(pk), 0, "no reset"))
-    run.expect(expect.output_contains(r.stdout, f"received {len(reply)} bytes '{reply.decode()}'",
-                                      "the client reads the reply after its own shutdown"))
-    run.expect(expect.output_contains(server.stdout, f"eof after {len(message)} bytes",
-                                      "the server's read() returns 0 (EOF) after the message"))
+    ]))
+    run.expect(expect.count("one FIN each way", expect.fins(pk), 2))
+    run.expect(expect.count("no reset", expect.rsts(pk), 0))
+    run.expect(expect.output_contains("the client reads the reply after its own shutdown", r.stdout,
+                                      f"received {len(reply)} bytes '{reply.decode()}'"))
+    run.expect(expect.output_contains("the server's read() returns 0 (EOF) after the message", server.stdout,
+                                      f"eof after {len(message)} bytes"))
 
 
 # ---------------------------------------------------------------- 11 time_wait_client_bind
@@ -290,21 +290,29 @@ def time_wait_client_bind(run: Run) -> None:
         first = run.py(CLIENT, "bind_client", server_ip, port, "--local-port", lport, "--hold", "0.1",
                        title=f"bind_client --local-port {lport} (closes first)")
         run.sleep(0.3)
+    # Until the first connection sits in TIME-WAIT (the server's FIN may come late on a busy machine):
+    # bounded, each look a step, so the report shows what nc met.
+    for _ in range(20):
+        _, held = ss(run, CLIENT, "state", "all", f"( sport = :{lport} )",
+                     title=f"ss: is :{lport} in TIME-WAIT yet?")
+        if any(sock.state == "TIME-WAIT" for sock in held):
+            break
+        run.sleep(0.1)
     again = run.sh(CLIENT, ["nc", "-w", "2", "-p", lport, server_ip, port], input="",
                    title=f"nc -p {lport} {server_ip} {port} (again, at once)")
     reuse = run.py(CLIENT, "bind_client", server_ip, port, "--local-port", lport, "--reuseaddr",
                    title=f"bind_client --local-port {lport} --reuseaddr")
     _, sockets = ss(run, CLIENT, "state", "all", f"( sport = :{lport} )", title=f"ss: what holds :{lport}")
 
-    run.expect(expect.output_contains(first.stdout, "closed", "the first client connected and closed first"))
+    run.expect(expect.output_contains("the first client connected and closed first", first.stdout, "closed"))
     fins = expect.fins(run.packets)
     run.expect(expect.check("the client's FIN is the first (it is the active closer)",
                             bool(fins) and fins[0].src == client_ip, f"first FIN from {client_ip}",
                             f"first FIN from {fins[0].src}" if fins else "no FIN", fins[:1]))
-    run.expect(expect.exit_code(again.rc, 1, "nc exits 1"))
-    run.expect(expect.output_contains(again.stderr, "bind failed: Address already in use",
-                                      "nc says the book's words"))
-    run.expect(expect.errno("EADDRINUSE", reuse.stdout, "SO_REUSEADDR on the new socket does not help"))
+    run.expect(expect.exit_code("nc exits 1", again.rc, 1))
+    run.expect(expect.output_contains("nc says the book's words", again.stderr,
+                                      "bind failed: Address already in use"))
+    run.expect(expect.errno("SO_REUSEADDR on the new socket does not help", "EADDRINUSE", reuse.stdout))
     tw = sstext.in_state(sockets, "TIME-WAIT", run.p.local_port)
     run.expect(expect.check(f"ss shows TIME-WAIT on :{lport} with at most {tcp_rules.TCP_TIMEWAIT_LEN:g} s left",
                             len(tw) == 1 and (tw[0].timer_left or 0) <= tcp_rules.TCP_TIMEWAIT_LEN,
@@ -403,6 +411,6 @@ def so_reuseaddr_restart(run: Run) -> None:
                                 "one TIME-WAIT socket",
                                 "; ".join(f"{s.state} {s.local} {s.peer}" for s in sockets) or "none"))
         if tcp_rules.reuseaddr_restart_ok(old, new):
-            run.expect(expect.output_contains(restart.stdout, "listening on", f"{row}: the restart binds"))
+            run.expect(expect.output_contains(f"{row}: the restart binds", restart.stdout, "listening on"))
         else:
-            run.expect(expect.errno("EADDRINUSE", restart.stdout, f"{row}: the restart fails with EADDRINUSE"))
+            run.expect(expect.errno(f"{row}: the restart fails with EADDRINUSE", "EADDRINUSE", restart.stdout))

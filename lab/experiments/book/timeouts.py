@@ -52,14 +52,14 @@ def connect_timeout(run: Run) -> None:
                    timeout=fail_at * 1.5 + 15)
     syns = expect.syns(run.packets)
     expected_gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
-    run.expect(expect.count(syns, len(times), f"{len(times)} SYNs (1 + retransmissions)"))
+    run.expect(expect.count(f"{len(times)} SYNs (1 + retransmissions)", syns, len(times)))
     seqs = {p.tcp.seq for p in syns if p.tcp}
     run.expect(expect.check("every SYN carries the same sequence number", len(seqs) == 1, "one seq",
                             f"{len(seqs)} distinct", [p.no for p in syns]))
-    run.expect(expect.count(expect.synacks(run.packets), 0, "no SYN-ACK comes back"))
-    run.expect(expect.gaps_match(syns, expected_gaps, tolerance=timer_tolerance,
-                                 description=f"gaps between SYNs ≈ {', '.join(f'{g:g}' for g in expected_gaps)} s"))
-    run.expect(expect.errno("ETIMEDOUT", r.stdout))
+    run.expect(expect.count("no SYN-ACK comes back", expect.synacks(run.packets), 0))
+    run.expect(expect.gaps_match(f"gaps between SYNs ≈ {', '.join(f'{g:g}' for g in expected_gaps)} s", syns,
+                                 expected_gaps, tolerance=timer_tolerance))
+    run.expect(expect.errno("", "ETIMEDOUT", r.stdout))
     found = re.search(r"elapsed=([\d.]+)", r.stdout)
     elapsed = float(found.group(1)) if found else -1.0
     run.expect(expect.check(f"connect() fails after ≈ {fail_at:g} s", abs(elapsed - fail_at) <= fail_at * 0.1 + 0.5,

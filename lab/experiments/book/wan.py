@@ -99,9 +99,9 @@ def rtt_rto(run: Run, port: int = 5011, rtt: Duration = Duration("80ms"), warmup
     sent = expect.tcp(pk, src=client_ip, payload=b"lost!!!!")
     times, _ = tcp_rules.retransmit_schedule(15, rto, tlp=tlp)
     due = [t for t in times if t < run.p.recv_timeout - 0.05]
-    run.expect(expect.gaps_match(sent[:len(due)], expect.gaps(due), rel_tol=0.1, abs_tol=0.01,
-                                 description=f"the lost message goes out at {', '.join(f'{t:.2f}' for t in due)} s "
-                                 f"({'a tail loss probe one RTO after it, then ' if tlp else ''}the RTO, doubling)"))
+    run.expect(expect.gaps_match(f"the lost message goes out at {', '.join(f'{t:.2f}' for t in due)} s "
+                                 f"({'a tail loss probe one RTO after it, then ' if tlp else ''}the RTO, doubling)",
+                                 sent[:len(due)], expect.gaps(due), rel_tol=0.1, abs_tol=0.01))
 
 
 def _ss(run: Run, port: int) -> tuple[object, list[sstext.SsSocket]]:
@@ -154,7 +154,7 @@ def nagle_rtt(run: Run, port: int = 5012, rtt: Duration = Duration("40ms"), coun
     duration = (run.p.count - 1) * interval
     for mode, r in outputs.items():
         local = re.search(r"^connected nodelay=\d local=\S+:(\d+)", r.stdout, re.MULTILINE)
-        run.expect(expect.exit_code(r.rc, 0, f"{mode}: the client wrote its {run.p.count} bytes and exited 0"))
+        run.expect(expect.exit_code(f"{mode}: the client wrote its {run.p.count} bytes and exited 0", r.rc, 0))
         if local is None:
             run.expect(expect.error(f"{mode}: the client's segments", "the client printed no local port"))
             continue
@@ -224,7 +224,7 @@ def window_bdp(run: Run, port: int = 5013, rtt: Duration = Duration("40ms"), rcv
             sender.wait(60)
         run.clear(*wan)
         label = f"rtt {path_rtt * 1000:g} ms"
-        run.expect(expect.output_contains(r.stdout, f"received {run.p.bytes} bytes", f"{label}: every byte arrived"))
+        run.expect(expect.output_contains(f"{label}: every byte arrived", r.stdout, f"received {run.p.bytes} bytes"))
         pk = flows.conversation(run.packets, client_ip, server_ip, run.p.port)
         data = expect.data([p for p in pk if p.src == server_ip])
         syn = expect.first(p for p in expect.syns(pk) if p.src == client_ip)

@@ -169,12 +169,12 @@ def dns_a_cname(run: Run) -> None:
 
     with run.capture([p.client], "port 53"):
         r = run.sh(p.client, ["host", "-t", "A", p.name], title=f"host -t A {p.name}")
-    run.expect(expect.exit_code(r.rc, 0, "host exits 0"))
+    run.expect(expect.exit_code("host exits 0", r.rc, 0))
 
     pk = run.packets
     queries, answers = expect.dns(pk, response=False), expect.dns(pk, response=True)
-    run.expect(expect.count(queries, 1, "one query (host -t A asks only A)"))
-    run.expect(expect.count(answers, 1, "one response"))
+    run.expect(expect.count("one query (host -t A asks only A)", queries, 1))
+    run.expect(expect.count("one response", answers, 1))
     if not queries or not answers:
         return
     q, a = queries[0], answers[0]
@@ -343,14 +343,14 @@ def squid_proxy_http(run: Run) -> None:
 
     pk = run.packets
     at_client, at_proxy = expect.at(pk, p.client), expect.at(pk, p.proxy)
-    run.expect(expect.exit_code(rc, 0, "wget exits 0"))
+    run.expect(expect.exit_code("wget exits 0", rc, 0))
 
     # (a) the client talks only to the proxy, and resolves nothing with DNS
     client_dns = [q for q in at_client if q.dns is not None or 53 in (q.sport, q.dport)]
-    run.expect(expect.count(client_dns, 0, f"(a) the client sends no DNS ({p.proxy} comes from /etc/hosts)"))
+    run.expect(expect.count(f"(a) the client sends no DNS ({p.proxy} comes from /etc/hosts)", client_dns, 0))
     client_tcp = [q for q in at_client if q.tcp is not None]
-    run.expect(expect.every(client_tcp, lambda q: _between(q, client_ip, proxy_ip, case.proxy_port),
-                            f"(a) all the client's TCP is with {proxy_ip}:{case.proxy_port}",
+    run.expect(expect.every(f"(a) all the client's TCP is with {proxy_ip}:{case.proxy_port}", client_tcp,
+                            lambda q: _between(q, client_ip, proxy_ip, case.proxy_port),
                             f"{client_ip} <-> {proxy_ip}.{case.proxy_port}"))
     client_req = [q for q in expect.http(at_client, "request") if q.src == client_ip]
     run.expect(expect.equals("(a) the client's request line carries the absolute URI",
@@ -371,8 +371,8 @@ def squid_proxy_http(run: Run) -> None:
         ("response to the client", lambda q: q.http is not None and q.http.kind == "response"
          and q.dst == client_ip),
     ]
-    run.expect(expect.sequence(at_proxy, steps, "(b) at the proxy: request < ARP < DNS query < DNS answer "
-                                                "< SYN to web < web response < response to client"))
+    run.expect(expect.sequence("(b) at the proxy: request < ARP < DNS query < DNS answer "
+                                                "< SYN to web < web response < response to client", at_proxy, steps))
 
     # (c) one hop to the router: ARP for the gateway, frames to its MAC, IP to the final hosts
     # Only the ARP the proxy sends on its way out counts: with the client's cache still warm (a reused
@@ -392,15 +392,16 @@ def squid_proxy_http(run: Run) -> None:
                              [arp_rep] if arp_rep else []))
     beyond = {dns_ip} | web_ips
     outbound = [q for q in at_proxy if q.ip is not None and q.src == proxy_ip and q.dst in beyond]
-    run.expect(expect.every(outbound, lambda q: q.eth_dst == router_mac,
-                            f"(c) DNS and web packets from the proxy go to {router}'s MAC",
+    run.expect(expect.every(f"(c) DNS and web packets from the proxy go to {router}'s MAC", outbound,
+                            lambda q: q.eth_dst == router_mac,
                             f"eth.dst {router_mac}, ip.dst {dns_ip} or {', '.join(sorted(web_ips))}"))
     to_router = [q for q in at_proxy if q.ip is not None and q.eth_dst == router_mac]
-    run.expect(expect.every(to_router, lambda q: q.dst in beyond,
-                            "(c) frames to the router's MAC carry the final host as ip.dst, never the gateway",
+    run.expect(expect.every("(c) frames to the router's MAC carry the final host as ip.dst, never the gateway",
+                            to_router,
+                            lambda q: q.dst in beyond,
                             f"ip.dst in {', '.join(sorted(beyond))}"))
-    run.expect(expect.count([q for q in at_proxy if q.dns is not None and q.dst == dns_ip], 1,
-                            f"the proxy asks {dns_ip} once (A only: IPv6 is off)"))
+    run.expect(expect.count(f"the proxy asks {dns_ip} once (A only: IPv6 is off)",
+                            [q for q in at_proxy if q.dns is not None and q.dst == dns_ip], 1))
     answer = expect.first(at_proxy, lambda q: q.dns is not None and q.dns.is_response and q.src == dns_ip)
     run.expect(expect.equals(f"the answer names the topology's addresses for {url.host}",
                              f"{len(res.chain)} CNAME, A {', '.join(sorted(res.addresses))}",
@@ -436,8 +437,8 @@ def squid_proxy_http(run: Run) -> None:
     run.expect(expect.check("(d) the body the proxy sent is the file, byte for byte", body == doc,
                             f"{len(doc)} bytes equal to {url.path} as the topology serves it",
                             f"{len(body)} bytes" + ("" if body == doc else ", different"), reply[:1]))
-    run.expect(expect.output_matches(wget_err, rf"saved \[{len(doc)}/{len(doc)}\]",
-                                     f"wget saved {len(doc)} of {len(doc)} bytes"))
+    run.expect(expect.output_matches(f"wget saved {len(doc)} of {len(doc)} bytes", wget_err,
+                                     rf"saved \[{len(doc)}/{len(doc)}\]"))
 
     # (e) squid's log: a MISS fetched directly from the server the capture shows
     new = [e for e in log_after_first if _host_of(e.url) == url.host]
@@ -453,7 +454,7 @@ def squid_proxy_http(run: Run) -> None:
 
     # the second fetch: MISS again with `cache deny all` (cache: false), HIT when the topology lets squid cache
     want = "HIT" if case.cache else "MISS"
-    run.expect(expect.exit_code(rc2, 0, "the second wget exits 0"))
+    run.expect(expect.exit_code("the second wget exits 0", rc2, 0))
     x_cache = re.findall(r"^\s*X-Cache: (\S+)", wget_err2, re.MULTILINE)
     run.expect(expect.equals(f"the second fetch is a {want} (topology: proxy cache {str(case.cache).lower()})",
                              [want], x_cache or "no X-Cache header"))
