@@ -1,4 +1,4 @@
-"""The lab's Docker images: built from images/<name>/, tagged by the hash of what went into them.
+"""The lab's Docker images: built from lab/recipes/<name>/, tagged by the hash of what went into them.
 
 A short name (``host``, ``dns``, ``proxy``, ``web``, ``router``, ``base``) names a
 directory under images/. Its tag is ``lab-<name>:<hash>``, where the hash covers
@@ -83,7 +83,7 @@ class Recipe:
 
 
 def recipes(directory: Path | None = None) -> dict[str, Recipe]:
-    """Every images/<name>/Dockerfile, parsed for its parent and extra context."""
+    """Every lab/recipes/<name>/Dockerfile, parsed for its parent and extra context."""
     root = directory or images_dir()
     found: dict[str, Recipe] = {}
     if not root.is_dir():
