@@ -14,6 +14,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import two_machines
+from two_machines import lan_across
 
 from lab import state
 from lab.cli import main
@@ -22,19 +24,11 @@ from lab.cluster import local
 pytestmark = [pytest.mark.root, pytest.mark.docker]
 CLUSTER = "regci"
 LAB = "clu-registry"
-TOPOLOGY = f"""\
-name: {LAB}
-networks:
-  lan: {{subnet: 10.9.0.0/24}}
-nodes:
-  a: {{machine: m1, interfaces: {{eth0: {{network: lan}}}}}}
-  b: {{machine: m2, interfaces: {{eth0: {{network: lan}}}}}}
-"""
+TOPOLOGY = lan_across(LAB, "10.9.0.0/24")
 
 
 def on_machine(machine: str, *argv: str) -> str:
-    return subprocess.run(["docker", "-H", f"unix://{local.socket_path(CLUSTER, machine)}", *argv],
-                          capture_output=True, text=True, check=True, timeout=60).stdout
+    return two_machines.on_machine(CLUSTER, machine, *argv)
 
 
 def catalog() -> list[str]:

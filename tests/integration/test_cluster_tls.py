@@ -17,6 +17,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import two_machines
+from two_machines import lan_across
 
 from lab import state
 from lab.capture.pcapfile import read_pcap
@@ -25,20 +27,11 @@ from lab.cluster import certs, local
 pytestmark = [pytest.mark.root, pytest.mark.docker]
 CLUSTER = "tlsci"
 LAB = "clu-tls"
-TOPOLOGY = f"""\
-name: {LAB}
-networks:
-  lan: {{subnet: 10.9.1.0/24}}
-nodes:
-  a: {{machine: m1, interfaces: {{eth0: {{network: lan}}}}}}
-  b: {{machine: m2, interfaces: {{eth0: {{network: lan}}}}}}
-"""
+TOPOLOGY = lan_across(LAB, "10.9.1.0/24")
 
 
 def on_machine(machine: str, *argv: str) -> str:
-    """The machine's engine through its unix socket: how the test looks, not how lab reaches it."""
-    return subprocess.run(["docker", "-H", f"unix://{local.socket_path(CLUSTER, machine)}", *argv],
-                          capture_output=True, text=True, check=True, timeout=60).stdout
+    return two_machines.on_machine(CLUSTER, machine, *argv)
 
 
 def from_underlay(*argv: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
