@@ -49,6 +49,20 @@ if ! command -v docker-registry >/dev/null 2>&1 && [ ! -x .cache/registry/usr/bi
   rm -rf .cache/registry-deb
 fi
 
+# Debian's sshd (with the libwrap it links), for the tests of ssh:// engines, which give each
+# simulated machine an sshd of its own: unpacked into .cache/sshd, not installed, so that no ssh
+# service starts on this machine.
+if [ ! -x .cache/sshd/usr/sbin/sshd ]; then
+  rm -rf .cache/sshd-deb .cache/sshd && mkdir -p .cache/sshd-deb
+  if (cd .cache/sshd-deb && { apt-get download openssh-server libwrap0 >/dev/null 2>&1 ||
+        { apt-get update -qq && apt-get download openssh-server libwrap0 >/dev/null 2>&1; }; }); then
+    for deb in .cache/sshd-deb/*.deb; do dpkg-deb -x "$deb" .cache/sshd; done
+  else
+    echo "setup: note: no openssh-server package here; the tests of ssh:// engines will say so" >&2
+  fi
+  rm -rf .cache/sshd-deb
+fi
+
 PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then "$PY" -m venv .venv; fi
 # The exact versions tested (constraints.txt, refreshed by scripts/lock.sh); as PIP_CONSTRAINT it also

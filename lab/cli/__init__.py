@@ -7,6 +7,8 @@ internal error (a bug).
 
 from __future__ import annotations
 
+import os
+import select
 import signal
 import sys
 import traceback
@@ -75,10 +77,33 @@ def _note_ctrl_c() -> Iterator[list[int]]:
         signal.signal(signal.SIGINT, previous)
 
 
+def _stdout_identity() -> tuple[int, int] | None:
+    """What fd 1 is (device, inode), to see later whether rich replaced it."""
+    try:
+        status = os.fstat(1)
+    except OSError:
+        return None
+    return status.st_dev, status.st_ino
+
+
+def _reader_has_gone(stdout_at_start: tuple[int, int] | None) -> bool:
+    """Whether our stdout's reader has closed it (``lab inspect | head``).
+
+    Either fd 1 is still the pipe and poll says POLLERR, or rich has already found out and put
+    /dev/null in its place (its ``on_broken_pipe``).
+    """
+    if _stdout_identity() != stdout_at_start:
+        return True
+    poller = select.poll()
+    poller.register(1, select.POLLOUT)
+    return any(events & select.POLLERR for _, events in poller.poll(0))
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script; returns the exit code (also used by tests)."""
     args = sys.argv[1:] if argv is None else argv
     common.DEBUG = "--debug" in args
+    stdout_at_start = _stdout_identity()
     try:
         with _note_ctrl_c() as interrupted:
             result = app(args=args, prog_name="lab", standalone_mode=False)
@@ -107,6 +132,15 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         common.err("interrupted")
         code = ExitCode.INTERRUPTED
+    except SystemExit as exc:
+        broken = exc.__context__
+        if not isinstance(broken, BrokenPipeError) or _reader_has_gone(stdout_at_start):
+            raise
+        # click ends on any EPIPE with a silent exit 1, as if our reader had gone; this one was a socket's
+        if common.DEBUG:
+            traceback.print_exception(broken)
+        common.err(f"internal error: BrokenPipeError: {broken}", "run again with --debug and report it")
+        code = ExitCode.INTERNAL
     except Exception as exc:  # the last line of defence: one line unless --debug
         if common.DEBUG:
             traceback.print_exc()

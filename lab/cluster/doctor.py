@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from lab.cluster.engines import MACHINE_LABEL, Engine, manager, swarm_nodes, try_connect_all
+from lab.cluster.engines import MACHINE_LABEL, Engine, manager, swarm_nodes, try_connect_all, unreachable_fix
 from lab.cluster.model import Cluster, Registry
 from lab.doctor import FAIL, OK, WARN, Check
 
@@ -26,8 +26,7 @@ def check_cluster(cluster: Cluster, local_images: list[str] | None = None) -> li
         where = cluster.where(machine)
         if machine in failed:
             checks.append(Check(f"{machine}: engine", FAIL, failed[machine].split(": ", 2)[-1],
-                                f"start the engine at {cluster.machines[machine].engine}, or fix the endpoint "
-                                f"in {where}"))
+                                unreachable_fix(cluster, machine)))
             continue
         engine = engines[machine]
         checks.append(Check(f"{machine}: engine", OK, f"Docker {engine.info.get('ServerVersion', '?')} at "

@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from lab.cluster import sshsocket
 from lab.cluster.model import Cluster
 from lab.errors import EnvironmentProblem
 
@@ -63,6 +64,7 @@ def connect(cluster: Cluster, machine: str, timeout: float = CONNECT_TIMEOUT) ->
         kwargs["tls"] = docker.tls.TLSConfig(ca_cert=ca, client_cert=(cert, key), verify=True)
     if spec.scheme == "ssh":
         kwargs["use_ssh_client"] = True  # the ssh command and its config, not a Python ssh library
+        sshsocket.install()
     try:
         if tls is not None:
             kwargs["version"] = _api_version(kwargs)
@@ -71,10 +73,12 @@ def connect(cluster: Cluster, machine: str, timeout: float = CONNECT_TIMEOUT) ->
         info = client.info()
         client.api.timeout = OPERATION_TIMEOUT  # it answered: later calls (an image load) may take long
     except (docker.errors.DockerException, requests.exceptions.RequestException, OSError) as exc:
-        reason = str(exc).split("\n")[0][:200]
+        reason = (sshsocket.why_ssh_fails(spec.engine) if spec.scheme == "ssh" else None) \
+            or str(exc).split("\n")[0][:200]
         raise EngineUnreachable(f"{cluster.where(machine)}: machine {machine}: its engine {spec.engine} does not "
                                 f"answer ({reason})",
-                                f"start it, or check the endpoint; then: lab cluster doctor {cluster.path}") from None
+                                f"{unreachable_fix(cluster, machine)}; then: lab cluster doctor {cluster.path}"
+                                ) from None
     return Engine(machine, client, info)
 
 
@@ -93,6 +97,16 @@ def _api_version(kwargs: dict[str, Any]) -> str:
         return str(probe.version(api_version=False)["ApiVersion"])
     finally:
         probe.close()
+
+
+def unreachable_fix(cluster: Cluster, machine: str) -> str:
+    """What to do about a machine's engine that does not answer."""
+    spec = cluster.machines[machine]
+    if spec.scheme == "ssh":
+        login = spec.engine.removeprefix("ssh://")
+        return (f"check that ssh -o BatchMode=yes {login} docker version works from here (a key ssh offers, "
+                f"the machine in known_hosts, docker for that user), or fix the endpoint in {cluster.where(machine)}")
+    return f"start the engine at {spec.engine}, or fix the endpoint in {cluster.where(machine)}"
 
 
 def try_connect_all(cluster: Cluster, timeout: float = CONNECT_TIMEOUT

@@ -143,7 +143,7 @@ def up(count: int, name: str = DEFAULT_NAME, mtu: int = UNDERLAY_MTU, progress: 
     try:
         journal.start({"kind": "cluster", "machines": machines, "data": str(DATA_ROOT / name)})
         progress(f"underlay: {count} namespaces on a bridge, MTU {mtu}")
-        _make_underlay(journal, name, machines, mtu, workstation=registry or tls)
+        _make_underlay(journal, name, machines, mtu)
         if tls:
             progress("tls: a CA, a certificate per engine and one for lab")
             certs.make_all(cluster_dir(name) / "tls", {m: str(underlay_address(i).ip)
@@ -230,10 +230,11 @@ def _ip(*args: str, stdin: str | None = None) -> None:
         raise EnvironmentProblem(f"ip {' '.join(args)}: {result.stderr.strip() or 'failed'}")
 
 
-def _make_underlay(journal: Journal, name: str, machines: list[str], mtu: int, workstation: bool) -> None:
-    """The machines' namespaces on one bridge; with ``workstation``, the bridge has 198.18.0.254 too.
+def _make_underlay(journal: Journal, name: str, machines: list[str], mtu: int) -> None:
+    """The machines' namespaces on one bridge, which has 198.18.0.254 too (the workstation's address).
 
-    That address is where the registry listens and where ``lab`` reaches ``tcp://`` engines from.
+    That address is where the registry listens and where ``lab`` reaches ``tcp://`` and ``ssh://``
+    engines from; nothing on the bridge routes anywhere else.
     """
     switch = netns_name(name, "_ul")
     spaces = [switch] + [netns_name(name, m) for m in machines]
@@ -249,8 +250,7 @@ def _make_underlay(journal: Journal, name: str, machines: list[str], mtu: int, w
     for i, machine in enumerate(machines, start=1):
         _ip("-n", netns_name(name, machine), "-batch", "-",
             stdin=f"link set lo up\nlink set eth0 up\naddr add {underlay_address(i)} dev eth0\n")
-    if workstation:
-        _ip("-n", switch, "addr", "add", str(WORKSTATION_ADDRESS), "dev", BRIDGE)
+    _ip("-n", switch, "addr", "add", str(WORKSTATION_ADDRESS), "dev", BRIDGE)
 
 
 def _start_engine(journal: Journal, name: str, machine: str, index: int, registry: bool = False,

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import two_machines
-from two_machines import lan_across
+from two_machines import lan_topology_file
 
 from lab import state
 from lab.cli import main
@@ -24,7 +24,6 @@ from lab.cluster import local
 pytestmark = [pytest.mark.root, pytest.mark.docker]
 CLUSTER = "regci"
 LAB = "clu-registry"
-TOPOLOGY = lan_across(LAB, "10.9.0.0/24")
 
 
 def on_machine(machine: str, *argv: str) -> str:
@@ -58,9 +57,7 @@ def cluster_file() -> Iterator[Path]:
 
 @pytest.fixture(scope="module")
 def topology(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("registry") / "t.yaml"
-    path.write_text(TOPOLOGY)
-    return path
+    return lan_topology_file(tmp_path_factory.mktemp("registry"), LAB, "10.9.0.0/24")
 
 
 def test_the_cluster_file_names_the_registry(cluster_file: Path) -> None:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import two_machines
-from two_machines import lan_across
+from two_machines import build_images_here, lan_topology_file
 
 from lab import state
 from lab.capture.pcapfile import read_pcap
@@ -27,7 +27,6 @@ from lab.cluster import certs, local
 pytestmark = [pytest.mark.root, pytest.mark.docker]
 CLUSTER = "tlsci"
 LAB = "clu-tls"
-TOPOLOGY = lan_across(LAB, "10.9.1.0/24")
 
 
 def on_machine(machine: str, *argv: str) -> str:
@@ -48,6 +47,7 @@ def lab(*argv: str) -> subprocess.CompletedProcess[str]:
 @pytest.fixture(scope="module")
 def tcp_file() -> Iterator[Path]:
     local.down(CLUSTER)  # a previous run that was killed
+    build_images_here()
     local.up(2, CLUSTER, tls=True)
     try:
         yield local.tcp_cluster_file(CLUSTER)
@@ -58,9 +58,7 @@ def tcp_file() -> Iterator[Path]:
 
 @pytest.fixture(scope="module")
 def topology(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("tls") / "t.yaml"
-    path.write_text(TOPOLOGY)
-    return path
+    return lan_topology_file(tmp_path_factory.mktemp("tls"), LAB, "10.9.1.0/24")
 
 
 def test_the_engines_answer_only_a_client_of_the_clusters_ca(tcp_file: Path) -> None:

@@ -203,3 +203,30 @@ def test_validate_refuses_a_bad_service_reference(tmp_path, capsys):
     assert main(["validate", str(tmp_path / "ok.yaml")]) == 0
     assert main(["validate", str(tmp_path / "bad.yaml")]) == 2
     assert "proxy.allow names network 'nosuchnet'" in capsys.readouterr().err
+
+
+def test_a_broken_pipe_inside_lab_is_an_internal_error_not_a_silent_exit(capsys: pytest.CaptureFixture[str],
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """click ends on any EPIPE with a silent exit 1, meant for a reader that has gone; a socket's is a bug to show."""
+    def broken() -> int:
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(doctor.os, "geteuid", broken)
+    code, _, err = run(capsys, "doctor")
+    assert code == 70
+    assert err.startswith("lab: error: internal error: BrokenPipeError: [Errno 32] Broken pipe"), err
+
+
+def test_a_reader_that_has_gone_still_ends_lab_quietly() -> None:
+    """``lab validate FILE | true``: our stdout's reader closed it; that is exit 1 and no message."""
+    import subprocess
+    import sys
+
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        done = subprocess.run([sys.executable, "-m", "lab", "validate", str(BOOK_LAN)], stdout=write,
+                              stderr=subprocess.PIPE, text=True, timeout=60)
+    finally:
+        os.close(write)
+    assert (done.returncode, done.stderr) == (1, "")

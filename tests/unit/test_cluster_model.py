@@ -332,3 +332,24 @@ def test_an_unknown_registry_key_is_named(tmp_path: Path) -> None:
         """)
     [problem] = problems_of(path)
     assert problem == f"{path}:3: registry.user: unknown key 'user'; expected one of: address, push_from"
+
+
+def test_an_engine_that_does_not_answer_is_told_what_to_check(good: Path) -> None:
+    from lab.cluster.engines import unreachable_fix
+
+    cluster = load_cluster(good)
+    assert unreachable_fix(cluster, "m2").startswith("check that ssh -o BatchMode=yes root@10.0.0.2 docker version "
+                                                     "works from here")
+    assert unreachable_fix(cluster, "m2").endswith(f"or fix the endpoint in {good}:4")
+    assert unreachable_fix(cluster, "m-3") == (f"start the engine at tcp://10.0.0.3:2376, "
+                                               f"or fix the endpoint in {good}:6")
+
+
+def test_lab_runs_ssh_without_a_prompt_and_with_the_endpoints_user_and_port() -> None:
+    from lab.cluster.sshsocket import ssh_argv
+
+    assert ssh_argv("root", "10.0.0.2", "2222", "docker system dial-stdio") == [
+        "ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "-l", "root", "-p", "2222",
+        "--", "10.0.0.2", "docker system dial-stdio"]
+    assert ssh_argv(None, "m2", None, "true") == ["ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10",
+                                                  "--", "m2", "true"]
