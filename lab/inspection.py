@@ -41,8 +41,8 @@ def inspect_lab(lab: str) -> dict[str, Any]:
                 for r in [*ipr.get_routes(family=socket.AF_INET, table=254),
                           *ipr.get_routes(family=socket.AF_INET6, table=254)]:
                     dst = r.get_attr("RTA_DST")
-                    if _link_local(dst) or (dst or "").startswith("ff"):
-                        continue  # the kernel's own fe80::/64 and multicast routes on every IPv6 interface
+                    if _kernels_own(dst):
+                        continue
                     dst = f"{dst}/{r['dst_len']}" if dst else "default"
                     via = r.get_attr("RTA_GATEWAY")
                     oif = r.get_attr("RTA_OIF")
@@ -85,6 +85,11 @@ def differences(name: str, spec: dict[str, Any], found: dict[str, Any]) -> list[
 
 def _link_local(address: str | None) -> bool:
     return bool(address) and str(address).lower().startswith("fe80:")
+
+
+def _kernels_own(dst: str | None) -> bool:
+    """The fe80::/64 and multicast routes the kernel puts on every IPv6 interface: not the topology's."""
+    return _link_local(dst) or str(dst or "").lower().startswith("ff")
 
 
 def _inspect_cluster_nodes(lab: str, info: dict[str, Any], result: dict[str, Any]) -> None:
@@ -132,7 +137,7 @@ def _inspect_cluster_nodes(lab: str, info: dict[str, Any], result: dict[str, Any
             }
         found = json.loads(routes.stdout or "[]") + json.loads(routes6.stdout or "[]")
         for r in found:
-            if _link_local(r.get("dst")) or str(r.get("dst", "")).startswith("ff"):
+            if _kernels_own(r.get("dst")):
                 continue
             node["routes"].append(r.get("dst", "?") + (f" via {r['gateway']}" if r.get("gateway") else "")
                                   + f" dev {r.get('dev', '?')}")

@@ -12,6 +12,7 @@ from ipaddress import IPv4Interface, IPv6Interface
 
 from lab import names
 from lab.topology.model import Node, Topology
+from lab.topology.validate import advertised_networks
 
 FIRST_INDEX = 2  # 1 is lo in every namespace
 BRIDGE_PORTS_PER_SHARD = 1000  # a Linux bridge takes at most 1023 ports; keep room for trunks
@@ -276,15 +277,14 @@ def make_plan(topo: Topology) -> Plan:
 def _adverts(topo: Topology) -> tuple[dict[str, dict[str, list[str]]], dict[str, list[str]]]:
     """Which router interfaces advertise which prefixes, and which host interfaces take SLAAC addresses."""
     adverts: dict[str, dict[str, list[str]]] = {}
-    advertised: set[str] = set()
     for name, node in topo.nodes.items():
         for ifname, iface in node.interfaces.items():
             if node.kind == "router" and iface.ra and iface.network:
                 net = topo.networks[iface.network]
                 prefix = net.subnet6 or (iface.address6.network if iface.address6 else None)
-                if prefix is not None:
+                if prefix is not None:  # always, once validated: an advertised network has a subnet6
                     adverts.setdefault(names.netns_name(topo.name, name), {})[ifname] = [str(prefix)]
-                    advertised.add(iface.network)
+    advertised = advertised_networks(topo)
     slaac: dict[str, list[str]] = {}
     for name, node in topo.nodes.items():
         for ifname, iface in node.interfaces.items():

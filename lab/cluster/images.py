@@ -38,8 +38,7 @@ def distribute_images(engines: dict[str, Engine], short_names: list[str], progre
         progress(step, 0, len(missing))
         _send_images_to([engines[m] for m in sorted(missing)], union, lambda done: progress(step, done, len(missing)))
         return refs
-    local_of = {ref: tag for tag, ref in ((t, registry.reference(t)) for t in tags.values())}
-    push_missing(registry, engines, [local_of[r] for r in union], progress)
+    push_missing(registry, engines, sorted({tags[short] for short, ref in refs.items() if ref in union}), progress)
     step = f"pulling {len(union)} images from {registry.address} on {len(missing)} machines"
     progress(step, 0, len(missing))
 

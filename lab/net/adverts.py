@@ -26,6 +26,7 @@ from lab.state import Journal, lab_dir
 
 WAIT_FOR_SLAAC = 10.0  # seconds for every host of an advertised network to take its address
 CONTAINER_CONF = "/etc/lab/radvd.conf"
+GLOBAL_ADDRESSES = ["ip", "-j", "-6", "addr", "show", "scope", "global"]  # what shows a SLAAC address taken
 MIN_INTERVAL, MAX_INTERVAL = 3, 10  # seconds between unsolicited advertisements (radvd's lowest allowed: 3)
 
 Progress = Callable[[str, int, int], None]
@@ -89,21 +90,20 @@ def start_in_nodes(plan: Plan, lab_info: dict[str, Any], progress: Progress) -> 
         progress("router advertisements", done, len(plan.adverts))
 
     def addresses(netns: str) -> str:
-        return node_from_info(lab_info, node_of[netns]).exec(
-            ["ip", "-j", "-6", "addr", "show", "scope", "global"], timeout=10).stdout
+        return node_from_info(lab_info, node_of[netns]).exec(GLOBAL_ADDRESSES, timeout=10).stdout
 
     wait_for_slaac(plan, progress, addresses)
 
 
 def _in_namespace(netns: str) -> str:
-    return subprocess.run(["nsenter", f"--net={netns_path(netns)}", "ip", "-j", "-6", "addr", "show", "scope",
-                           "global"], capture_output=True, text=True, timeout=10).stdout
+    return subprocess.run(["nsenter", f"--net={netns_path(netns)}", *GLOBAL_ADDRESSES], capture_output=True, text=True,
+                          timeout=10).stdout
 
 
 def wait_for_slaac(plan: Plan, progress: Progress, addresses: Callable[[str], str] = _in_namespace) -> None:
     """Until every host interface on an advertised network holds a global address it took by SLAAC.
 
-    ``addresses(netns)`` is the host's ``ip -j -6 addr show scope global``.
+    ``addresses(netns)`` is the host's :data:`GLOBAL_ADDRESSES`.
     """
     waiting = dict(plan.slaac)  # netns -> interfaces
     total = sum(len(v) for v in waiting.values())
