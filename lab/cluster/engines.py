@@ -103,9 +103,8 @@ def unreachable_fix(cluster: Cluster, machine: str) -> str:
     """What to do about a machine's engine that does not answer."""
     spec = cluster.machines[machine]
     if spec.scheme == "ssh":
-        login = spec.engine.removeprefix("ssh://")
-        return (f"check that ssh -o BatchMode=yes {login} docker version works from here (a key ssh offers, "
-                f"the machine in known_hosts, docker for that user), or fix the endpoint in {cluster.where(machine)}")
+        return (f"check that {sshsocket.check_command(spec.engine)} works from here (a key ssh offers, the "
+                f"machine in known_hosts, docker for that user), or fix the endpoint in {cluster.where(machine)}")
     return f"start the engine at {spec.engine}, or fix the endpoint in {cluster.where(machine)}"
 
 

@@ -23,11 +23,13 @@ from typing import Any
 from urllib.parse import urlsplit
 
 CONNECT_TIMEOUT = 10  # seconds ssh has to log in
+RETRY_TIMEOUT = 3  # the second try, for ssh's reason only: a machine that did not answer the first has had its time
 
 
-def ssh_argv(user: str | None, host: str, port: int | str | None, command: str) -> list[str]:
+def ssh_argv(user: str | None, host: str, port: int | str | None, command: str,
+             timeout: int = CONNECT_TIMEOUT) -> list[str]:
     """The ssh command line that runs ``command`` on ``host``, without a prompt."""
-    argv = ["ssh", "-o", "BatchMode=yes", "-o", f"ConnectTimeout={CONNECT_TIMEOUT}"]
+    argv = ["ssh", "-o", "BatchMode=yes", "-o", f"ConnectTimeout={timeout}"]
     if user:
         argv += ["-l", user]
     if port:
@@ -64,13 +66,21 @@ def install() -> None:
     sshconn.SSHSocket = MendedSSHSocket
 
 
+def check_command(engine: str) -> str:
+    """The command a user runs to see whether lab can reach an ``ssh://`` engine."""
+    url = urlsplit(engine)
+    port = f" -p {url.port}" if url.port else ""
+    login = f"{url.username}@{url.hostname}" if url.username else str(url.hostname)
+    return f"ssh -o BatchMode=yes{port} {login} docker version"
+
+
 def why_ssh_fails(engine: str) -> str | None:
     """ssh's own last word when it cannot run docker on the engine's machine (None if it can)."""
     url = urlsplit(engine)
     try:
-        done = subprocess.run(ssh_argv(url.username, url.hostname or "", url.port, "docker version --format ok"),
-                              stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                              timeout=CONNECT_TIMEOUT + 5)
+        done = subprocess.run(ssh_argv(url.username, url.hostname or "", url.port, "docker version --format ok",
+                                       timeout=RETRY_TIMEOUT),
+                              stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=RETRY_TIMEOUT + 10)
     except (OSError, subprocess.TimeoutExpired) as exc:
         return f"ssh: {exc}"
     if done.returncode == 0:

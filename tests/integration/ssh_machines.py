@@ -52,7 +52,7 @@ class SshCluster:
 
     def from_workstation(self, *argv: str, home: Path | None = None, timeout: float = 600
                          ) -> subprocess.CompletedProcess[str]:
-        """``argv`` on the workstation: the underlay's network, a PID namespace and a /root of its own."""
+        """``argv`` on the workstation: the underlay's network, a PID namespace and a home of its own."""
         return subprocess.run(self.workstation_argv(*argv, home=home), capture_output=True, text=True,
                               timeout=timeout)
 

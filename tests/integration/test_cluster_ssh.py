@@ -3,7 +3,7 @@
 Each machine of ``lab cluster local up 2`` gets an sshd (:mod:`ssh_machines`), and the cluster
 file names its engine ``ssh://root@198.18.0.N``: docker-py runs ``ssh ... docker system
 dial-stdio``, as the docker CLI does, with the workstation's key and known_hosts. ``lab`` runs
-in the underlay's namespace, a PID namespace and a /root of its own, so every verb goes through
+in the underlay's namespace, a PID namespace and a home of its own, so every verb goes through
 the machines' sshd.
 """
 

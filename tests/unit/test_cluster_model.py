@@ -346,7 +346,11 @@ def test_an_engine_that_does_not_answer_is_told_what_to_check(good: Path) -> Non
 
 
 def test_lab_runs_ssh_without_a_prompt_and_with_the_endpoints_user_and_port() -> None:
-    from lab.cluster.sshsocket import ssh_argv
+    from lab.cluster.sshsocket import check_command, ssh_argv
+
+    assert check_command("ssh://admin@m2.example:2222") == ("ssh -o BatchMode=yes -p 2222 admin@m2.example "
+                                                            "docker version")
+    assert check_command("ssh://10.0.0.2") == "ssh -o BatchMode=yes 10.0.0.2 docker version"
 
     assert ssh_argv("root", "10.0.0.2", "2222", "docker system dial-stdio") == [
         "ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "-l", "root", "-p", "2222",
