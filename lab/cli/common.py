@@ -10,7 +10,7 @@ from rich.console import Console
 DEBUG = False
 # Piped output (CI logs, files) gets wide tables rather than rich's 80-column default.
 out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else 140)
-console = Console(stderr=True, highlight=False, soft_wrap=True)
+console = Console(stderr=True, highlight=False, soft_wrap=True, log_path=False)  # progress: no source file:line
 
 
 def parse_assignments(values: list[str], option: str) -> dict[str, str]:

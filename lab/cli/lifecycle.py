@@ -18,6 +18,7 @@ from lab.errors import EnvironmentProblem, ExitCode, InputError
 from lab.net import impair
 from lab.nodes import node_from_info
 from lab.topology import Topology, load_topology
+from lab.topology.shipped import topology_file
 from lab.topology.trust import check_trusted_path
 
 VarOption = typer.Option([], "--var", "-v", help="Template variable NAME=VALUE for a jinja2 topology (repeatable).")
@@ -61,6 +62,7 @@ def register(app: typer.Typer) -> None:
         force: bool = ForceOption,
     ) -> None:
         """Check a topology file; exit 0 if it is valid, 2 with file:line: field: problem if not."""
+        topology = topology_file(topology)  # a bare name: the shipped file, wherever lab runs
         if not force:
             check_trusted_path(topology)
         topo, _ = load_topology(topology, parse_vars(var))
@@ -90,16 +92,24 @@ def register(app: typer.Typer) -> None:
         from lab.doctor import needs_for, preflight
         from lab.plan import make_plan
 
+        topology = topology_file(topology)  # a bare name: the shipped file, which lab.json then names
         if not force:
             check_trusted_path(topology)
         topo, smap = load_topology(topology, parse_vars(var))
         check_services(topo, topology)
+        cluster_file = cluster or cluster_from_env()
         if dry_run:
+            if cluster_file is not None:  # the pins, against the file alone: no engine is asked
+                from lab.cluster.deploy import check_pins
+                from lab.cluster.model import load_cluster
+
+                check_pins(topo, smap, load_cluster(cluster_file))
+                console.print(f"[dim]the pins fit {cluster_file}. Below is the one-machine plan; on the cluster "
+                              "each node is a Swarm task, which the engine places at up unless it is pinned[/]")
             for line in make_plan(topo).describe():
                 out.print(line)
             return
         text = smap.text  # as rendered: `lab graph NAME` and experiments read back what was built
-        cluster_file = cluster or cluster_from_env()
         if cluster_file is None:
             if spread:
                 raise InputError("--spread goes with --cluster FILE (or LAB_CLUSTER)")

@@ -84,11 +84,17 @@ def membership(machine: str, engine: Engine, lead: Engine | None, nodes: dict[st
 def _images(machine: str, engine: Engine, wanted: list[str], pulled: bool) -> Check:
     held = {tag for image in engine.client.images.list() for tag in image.tags}
     missing = [t for t in wanted if t not in held]
-    if not missing:
-        return Check(f"{machine}: images", OK, f"all {len(wanted)} lab images of this machine")
     how = "pulled from the registry" if pulled else "copied to it"
-    return Check(f"{machine}: images", OK, f"{len(wanted) - len(missing)} of {len(wanted)} lab images; "
-                                           f"the rest are {how} when a lab needs them")
+    if not wanted:
+        summary = f"none built where lab runs yet: lab up builds them, and they are {how} as a lab needs them"
+    elif not missing:
+        summary = f"all {len(wanted)} lab images built where lab runs"
+    elif len(missing) == len(wanted):
+        summary = f"none of the {len(wanted)} lab images yet; they are {how} when a lab needs them"
+    else:
+        summary = (f"{len(wanted) - len(missing)} of the {len(wanted)} lab images; the others are {how} "
+                   "when a lab needs them")
+    return Check(f"{machine}: images", OK, summary)
 
 
 def _registry(machine: str, engine: Engine, registry: Registry, local_images: list[str]) -> Check:

@@ -86,4 +86,6 @@ def why_ssh_fails(engine: str) -> str | None:
     if done.returncode == 0:
         return None
     lines = [line.strip() for line in (done.stderr + done.stdout).splitlines() if line.strip()]
-    return f"ssh: {lines[-1]}" if lines else f"ssh exited {done.returncode}"
+    if not lines:
+        return f"ssh exited {done.returncode}"
+    return lines[-1] if lines[-1].startswith("ssh: ") else f"ssh: {lines[-1]}"

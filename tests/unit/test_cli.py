@@ -230,3 +230,29 @@ def test_a_reader_that_has_gone_still_ends_lab_quietly() -> None:
     finally:
         os.close(write)
     assert (done.returncode, done.stderr) == (1, "")
+
+
+def test_a_bare_name_is_the_shipped_file_everywhere(capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """``lab validate book-lan`` from another directory names, checks and would record the shipped file."""
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run(capsys, "validate", "book-lan")
+    assert (code, err) == (0, "")
+    assert out.startswith(f"{(ROOT / 'lab' / 'topologies' / 'book-lan.yaml')}: ok"), out
+
+
+def test_a_dry_run_on_a_cluster_checks_the_pins_without_an_engine(capsys: pytest.CaptureFixture[str],
+                                                                  tmp_path: Path, state: Path) -> None:
+    cluster = tmp_path / "cluster.yaml"
+    cluster.write_text("machines:\n  m1: {engine: unix:///nonexistent/1.sock}\n"
+                       "  m2: {engine: unix:///nonexistent/2.sock}\n")
+    pinned = tmp_path / "pinned.yaml"
+    pinned.write_text(SMALL.format(name="cli-pins").replace("  a: {", "  a: {machine: m7, "))
+    code, out, err = run(capsys, "up", "--dry-run", str(pinned), "--cluster", str(cluster))
+    assert (code, out) == (2, "")
+    assert err == (f"lab: error: {pinned}:5: nodes.a.machine: 'm7' is not a machine of {cluster} "
+                   "(machines: m1, m2)\n")
+    pinned.write_text(SMALL.format(name="cli-pins").replace("  a: {", "  a: {machine: m2, "))
+    code, out, err = run(capsys, "up", "--dry-run", str(pinned), "--cluster", str(cluster))
+    assert code == 0 and out.startswith("lab cli-pins") and "the pins fit" in err
+    assert not state.exists() or not any(state.iterdir())
