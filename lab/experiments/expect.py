@@ -209,6 +209,21 @@ def fins(packets: Iterable[Packet]) -> list[Packet]:
     return [p for p in packets if p.tcp is not None and p.tcp.is_fin]
 
 
+def once_each(packets: Iterable[Packet]) -> list[Packet]:
+    """TCP segments with every repeat left out: a retransmission (same sender, sequence and
+    acknowledgment numbers, flags and length as an earlier one) counts as its first sending."""
+    seen: set[tuple[str, int, int, int, int, int]] = set()
+    out = []
+    for p in packets:
+        if p.tcp is None:
+            continue
+        key = (p.tcp.src, p.tcp.sport, p.tcp.seq, p.tcp.ack, p.tcp.flags, p.tcp.length)
+        if key not in seen:
+            seen.add(key)
+            out.append(p)
+    return out
+
+
 def data(packets: Iterable[Packet]) -> list[Packet]:
     """TCP segments that carry payload."""
     return [p for p in packets if p.tcp is not None and p.tcp.length > 0]

@@ -192,3 +192,18 @@ def test_errno() -> None:
 def test_a_claim_called_the_old_way_says_the_description_comes_first() -> None:
     with pytest.raises(TypeError, match=r"expect.count\(\) takes its description first"):
         expect.count([], 0, "no packets")  # type: ignore[arg-type]
+
+
+def test_once_each_leaves_out_retransmissions_only(connect_timeout: list[Packet]) -> None:
+    """The connect timeout's four SYN sendings are one segment; the second connect's SYN and the RST are others."""
+    once = expect.once_each(connect_timeout)
+    assert [p.no for p in once] == [3, 7, 8]
+    c, s = 1000, 5000
+    close = packets([  # FIN; the server's FIN, sent again when its ACK came late; the client's ACK
+        (1.0, tcp_frame(A, B, tcp_segment(40000, 80, c, s, T.TH_FIN | T.TH_ACK, 502))),
+        (1.1, tcp_frame(B, A, tcp_segment(80, 40000, s, c + 1, T.TH_FIN | T.TH_ACK, 502), MAC_B, MAC_A)),
+        (1.3, tcp_frame(B, A, tcp_segment(80, 40000, s, c + 1, T.TH_FIN | T.TH_ACK, 502), MAC_B, MAC_A)),
+        (1.3, tcp_frame(A, B, tcp_segment(40000, 80, c + 1, s + 1, T.TH_ACK, 502))),
+    ])
+    assert [p.no for p in expect.once_each(close)] == [1, 2, 4]
+    assert [p.no for p in expect.once_each(expect.fins(close))] == [1, 2]
