@@ -15,7 +15,8 @@ from lab.topology import load_topology, load_topology_text
 from lab.topology.model import Topology
 from lab.topology.shipped import shipped_topology
 
-OutputOption = typer.Option(None, "--output", "-o", help="Write here (.svg or .png) instead of stdout.")
+OutputOption = typer.Option(None, "--output", "-o", help="Write here (.svg or .png); without it, SVG goes to stdout "
+                                                          "when piped, else to NAME.svg here.")
 
 
 def _is_file_argument(target: str) -> bool:
@@ -74,9 +75,10 @@ def register(app: typer.Typer) -> None:
         if as_png:
             path = write_png(topo, output or Path(f"{topo.name}.png"), machines)
             out.print(f"wrote {path}")
-        elif output is not None:
-            path = write_svg(topo, output, machines)
-            out.print(f"wrote {path}")
+        elif output is not None or sys.stdout.isatty():  # SVG's text on a terminal is no picture: a file
+            path = write_svg(topo, output or Path(f"{topo.name}.svg"), machines)
+            out.print(f"wrote {path}" + ("" if output else " (open it in a browser; piped, lab graph writes the "
+                                                           "SVG to stdout)"))
         else:
             from lab.report.graph import topology_svg
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -92,6 +93,16 @@ def test_cli_graph_file_to_stdout(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["graph", str(BOOK_LAN)]) == 0
     out = capsys.readouterr().out
     assert out.startswith("<svg") and "kongming20" in out
+
+
+def test_cli_graph_on_a_terminal_writes_a_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """SVG's text is no picture on a terminal: NAME.svg in the current directory, and a line saying so."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    assert main(["graph", str(BOOK_LAN)]) == 0
+    assert capsys.readouterr().out.startswith("wrote book-lan.svg (open it in a browser")
+    ET.fromstring((tmp_path / "book-lan.svg").read_text())
 
 
 def test_cli_graph_to_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
