@@ -66,20 +66,22 @@ def install() -> None:
     sshconn.SSHSocket = MendedSSHSocket
 
 
+def _login(engine: str) -> tuple[str | None, str, int | None]:
+    """An ``ssh://[user@]host[:port]`` endpoint's user, host and port."""
+    url = urlsplit(engine)
+    return url.username, url.hostname or "", url.port
+
+
 def check_command(engine: str) -> str:
     """The command a user runs to see whether lab can reach an ``ssh://`` engine."""
-    url = urlsplit(engine)
-    port = f" -p {url.port}" if url.port else ""
-    login = f"{url.username}@{url.hostname}" if url.username else str(url.hostname)
-    return f"ssh -o BatchMode=yes{port} {login} docker version"
+    user, host, port = _login(engine)
+    return f"ssh -o BatchMode=yes{f' -p {port}' if port else ''} {f'{user}@' if user else ''}{host} docker version"
 
 
 def why_ssh_fails(engine: str) -> str | None:
     """ssh's own last word when it cannot run docker on the engine's machine (None if it can)."""
-    url = urlsplit(engine)
     try:
-        done = subprocess.run(ssh_argv(url.username, url.hostname or "", url.port, "docker version --format ok",
-                                       timeout=RETRY_TIMEOUT),
+        done = subprocess.run(ssh_argv(*_login(engine), "docker version --format ok", timeout=RETRY_TIMEOUT),
                               stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=RETRY_TIMEOUT + 10)
     except (OSError, subprocess.TimeoutExpired) as exc:
         return f"ssh: {exc}"
