@@ -27,6 +27,25 @@ def running_lab_of(exp: Experiment, overrides: dict[str, str] | None = None) -> 
     return None
 
 
+def print_catalogue(path: list[Path], as_json: bool) -> None:
+    """``lab experiments`` (and ``lab run --list``): the catalogue as a table, or as JSON."""
+    from lab.experiments.engine import discover
+
+    catalogue = discover(path)
+    if as_json:
+        out.print_json(json.dumps([
+            {"id": e.id, "title": e.title, "section": e.section, "topology": e.topology,
+             **({"topology6": e.topology6} if e.topology6 else {}), "parameters": e.params,
+             "parameter_types": e.parameter_types()}
+            for e in catalogue.values()]))
+        return
+    table = Table("id", "section", "topology", "what it shows", "parameters")
+    for e in catalogue.values():
+        params = " ".join(f"{k}={v}" for k, v in e.params.items())
+        table.add_row(e.id, e.section, e.topology.removesuffix(".yaml"), e.title, params)
+    out.print(table)
+
+
 def register(app: typer.Typer) -> None:
     @app.command()
     def experiments(
@@ -34,26 +53,13 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help="JSON output."),
     ) -> None:
         """The catalogue: id, book section, topology, parameters, one line each."""
-        from lab.experiments.engine import discover
-
-        catalogue = discover(path)
-        if as_json:
-            out.print_json(json.dumps([
-                {"id": e.id, "title": e.title, "section": e.section, "topology": e.topology,
-                 **({"topology6": e.topology6} if e.topology6 else {}), "parameters": e.params,
-                 "parameter_types": e.parameter_types()}
-                for e in catalogue.values()]))
-            return
-        table = Table("id", "section", "topology", "what it shows", "parameters")
-        for e in catalogue.values():
-            params = " ".join(f"{k}={v}" for k, v in e.params.items())
-            table.add_row(e.id, e.section, e.topology.removesuffix(".yaml"), e.title, params)
-        out.print(table)
+        print_catalogue(path, as_json)
 
     @app.command()
     def run(
         ids: list[str] = typer.Argument(None, help="Experiment ids (see: lab experiments)."),
         all_: bool = typer.Option(False, "--all", help="Run the whole catalogue."),
+        list_: bool = typer.Option(False, "--list", help="List the catalogue and run nothing (as: lab experiments)."),
         param: list[str] = typer.Option([], "--param", "-p", help="Parameter NAME=VALUE (repeatable)."),
         keep: bool = typer.Option(False, "--keep", help="Leave the lab up afterwards to poke at."),
         lab: str = typer.Option(None, "--lab", help="Run on this running lab instead of building one."),
@@ -76,6 +82,11 @@ def register(app: typer.Typer) -> None:
         from lab.net.netns import require_root
         from lab.report import jsonreport, text
 
+        if list_:
+            if ids or all_:
+                raise InputError("--list runs nothing: give it without experiment ids or --all")
+            print_catalogue(path, as_json)
+            return
         if all_ and ids:
             raise InputError("give experiment ids or --all, not both")
         if not all_ and not ids:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -256,3 +257,11 @@ def test_a_dry_run_on_a_cluster_checks_the_pins_without_an_engine(capsys: pytest
     code, out, err = run(capsys, "up", "--dry-run", str(pinned), "--cluster", str(cluster))
     assert code == 0 and out.startswith("lab cli-pins") and "the pins fit" in err
     assert not state.exists() or not any(state.iterdir())
+
+
+def test_run_list_is_the_catalogue_and_runs_nothing(capsys: pytest.CaptureFixture[str]) -> None:
+    code, listed, _ = run(capsys, "run", "--list", "--json")
+    assert code == 0 and "tcp-connect-timeout" in {e["id"] for e in json.loads(listed)}
+    assert run(capsys, "experiments", "--json") == (0, listed, "")
+    code, out, err = run(capsys, "run", "--list", "tcp-connect-timeout")
+    assert code == 2 and "--list runs nothing" in err and len(err.strip().splitlines()) == 1
