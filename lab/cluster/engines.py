@@ -77,7 +77,8 @@ def connect(cluster: Cluster, machine: str, timeout: float = CONNECT_TIMEOUT) ->
             or str(exc).split("\n")[0][:200]
         raise EngineUnreachable(f"{cluster.where(machine)}: machine {machine}: its engine {spec.engine} does not "
                                 f"answer ({reason})",
-                                f"{unreachable_fix(cluster, machine)}; then: lab cluster doctor {cluster.path}"
+                                f"{unreachable_fix(cluster, machine, place_named=True)}; "
+                                f"then: lab cluster doctor {cluster.path}"
                                 ) from None
     return Engine(machine, client, info)
 
@@ -99,13 +100,14 @@ def _api_version(kwargs: dict[str, Any]) -> str:
         probe.close()
 
 
-def unreachable_fix(cluster: Cluster, machine: str) -> str:
-    """What to do about a machine's engine that does not answer."""
+def unreachable_fix(cluster: Cluster, machine: str, place_named: bool = False) -> str:
+    """What to do about a machine's engine that does not answer (``place_named``: the line already says where)."""
     spec = cluster.machines[machine]
+    endpoint = "that endpoint" if place_named else f"the endpoint in {cluster.where(machine)}"
     if spec.scheme == "ssh":
         return (f"check that {sshsocket.check_command(spec.engine)} works from here (a key ssh offers, the "
-                f"machine in known_hosts, docker for that user), or fix the endpoint in {cluster.where(machine)}")
-    return f"start the engine at {spec.engine}, or fix the endpoint in {cluster.where(machine)}"
+                f"machine in known_hosts, docker for that user), or fix {endpoint}")
+    return f"start the engine at {spec.engine}, or fix {endpoint}"
 
 
 def try_connect_all(cluster: Cluster, timeout: float = CONNECT_TIMEOUT

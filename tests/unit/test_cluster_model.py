@@ -343,6 +343,7 @@ def test_an_engine_that_does_not_answer_is_told_what_to_check(good: Path) -> Non
     assert unreachable_fix(cluster, "m2").endswith(f"or fix the endpoint in {good}:4")
     assert unreachable_fix(cluster, "m-3") == (f"start the engine at tcp://10.0.0.3:2376, "
                                                f"or fix the endpoint in {good}:6")
+    assert unreachable_fix(cluster, "m2", place_named=True).endswith("or fix that endpoint")
 
 
 def test_lab_runs_ssh_without_a_prompt_and_with_the_endpoints_user_and_port() -> None:
