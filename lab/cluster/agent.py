@@ -20,9 +20,8 @@ by lab, none is parsed by a shell. Each operation is one of
   address A and its MTU, and whether this kernel makes VXLAN devices (it makes device N, VNI V, and
   deletes it again; each probe names its own, so two labs coming up at once do not collide).
 
-It reads the operations from ``--ops-json TEXT``, ``--ops FILE`` or ``/lab-agent/ops.json``, and
-prints one JSON object on stdout: ``{"ok": bool, "done": n, "error": text, "probe": {...}}``.
-Standard library only.
+It reads ``/lab-agent/ops.json`` (or ``--ops FILE``) and prints one JSON object on stdout: ``{"ok": bool,
+"done": n, "error": text, "probe": {...}}``. Standard library only.
 """
 
 from __future__ import annotations
@@ -124,7 +123,7 @@ def _read_only(path: str) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``--ops-json TEXT``, ``--ops FILE`` (default /lab-agent/ops.json): carry out the operations, print the result.
+    """``--ops FILE`` (default /lab-agent/ops.json): carry out the operations in FILE and print the result.
 
     ``run -- PROGRAM ARGS...``: become PROGRAM (exec, so a signal sent to this PID reaches it) with a
     writable /proc/sys: how lab runs a fault's command or a capture in a node of this machine.
@@ -134,11 +133,9 @@ def main(argv: list[str] | None = None) -> int:
         program = args[2:] if args[1:2] == ["--"] else args[1:]
         writable_proc_sys()
         os.execvp(program[0], program)
-    if args[:1] == ["--ops-json"] and len(args) > 1:
-        ops = json.loads(args[1])
-    else:
-        with open(args[1] if args[:1] == ["--ops"] and len(args) > 1 else OPS_FILE) as f:
-            ops = json.load(f)
+    path = args[1] if args[:1] == ["--ops"] and len(args) > 1 else OPS_FILE
+    with open(path) as f:
+        ops = json.load(f)
     result: dict[str, Any] = {"ok": True, "done": 0, "error": None}
     try:
         writable_proc_sys()

@@ -36,25 +36,13 @@ def start_agent(engine: Engine, image: str, name: str, labels: dict[str, str], s
         cap_add=AGENT_CAPABILITIES, detach=True)
 
 
-INLINE_OPS_LIMIT = 64 * 1024  # bytes of JSON passed as one argument (the kernel allows 128 KiB per argument)
-
-
 def agent_ops(container: Any, machine: str, ops: list[dict[str, Any]]) -> dict[str, Any]:
-    """Have a machine's agent carry out ``ops``; its JSON result, or exit 3 with what failed.
+    """Have a machine's agent carry out ``ops``; its JSON result, or exit 3 with what failed."""
+    from lab.services import tar_files
 
-    The operations go in the exec's own argument when they fit: copying a file in first is a second
-    API call, for which the engine starts a helper process of its own (an untar).
-    """
-    request = json.dumps(ops)
-    if len(request.encode()) <= INLINE_OPS_LIMIT:
-        command = ["python3", "-m", "lab.cluster.agent", "--ops-json", request]
-    else:
-        from lab.services import tar_files
-
-        path = f"lab-agent/ops-{os.getpid()}-{time.monotonic_ns()}.json"
-        container.put_archive("/", tar_files({path: request.encode()}))
-        command = ["python3", "-m", "lab.cluster.agent", "--ops", f"/{path}"]
-    code, output = container.exec_run(command)
+    path = f"lab-agent/ops-{os.getpid()}-{time.monotonic_ns()}.json"
+    container.put_archive("/", tar_files({path: json.dumps(ops).encode()}))
+    code, output = container.exec_run(["python3", "-m", "lab.cluster.agent", "--ops", f"/{path}"])
     text = (output or b"").decode(errors="replace").strip()
     try:
         result: dict[str, Any] = json.loads(text.splitlines()[-1])
