@@ -16,12 +16,20 @@ by lab, none is parsed by a shell. Each operation is one of
   machine's (``unshare --net sleep infinity``): the switch where the LAN bridges go;
 - ``{"op": "write", "pid": N, "path": P, "text": T}``: replace the contents of file P as process N
   sees it (through ``/proc/N/root``, so the file a container had bind-mounted stays in place);
+- ``{"op": "on-stop", "ops": [...]}``: keep ``ops`` for the agent's main process to carry out when
+  the engine stops the container (``lab down``: the lab's VXLAN devices and firewall chain go as
+  its agent goes, with no exec of its own);
 - ``{"op": "probe", "address": A, "name": N, "vni": V}``: report the interface holding the underlay
   address A and its MTU, and whether this kernel makes VXLAN devices (it makes device N, VNI V, and
   deletes it again; each probe names its own, so two labs coming up at once do not collide).
 
 It reads ``/lab-agent/ops.json`` (or ``--ops FILE``) and prints one JSON object on stdout: ``{"ok": bool,
 "done": n, "error": text, "probe": {...}}``. Standard library only.
+
+``serve [--switch]`` is the agent container's main process: idle until the engine stops it, then
+it carries out the ``on-stop`` operations and exits 0 (1 if one failed, 3 if it was given none),
+so ``down`` knows from the exit code alone whether the machine is unwired. With ``--switch`` it
+starts the machine's switch (see ``switch`` above) as its child.
 """
 
 from __future__ import annotations
@@ -29,12 +37,15 @@ from __future__ import annotations
 import ctypes
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
 from typing import Any
 
 OPS_FILE = "/lab-agent/ops.json"
+ON_STOP_FILE = "/lab-agent/on-stop.json"
+NOTHING_TO_UNDO = 3  # serve's exit code when no on-stop operations were given
 CLONE_NEWNS = 0x00020000
 
 
@@ -103,6 +114,36 @@ def probe(address: str, name: str, vni: int) -> dict[str, Any]:
     return found
 
 
+def keep_on_stop(ops: list[dict[str, Any]]) -> None:
+    """Keep ``ops`` for :func:`serve`: in a file of the container (an exec's mounts are its own; files are shared)."""
+    os.makedirs(os.path.dirname(ON_STOP_FILE), exist_ok=True)
+    with open(ON_STOP_FILE + ".new", "w") as f:
+        json.dump(ops, f)
+    os.replace(ON_STOP_FILE + ".new", ON_STOP_FILE)
+
+
+def serve(with_switch: bool) -> int:
+    """Wait for SIGTERM (``docker stop``), then carry out the kept on-stop operations; the exit code says how."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
+    switch_child = subprocess.Popen(["unshare", "--net", "sleep", "infinity"]) if with_switch else None
+    signal.sigwait({signal.SIGTERM, signal.SIGINT})
+    if switch_child is not None:  # the switch's namespace, and the LAN bridges and VXLAN ports in it, go
+        switch_child.kill()
+        switch_child.wait()
+    try:
+        with open(ON_STOP_FILE) as f:
+            ops = json.load(f)
+    except FileNotFoundError:
+        return NOTHING_TO_UNDO
+    try:
+        for op in ops:
+            run(op)
+    except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
+        print(f"on stop: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def writable_proc_sys() -> None:
     """A container's /proc/sys is read-only; a proc of our own, in a mount namespace of our own, is not.
 
@@ -129,6 +170,8 @@ def main(argv: list[str] | None = None) -> int:
     writable /proc/sys: how lab runs a fault's command or a capture in a node of this machine.
     """
     args = sys.argv[1:] if argv is None else argv
+    if args[:1] == ["serve"]:
+        return serve(with_switch="--switch" in args[1:])
     if args[:1] == ["run"]:
         program = args[2:] if args[1:2] == ["--"] else args[1:]
         writable_proc_sys()
@@ -148,6 +191,8 @@ def main(argv: list[str] | None = None) -> int:
                 result["switch"] = switch(int(op["parent"]))
             elif op["op"] == "write":
                 write(int(op["pid"]), str(op["path"]), str(op["text"]))
+            elif op["op"] == "on-stop":
+                keep_on_stop(list(op["ops"]))
             elif op["op"] == "probe":
                 result["probe"] = probe(str(op["address"]), str(op["name"]), int(op["vni"]))
             else:

@@ -4,6 +4,10 @@ A lab keeps one per machine for its life (wiring, faults, captures); a throwaway
 a probe before a lab exists, or undoes a killed ``up``'s devices. Both have the machine's
 network and PIDs and only the capabilities the plumbing needs.
 
+The agent's main process (``agent serve``) idles until the engine stops it, and then undoes the
+machine's part of the wiring that ``up`` gave it to keep (the ``on-stop`` operation): ``down``
+stops the agent like any container, with no exec, and no Python started, on a busy engine.
+
 The lab's agent also holds the machine's switch: beside its main process it runs ``unshare
 --net sleep infinity``, whose network namespace (empty but for ``lo``) is where the machine's
 LAN bridges go. (Not the main process itself: ``docker exec`` joins the main process's
@@ -24,13 +28,17 @@ from lab.errors import EnvironmentProblem
 AGENT_CAPABILITIES = ["NET_ADMIN", "SYS_ADMIN", "SYS_PTRACE"]
 
 
-def start_agent(engine: Engine, image: str, name: str, labels: dict[str, str], switch: bool = False) -> Any:
-    """The machine's agent container: the host's network and PIDs, idle until lab asks it something.
+def start_agent(engine: Engine, image: str, name: str, labels: dict[str, str], switch: bool = False,
+                throwaway: bool = False) -> Any:
+    """The machine's agent container: the host's network and PIDs, idle until lab asks it something or stops it.
 
     With ``switch``, a child of its main process sits in a network namespace of its own: the
-    machine's switch (:func:`switch_pid` finds it).
+    machine's switch (:func:`switch_pid` finds it). A ``throwaway`` agent's main process is a bare
+    ``sleep``: it may run an older lab's image (``down`` of a lab that an older ``lab`` made),
+    which has no ``serve``.
     """
-    command = ["sh", "-c", "unshare --net sleep infinity & exec sleep infinity"] if switch else ["sleep", "infinity"]
+    command = (["sleep", "infinity"] if throwaway else
+               ["python3", "-m", "lab.cluster.agent", "serve", *(["--switch"] if switch else [])])
     return engine.client.containers.run(
         image, command, name=name, labels=labels, network_mode="host", pid_mode="host",
         cap_add=AGENT_CAPABILITIES, detach=True)
@@ -65,7 +73,7 @@ def switch_pid(container: Any, machine: str) -> int:
 def run_agent(engine: Engine, image: str, ops: list[dict[str, Any]], name: str, labels: dict[str, str]
               ) -> dict[str, Any]:
     """A throwaway agent on ``engine``'s machine for ``ops`` (a probe before a lab exists, a teardown)."""
-    container = start_agent(engine, image, name, labels)
+    container = start_agent(engine, image, name, labels, throwaway=True)
     try:
         return agent_ops(container, engine.machine, ops)
     finally:

@@ -8,7 +8,7 @@ from typing import Any
 
 from lab import names
 from lab.cluster import wiring
-from lab.cluster.agents import agent_ops, run_agent
+from lab.cluster.agents import run_agent
 from lab.cluster.engines import Engine, manager, try_connect_all
 from lab.cluster.images import ensure_image, local_tag
 from lab.cluster.model import Cluster, cluster_from_record
@@ -21,9 +21,9 @@ from lab.state import Journal
 def teardown(lab: str, journal: Journal) -> Teardown:
     """Remove what the journal names on every machine that answers; keep the journal for those that do not.
 
-    Every machine at once: its VXLAN devices and firewall chain, undone by the lab's own agent (a
-    throwaway one if up was killed before it existed), and every container labelled as the lab's;
-    then the services, through the manager.
+    Every machine at once: its VXLAN devices and firewall chain, undone by the lab's own agent as
+    it stops (a throwaway one if it cannot), and every container labelled as the lab's; then the
+    services, through the manager.
     """
     report = Teardown(lab)
     entries = journal.entries()
@@ -113,7 +113,11 @@ def _sweep_late_tasks(lead: Engine, engines: dict[str, Engine], lab: str, servic
 
 def _clear_machine(lab: str, entries: list[dict[str, Any]], machine: str, engine: Engine
                    ) -> tuple[list[str], list[str]]:
-    """One machine's part of ``down``: unwire, then remove the lab's containers; (removed, skipped).
+    """One machine's part of ``down``: the lab's containers removed, its agent stopped first; (removed, skipped).
+
+    The agent undoes the machine's wiring as it stops; if it is not running, or its exit code says
+    it did not (an agent of an older lab, an ``up`` killed before the agent kept anything), a
+    throwaway agent does.
 
     Containers are listed with the engine's plain list call (``api.containers``), which reads no
     container one by one: the Swarm is removing some of them meanwhile.
@@ -128,24 +132,20 @@ def _clear_machine(lab: str, entries: list[dict[str, Any]], machine: str, engine
     vxlans = [e["name"] for e in entries if e["kind"] == "vxlan" and e["machine"] == machine]
     chain = next((e["name"] for e in entries if e["kind"] == "firewall" and e["machine"] == machine), None)
     agent = next((c for c in ours if f"/{names.PREFIX}{lab}._agent.{machine}" in c["Names"]), None)
+    throwaway = f"{names.PREFIX}{lab}._unwire.{machine}"
+    stale = [c for c in ours if f"/{throwaway}" in c["Names"]]  # an earlier down's, killed while it ran
 
     def unwire() -> None:
-        """The VXLAN devices still in the machine's namespace and the firewall chain, by the lab's agent."""
-        if not (vxlans or chain):
-            return
+        """The VXLAN devices still in the machine's namespace and the firewall chain, by a throwaway agent."""
         ops = wiring.unwire(vxlans, chain)
         try:
-            if agent is not None and agent["State"] == "running":
-                agent_ops(engine.client.containers.get(agent["Id"]), machine, ops)
-            else:
-                image = str(entries[0].get("agent") or local_tag("agent"))  # the image up ran on every machine
-                ensure_image(engine, image, cluster_from_record(entries[0]["cluster"]).registry)
-                run_agent(engine, image, ops, f"{names.PREFIX}{lab}._unwire.{machine}", labels_for(lab))
+            image = str(entries[0].get("agent") or local_tag("agent"))  # the image up ran on every machine
+            ensure_image(engine, image, cluster_from_record(entries[0]["cluster"]).registry)
+            run_agent(engine, image, ops, throwaway, labels_for(lab))
         except (EnvironmentProblem, docker.errors.APIError) as exc:
             skipped.append(f"machine {machine}: could not undo its VXLAN devices and firewall: {exc}")
         else:
-            removed.extend([f"vxlan {v} on {machine}" for v in vxlans]
-                           + ([f"firewall {chain} on {machine}"] if chain else []))
+            removed.extend(undone)
 
     def remove(c: dict[str, Any]) -> tuple[str, str | None]:
         name = c["Names"][0].lstrip("/") if c.get("Names") else c["Id"][:12]
@@ -158,21 +158,40 @@ def _clear_machine(lab: str, entries: list[dict[str, Any]], machine: str, engine
                 return name, f"could not remove it: {exc.explanation or exc}"
         return name, None
 
-    def unwire_then_remove_agent() -> list[tuple[str, str | None]]:
-        unwire()
-        return [remove(agent)] if agent is not None else []
+    def retire_agent() -> list[tuple[str, str | None]]:
+        """Stop the agent, which undoes the wiring as it goes (exit 0, see agent.serve); else a throwaway one does."""
+        gone = [remove(c) for c in stale]  # first: the throwaway below takes its name
+        if agent is not None and agent["State"] == "running" and _stop(api, agent["Id"]) == 0:
+            removed.extend(undone)
+        elif vxlans or chain:
+            unwire()
+        return gone + ([remove(agent)] if agent is not None else [])
 
+    undone = [f"vxlan {v} on {machine}" for v in vxlans] + ([f"firewall {chain} on {machine}"] if chain else [])
     with ThreadPoolExecutor(max_workers=8) as pool:
-        # the agent undoes the wiring, then goes too, while every other container is removed
-        undone = pool.submit(unwire_then_remove_agent)
-        results = list(pool.map(remove, [c for c in ours if c is not agent]))
-        results += undone.result()
+        retiring = pool.submit(retire_agent)
+        results = list(pool.map(remove, [c for c in ours if c is not agent and c not in stale]))
+        results += retiring.result()
     for name, problem in results:
         if problem:
             skipped.append(f"container {name} on {machine}: {problem}")
         else:
             removed.append(f"container {name} on {machine}")
     return removed, skipped
+
+
+AGENT_STOP_TIMEOUT = 10  # seconds the agent has to undo its machine's wiring before the engine kills it
+
+
+def _stop(api: Any, container_id: str) -> int | None:
+    """Stop a container (SIGTERM, then SIGKILL after AGENT_STOP_TIMEOUT); its exit code, None if unknown."""
+    import docker.errors
+
+    try:
+        api.stop(container_id, timeout=AGENT_STOP_TIMEOUT)
+        return int(api.inspect_container(container_id)["State"]["ExitCode"])
+    except (docker.errors.APIError, KeyError, TypeError, ValueError):
+        return None
 
 
 def clean_orphans(cluster: Cluster) -> Teardown:

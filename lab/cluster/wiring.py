@@ -217,12 +217,14 @@ def plan_wiring(plan: Plan, placement: dict[str, str], pids: dict[str, int], swi
                            ("/etc/resolv.conf", plan.resolv_files.get(netns, NO_RESOLVER))):
             wiring.add(machine, {"op": "write", "pid": pids[node], "path": path, "text": text})
 
-    # 7. The VXLAN port answers the cluster's own machines only.
+    # 7. The VXLAN port answers the cluster's own machines only. First of all, the agent keeps what
+    #    undoes both, so that it undoes them as it stops, even after an up killed halfway through.
     for machine in sorted(wiring.vxlans):
         chain = firewall_chain(lab)
         wiring.firewalls[machine] = chain
         others = sorted(a for m, a in machines.address.items() if m != machine)
-        wiring.ops[machine][:0] = firewall_up(chain, others)
+        wiring.ops[machine][:0] = [{"op": "on-stop", "ops": unwire(wiring.vxlans[machine], chain)},
+                                   *firewall_up(chain, others)]
     return wiring
 
 
@@ -270,7 +272,9 @@ def firewall_up(chain: str, sources: list[str]) -> list[dict[str, Any]]:
 
 
 def unwire(vxlans: list[str], chain: str | None) -> list[dict[str, Any]]:
-    """What ``down`` asks a machine's agent: VXLAN devices still in its own namespace, and the firewall chain.
+    """What undoes a machine's wiring: VXLAN devices still in its own namespace, and the firewall chain.
+
+    The lab's agent keeps it and carries it out as it stops; a throwaway agent does, if the lab's cannot.
 
     Devices that were moved into a node went with its container; deleting a missing one is no error.
     """

@@ -345,6 +345,33 @@ def test_down_with_a_machine_frozen_finishes_once_it_answers(cluster_file: Path,
     nothing_of(name)
 
 
+@pytest.mark.parametrize("agent_end", ["killed", "running"])
+def test_down_undoes_the_wiring_whether_the_agent_can_or_not(cluster_file: Path, tmp_path: Path, agent_end: str,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """The lab's agent undoes its machine's VXLAN devices and firewall as ``down`` stops it; an agent
+    killed beforehand cannot, and a throwaway one does it instead."""
+    name = f"clu-agent-{agent_end[:4]}"
+    topology = tmp_path / "t.yaml"
+    topology.write_text((ROOT / "topologies" / "book-lan.yaml").read_text().replace("name: book-lan", f"name: {name}"))
+    assert main(["up", "-q", str(topology), "--cluster", str(cluster_file), "--spread"]) == 0
+    machines = {s["machine"] for s in state.read_lab_info(name)["nodes"].values()}
+    assert len(machines) > 1
+    for machine in machines:
+        assert firewall_chain(name) in in_machine_ns(machine, "iptables", "-S"), machine
+    if agent_end == "killed":
+        victim = sorted(machines - {"m1"})[0]
+        on_machine(victim, "kill", f"lab-{name}._agent.{victim}")
+    else:  # every agent undoes its own machine's part: no throwaway is needed
+        from lab.cluster import teardown
+
+        def no_throwaway(*args: object, **kwargs: object) -> None:
+            raise AssertionError("a throwaway agent was started, though the lab's agents were running")
+
+        monkeypatch.setattr(teardown, "run_agent", no_throwaway)
+    assert main(["down", name]) == 0
+    nothing_of(name)  # no container, no VXLAN device, no firewall chain of it anywhere
+
+
 def test_down_leaves_nothing_on_any_machine(lab: dict, capsys: pytest.CaptureFixture[str]) -> None:
     assert apart("down", LAB).returncode == 0
     assert on_machine("m1", "service", "ls", "-q") == ""

@@ -229,11 +229,22 @@ def test_a_lan_over_three_machines_is_firewalled_on_each(plan: Plan) -> None:
     for machine in ("m1", "m2", "m3"):
         others = sorted(a for m, a in ADDRESS.items() if m != machine)
         expected = firewall(chain, others)
-        ops = wiring.ops[machine]
-        assert argvs(ops[:len(expected)]) == expected  # first of all that machine does
+        keep, *ops = wiring.ops[machine]
+        # first of all, the agent keeps what undoes the machine's wiring as it stops
+        assert keep == {"op": "on-stop", "ops": unwire(wiring.vxlans[machine], chain)}
+        assert argvs(ops[:len(expected)]) == expected  # then the firewall, before anything else
         assert ops[0]["ok"] == [0, 1]  # the chain may be there already
         assert ops[len(expected) - 2]["argv"][-2:] == ["-j", "DROP"]
         assert sum(1 for argv in argvs(ops) if argv[0] == "iptables") == len(expected)
+
+
+def test_what_the_agent_keeps_undoes_the_devices_and_the_firewall_whatever_is_left() -> None:
+    ops = unwire(["lvx00abcd"], "LABVX-0123456789")
+    assert argvs(ops) == [["ip", "link", "del", "lvx00abcd"],
+                          ["iptables", "-w", "-D", "INPUT", "-p", "udp", "--dport", str(VXLAN_PORT), "-j",
+                           "LABVX-0123456789"],
+                          ["iptables", "-w", "-F", "LABVX-0123456789"], ["iptables", "-w", "-X", "LABVX-0123456789"]]
+    assert all(0 in op["ok"] and 1 in op["ok"] for op in ops)  # a device or chain already gone is no error
 
 
 # --- a point-to-point link across two machines -------------------------------------------------
@@ -280,8 +291,8 @@ def test_a_link_across_machines_is_firewalled_on_both_sides_only(plan: Plan) -> 
     wiring = wire(plan, LINK_SPLIT)
     chain = firewall_chain(LAB)
     assert wiring.firewalls == {"m1": chain, "m2": chain}
-    assert argvs(wiring.ops["m1"][:6]) == firewall(chain, ["10.9.0.2", "10.9.0.3"])
-    assert argvs(wiring.ops["m2"][:6]) == firewall(chain, ["10.9.0.1", "10.9.0.3"])
+    assert argvs(wiring.ops["m1"][1:7]) == firewall(chain, ["10.9.0.2", "10.9.0.3"])
+    assert argvs(wiring.ops["m2"][1:7]) == firewall(chain, ["10.9.0.1", "10.9.0.3"])
 
 
 # --- inside each node -----------------------------------------------------------------------------
