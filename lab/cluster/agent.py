@@ -11,9 +11,6 @@ by lab, none is parsed by a shell. Each operation is one of
   still so after ``retry`` seconds of trying again (default 0), stops the agent;
 - ``{"op": "seal", "pid": N}``: delete every interface but ``lo`` in process N's network
   namespace (what the engine gave a task that lab did not make);
-- ``{"op": "switch", "parent": N}``: report (as ``"switch"``) the PID of the child of process N,
-  the agent container's main process, that sits in a network namespace other than the
-  machine's (``unshare --net sleep infinity``): the switch where the LAN bridges go;
 - ``{"op": "write", "pid": N, "path": P, "text": T}``: replace the contents of file P as process N
   sees it (through ``/proc/N/root``, so the file a container had bind-mounted stays in place);
 - ``{"op": "on-stop", "ops": [...]}``: keep ``ops`` for the agent's main process to carry out when
@@ -29,7 +26,9 @@ It reads ``/lab-agent/ops.json`` (or ``--ops FILE``) and prints one JSON object 
 ``serve [--switch]`` is the agent container's main process: idle until the engine stops it, then
 it carries out the ``on-stop`` operations and exits 0 (1 if one failed, 3 if it was given none),
 so ``down`` knows from the exit code alone whether the machine is unwired. With ``--switch`` it
-starts the machine's switch (see ``switch`` above) as its child.
+starts the machine's switch as its child: ``unshare --net sleep infinity``, a network namespace
+of its own where the LAN bridges go; it prints ``{"switch": PID}`` once the child is in it, and
+lab reads that from the container's log.
 """
 
 from __future__ import annotations
@@ -126,6 +125,8 @@ def serve(with_switch: bool) -> int:
     """Wait for SIGTERM (``docker stop``), then carry out the kept on-stop operations; the exit code says how."""
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
     switch_child = subprocess.Popen(["unshare", "--net", "sleep", "infinity"]) if with_switch else None
+    if switch_child is not None:  # its PID, once it is in its own namespace: lab reads it from the logs
+        print(json.dumps({"switch": switch(os.getpid())}), flush=True)
     signal.sigwait({signal.SIGTERM, signal.SIGINT})
     if switch_child is not None:  # the switch's namespace, and the LAN bridges and VXLAN ports in it, go
         switch_child.kill()
@@ -187,8 +188,6 @@ def main(argv: list[str] | None = None) -> int:
                 run(op)
             elif op["op"] == "seal":
                 seal(int(op["pid"]))
-            elif op["op"] == "switch":
-                result["switch"] = switch(int(op["parent"]))
             elif op["op"] == "write":
                 write(int(op["pid"]), str(op["path"]), str(op["text"]))
             elif op["op"] == "on-stop":

@@ -63,11 +63,28 @@ def agent_ops(container: Any, machine: str, ops: list[dict[str, Any]]) -> dict[s
     return result
 
 
+SWITCH_TIMEOUT = 20.0  # seconds for an agent's main process to report its switch
+
+
 def switch_pid(container: Any, machine: str) -> int:
-    """The PID of the switch an agent started with ``switch=True`` holds (asked of the agent itself)."""
-    container.reload()
-    result = agent_ops(container, machine, [{"op": "switch", "parent": int(container.attrs["State"]["Pid"])}])
-    return int(result["switch"])
+    """The PID of the switch an agent started with ``switch=True`` holds, as its main process logs it.
+
+    Read from the log rather than asked by an exec: no second process started on a busy engine.
+    """
+    deadline = time.monotonic() + SWITCH_TIMEOUT
+    while True:
+        for line in container.logs(stdout=True, stderr=False).decode(errors="replace").splitlines():
+            if line.startswith('{"switch"'):
+                return int(json.loads(line)["switch"])
+        container.reload()
+        if container.status not in ("created", "running"):
+            raise EnvironmentProblem(f"machine {machine}: the wiring agent ended before it held a switch "
+                                     f"({container.status}): "
+                                     f"{container.logs(stderr=True).decode(errors='replace').strip()[-300:]}")
+        if time.monotonic() > deadline:
+            raise EnvironmentProblem(f"machine {machine}: the wiring agent held no switch after "
+                                     f"{SWITCH_TIMEOUT:.0f} s")
+        time.sleep(0.02)
 
 
 def run_agent(engine: Engine, image: str, ops: list[dict[str, Any]], name: str, labels: dict[str, str]
