@@ -9,7 +9,8 @@ It makes its own simulated cluster (``lab cluster local up 3``), removes it at t
   on this machine's own engine (``lab up`` without ``--cluster``): the ratio is the figure;
 - TCP throughput between two nodes whose link crosses machines (VXLAN), against the same pair
   on one machine of the cluster (a veth): iperf (the machine's, in the nodes' namespaces: the local
-  cluster shares this kernel), with lab's capture-faithful settings and with offloads on;
+  cluster shares this kernel), both pairs up at once and measured in turns, with lab's
+  capture-faithful settings and with offloads on;
 - the idle memory (RSS) of the cluster's own processes (dockerd, containerd), per machine.
 
 Every run is bounded: a fixed number of bytes, a fixed number of repeats, all inside the lab.
@@ -67,26 +68,39 @@ def up_down(text: str, cluster) -> tuple[float, float]:  # type: ignore[no-untyp
     return up, down
 
 
-def throughput(cluster, where: str) -> dict[str, float]:  # type: ignore[no-untyped-def]
-    """Mbit/s from a (on m1) to b (on ``where``): median of 3 bounded iperf runs of IPERF_SECONDS each,
-    first with lab's capture-faithful settings (gso_max_segs 1, no TX checksum offload, no GRO: every
-    frame as the wire carries it), then with the kernel's offloads back on."""
-    name = f"tp-{where}"
-    topo, smap = load_topology_text(PAIR.format(name=name, where=where), "pair.yaml")
-    cluster_deploy.up(topo, smap, cluster, None)
+def throughput(cluster, repeat: int) -> dict[str, dict[str, list[float]]]:  # type: ignore[no-untyped-def]
+    """Mbit/s from a (on m1) to b, for the pair on one machine (b on m1, a veth) and the pair across
+    machines (b on m2, VXLAN), both up at once and measured in turns (same, across, same, ...), so that
+    a drift of the machine's load touches both alike: ``repeat`` bounded iperf runs of IPERF_SECONDS
+    each, first with lab's capture-faithful settings (gso_max_segs 1, no TX checksum offload, no GRO:
+    every frame as the wire carries it), then with the kernel's offloads back on."""
+    pairs = {"same": "m1", "across": "m2"}
+    for where in pairs.values():
+        topo, smap = load_topology_text(PAIR.format(name=f"tp-{where}", where=where), "pair.yaml")
+        cluster_deploy.up(topo, smap, cluster, None)
     try:
-        info = state.read_lab_info(name)
-        pids = {n: str(info["nodes"][n]["pid"]) for n in ("a", "b")}  # the local cluster shares this kernel
-        figures = {"faithful": statistics.median(iperf(pids) for _ in range(3))}
-        for pid in pids.values():
-            subprocess.run(["nsenter", "-t", pid, "-n", "ip", "link", "set", "eth0", "gso_max_segs", "65535"],
-                           check=True)
-            subprocess.run(["nsenter", "-t", pid, "-n", "ethtool", "-K", "eth0", "tx", "on", "gro", "on"],
-                           capture_output=True)
-        figures["offloads on"] = statistics.median(iperf(pids) for _ in range(3))
+        pids = {}
+        for kind, where in pairs.items():
+            info = state.read_lab_info(f"tp-{where}")
+            pids[kind] = {n: str(info["nodes"][n]["pid"]) for n in ("a", "b")}  # the local cluster shares this kernel
+        figures: dict[str, dict[str, list[float]]] = {"faithful": {"same": [], "across": []}}
+        for _ in range(repeat):
+            for kind in pairs:
+                figures["faithful"][kind].append(iperf(pids[kind]))
+        for pair in pids.values():
+            for pid in pair.values():
+                subprocess.run(["nsenter", "-t", pid, "-n", "ip", "link", "set", "eth0", "gso_max_segs", "65535"],
+                               check=True)
+                subprocess.run(["nsenter", "-t", pid, "-n", "ethtool", "-K", "eth0", "tx", "on", "gro", "on"],
+                               capture_output=True)
+        figures["offloads on"] = {"same": [], "across": []}
+        for _ in range(repeat):
+            for kind in pairs:
+                figures["offloads on"][kind].append(iperf(pids[kind]))
         return figures
     finally:
-        deploy.down(name)
+        for where in pairs.values():
+            deploy.down(f"tp-{where}")
 
 
 def iperf(pids: dict[str, str]) -> float:
@@ -129,6 +143,7 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--nodes", type=int, default=30)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--iperf-repeat", type=int, default=5)
     args = ap.parse_args()
     local.down(CLUSTER)
     start = time.perf_counter()
@@ -144,8 +159,7 @@ def main() -> int:
         for _ in range(args.repeat):
             single.append(up_down(text, None))
             spread.append(up_down(text, cluster))
-        same = throughput(cluster, "m1")
-        cross = throughput(cluster, "m2")
+        tcp = throughput(cluster, args.iperf_repeat)
     finally:
         local.down(CLUSTER)
     up1, down1 = statistics.median(u for u, _ in single), statistics.median(d for _, d in single)
@@ -155,11 +169,13 @@ def main() -> int:
     print("|---|---|---|---|")
     print(f"| lab up | {up1:.2f} s | {up3:.2f} s | {up3 / up1:.2f}x |")
     print(f"| lab down | {down1:.2f} s | {down3:.2f} s | {down3 / down1:.2f}x |")
-    print(f"\n| TCP, iperf {IPERF_SECONDS} s, median of 3 | same machine (veth) | across machines (VXLAN) | ratio |")
+    print(f"\n| TCP, iperf {IPERF_SECONDS} s, median of {args.iperf_repeat} in turns (range) | same machine (veth) "
+          f"| across machines (VXLAN) | ratio |")
     print("|---|---|---|---|")
-    for setting in same:
-        print(f"| {setting} | {same[setting]:.0f} Mbit/s | {cross[setting]:.0f} Mbit/s | "
-              f"{cross[setting] / same[setting]:.2f} |")
+    for setting, runs in tcp.items():
+        same, across = statistics.median(runs["same"]), statistics.median(runs["across"])
+        print(f"| {setting} | {same:.0f} Mbit/s ({min(runs['same']):.0f}–{max(runs['same']):.0f}) | "
+              f"{across:.0f} Mbit/s ({min(runs['across']):.0f}–{max(runs['across']):.0f}) | {across / same:.2f} |")
     print("\n| machine | idle RSS of its engine (dockerd, containerd, helpers) |")
     print("|---|---|")
     for machine, mib in memory.items():

@@ -124,7 +124,7 @@ def up(topo: Topology, smap: SourceMap, cluster: Cluster, source_file: str | Non
             with ThreadPoolExecutor(max_workers=1) as helper:  # the machines' own containers meanwhile
                 made = helper.submit(_machine_containers, plan, engines, tags, journal)
                 try:
-                    placed = _start_nodes(plan, topo, lead, tags, journal, progress, spread)
+                    placed = _start_nodes(plan, topo, lead, tags, journal, progress, spread, sorted(engines))
                 finally:
                     machine_info = made.result()
             _wire(plan, placed, engines, machines, machine_info, journal, progress)
@@ -205,7 +205,7 @@ def pin_constraint(machine: str, node: dict[str, Any]) -> str:
 
 
 def _start_nodes(plan: Plan, topo: Topology, lead: Engine, tags: dict[str, str], journal: Journal, progress: Any,
-                 spread: bool) -> dict[str, Placed]:
+                 spread: bool, machines: list[str]) -> dict[str, Placed]:
     """A Swarm service per node; wait until the engine has placed and started every task."""
     swarm = swarm_nodes(lead)
     import docker.errors
@@ -216,10 +216,10 @@ def _start_nodes(plan: Plan, topo: Topology, lead: Engine, tags: dict[str, str],
     progress("starting nodes", 0, len(services))
     ids: dict[str, str] = {}  # service ID -> node (a name may still list the tasks of an older namesake)
 
-    def create(node: str) -> None:
+    def create(node: str, constraints: list[str] | None = None) -> None:
         spec = plan.nodes[node]
         pin = topo.nodes[node].machine
-        constraints = [pin_constraint(pin, swarm[pin])] if pin else []
+        constraints = [pin_constraint(pin, swarm[pin])] if pin else list(constraints or [])
         try:
             created = lead.client.services.create(
                 tags[image_of(plan, node)], name=services[node], hostname=node, labels=labels_for(plan.lab, node),
@@ -233,13 +233,17 @@ def _start_nodes(plan: Plan, topo: Topology, lead: Engine, tags: dict[str, str],
         ids[created.id] = node
 
     free = [n for n in services if not topo.nodes[n].machine]
+    machine_of_id = {n["ID"]: m for m, n in swarm.items()}
     with ThreadPoolExecutor(max_workers=8) as pool:
         # pinned nodes (and, without --spread, every node) at once: the engine places them as it likes
         list(pool.map(create, [n for n in services if not spread or n not in free]))
-    for node in free if spread else []:
-        create(node)
-        _wait_assigned(lead, node, next(i for i, n in ids.items() if n == node))
-    machine_of_id = {n["ID"]: m for m, n in swarm.items()}
+    if spread:  # one at a time, each among the machines holding the fewest of this lab's nodes so far
+        held = {m: sum(1 for n in services if topo.nodes[n].machine == m) for m in machines}
+        for node in free:
+            allowed = least_held(held)
+            create(node, [f"node.id!={swarm[m]['ID']}" for m in sorted(swarm) if m not in allowed])
+            service_id = next(i for i, n in ids.items() if n == node)
+            held[machine_of_id[_wait_assigned(lead, node, service_id)]] += 1
     placed: dict[str, Placed] = {}
     deadline = time.monotonic() + TASK_TIMEOUT
     while len(placed) < len(services):
@@ -266,18 +270,26 @@ def _start_nodes(plan: Plan, topo: Topology, lead: Engine, tags: dict[str, str],
     return placed
 
 
-def _wait_assigned(lead: Engine, node: str, service_id: str) -> None:
-    """Until the engine has chosen a machine for the service's task.
+def least_held(held: dict[str, int]) -> list[str]:
+    """The machines that hold the fewest of a lab's nodes so far: where ``--spread`` lets the next one go.
 
-    The Swarm scheduler balances a new task by the tasks each machine already has; services
-    created in a burst are placed before it counts the earlier ones, and pile up. With
-    ``--spread`` lab lets it see each placement before asking for the next: the engine still
-    chooses, it only chooses knowing what it chose before.
+    The Swarm scheduler balances each machine's load, every lab's tasks together, not one lab over
+    the machines: beside a busier lab, all of a small lab's nodes would go to the least loaded
+    machine, and services created in a burst are placed together. So ``--spread`` asks for one
+    node at a time, constrained to these machines, and waits for its placement: the engine still
+    chooses among them, knowing what it chose before.
     """
+    fewest = min(held.values())
+    return [m for m in sorted(held) if held[m] == fewest]
+
+
+def _wait_assigned(lead: Engine, node: str, service_id: str) -> str:
+    """The Swarm node ID the engine chose for the service's task, once it has."""
     deadline = time.monotonic() + TASK_TIMEOUT
     while time.monotonic() < deadline:
-        if any(t.get("NodeID") for t in lead.client.api.tasks(filters={"service": service_id})):
-            return
+        for task in lead.client.api.tasks(filters={"service": service_id}):
+            if task.get("NodeID"):
+                return str(task["NodeID"])
         time.sleep(0.01)
     raise EnvironmentProblem(f"node {node}: no machine was chosen for it in {TASK_TIMEOUT:.0f} s "
                              f"({_pending_reason(lead, service_id)})")

@@ -130,6 +130,36 @@ def test_spread_puts_nodes_on_every_machine(lab: dict) -> None:
     assert machines == {"m1", "m2", "m3"}, {n: s["machine"] for n, s in lab["nodes"].items()}
 
 
+BUSY = """name: clu-busy
+nodes:
+  b1: {machine: m1}
+  b2: {machine: m1}
+  b3: {machine: m2}
+  b4: {machine: m2}
+"""
+SMALL = """name: clu-small
+nodes: {s1: {}, s2: {}, s3: {}}
+"""
+
+
+def test_spread_goes_over_every_machine_beside_a_busier_lab(cluster_file: Path, tmp_path: Path) -> None:
+    """With two nodes each on m1 and m2 (another lab's), the Swarm would balance the machines' load and
+    put a small lab's first two nodes on m3; ``--spread`` still gives each of its three a machine."""
+    (tmp_path / "busy.yaml").write_text(BUSY)
+    (tmp_path / "small.yaml").write_text(SMALL)
+    assert main(["up", "-q", str(tmp_path / "busy.yaml"), "--cluster", str(cluster_file)]) == 0
+    try:
+        assert main(["up", "-q", str(tmp_path / "small.yaml"), "--cluster", str(cluster_file), "--spread"]) == 0
+        try:
+            machines = {n: s["machine"] for n, s in state.read_lab_info("clu-small")["nodes"].items()}
+            assert sorted(machines.values()) == ["m1", "m2", "m3"], machines
+        finally:
+            assert main(["down", "clu-small"]) == 0
+    finally:
+        assert main(["down", "clu-busy"]) == 0
+    nothing_of("clu-small")
+
+
 def test_the_web_case_works_across_machines(lab: dict) -> None:
     """kongming20 fetches through squid on ernest-laptop, which asks dnsmasq and reaches nginx behind the router."""
     r = run(lab, "kongming20", ["wget", "-S", "-O-", "--header", "Connection: close", URL])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lab.cluster.deploy import pin_constraint, service_name
+from lab.cluster.deploy import least_held, pin_constraint, service_name
 from lab.cluster.model import cluster_from_record, cluster_record, load_cluster
 
 
@@ -13,6 +13,12 @@ def test_a_pin_uses_the_label_that_names_the_machine_else_its_hostname() -> None
     assert pin_constraint("m2", labelled) == "node.labels.lab.machine==m2"
     by_hostname = {"Spec": {"Labels": {}}, "Description": {"Hostname": "m3"}}
     assert pin_constraint("m3", by_hostname) == "node.hostname==m3"
+
+
+def test_a_spread_round_goes_to_the_machines_holding_fewest_of_the_lab() -> None:
+    assert least_held({"m1": 0, "m2": 0, "m3": 0}) == ["m1", "m2", "m3"]
+    assert least_held({"m1": 2, "m2": 1, "m3": 1}) == ["m2", "m3"]
+    assert least_held({"m3": 0, "m1": 1}) == ["m3"]  # a node pinned to m1 counts: the next goes elsewhere
 
 
 def test_service_names_are_dns_components() -> None:
