@@ -15,7 +15,6 @@ from __future__ import annotations
 import copy
 import os
 import stat
-import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,9 +26,9 @@ from yaml.composer import Composer
 from yaml.constructor import SafeConstructor
 from yaml.resolver import Resolver
 
-import lab.topology.model as model
 from lab.errors import InputError, TopologyError
 from lab.topology.model import Topology
+from lab.topology.problems import explain, one_line, short
 from lab.topology.render import RenderError, render_with_lines
 from lab.topology.shipped import topology_file
 
@@ -149,7 +148,7 @@ def load_topology_text(
         try:
             text, smap.rendered_to_source = render_with_lines(text, variables or {})
         except RenderError as exc:
-            problem = f"{filename}:{exc.line or 1}: template error: {_one_line(exc.message)}"
+            problem = f"{filename}:{exc.line or 1}: template error: {one_line(exc.message)}"
             raise TopologyError([problem]) from None
     smap.text = text
     data, root_line = _parse_yaml(text, smap)
@@ -159,7 +158,7 @@ def load_topology_text(
     try:
         topo = Topology.model_validate(data)
     except ValidationError as exc:
-        raise TopologyError(_explain(exc, smap, data, Topology)) from None
+        raise TopologyError(explain(exc, smap, data, Topology)) from None
     check_topology(topo, smap)
     assign_addresses(topo, smap)
     return topo, smap
@@ -187,7 +186,7 @@ def load_model_file(path: str | Path, root: type[M], what: str) -> tuple[M, Sour
     try:
         return root.model_validate(data), smap
     except ValidationError as exc:
-        raise TopologyError(_explain(exc, smap, data, root)) from None
+        raise TopologyError(explain(exc, smap, data, root)) from None
 
 
 def _kind(value: Any) -> str:
@@ -283,14 +282,14 @@ def _parse_yaml(text: str, smap: SourceMap) -> tuple[Any, int]:
         problem = str(exc.problem or exc)
         if exc.context and mark is exc.context_mark:
             problem = f"{problem} ({exc.context})"
-        raise TopologyError([f"{smap.file}:{line}: YAML syntax error: {_one_line(problem)}"]) from None
+        raise TopologyError([f"{smap.file}:{line}: YAML syntax error: {one_line(problem)}"]) from None
     except yaml.reader.ReaderError as exc:
         line = smap.source_line(text[: exc.position].count("\n") + 1)
         char = exc.character if isinstance(exc.character, str) else chr(exc.character)
         raise TopologyError([f"{smap.file}:{line}: the file contains the control character {char!r}; "
                              "a topology is plain text"]) from None
     except yaml.YAMLError as exc:
-        raise TopologyError([f"{smap.file}:1: YAML error: {_one_line(str(exc))}"]) from None
+        raise TopologyError([f"{smap.file}:1: YAML error: {one_line(str(exc))}"]) from None
     except RecursionError:
         raise TopologyError([f"{smap.file}:1: {NESTED_TOO_DEEPLY}"]) from None
     finally:
@@ -330,7 +329,7 @@ class _Builder:
                     raise self.fail(key_node, "YAML merge keys ('<<') are not supported; write the keys out")
                 key = self.scalar(key_node)
                 if key in result:
-                    raise self.fail(key_node, f"duplicate key {_short(key)}")
+                    raise self.fail(key_node, f"duplicate key {short(key)}")
                 self.smap.lines[path + (key,)] = self.line(key_node)
                 result[key] = self.build(value_node, path + (key,), depth + 1)
             return result
@@ -349,138 +348,8 @@ class _Builder:
         try:
             return SafeConstructor.yaml_constructors[node.tag](self.scalars, node)
         except (ValueError, OverflowError, TypeError) as exc:  # 2024-13-45, an int of 5000 digits
-            reason = _one_line(str(exc)).split(";")[0]  # not Python's advice on sys.set_int_max_str_digits
+            reason = one_line(str(exc)).split(";")[0]  # not Python's advice on sys.set_int_max_str_digits
             kind = node.tag.replace(_TAG, "")
-            raise self.fail(node, f"{_short(node.value)} is not a valid {kind}: {reason}") from None
+            raise self.fail(node, f"{short(node.value)} is not a valid {kind}: {reason}") from None
         except yaml.constructor.ConstructorError as exc:
-            raise self.fail(node, _one_line(str(exc.problem))) from None
-
-
-# ----------------------------------------------------------------------------- pydantic errors → lines
-
-
-def _explain(exc: ValidationError, smap: SourceMap, data: Any, root: type[BaseModel]) -> list[str]:
-    """One line per problem: errors for the same field (the members of a union) are merged into one."""
-    by_path: dict[tuple[Any, ...], list[str]] = {}
-    shown_input: dict[tuple[Any, ...], str] = {}
-    for err in exc.errors():
-        loc = tuple(err["loc"])
-        path = _user_path(loc, data, err["type"])
-        if err["type"] == "extra_forbidden":
-            allowed = _allowed_keys(path[:-1], root)
-            hint = f"; expected one of: {', '.join(allowed)}" if allowed else ""
-            text = f"unknown key {_short(path[-1])}{hint}"
-        else:
-            text = _message(err)
-            value = err.get("input")
-            if err["type"] != "missing" and not isinstance(value, dict | list):
-                shown_input.setdefault(path, f" (got {_short(value)})")
-        messages = by_path.setdefault(path, [])
-        if text not in messages:
-            messages.append(text)
-    problems = []
-    for path, messages in by_path.items():
-        dotted = ".".join(_show_part(p) for p in path) or "(top)"
-        problems.append(f"{smap.where(path)}: {dotted}: {', or '.join(messages)}{shown_input.get(path, '')}")
-    return problems
-
-
-def _user_path(loc: tuple[Any, ...], data: Any, err_type: str) -> tuple[Any, ...]:
-    """The parts of pydantic's location that the user wrote (not union members or validator names)."""
-    path: list[Any] = []
-    current = data
-    for i, part in enumerate(loc):
-        if isinstance(current, dict) and part in current:
-            path.append(part)
-            current = current[part]
-        elif isinstance(current, list) and isinstance(part, int) and 0 <= part < len(current):
-            path.append(part)
-            current = current[part]
-        elif err_type == "missing" and i == len(loc) - 1:
-            path.append(part)
-    return tuple(path)
-
-
-def _show_part(part: Any) -> str:
-    """A key as the user wrote it, unless it would hide the message (a newline, a 300 kB key)."""
-    if isinstance(part, str) and part.isprintable() and part.strip() == part and 0 < len(part) <= 40:
-        return part
-    return str(part) if isinstance(part, int) else _short(part, 40)
-
-
-def _message(err: Any) -> str:
-    msg = str(err["msg"])
-    if err["type"] == "string_pattern_mismatch":
-        pattern = err.get("ctx", {}).get("pattern", "")
-        noun, words = _pattern_words(pattern)
-        return f"not a valid name (allowed: {words})" if noun == "name" else f"not valid (expected {words})"
-    if err["type"] == "missing":
-        return "required key is missing"
-    if err["type"] == "value_error" and msg.startswith("Value error, "):
-        msg = msg[len("Value error, "):]
-    return _one_line(msg[0].lower() + msg[1:] if msg else msg)
-
-
-def _pattern_words(pattern: str) -> tuple[str, str]:
-    """What a model's regular expression means, in words."""
-    words = {
-        model.LAB_NAME: ("name", "lower-case letters, digits and inner hyphens"),
-        model.NODE_NAME: ("name", "letters, digits and inner hyphens, starting with a letter"),
-        model.NETWORK_NAME: ("name", "lower-case letters, digits and '-', starting with a letter"),
-        model.IFNAME: ("name", "lower-case letters, digits, '_' and '-', starting with a letter"),
-        model.MACHINE_NAME: ("name", "lower-case letters, digits and '-', starting with a letter, at most 31"),
-        model.SYSCTL_KEY: ("value", "a sysctl key such as net.ipv4.ip_forward"),
-        r"^[A-Za-z0-9-]+:[a-z][a-z0-9_-]*$": ("value", "'node:interface', e.g. router:eth1"),
-        r"^[A-Za-z_][A-Za-z0-9_]*$": ("name", "letters, digits and '_', not starting with a digit"),
-        r"^[A-Za-z0-9.-]+$": ("name", "a host name: letters, digits, '.' and '-'"),
-        r"^([0-9a-f]{2}:){5}[0-9a-f]{2}$": ("value", "a MAC address in lower case, e.g. 02:00:00:00:00:01"),
-        r"^[ -~\t]*$": ("value", "one line of printable ASCII text"),
-        r"^[^\x00]*$": ("value", "text without NUL characters"),
-    }
-    if pattern in words:
-        return words[pattern]
-    if "sha256" in pattern:
-        return "value", "a Docker image reference, e.g. lab/host:latest"
-    return "value", f"text matching {pattern}"
-
-
-def _allowed_keys(parent: tuple[Any, ...], root: type[BaseModel]) -> list[str]:
-    """The keys the model accepts at ``parent`` (found by walking the model's type annotations)."""
-    current: Any = root
-    for part in parent:
-        if isinstance(current, type) and issubclass(current, BaseModel):
-            info = current.model_fields.get(part) if isinstance(part, str) else None
-            if info is None:
-                return []
-            current = _unwrap(info.annotation)
-        elif typing.get_origin(current) in (dict, list):
-            current = _unwrap(typing.get_args(current)[-1])
-        else:
-            return []
-    if isinstance(current, type) and issubclass(current, BaseModel):
-        return sorted(current.model_fields)
-    return []
-
-
-def _unwrap(annotation: Any) -> Any:
-    """``X | None`` → X; ``Annotated[X, ...]`` → X; a union with one model → that model."""
-    origin = typing.get_origin(annotation)
-    if origin is typing.Annotated:
-        return _unwrap(typing.get_args(annotation)[0])
-    if origin in (typing.Union, types.UnionType):
-        members = [_unwrap(a) for a in typing.get_args(annotation) if a is not type(None)]
-        models = [m for m in members if isinstance(m, type) and issubclass(m, BaseModel)]
-        if models:
-            return models[0]
-        return members[0] if len(members) == 1 else annotation
-    return annotation
-
-
-def _short(value: Any, limit: int = 60) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _one_line(text: str) -> str:
-    """Messages are one line: a newline inside one would pass for a second problem."""
-    return " ".join(text.split("\n")) if "\n" in text else text
+            raise self.fail(node, one_line(str(exc.problem))) from None

@@ -260,6 +260,14 @@ def test_an_empty_machines_mapping_is_refused(tmp_path: Path) -> None:
         f"{path}:2: machines: dictionary should have at least 1 item after validation, not 0"]
 
 
+def test_a_misspelt_required_key_is_one_problem(tmp_path: Path) -> None:
+    path = write(tmp_path / "c.yaml", """\
+        machines:
+          m1: {engin: unix:///var/run/docker.sock}
+        """)
+    assert problems_of(path) == [f"{path}:2: machines.m1.engin: unknown key 'engin'; did you mean 'engine'?"]
+
+
 def test_a_missing_machines_key_is_refused(tmp_path: Path) -> None:
     path = write(tmp_path / "c.yaml", """\
         # no machines here

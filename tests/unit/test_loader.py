@@ -41,9 +41,14 @@ def test_source_map_records_the_line_of_every_key() -> None:
 
 
 def test_unknown_key_names_its_line_and_the_keys_allowed() -> None:
-    (p,) = problems(LAN + "  a:\n    interfaces:\n      eth0:\n        network: lan\n        adress: 10.0.0.5/24\n")
-    assert p.startswith("t.yaml:9: nodes.a.interfaces.eth0.adress: unknown key 'adress'")
+    (p,) = problems(LAN + "  a:\n    interfaces:\n      eth0:\n        network: lan\n        colour: red\n")
+    assert p.startswith("t.yaml:9: nodes.a.interfaces.eth0.colour: unknown key 'colour'")
     assert "expected one of: address, address6, impair, mac, mtu, network" in p
+
+
+def test_a_misspelt_key_names_the_key_it_looks_like() -> None:
+    (p,) = problems(LAN + "  a:\n    interfaces:\n      eth0:\n        network: lan\n        adress: 10.0.0.5/24\n")
+    assert p == "t.yaml:9: nodes.a.interfaces.eth0.adress: unknown key 'adress'; did you mean 'address'?"
 
 
 def test_missing_key_points_at_its_parent() -> None:
