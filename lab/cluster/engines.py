@@ -73,14 +73,23 @@ def connect(cluster: Cluster, machine: str, timeout: float = CONNECT_TIMEOUT) ->
         info = client.info()
         client.api.timeout = OPERATION_TIMEOUT  # it answered: later calls (an image load) may take long
     except (docker.errors.DockerException, requests.exceptions.RequestException, OSError) as exc:
-        reason = (sshsocket.why_ssh_fails(spec.engine) if spec.scheme == "ssh" else None) \
-            or str(exc).split("\n")[0][:200]
+        reason = (sshsocket.why_ssh_fails(spec.engine) if spec.scheme == "ssh" else None) or why(exc)
         raise EngineUnreachable(f"{cluster.where(machine)}: machine {machine}: its engine {spec.engine} does not "
                                 f"answer ({reason})",
                                 f"{unreachable_fix(cluster, machine, place_named=True)}; "
                                 f"then: lab cluster doctor {cluster.path}"
                                 ) from None
     return Engine(machine, client, info)
+
+
+def why(exc: BaseException) -> str:
+    """The reason at the bottom of docker-py's and requests' wrapping: ``connection refused``, not their tuples."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, OSError) and cause.strerror:
+            return cause.strerror[0].lower() + cause.strerror[1:]
+        cause = cause.__cause__ or cause.__context__
+    return str(exc).split("\n")[0][:200]
 
 
 def _api_version(kwargs: dict[str, Any]) -> str:

@@ -366,3 +366,19 @@ def test_lab_runs_ssh_without_a_prompt_and_with_the_endpoints_user_and_port() ->
         "--", "10.0.0.2", "docker system dial-stdio"]
     assert ssh_argv(None, "m2", None, "true") == ["ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10",
                                                   "--", "m2", "true"]
+
+
+def test_an_engine_that_does_not_answer_is_told_by_the_reason_at_the_bottom() -> None:
+    """docker-py wraps requests, which wraps urllib3, which wraps the OSError: the line gives the OSError's words."""
+    from lab.cluster.engines import why
+
+    def wrapped(bottom: OSError) -> BaseException:
+        middle = ConnectionError(("Connection aborted.", bottom))
+        middle.__context__ = bottom
+        outer = RuntimeError(f"Error while fetching server API version: {middle}")
+        outer.__cause__ = middle
+        return outer
+
+    assert why(wrapped(FileNotFoundError(2, "No such file or directory"))) == "no such file or directory"
+    assert why(wrapped(ConnectionRefusedError(111, "Connection refused"))) == "connection refused"
+    assert why(RuntimeError("first line\nsecond")) == "first line"
