@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -11,6 +12,9 @@ from lab import state
 from lab.capture.tcpdump import Tcpdump
 from lab.cli.common import console, out
 from lab.net.faults import endpoint
+
+if TYPE_CHECKING:
+    from lab.capture.records import Packet
 
 
 def register(app: typer.Typer) -> None:
@@ -40,7 +44,11 @@ def register(app: typer.Typer) -> None:
             pass
         finally:
             dump.stop()
-        packets = read_pcap(write, dump.point)
-        out.print(f"{len(packets)} packets in {write}")
-        for p in packets[:20]:
-            out.print(p.summary())
+        show_packets(read_pcap(write, dump.point), write)
+
+
+def show_packets(packets: list[Packet], path: Path, first: int = 20) -> None:
+    """How many packets the capture holds, and the first of them as tcpdump would list them."""
+    out.print(f"{len(packets)} packets in {path}")
+    for p in packets[:first]:
+        out.print(p.summary(), markup=False)  # "options [nop,nop,TS …]" is text, not rich markup

@@ -107,7 +107,7 @@ def register(app: typer.Typer) -> None:
                 console.print(f"[dim]the pins fit {cluster_file}. Below is the one-machine plan; on the cluster "
                               "each node is a Swarm task, which the engine places at up unless it is pinned[/]")
             for line in make_plan(topo).describe():
-                out.print(line)
+                out.print(line, markup=False)
             return
         text = smap.text  # as rendered: `lab graph NAME` and experiments read back what was built
         if cluster_file is None:

@@ -156,6 +156,16 @@ def test_handshake_summary_matches_tcpdump(handshake: Path) -> None:
                                     "length 0")
 
 
+def test_lab_capture_lists_the_options_as_text(handshake: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``[nop,nop,TS val …]`` would be taken for rich markup and vanish ("options ,")."""
+    from lab.cli.capture import show_packets
+
+    show_packets(read_pcap(handshake, "a:eth0"), handshake)
+    shown = capsys.readouterr().out
+    assert "options [mss 1460,sackOK,TS val 100 ecr 0,nop,wscale 7]" in shown, shown
+    assert "options ," not in shown
+
+
 def test_misc_summaries_match_tcpdump(misc: Path) -> None:
     pk = read_pcap(misc, "a")
     reference = tcpdump_lines(misc)
