@@ -128,7 +128,7 @@ def _inspect_cluster_nodes(lab: str, info: dict[str, Any], result: dict[str, Any
         for ifname, iface in spec["interfaces"].items():
             link = links.get(ifname)
             node["interfaces"][ifname] = {
-                "state": (link.get("operstate") if link else "missing") or "?",
+                "state": ("up" if "UP" in link.get("flags", []) else "down") if link else "missing",  # as pyroute2's
                 "mac": link.get("address", "") if link else "",
                 "addresses": [f"{a['local']}/{a['prefixlen']}" for family in ("inet", "inet6")
                               for a in (link or {}).get("addr_info", [])
