@@ -88,11 +88,11 @@ def _images(machine: str, engine: Engine, wanted: list[str], pulled: bool) -> Ch
     if not wanted:
         summary = f"none built where lab runs yet: lab up builds them, and they are {how} as a lab needs them"
     elif not missing:
-        summary = f"all {len(wanted)} lab images built where lab runs"
+        summary = f"holds all {len(wanted)} lab images built where lab runs"
     elif len(missing) == len(wanted):
-        summary = f"none of the {len(wanted)} lab images yet; they are {how} when a lab needs them"
+        summary = f"holds none of the {len(wanted)} lab images yet; they are {how} when a lab needs them"
     else:
-        summary = (f"{len(wanted) - len(missing)} of the {len(wanted)} lab images; the others are {how} "
+        summary = (f"holds {len(wanted) - len(missing)} of the {len(wanted)} lab images; the others are {how} "
                    "when a lab needs them")
     return Check(f"{machine}: images", OK, summary)
 
