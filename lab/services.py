@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from lab import names
+from lab.dockerexec import exec_run
 from lab.errors import EnvironmentProblem, InputError
 
 if TYPE_CHECKING:
@@ -323,7 +324,7 @@ def start_daemon(container: Any, d: Daemon) -> None:
     if not container.put_archive("/", tar_files(d.files)):
         raise EnvironmentProblem(f"node {d.node}: could not copy the {d.what} files into its container")
     for argv in d.start:
-        code, output = container.exec_run(argv)
+        code, output = exec_run(container, argv, f"node {d.node}")
         if code != 0:
             text = (output or b"").decode(errors="replace").strip()
             if code in (126, 127) or "executable file not found" in text:
@@ -437,12 +438,13 @@ def ready_inside(container: Any, d: Daemon) -> None:
     """Raise OSError unless the daemon answers, asked from inside its own container (a node on another
     machine, whose namespace lab cannot enter): the DNS server answers ``dig``, the port listens."""
     if d.ready.kind == "dns":
-        code, _ = container.exec_run(["dig", "+time=1", "+tries=1", "-p", str(d.ready.port), f"@{d.ready.address}",
-                                      d.ready.query])
+        code, _ = exec_run(container, ["dig", "+time=1", "+tries=1", "-p", str(d.ready.port), f"@{d.ready.address}",
+                                      d.ready.query], f"node {d.node}")
         if code != 0:
             raise OSError(errno.ETIMEDOUT, f"no DNS answer from {d.ready.address}:{d.ready.port} yet")
         return
-    code, table = container.exec_run(["sh", "-c", "cat /proc/net/tcp && { cat /proc/net/tcp6 2>/dev/null || true; }"])
+    code, table = exec_run(container, ["sh", "-c", "cat /proc/net/tcp && { cat /proc/net/tcp6 2>/dev/null || true; }"],
+                           f"node {d.node}")
     if code != 0 or not listens((table or b"").decode(errors="replace"), d.ready.address, d.ready.port):
         raise OSError(errno.ECONNREFUSED, f"nothing listens on {d.ready.address}:{d.ready.port} yet")
 
@@ -473,7 +475,7 @@ def _save_logs(container: Any, d: Daemon, output: str) -> Path:
         parts.append(f"## output of its start command\n{output}\n")
     for log in d.logs:
         try:
-            code, data = container.exec_run(["tail", "-n", "200", log])
+            code, data = exec_run(container, ["tail", "-n", "200", log], f"node {d.node}")
             text = (data or b"").decode(errors="replace")
         except Exception as exc:  # the container may be gone; say so in the file rather than fail here
             code, text = 1, f"({type(exc).__name__}: {exc})"

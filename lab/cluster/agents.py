@@ -46,11 +46,13 @@ def start_agent(engine: Engine, image: str, name: str, labels: dict[str, str], s
 
 def agent_ops(container: Any, machine: str, ops: list[dict[str, Any]]) -> dict[str, Any]:
     """Have a machine's agent carry out ``ops``; its JSON result, or exit 3 with what failed."""
+    from lab.dockerexec import exec_run
     from lab.services import tar_files
 
     path = f"lab-agent/ops-{os.getpid()}-{time.monotonic_ns()}.json"
     container.put_archive("/", tar_files({path: json.dumps(ops).encode()}))
-    code, output = container.exec_run(["python3", "-m", "lab.cluster.agent", "--ops", f"/{path}"])
+    code, output = exec_run(container, ["python3", "-m", "lab.cluster.agent", "--ops", f"/{path}"],
+                            f"machine {machine}: the wiring agent")
     text = (output or b"").decode(errors="replace").strip()
     try:
         result: dict[str, Any] = json.loads(text.splitlines()[-1])
