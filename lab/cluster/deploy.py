@@ -237,13 +237,18 @@ def _start_nodes(plan: Plan, topo: Topology, lead: Engine, tags: dict[str, str],
     with ThreadPoolExecutor(max_workers=8) as pool:
         # pinned nodes (and, without --spread, every node) at once: the engine places them as it likes
         list(pool.map(create, [n for n in services if not spread or n not in free]))
-    if spread:  # one at a time, each among the machines holding the fewest of this lab's nodes so far
+    if spread:  # in rounds, each among the machines holding the fewest of this lab's nodes so far
         held = {m: sum(1 for n in services if topo.nodes[n].machine == m) for m in machines}
-        for node in free:
+        while free:
             allowed = least_held(held)
-            create(node, [f"node.id!={swarm[m]['ID']}" for m in sorted(swarm) if m not in allowed])
-            service_id = next(i for i, n in ids.items() if n == node)
-            held[machine_of_id[_wait_assigned(lead, node, service_id)]] += 1
+            size = len(allowed) if min(held.values()) > 0 else 1  # one at a time until every machine has one
+            batch, free = free[:size], free[size:]
+            avoid = [f"node.id!={swarm[m]['ID']}" for m in sorted(swarm) if m not in allowed]
+            with ThreadPoolExecutor(max_workers=8) as pool:
+                list(pool.map(create, batch, [avoid] * len(batch)))
+            for node in batch:
+                service_id = next(i for i, n in ids.items() if n == node)
+                held[machine_of_id[_wait_assigned(lead, node, service_id)]] += 1
     placed: dict[str, Placed] = {}
     deadline = time.monotonic() + TASK_TIMEOUT
     while len(placed) < len(services):
@@ -271,13 +276,15 @@ def _start_nodes(plan: Plan, topo: Topology, lead: Engine, tags: dict[str, str],
 
 
 def least_held(held: dict[str, int]) -> list[str]:
-    """The machines that hold the fewest of a lab's nodes so far: where ``--spread`` lets the next one go.
+    """The machines that hold the fewest of a lab's nodes so far: where ``--spread`` lets the next go.
 
     The Swarm scheduler balances each machine's load, every lab's tasks together, not one lab over
     the machines: beside a busier lab, all of a small lab's nodes would go to the least loaded
-    machine, and services created in a burst are placed together. So ``--spread`` asks for one
-    node at a time, constrained to these machines, and waits for its placement: the engine still
-    chooses among them, knowing what it chose before.
+    machine, and services created together are placed together. So ``--spread`` asks for one node
+    at a time until every machine holds one of the lab's (a small lab lands on as many machines as
+    it can), then for rounds of as many nodes as there are machines holding the fewest, each node
+    constrained to those machines; it waits for each round's placements before the next. The engine
+    still chooses among them; a round that piles onto one machine is evened out by the next rounds.
     """
     fewest = min(held.values())
     return [m for m in sorted(held) if held[m] == fewest]
