@@ -39,6 +39,7 @@ from lab.topology import load_topology_text  # noqa: E402
 
 CLUSTER = "bench"
 IPERF_SECONDS = 5
+PLACEMENTS: list[str] = []  # nodes per machine, for each spread up
 PAIR = """name: {name}
 nodes:
   a:
@@ -64,6 +65,9 @@ def up_down(text: str, cluster) -> tuple[float, float]:  # type: ignore[no-untyp
         up = timed(lambda: deploy.up(topo, smap.text, None))
     else:
         up = timed(lambda: cluster_deploy.up(topo, smap, cluster, None, spread=True))
+    if cluster is not None:  # where the engine put them
+        machines = [spec["machine"] for spec in state.read_lab_info(topo.name)["nodes"].values()]
+        PLACEMENTS.append("/".join(str(machines.count(m)) for m in sorted(set(machines))))
     down = timed(lambda: deploy.down(topo.name))
     return up, down
 
@@ -169,6 +173,7 @@ def main() -> int:
     print("|---|---|---|---|")
     print(f"| lab up | {up1:.2f} s | {up3:.2f} s | {up3 / up1:.2f}x |")
     print(f"| lab down | {down1:.2f} s | {down3:.2f} s | {down3 / down1:.2f}x |")
+    print(f"\nnodes per machine, each spread up: {', '.join(PLACEMENTS)}")
     print(f"\n| TCP, iperf {IPERF_SECONDS} s, median of {args.iperf_repeat} in turns (range) | same machine (veth) "
           f"| across machines (VXLAN) | ratio |")
     print("|---|---|---|---|")
