@@ -185,19 +185,25 @@ def register(app: typer.Typer) -> None:
     @app.command("ls")
     def list_labs(as_json: bool = typer.Option(False, "--json", help="JSON output.")) -> None:
         """The labs that are up."""
-        rows = []
+        rows: list[dict[str, Any]] = []
         for name in state.labs_with_state():
             try:
                 info = state.read_lab_info(name)
-                rows.append({"name": name, "nodes": len(info["nodes"]), "file": info.get("file"), "state": "up"})
+                cluster = (info.get("cluster") or {}).get("file")
+                machines = sorted({str(n.get("machine")) for n in info["nodes"].values()}) if cluster else None
+                rows.append({"name": name, "nodes": len(info["nodes"]), "file": info.get("file"), "state": "up",
+                             "cluster": cluster, "machines": machines})
             except InputError:
-                rows.append({"name": name, "nodes": None, "file": None, "state": "interrupted (run lab down)"})
+                rows.append({"name": name, "nodes": None, "file": None, "state": "interrupted (run lab down)",
+                             "cluster": None, "machines": None})
         if as_json:
             out.print_json(json.dumps(rows))
             return
-        table = Table("lab", "nodes", "state", "topology")
+        table = Table("lab", "nodes", "state", "where", "topology")
         for row in rows:
-            table.add_row(str(row["name"]), str(row["nodes"] or "-"), str(row["state"]), str(row["file"] or "-"))
+            where = f"{', '.join(row['machines'])} of {row['cluster']}" if row["cluster"] else "this machine"
+            table.add_row(str(row["name"]), str(row["nodes"] or "-"), str(row["state"]), where if row["nodes"] else "-",
+                          str(row["file"] or "-"))
         out.print(table if rows else "no lab is up")
 
     @app.command()

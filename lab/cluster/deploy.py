@@ -234,18 +234,16 @@ def _start_nodes(plan: Plan, topo: Topology, lead: Engine, tags: dict[str, str],
 
     free = [n for n in services if not topo.nodes[n].machine]
     machine_of_id = {n["ID"]: m for m, n in swarm.items()}
+    held = {m: sum(1 for n in services if topo.nodes[n].machine == m) for m in machines}
     with ThreadPoolExecutor(max_workers=8) as pool:
         # pinned nodes (and, without --spread, every node) at once: the engine places them as it likes
         list(pool.map(create, [n for n in services if not spread or n not in free]))
-    if spread:  # in rounds, each among the machines holding the fewest of this lab's nodes so far
-        held = {m: sum(1 for n in services if topo.nodes[n].machine == m) for m in machines}
-        while free:
+        while spread and free:  # in rounds, each among the machines holding the fewest of this lab's nodes
             allowed = least_held(held)
             size = len(allowed) if min(held.values()) > 0 else 1  # one at a time until every machine has one
             batch, free = free[:size], free[size:]
             avoid = [f"node.id!={swarm[m]['ID']}" for m in sorted(swarm) if m not in allowed]
-            with ThreadPoolExecutor(max_workers=8) as pool:
-                list(pool.map(create, batch, [avoid] * len(batch)))
+            list(pool.map(create, batch, [avoid] * len(batch)))
             for node in batch:
                 service_id = next(i for i, n in ids.items() if n == node)
                 held[machine_of_id[_wait_assigned(lead, node, service_id)]] += 1

@@ -265,3 +265,22 @@ def test_run_list_is_the_catalogue_and_runs_nothing(capsys: pytest.CaptureFixtur
     assert run(capsys, "experiments", "--json") == (0, listed, "")
     code, out, err = run(capsys, "run", "--list", "tcp-connect-timeout")
     assert code == 2 and "--list runs nothing" in err and len(err.strip().splitlines()) == 1
+
+
+def test_ls_says_where_each_lab_runs(state: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A lab on a cluster lists its machines and cluster file; a lab here says so (table and --json)."""
+    for name, info in {
+        "here": {"nodes": {"a": {}}, "file": "/t/here.yaml"},
+        "spread": {"nodes": {"a": {"machine": "m2"}, "b": {"machine": "m1"}, "c": {"machine": "m2"}},
+                   "file": "/t/spread.yaml", "cluster": {"file": "/c/cluster.yaml"}},
+    }.items():
+        (state / name).mkdir(parents=True)
+        (state / name / "journal.jsonl").write_text("")
+        (state / name / "lab.json").write_text(json.dumps({"name": name, **info}))
+    code, out, _ = run(capsys, "ls", "--json")
+    assert code == 0
+    rows = {r["name"]: r for r in json.loads(out)}
+    assert rows["spread"]["machines"] == ["m1", "m2"] and rows["spread"]["cluster"] == "/c/cluster.yaml"
+    assert rows["here"]["machines"] is None and rows["here"]["cluster"] is None
+    code, out, _ = run(capsys, "ls")
+    assert "m1, m2 of /c/cluster.yaml" in out and "this machine" in out
