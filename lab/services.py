@@ -326,7 +326,7 @@ def start_daemon(container: Any, d: Daemon) -> None:
     for argv in d.start:
         code, output = exec_run(container, argv, f"node {d.node}")
         if code != 0:
-            text = (output or b"").decode(errors="replace").strip()
+            text = output.decode(errors="replace").strip()
             if code in (126, 127) or "executable file not found" in text:
                 raise EnvironmentProblem(f"node {d.node}: its image has no {argv[0]}",
                                          f"use the lab image that runs it (image: {_image_for(d.what)})")
@@ -445,7 +445,7 @@ def ready_inside(container: Any, d: Daemon) -> None:
         return
     code, table = exec_run(container, ["sh", "-c", "cat /proc/net/tcp && { cat /proc/net/tcp6 2>/dev/null || true; }"],
                            f"node {d.node}")
-    if code != 0 or not listens((table or b"").decode(errors="replace"), d.ready.address, d.ready.port):
+    if code != 0 or not listens(table.decode(errors="replace"), d.ready.address, d.ready.port):
         raise OSError(errno.ECONNREFUSED, f"nothing listens on {d.ready.address}:{d.ready.port} yet")
 
 
@@ -476,7 +476,7 @@ def _save_logs(container: Any, d: Daemon, output: str) -> Path:
     for log in d.logs:
         try:
             code, data = exec_run(container, ["tail", "-n", "200", log], f"node {d.node}")
-            text = (data or b"").decode(errors="replace")
+            text = data.decode(errors="replace")
         except Exception as exc:  # the container may be gone; say so in the file rather than fail here
             code, text = 1, f"({type(exc).__name__}: {exc})"
         parts.append(f"## {log}\n{text if code == 0 else '(not readable: ' + text.strip() + ')'}\n")

@@ -53,7 +53,7 @@ def agent_ops(container: Any, machine: str, ops: list[dict[str, Any]]) -> dict[s
     container.put_archive("/", tar_files({path: json.dumps(ops).encode()}))
     code, output = exec_run(container, ["python3", "-m", "lab.cluster.agent", "--ops", f"/{path}"],
                             f"machine {machine}: the wiring agent")
-    text = (output or b"").decode(errors="replace").strip()
+    text = output.decode(errors="replace").strip()
     try:
         result: dict[str, Any] = json.loads(text.splitlines()[-1])
     except (IndexError, json.JSONDecodeError):
