@@ -20,10 +20,14 @@ if TYPE_CHECKING:
     from lab.topology.loader import SourceMap
 
 
+_MISSING = "required key is missing"
+
+
 def explain(exc: ValidationError, smap: SourceMap, data: Any, root: type[BaseModel]) -> list[str]:
     """One line per problem: errors for the same field (the members of a union) are merged into one."""
     by_path: dict[tuple[Any, ...], list[str]] = {}
     shown_input: dict[tuple[Any, ...], str] = {}
+    misspelt: set[tuple[Any, ...]] = set()  # the keys an unknown key looks like
     for err in exc.errors():
         loc = tuple(err["loc"])
         path = _user_path(loc, data, err["type"])
@@ -32,6 +36,7 @@ def explain(exc: ValidationError, smap: SourceMap, data: Any, root: type[BaseMod
             close = difflib.get_close_matches(str(path[-1]), allowed, n=1, cutoff=0.75)
             hint = (f"; did you mean {short(close[0])}?" if close
                     else f"; expected one of: {', '.join(allowed)}" if allowed else "")
+            misspelt.update(path[:-1] + (key,) for key in close)
             text = f"unknown key {short(path[-1])}{hint}"
         else:
             text = _message(err)
@@ -41,27 +46,14 @@ def explain(exc: ValidationError, smap: SourceMap, data: Any, root: type[BaseMod
         messages = by_path.setdefault(path, [])
         if text not in messages:
             messages.append(text)
-    for missing in _misspelt(exc, data):  # 'engin' for 'engine' is one mistake: the unknown key's line says it
-        by_path.pop(missing, None)
+    for path in misspelt:  # 'engin' for 'engine' is one mistake: the unknown key's line says it
+        if by_path.get(path) == [_MISSING]:
+            del by_path[path]
     problems = []
     for path, messages in by_path.items():
         dotted = ".".join(_show_part(p) for p in path) or "(top)"
         problems.append(f"{smap.where(path)}: {dotted}: {', or '.join(messages)}{shown_input.get(path, '')}")
     return problems
-
-
-def _misspelt(exc: ValidationError, data: Any) -> list[tuple[Any, ...]]:
-    """Required keys reported missing beside an unknown key that is a misspelling of them."""
-    unknown: list[tuple[Any, ...]] = []
-    missing: list[tuple[Any, ...]] = []
-    for err in exc.errors():
-        path = _user_path(tuple(err["loc"]), data, err["type"])
-        if path and isinstance(path[-1], str) and err["type"] == "extra_forbidden":
-            unknown.append(path)
-        elif path and isinstance(path[-1], str) and err["type"] == "missing":
-            missing.append(path)
-    return [m for m in missing
-            if difflib.get_close_matches(m[-1], [u[-1] for u in unknown if u[:-1] == m[:-1]], n=1, cutoff=0.75)]
 
 
 def _user_path(loc: tuple[Any, ...], data: Any, err_type: str) -> tuple[Any, ...]:
@@ -94,7 +86,7 @@ def _message(err: Any) -> str:
         noun, words = _pattern_words(pattern)
         return f"not a valid name (allowed: {words})" if noun == "name" else f"not valid (expected {words})"
     if err["type"] == "missing":
-        return "required key is missing"
+        return _MISSING
     if err["type"] == "value_error" and msg.startswith("Value error, "):
         msg = msg[len("Value error, "):]
     return one_line(msg[0].lower() + msg[1:] if msg else msg)
