@@ -87,20 +87,22 @@ def throughput(cluster, repeat: int) -> dict[str, dict[str, list[float]]]:  # ty
         for kind, where in pairs.items():
             info = state.read_lab_info(f"tp-{where}")
             pids[kind] = {n: str(info["nodes"][n]["pid"]) for n in ("a", "b")}  # the local cluster shares this kernel
-        figures: dict[str, dict[str, list[float]]] = {"faithful": {"same": [], "across": []}}
-        for _ in range(repeat):
-            for kind in pairs:
-                figures["faithful"][kind].append(iperf(pids[kind]))
+
+        def in_turns() -> dict[str, list[float]]:
+            runs: dict[str, list[float]] = {kind: [] for kind in pairs}
+            for _ in range(repeat):
+                for kind in pairs:
+                    runs[kind].append(iperf(pids[kind]))
+            return runs
+
+        figures = {"faithful": in_turns()}
         for pair in pids.values():
             for pid in pair.values():
                 subprocess.run(["nsenter", "-t", pid, "-n", "ip", "link", "set", "eth0", "gso_max_segs", "65535"],
                                check=True)
                 subprocess.run(["nsenter", "-t", pid, "-n", "ethtool", "-K", "eth0", "tx", "on", "gro", "on"],
                                capture_output=True)
-        figures["offloads on"] = {"same": [], "across": []}
-        for _ in range(repeat):
-            for kind in pairs:
-                figures["offloads on"][kind].append(iperf(pids[kind]))
+        figures["offloads on"] = in_turns()
         return figures
     finally:
         for where in pairs.values():
