@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lab import names, procs
+from lab import names, procs, stopat
 from lab.errors import EnvironmentProblem, InputError, LabError
 from lab.net import adverts, impair, links, netns, sysctl
 from lab.plan import NO_RESOLVER, Plan, make_plan, networks_record
@@ -53,6 +53,7 @@ def up(
     info, so later ``lab fault add`` impairments use the same one.
     """
     netns.require_root()
+    progress = stopat.stopping(progress)
     plan = make_plan(topo)
     emulator = impair.choose(emulator) if impair.of_topology(topo) or emulator else None
     with lab_lock(topo.name):

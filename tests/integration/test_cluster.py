@@ -106,7 +106,11 @@ def test_lab_needs_only_the_engines(lab: dict, tmp_path: Path) -> None:
     capture = subprocess.Popen(["unshare", "--pid", "--fork", "--mount-proc", sys.executable, "-m", "lab", "capture",
                                 "--lab", LAB, "web1:eth0", "-w", str(pcap), "-d", "4", "-f", "icmp"],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(2)
+    assert capture.stderr is not None
+    said = [capture.stderr.readline()]  # "capturing on" is printed once tcpdump listens: wait for it
+    while said[-1] and not said[-1].startswith("capturing on"):
+        said.append(capture.stderr.readline())
+    assert said[-1], "lab capture ended before it listened: " + "".join(said)
     assert apart("exec", "--lab", LAB, "kongming20", "--", "ping", "-c2", "-i", "0.2", "-W1", "web1").returncode == 0
     out, err = capture.communicate(timeout=60)
     assert capture.returncode == 0, err

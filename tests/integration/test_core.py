@@ -6,11 +6,10 @@ import json
 import os
 import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
+from barriers import in_namespace, lab_stopped_at
 
 from lab import deploy, state
 from lab.cli import main
@@ -183,21 +182,18 @@ nodes:
   h{{ i }}: {interfaces: {eth0: {network: lan}}}
 {% endfor %}
 """)
-    for delay in (0.05, 0.4, 0.8):
-        proc = subprocess.Popen([sys.executable, "-m", "lab", "up", "-q", str(topo_file)],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(delay)
+    # Before any namespace is made; halfway through them; veths made, no address yet (lab.stopat).
+    for point in ("namespaces:0", "namespaces:150", "links:1"):
+        proc = lab_stopped_at(point, ["up", "-q", str(topo_file)], tmp_path / point.replace(":", "-"))
         os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
+        assert proc.wait() == -signal.SIGKILL
         assert main(["down", "core-kill"]) == 0
         assert_gone("core-kill")
 
 
 def test_down_stops_a_process_left_running_in_the_lab(lab_factory):
     lab_factory(BOOK_LAN, name="core-stray")
-    stray = subprocess.Popen(["ip", "netns", "exec", "lab-core-stray.kongming20", "sleep", "300"],
-                             start_new_session=True)
-    time.sleep(0.3)
+    stray = in_namespace("lab-core-stray.kongming20", "sleep 300")
     report = deploy.down("core-stray")
     stray.wait(timeout=5)  # gone (without the scan it would sleep on, and this would time out)
     assert any("running in a namespace of the lab" in item for item in report.removed)
