@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import dpkt
 import pytest
 from pcapgen import MAC_A, MAC_B, arp_frame, dns_query, syn_options, tcp_frame, tcp_segment, udp_frame
@@ -189,9 +191,35 @@ def test_errno() -> None:
         expect.errno("", "ENOTANERRNO", 1)
 
 
-def test_a_claim_called_the_old_way_says_the_description_comes_first() -> None:
+def test_a_claim_called_the_old_way_with_no_packets_to_tell_it_says_the_description_comes_first() -> None:
+    """Only a list of packets first tells the old order apart; anything else keeps the plain refusal."""
     with pytest.raises(TypeError, match=r"expect.count\(\) takes its description first"):
-        expect.count([], 0, "no packets")  # type: ignore[arg-type]
+        expect.count(3, 0, "no packets")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"expect.exit_code\(\) takes its description first"):
+        expect.exit_code(0, 0, "exits 0")  # type: ignore[arg-type]
+
+
+def test_a_claim_called_packets_first_runs_as_before_with_one_warning(connect_timeout: list[Packet]) -> None:
+    """An experiment written from the guide of before December 2026 still runs: same verdicts, one warning each."""
+    syns = expect.syns(connect_timeout)[:4]
+    old_guide: Any = expect  # the old calls do not type-check against today's signatures: that is the point
+    steps = [("SYN", lambda p: True), ("another", lambda p: True)]
+    old_and_new = [
+        (lambda: old_guide.count(syns, 4, "four SYNs"), lambda: expect.count("four SYNs", syns, 4)),
+        (lambda: old_guide.count(syns, description="few", max=2), lambda: expect.count("few", syns, max=2)),
+        (lambda: old_guide.sequence(syns, steps), lambda: expect.sequence("", syns, steps)),
+        (lambda: old_guide.gaps_match(syns, [1, 2, 4], 0.1, description="doubling"),
+         lambda: expect.gaps_match("doubling", syns, [1, 2, 4], 0.1)),
+        (lambda: old_guide.every(syns, lambda p: p.tcp is not None, "TCP all"),
+         lambda: expect.every("TCP all", syns, lambda p: p.tcp is not None)),
+    ]
+    verdicts = []
+    for old, new in old_and_new:
+        with pytest.warns(expect.OldClaimOrder, match=r"call expect\.\w+\(description, \.\.\.\)") as caught:
+            verdicts.append(old())
+        assert len(caught) == 1
+        assert verdicts[-1] == new()
+    assert [v.verdict for v in verdicts] == ["pass", "fail", "pass", "pass", "pass"]
 
 
 def test_once_each_leaves_out_retransmissions_only(connect_timeout: list[Packet]) -> None:
