@@ -22,16 +22,15 @@ exception in the code computing a claim into an ``error`` verdict.
 from __future__ import annotations
 
 import errno as _errno
-import functools
-import inspect
 import os
 import re
-import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal, TypeVar, cast
+from typing import Any, Literal
 
 from lab.capture.records import ACK, RST, SYN, Packet
+from lab.experiments.claim_order import OldClaimOrder as OldClaimOrder  # re-exported: expect.OldClaimOrder
+from lab.experiments.claim_order import packets_first_accepted
 
 VerdictKind = Literal["pass", "fail", "error"]
 Predicate = Callable[[Packet], bool]
@@ -275,43 +274,6 @@ def gaps(items: Sequence[Packet | float]) -> list[float]:
 # ---------------------------------------------------------------- claims about packets
 
 
-class OldClaimOrder(DeprecationWarning):
-    """A claim called in its order of before December 2026: what was observed first, the description later."""
-
-
-warnings.filterwarnings("once", category=OldClaimOrder)  # shown once per claim, not hidden as deprecations are
-Claim = TypeVar("Claim", bound=Callable[..., Verdict])
-
-
-def _packets_first_accepted(old: Callable[..., None]) -> Callable[[Claim], Claim]:
-    """Let a claim also take its old order, ``old``'s parameters (packets first), with one OldClaimOrder warning.
-
-    Only where the old call cannot be mistaken for the new: its first argument is a list of packets
-    (or times), never a string. A call with strings only (``output_contains``) has no such tell, and
-    keeps :func:`_described`'s refusal.
-    """
-    old_signature = inspect.signature(old)
-
-    def accepting_old(claim: Claim) -> Claim:
-        @functools.wraps(claim)
-        def either(*args: Any, **kwargs: Any) -> Verdict:
-            if not args or isinstance(args[0], str) or not isinstance(args[0], Sequence):
-                return claim(*args, **kwargs)
-            try:
-                bound = old_signature.bind(*args, **kwargs)
-            except TypeError:
-                return claim(*args, **kwargs)  # neither order: the claim's own refusal says what it takes
-            bound.apply_defaults()
-            name = claim.__name__
-            warnings.warn(f"expect.{name}({', '.join(old_signature.parameters)}) is the old order; call "
-                          f"expect.{name}(description, ...) with the description first", OldClaimOrder, stacklevel=2)
-            return claim(**bound.arguments)
-
-        return cast(Claim, either)
-
-    return accepting_old
-
-
 def _described(description: object, claim: str) -> None:
     """Claims take their description first; an older call with the packets first says so plainly."""
     if not isinstance(description, str):
@@ -319,7 +281,7 @@ def _described(description: object, claim: str) -> None:
                         f"not a {type(description).__name__}")
 
 
-@_packets_first_accepted(lambda packets, n=None, description="", *, min=None, max=None: None)
+@packets_first_accepted(lambda packets, n=None, description="", *, min=None, max=None: None)
 def count(description: str, packets: Sequence[Packet], n: int | range | None = None, *,
           min: int | None = None, max: int | None = None) -> Verdict:
     """So many packets: exactly ``n``, ``n`` in a range, or between ``min`` and ``max`` (inclusive)."""
@@ -342,7 +304,7 @@ def count(description: str, packets: Sequence[Packet], n: int | range | None = N
     return check(description or f"{expected} packets", ok, expected, observed, packets)
 
 
-@_packets_first_accepted(lambda packets, steps, description="": None)
+@packets_first_accepted(lambda packets, steps, description="": None)
 def sequence(description: str, packets: Sequence[Packet], steps: Sequence[tuple[str, Predicate]]) -> Verdict:
     """Packets matching each step, in this order (others may come between): "a SYN, a SYN-ACK, an ACK"."""
     _described(description, "sequence")
@@ -372,7 +334,7 @@ def timer_tolerance(gap: float) -> tuple[float, float]:
     return gap * 0.9, gap * (1.15 if gap >= 16 else 1.10)
 
 
-@_packets_first_accepted(lambda items, expected_gaps, rel_tol=0.2, abs_tol=0.0, description="", tolerance=None: None)
+@packets_first_accepted(lambda items, expected_gaps, rel_tol=0.2, abs_tol=0.0, description="", tolerance=None: None)
 def gaps_match(description: str, items: Sequence[Packet | float], expected_gaps: Sequence[float],
                rel_tol: float = 0.2, abs_tol: float = 0.0,
                tolerance: Callable[[float], tuple[float, float]] | None = None) -> Verdict:
@@ -411,7 +373,7 @@ def _seconds(values: Sequence[float]) -> str:
     return ", ".join(f"{v:.3g}" if abs(v) >= 1 else f"{v:.3f}".rstrip("0").rstrip(".") for v in values) or "-"
 
 
-@_packets_first_accepted(lambda packets, predicate, description, expected="", allow_empty=False: None)
+@packets_first_accepted(lambda packets, predicate, description, expected="", allow_empty=False: None)
 def every(description: str, packets: Sequence[Packet], predicate: Predicate, expected: str = "",
           allow_empty: bool = False) -> Verdict:
     """Every packet satisfies ``predicate``; those that do not are cited. An empty list fails by default."""
