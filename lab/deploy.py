@@ -126,11 +126,11 @@ def _write_private(path: Path, text: str) -> None:
 
 
 def _apply(plan: Plan, topo: Topology, journal: Journal, progress: Progress) -> None:
-    spaces: dict[str, netns.Namespace] = {}
+    spaces = netns.Handles()
     files: _FilesAhead | None = None
     nsdir = netns_dir(plan.lab)
     try:
-        _ensure_open_files(len(plan.namespaces))
+        _ensure_open_files(spaces.limit)
         missing: set[str] = set()
         containers = [s for s in plan.namespaces if s.kind == "container"]
         if containers:
@@ -147,7 +147,8 @@ def _apply(plan: Plan, topo: Topology, journal: Journal, progress: Progress) -> 
                     raise EnvironmentProblem(
                         f"namespace {spec.name} already exists and is not this lab's",
                         f"remove it yourself if it is stale: ip netns delete {spec.name}") from None
-                spaces[spec.name] = handle = netns.open_namespace(spec.name)
+                spaces.checkpoint()
+                spaces.add(handle := netns.open_namespace(spec.name))
                 with netns.entered_fd(handle.fd):
                     missing.update(sysctl.write_sysctls(spec.sysctls))
 
@@ -156,6 +157,7 @@ def _apply(plan: Plan, topo: Topology, journal: Journal, progress: Progress) -> 
                        + [{"kind": "etcdir", "name": ns} for ns in plan.hosts_files])
         files = _FilesAhead([s.name for s in plain], plan, nsdir)
         files.start()
+        defaults = netns.fresh_sysctls(sorted({key for spec in plain for key in spec.sysctls}))
         for i, spec in enumerate(plain):
             if i % 50 == 0:
                 progress("namespaces", i, len(plain))
@@ -166,7 +168,9 @@ def _apply(plan: Plan, topo: Topology, journal: Journal, progress: Progress) -> 
                 raise EnvironmentProblem(
                     f"namespace {spec.name} already exists and is not this lab's",
                     f"remove it yourself if it is stale: ip netns delete {spec.name}") from None
-            spaces[spec.name], absent = netns.make(spec.name, spec.sysctls, nsdir, claimed=True)
+            spaces.checkpoint()
+            made, absent = netns.make(spec.name, sysctl.beyond_defaults(spec.sysctls, defaults), nsdir, claimed=True)
+            spaces.add(made, pinned=spec.kind == "switch")
             missing.update(absent)
         _refuse_missing_sysctls(missing, plan)
 
@@ -181,6 +185,7 @@ def _apply(plan: Plan, topo: Topology, journal: Journal, progress: Progress) -> 
         links.tx_checksum_off(plan, spaces)
         for spec in plan.namespaces:
             if spec.late_sysctls:
+                spaces.checkpoint()
                 with netns.entered_fd(spaces[spec.name].fd):
                     missing.update(sysctl.write_sysctls(spec.late_sysctls))
         _refuse_missing_sysctls(missing, plan)
@@ -194,12 +199,11 @@ def _apply(plan: Plan, topo: Topology, journal: Journal, progress: Progress) -> 
     finally:
         if files is not None:
             files.stop()
-        for handle in spaces.values():
-            handle.close()
+        spaces.close()
 
 
 def _ensure_open_files(namespaces: int) -> None:
-    """Two descriptors per namespace stay open during ``up``: raise this process's soft limit to fit."""
+    """Two descriptors per namespace held open at once during ``up``: raise this process's soft limit to fit."""
     need = 2 * namespaces + 256
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft == resource.RLIM_INFINITY or soft >= need:

@@ -23,9 +23,8 @@ import ctypes
 import errno
 import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 
 from lab.errors import EnvironmentProblem
@@ -114,21 +113,112 @@ def run_in(path: str, fn: Callable[[], T]) -> T:
         return fn()
 
 
-@dataclass
 class Namespace:
-    """A namespace of a lab being built: its name, an fd on it, and a raw netlink socket inside it.
+    """A namespace of a lab being built: its name and, opened when first needed, an fd on it and a
+    raw netlink socket inside it.
 
     The fd lets a veth's peer be created straight inside this namespace
     (IFLA_NET_NS_FD) and lets a thread enter it without resolving a path.
+    :meth:`release` closes both; they reopen on demand from the namespace's
+    mount point, so a lab holds only the handles it is using (see :class:`Handles`).
     """
 
-    name: str
-    fd: int
-    rtnl: Rtnl
+    def __init__(self, name: str, path: str, fd: int | None = None) -> None:
+        self.name = name
+        self.path = path
+        self._fd = fd
+        self._rtnl: Rtnl | None = None
+
+    @property
+    def fd(self) -> int:
+        if self._fd is None:
+            self._fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+        return self._fd
+
+    @property
+    def rtnl(self) -> Rtnl:
+        if self._rtnl is None:
+            with entered_fd(self.fd):
+                self._rtnl = Rtnl(self.name)
+        return self._rtnl
+
+    def pending(self) -> int:
+        """Requests queued and not sent yet (without opening a socket to ask)."""
+        return self._rtnl.pending() if self._rtnl is not None else 0
+
+    def release(self, drop: bool = False) -> None:
+        """Close the socket and the fd. A request still queued would be lost: a bug, unless ``drop``
+        says the build failed and nothing more is sent."""
+        if self.pending() and not drop:
+            raise RuntimeError(f"{self.name}: released with {self.pending()} requests not sent")
+        if self._rtnl is not None:
+            self._rtnl.close()
+            self._rtnl = None
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    close = release
+
+
+OPEN_LIMIT = 256  # namespaces held open at once while a lab is built: 2 descriptors each, under 1,024
+
+
+class Handles(Mapping[str, Namespace]):
+    """The namespaces of a lab being built, by name, with at most about ``limit`` of them open at once.
+
+    Holding every namespace open would take two descriptors per node: 20,000 for
+    10,000 nodes, past many machines' hard limit. Callers queue requests on
+    ``handles[name].rtnl`` and call :meth:`checkpoint` between items (never
+    inside one: a request may carry another namespace's fd). Past the limit it
+    sends every queued request, in the order the namespaces were used, and
+    releases all but the pinned namespaces (the switch, used by every port).
+    """
+
+    def __init__(self, limit: int = OPEN_LIMIT) -> None:
+        self.limit = limit
+        self._all: dict[str, Namespace] = {}
+        self._pinned: set[str] = set()
+        self._used: dict[str, Namespace] = {}  # used since the last checkpoint, in order (an ordered set)
+
+    def add(self, ns: Namespace, pinned: bool = False) -> None:
+        self._all[ns.name] = ns
+        self._used[ns.name] = ns
+        if pinned:
+            self._pinned.add(ns.name)
+
+    def __getitem__(self, name: str) -> Namespace:
+        ns = self._all[name]
+        self._used[name] = ns
+        return ns
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._all)
+
+    def __len__(self) -> int:
+        return len(self._all)
+
+    def flush(self) -> None:
+        """Send every queued request (the first refusal raises OSError naming the object)."""
+        for ns in self._used.values():
+            if ns.pending():
+                ns.rtnl.flush()
+
+    def checkpoint(self) -> None:
+        """Between two items of a phase: past the limit, send what is queued and release what was used."""
+        if len(self._used) <= self.limit:
+            return
+        self.flush()
+        for name, ns in self._used.items():
+            if name not in self._pinned:
+                ns.release()
+        self._used = {name: self._all[name] for name in self._pinned}
 
     def close(self) -> None:
-        self.rtnl.close()
-        os.close(self.fd)
+        """Release every namespace, sent or not (after a failure, what is queued is dropped)."""
+        for ns in self._all.values():
+            ns.release(drop=True)
+        self._used = {}
 
 
 def claim(name: str, nsdir: str) -> None:
@@ -146,7 +236,7 @@ def claim(name: str, nsdir: str) -> None:
 
 
 def make(name: str, sysctls: dict[str, str], nsdir: str, claimed: bool = False) -> tuple[Namespace, list[str]]:
-    """Create namespace ``name``, write its sysctls while inside, open its handle; no fork, one unshare.
+    """Create namespace ``name``, write its sysctls while inside, open its fd; no fork, one unshare.
 
     Returns the handle and the sysctl keys this kernel does not have. Unless
     :func:`claim` was called for it already (``claimed``), the name is claimed
@@ -164,11 +254,28 @@ def make(name: str, sysctls: dict[str, str], nsdir: str, claimed: bool = False) 
                        f"bind-mount namespace at {path}")
                 missing = sysctl.write_sysctls(sysctls)
                 ns_fd = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-                try:
-                    return Namespace(name, ns_fd, Rtnl(name)), missing
-                except BaseException:
-                    os.close(ns_fd)
-                    raise
+                return Namespace(name, path, ns_fd), missing
+            finally:
+                _check(_libc.setns(home, CLONE_NEWNET), "setns back to the home namespace")
+        finally:
+            os.close(home)
+
+
+def fresh_sysctls(keys: list[str]) -> dict[str, str]:
+    """What a namespace this process makes now holds for ``keys``: read in a throwaway one.
+
+    A new namespace's values are the kernel's defaults or, for IPv4's conf/all and
+    conf/default, copies of the machine's own (net.core.devconf_inherit_init_net), the
+    same for every namespace ``up`` makes. Writing only the keys that differ spares
+    most of a node's sysctl writes. The throwaway namespace has no name and no
+    mount: it is gone once this thread leaves it.
+    """
+    with _lock:
+        home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+        try:
+            _check(_libc.unshare(CLONE_NEWNET), "unshare(CLONE_NEWNET)")
+            try:
+                return sysctl.read_sysctls(keys)
             finally:
                 _check(_libc.setns(home, CLONE_NEWNET), "setns back to the home namespace")
         finally:
@@ -177,13 +284,7 @@ def make(name: str, sysctls: dict[str, str], nsdir: str, claimed: bool = False) 
 
 def open_namespace(name: str) -> Namespace:
     """The handle of an existing namespace (a container's, once :func:`attach` named it)."""
-    fd = os.open(netns_path(name), os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        with entered_fd(fd):
-            return Namespace(name, fd, Rtnl(name))
-    except BaseException:
-        os.close(fd)
-        raise
+    return Namespace(name, netns_path(name))
 
 
 @contextmanager
