@@ -158,6 +158,7 @@ def _apply(plan: Plan, topo: Topology, journal: Journal, progress: Progress) -> 
         files = _FilesAhead([s.name for s in plain], plan, nsdir)
         files.start()
         defaults = netns.fresh_sysctls(sorted({key for spec in plain for key in spec.sysctls}))
+        proc = sysctl.FreshProc(nsdir)
         for i, spec in enumerate(plain):
             if i % 50 == 0:
                 progress("namespaces", i, len(plain))
@@ -169,9 +170,12 @@ def _apply(plan: Plan, topo: Topology, journal: Journal, progress: Progress) -> 
                     f"namespace {spec.name} already exists and is not this lab's",
                     f"remove it yourself if it is stale: ip netns delete {spec.name}") from None
             spaces.checkpoint()
-            made, absent = netns.make(spec.name, sysctl.beyond_defaults(spec.sysctls, defaults), nsdir, claimed=True)
+            wanted = sysctl.beyond_defaults(spec.sysctls, defaults)
+            made, absent = netns.make(spec.name, wanted, nsdir, claimed=True,
+                                      proc_sys=proc.next_root() if wanted else sysctl.PROC_SYS)
             spaces.add(made, pinned=spec.kind == "switch")
             missing.update(absent)
+        proc.close()
         _refuse_missing_sysctls(missing, plan)
 
         progress("links", 0, 3)
@@ -272,11 +276,17 @@ def _write_etc_files(plan: Plan, stopping: threading.Event) -> None:
     """Give each node an /etc/netns/<ns>/ (``ip netns exec`` mounts its hosts and resolv.conf over /etc).
 
     Nodes whose files are identical share one directory under the lab's state
-    directory, and /etc/netns/<ns> is a symlink to it: one symlink per node
+    directory, and /etc/netns/<ns> is a symlink to it: one entry per node
     instead of a directory and two files (the hosts table alone is O(N) bytes,
-    so copies would be O(N²)). Use :func:`node_etc_dir` to change one node's files.
+    so copies would be O(N²)). The first node of a view gets the symlink; the
+    others get hard links to that symlink (link(2) does not follow it), so they
+    add a name, not an inode: /etc sits on a disk whose file system, right after
+    a lab's entries were deleted, scans past each recently freed inode to
+    allocate a new one (ext4's recently_deleted), which made 10,000 symlinks
+    O(N²). Use :func:`node_etc_dir` to change one node's files.
     """
     shared: dict[tuple[str, str], Path] = {}
+    first_link: dict[Path, str] = {}
     for ns_name, text in plan.hosts_files.items():
         if stopping.is_set():
             return
@@ -284,15 +294,30 @@ def _write_etc_files(plan: Plan, stopping: threading.Event) -> None:
         if (text, resolv) not in shared:
             files = {"hosts": text, "resolv.conf": resolv}
             shared[(text, resolv)] = _new_etc_dir(plan.lab, f"shared{len(shared)}", files)
-        link = Path(ETC_NETNS) / ns_name
+        view = shared[(text, resolv)]
+        link = os.path.join(ETC_NETNS, ns_name)
         try:
-            os.symlink(shared[(text, resolv)], link)
+            if view not in first_link or not _hard_link(first_link[view], link):
+                os.symlink(view, link)
+                first_link[view] = link
         except FileExistsError:  # a directory a user (or an older lab) left: write into it as before
-            link.mkdir(parents=True, exist_ok=True)
-            (link / "hosts").write_text(text)
-            if ns_name in plan.resolv_files or not (link / "resolv.conf").exists():
-                (link / "resolv.conf").write_text(resolv)
+            path = Path(link)
+            path.mkdir(parents=True, exist_ok=True)
+            (path / "hosts").write_text(text)
+            if ns_name in plan.resolv_files or not (path / "resolv.conf").exists():
+                (path / "resolv.conf").write_text(resolv)
 
+
+def _hard_link(source: str, link: str) -> bool:
+    """Link ``link`` to the symlink ``source`` itself; False where the file system will not (a symlink's
+    65,000 links on ext4, or no hard links at all): the caller makes a symlink instead."""
+    try:
+        os.link(source, link, follow_symlinks=False)
+    except FileExistsError:
+        raise
+    except OSError:
+        return False
+    return True
 
 
 def _new_etc_dir(lab: str, name: str, files: dict[str, str]) -> Path:

@@ -43,7 +43,7 @@ from lab.cluster.teardown import teardown
 from lab.errors import EnvironmentProblem, InputError, TopologyError
 from lab.net import adverts, impair
 from lab.nodes.container import CAPABILITIES, labels_for
-from lab.plan import Plan, make_plan, networks_record
+from lab.plan import MAX_PORTS_PER_SHARD, Plan, make_plan, networks_record
 from lab.state import Journal, lab_dir, lab_lock, read_lab_info, write_lab_info
 from lab.topology.loader import SourceMap
 from lab.topology.model import Topology
@@ -95,7 +95,7 @@ def check_pins(topo: Topology, smap: SourceMap, cluster: Cluster) -> None:
 def up(topo: Topology, smap: SourceMap, cluster: Cluster, source_file: str | None = None,
        progress: Any = _no_progress, spread: bool = False, emulator: str | None = None) -> Plan:
     """Build the lab over the cluster's machines; on any failure remove what was made and re-raise."""
-    plan = make_plan(topo)
+    plan = make_plan(topo, ports_per_shard=MAX_PORTS_PER_SHARD)  # a cluster's LAN is one bridge (wiring.check_shape)
     emulator = impair.choose(emulator) if impair.of_topology(topo) or emulator else None
     wiring.check_shape(plan)
     check_pins(topo, smap, cluster)

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lab.errors import EnvironmentProblem, InputError
-from lab.plan import NO_RESOLVER, Plan
+from lab.plan import MAX_PORTS_PER_SHARD, NO_RESOLVER, Plan
 
 VXLAN_PORT = 47900
 VXLAN_OVERHEAD = 50  # outer Ethernet 14 + IPv4 20 + UDP 8 + VXLAN 8
@@ -86,7 +86,7 @@ def check_fits(plan: Plan, machine_mtus: dict[str, int]) -> None:
 
 def check_shape(plan: Plan) -> None:
     if any(b.trunk_to for b in plan.bridges):
-        raise InputError("a network of more than 1000 ports cannot be spread over a cluster yet",
+        raise InputError(f"a network of more than {MAX_PORTS_PER_SHARD} ports cannot be spread over a cluster yet",
                          "split it into several networks")
 
 

@@ -235,9 +235,11 @@ def claim(name: str, nsdir: str) -> None:
     os.close(fd)
 
 
-def make(name: str, sysctls: dict[str, str], nsdir: str, claimed: bool = False) -> tuple[Namespace, list[str]]:
+def make(name: str, sysctls: dict[str, str], nsdir: str, claimed: bool = False,
+         proc_sys: str = sysctl.PROC_SYS) -> tuple[Namespace, list[str]]:
     """Create namespace ``name``, write its sysctls while inside, open its fd; no fork, one unshare.
 
+    The sysctls are written through ``proc_sys`` (a lab.net.sysctl.FreshProc's, in a big lab).
     Returns the handle and the sysctl keys this kernel does not have. Unless
     :func:`claim` was called for it already (``claimed``), the name is claimed
     first, and an existing one is refused (FileExistsError).
@@ -252,7 +254,7 @@ def make(name: str, sysctls: dict[str, str], nsdir: str, claimed: bool = False) 
             try:
                 _check(_libc.mount(b"/proc/thread-self/ns/net", path.encode(), b"none", MS_BIND, None),
                        f"bind-mount namespace at {path}")
-                missing = sysctl.write_sysctls(sysctls)
+                missing = sysctl.write_sysctls(sysctls, proc_sys) if sysctls else []
                 ns_fd = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
                 return Namespace(name, path, ns_fd), missing
             finally:

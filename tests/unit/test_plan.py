@@ -8,7 +8,7 @@ from collections import Counter
 import pytest
 
 from lab.errors import TopologyError
-from lab.plan import BRIDGE_PORTS_PER_SHARD, FIRST_INDEX, Plan, make_plan
+from lab.plan import BRIDGE_PORTS_PER_SHARD, FIRST_INDEX, MAX_PORTS_PER_SHARD, Plan, make_plan
 from lab.topology import load_topology_text
 from lab.topology.model import Topology
 
@@ -103,8 +103,8 @@ def test_interface_indexes_are_known_in_advance() -> None:
     assert all(v.peer_master == bridge.index for v in plan.veths if v.peer_netns == bridge.netns)
 
 
-def test_bridges_are_sharded_past_1000_ports_and_joined_by_trunks() -> None:
-    n = 2500
+def test_bridges_are_sharded_past_their_share_of_ports_and_joined_by_trunks() -> None:
+    n = 2 * BRIDGE_PORTS_PER_SHARD + BRIDGE_PORTS_PER_SHARD // 2
     topo = Topology.model_validate({
         "name": "big",
         "networks": {"lan": {"subnet": "10.0.0.0/20"}},
@@ -115,13 +115,15 @@ def test_bridges_are_sharded_past_1000_ports_and_joined_by_trunks() -> None:
     root, *others = plan.bridges
     assert all(b.trunk_to == root.index for b in others)
     ports = Counter(v.peer_master for v in plan.veths if v.node is not None)
-    assert sorted(ports.values()) == [500, 1000, 1000]
+    assert sorted(ports.values()) == [BRIDGE_PORTS_PER_SHARD // 2, BRIDGE_PORTS_PER_SHARD, BRIDGE_PORTS_PER_SHARD]
     assert all(count <= BRIDGE_PORTS_PER_SHARD for count in ports.values())
     trunks = [v for v in plan.veths if v.node is None]
     assert [(t.master, t.peer_master) for t in trunks] == [(b.index, root.index) for b in others]
     assert all(t.netns == t.peer_netns == "lab-big._sw" for t in trunks)
     # a bridge holds its ports plus trunks: below the kernel's 1023
     assert ports[root.index] + len(trunks) <= 1023
+    # a cluster's plan keeps a LAN on one bridge up to MAX_PORTS_PER_SHARD ports (its wiring has no trunks)
+    assert len(make_plan(topo, ports_per_shard=MAX_PORTS_PER_SHARD).bridges) == 1
     for netns, numbers in indexes(plan).items():
         assert len(set(numbers)) == len(numbers), netns
 
