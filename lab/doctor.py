@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import platform
 import re
+import resource
 import shutil
 import subprocess
 from collections.abc import Callable
@@ -23,10 +24,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from lab.errors import EnvironmentProblem
-from lab.net.netns import NETNS_DIR
+from lab.net.netns import NETNS_DIR, OPEN_LIMIT
 
 OK, WARN, FAIL = "ok", "warn", "fail"
 DEFAULT_NODES = 20
+KIB_PER_NODE = 300  # kernel memory of a namespace node with one veth (measured: 250-293 KiB at 2,000-4,000 hosts)
 PROBE_SECONDS = 10
 
 
@@ -286,6 +288,40 @@ def check_neighbours(nodes: int = DEFAULT_NODES) -> Check:
     return Check("neighbour table", OK, f"{found}: enough for {nodes} nodes ({entries} entries at most)")
 
 
+def check_open_files(nodes: int = DEFAULT_NODES) -> Check:
+    """``up`` holds at most OPEN_LIMIT namespaces open (an fd and a socket each), whatever the lab's size."""
+    need = 2 * OPEN_LIMIT + 256
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    found = f"open files: soft {_limit(soft)}, hard {_limit(hard)}"
+    if hard != resource.RLIM_INFINITY and hard < need:
+        return Check("open files", FAIL, f"{found}: lab up needs {need} at once for a lab of any size",
+                     f"raise the hard limit: ulimit -Hn {need} (or LimitNOFILE= in a service unit)")
+    return Check("open files", OK, f"{found}: enough; lab up holds at most {need} at once for any lab "
+                                   f"({nodes} nodes included), and raises the soft limit itself")
+
+
+def _limit(value: int) -> str:
+    return "unlimited" if value == resource.RLIM_INFINITY else str(value)
+
+
+def check_memory(nodes: int = DEFAULT_NODES) -> Check:
+    """About KIB_PER_NODE of kernel memory per namespace node; containers need more (their daemons)."""
+    available = None
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemAvailable:"):
+            available = int(line.split()[1])
+    if available is None:
+        return Check("memory", WARN, "cannot read MemAvailable from /proc/meminfo")
+    need = nodes * KIB_PER_NODE
+    found = (f"{available // 1024} MiB available; {nodes} namespace nodes take about {need // 1024 or 1} MiB "
+             "of kernel memory")
+    if need > available * 0.8:
+        return Check("memory", WARN, f"{found}: too little for the lab and what runs in it",
+                     f"free memory, or build at most {int(available * 0.8) // KIB_PER_NODE} nodes on this machine "
+                     "(lab up --cluster FILE spreads a lab over several)")
+    return Check("memory", OK, f"{found} (container nodes take more: their daemons)")
+
+
 def check_kernel() -> Check:
     release = platform.release()
     if Path("/proc/sys/net/ipv4/tcp_syn_linear_timeouts").exists():
@@ -313,13 +349,16 @@ CHECKS: dict[str, Callable[[], Check]] = {
     "netns": check_netns_dir,
     "inotify": check_inotify,
     "neighbours": check_neighbours,
+    "open files": check_open_files,
+    "memory": check_memory,
     "kernel": check_kernel,
 }
 
 
 def run_checks(nodes: int = DEFAULT_NODES) -> list[Check]:
     """Every check, in table order; the limits are judged for a lab of ``nodes`` nodes."""
-    sized = {"inotify": lambda: check_inotify(nodes), "neighbours": lambda: check_neighbours(nodes)}
+    sized = {"inotify": lambda: check_inotify(nodes), "neighbours": lambda: check_neighbours(nodes),
+             "open files": lambda: check_open_files(nodes), "memory": lambda: check_memory(nodes)}
     return [sized.get(key, fn)() for key, fn in CHECKS.items()]
 
 

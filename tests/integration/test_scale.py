@@ -15,13 +15,17 @@ from __future__ import annotations
 import os
 import resource
 import signal
+import socket
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from lab import deploy, state
+from lab.net import netns
+from lab.net.rtnl import Rtnl
 from lab.nodes import node_from_info
 from lab.plan import BRIDGE_PORTS_PER_SHARD, make_plan
 from lab.topology import load_topology_text
@@ -120,3 +124,80 @@ def test_a_thousand_node_lab_comes_up_pings_end_to_end_and_goes_away(bounded, fe
     etc = Path("/etc/netns")
     assert not etc.exists() or not [p for p in os.listdir(etc) if p.startswith(f"lab-{LAB}.")]
     assert deploy.down(LAB).removed == []
+
+
+# --- growth --------------------------------------------------------------------------------
+
+GROWTH = (750, 3000)  # hosts on one LAN: the per-host cost of up at the second within 1.3x of the first
+GROWTH_LAB = "scale-growth"
+
+
+def lan_text(n: int) -> str:
+    lines = [f"name: {GROWTH_LAB}", "networks:", "  lan: {subnet: 10.240.0.0/16}", "nodes:"]
+    lines += [f"  h{i}: {{interfaces: {{eth0: {{network: lan}}}}}}" for i in range(1, n + 1)]
+    return "\n".join(lines) + "\n"
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process, its threads and the kernel's work on their behalf: what a busy
+    machine's other processes do not add to, unlike the wall clock."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def until_destroyed(witness: str, probe_fd: int) -> None:
+    """Wait until the kernel has destroyed the namespace holding the witness's peer (``down`` only
+    releases it; the kernel tears it down later, and a build meanwhile would pay for that)."""
+    with netns.entered_fd(probe_fd):
+        while True:
+            try:
+                socket.if_nametoindex(witness)
+            except OSError:
+                return
+            time.sleep(0.01)  # the fixture's alarm bounds this
+
+
+def timed_up(n: int, probe_fd: int) -> float:
+    """CPU seconds of ``up`` of a LAN of ``n`` hosts; the lab is down and destroyed on return."""
+    text = lan_text(n)
+    topo, _ = load_topology_text(text, f"{GROWTH_LAB}.yaml")
+    before = cpu_seconds()
+    deploy.up(topo, text, f"{GROWTH_LAB}.yaml")
+    took = cpu_seconds() - before
+    with netns.entered_fd(probe_fd), Rtnl("probe") as rtnl:  # a veth into the lab's last host: a witness
+        last = os.open(netns.netns_path(f"lab-{GROWTH_LAB}.h{n}"), os.O_RDONLY)
+        try:
+            rtnl.add_veth("witness", 0, "witness", 0, last)
+            rtnl.flush()
+        finally:
+            os.close(last)
+    deploy.down(GROWTH_LAB)
+    until_destroyed("witness", probe_fd)
+    return took
+
+
+@pytest.fixture
+def probe() -> Iterator[int]:
+    """A namespace of the test's own, held by an fd alone (it goes when the fd is closed)."""
+    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+    try:
+        assert netns._libc.unshare(netns.CLONE_NEWNET) == 0
+        fd = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+    finally:
+        assert netns._libc.setns(home, netns.CLONE_NEWNET) == 0
+        os.close(home)
+    try:
+        yield fd
+    finally:
+        os.close(fd)
+
+
+def test_up_costs_the_same_per_host_at_3000_hosts_as_at_750(bounded, probe):
+    """Growth, not a time: the CPU cost of ``up`` per host at 3,000 hosts is within 1.3x the cost at 750,
+    best of three each, measured here in one run (benchmarks/scale.py measures 10,000 hosts)."""
+    deploy.down(GROWTH_LAB)
+    small, big = GROWTH
+    per_host = {n: min(timed_up(n, probe) for _ in range(3)) / n for n in GROWTH}
+    shown = {n: f"{per_host[n] * 1e3:.3f} ms" for n in GROWTH}
+    print(f"CPU per host of up: {shown}")
+    assert per_host[big] <= 1.3 * per_host[small], f"CPU per host: {shown}"

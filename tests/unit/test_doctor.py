@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from lab import doctor
@@ -101,3 +103,22 @@ def test_every_check_has_a_name_status_and_summary() -> None:
         assert "\n" not in check.summary + check.fix
         if check.status == "fail":
             assert check.fix, f"{check.name} fails without saying what to do"
+
+
+def test_open_files_are_judged_by_what_up_holds_at_once_not_by_the_lab_size(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(doctor.resource, "getrlimit", lambda what: (1024, 20000))
+    ten_thousand = doctor.check_open_files(10000)
+    assert ten_thousand.status == "ok" and "at most 768 at once" in ten_thousand.summary
+    monkeypatch.setattr(doctor.resource, "getrlimit", lambda what: (256, 512))
+    low = doctor.check_open_files(10)
+    assert low.status == "fail" and low.fix.startswith("raise the hard limit: ulimit -Hn 768")
+
+
+def test_memory_is_judged_against_what_is_available(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    meminfo = tmp_path / "meminfo"
+    meminfo.write_text("MemTotal:  8000000 kB\nMemAvailable:    1000000 kB\n")
+    real_path = doctor.Path
+    monkeypatch.setattr(doctor, "Path", lambda p: meminfo if p == "/proc/meminfo" else real_path(p))
+    assert doctor.check_memory(1000).status == "ok"  # ~293 MiB of ~976
+    big = doctor.check_memory(10000)  # ~2.9 GiB of ~976 MiB
+    assert big.status == "warn" and "build at most 2666 nodes" in big.fix
