@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/scale.py                          # 10,000 hosts, 2,000 → 8,000, routed 10,000
     .venv/bin/python benchmarks/scale.py --lan 3000 --growth 750,3000 --routed 0
+    .venv/bin/python benchmarks/scale.py --raise-neigh                # room in the ARP table for the routed pings
 
 Run as root, on an idle machine. In one run, side by side:
 
@@ -12,7 +13,9 @@ Run as root, on an idle machine. In one run, side by side:
   times and the exponent k of time ∝ N^k between them;
 - **a routed lab** (``--routed N``): a chain of routers, each with a LAN of 499 hosts
   (benchmarks/topogen.py ``routed``), up; then every host pings a host on the farthest LAN,
-  by the name its own /etc/hosts view gives; then down.
+  by the name its own /etc/hosts view gives; then down. Its ~20,000 ARP entries are counted
+  over all namespaces together, past the usual gc_thresh3 of 1,024: ``--raise-neigh`` raises
+  the machine's limits for that part and puts them back.
 
 Between measurements the namespaces are waited for until the kernel has destroyed them
 (benchmarks/run.py's witnesses), so no measurement shares the machine with a teardown.
@@ -45,6 +48,16 @@ from lab import state  # noqa: E402
 from lab.net import netns  # noqa: E402
 
 PING_BATCH = 256  # namespaces pinging at once (one raw socket each)
+NEIGH = "/proc/sys/net/ipv4/neigh/default/gc_thresh"
+
+
+def neighbour_limits() -> list[int]:
+    return [int(Path(f"{NEIGH}{i}").read_text()) for i in (1, 2, 3)]
+
+
+def set_neighbour_limits(values: list[int]) -> None:
+    for i, value in zip((1, 2, 3), values, strict=True):
+        Path(f"{NEIGH}{i}").write_text(str(value))
 
 
 def ip_netns_add(n: int) -> float:
@@ -149,6 +162,8 @@ def main() -> int:
     ap.add_argument("--lan", type=int, default=10_000, help="hosts on one LAN (0: skip)")
     ap.add_argument("--growth", default="2000,8000", help="two LAN sizes A,B (empty: skip)")
     ap.add_argument("--routed", type=int, default=10_000, help="nodes of the routed lab (0: skip)")
+    ap.add_argument("--raise-neigh", action="store_true",
+                    help="raise the machine's ARP table limits (gc_thresh1/2/3) for the routed lab, restored after")
     ap.add_argument("--json", type=Path, help="also write the figures here")
     args = ap.parse_args()
     if os.geteuid() != 0:
@@ -186,12 +201,24 @@ def main() -> int:
         if args.routed:
             print(f"... routed lab of about {args.routed} nodes", file=sys.stderr, flush=True)
             text = topogen.routed("scale-routed", args.routed)
-            up, up_rss = lab_up(text, "scale-routed")
-            nodes = len(state.read_lab_info("scale-routed")["nodes"])
+            # ARP entries, counted over all namespaces together: each host's gateway, and each router's hosts
+            limits, entries = neighbour_limits(), 2 * args.routed + 1024
+            if limits[2] < entries and not args.raise_neigh:
+                print(f"note: gc_thresh3={limits[2]} holds fewer ARP entries than the routed lab's pings need "
+                      f"(about {entries}): replies are dropped past it. --raise-neigh raises it for the run "
+                      f"(see lab doctor --nodes {args.routed})", file=sys.stderr)
+            if args.raise_neigh:
+                set_neighbour_limits([max(limits[0], entries // 4), max(limits[1], entries // 2),
+                                      max(limits[2], entries)])
             try:
-                answered, asked, ping_s = reach_far_hosts("scale-routed")
+                up, up_rss = lab_up(text, "scale-routed")
+                nodes = len(state.read_lab_info("scale-routed")["nodes"])
+                try:
+                    answered, asked, ping_s = reach_far_hosts("scale-routed")
+                finally:
+                    down, _ = lab_down("scale-routed")
             finally:
-                down, _ = lab_down("scale-routed")
+                set_neighbour_limits(limits)
             figures["routed"] = {"nodes": nodes, "up": up, "up_rss_mb": up_rss, "down": down,
                                  "answered": answered, "asked": asked, "ping_seconds": ping_s}
             print(f"routed, {nodes} nodes: lab up {up:.2f} s (peak RSS {up_rss:.0f} MB) | every host pings the "
