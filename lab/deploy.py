@@ -55,7 +55,7 @@ def up(
     netns.require_root()
     progress = stopat.stopping(progress)
     plan = make_plan(topo)
-    emulator = impair.choose(emulator) if impair.of_topology(topo) or emulator else None
+    emulator = impair.choose(emulator) if topo.impairments() or emulator else None
     with lab_lock(topo.name):
         journal = Journal(topo.name)
         if journal.exists():

@@ -11,6 +11,7 @@ import base64
 import hashlib
 
 IFNAMSIZ = 15
+LAB_NAME = r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$"  # a lab's name; it is a path under the state root too
 PREFIX = "lab-"
 SWITCH = "sw"
 

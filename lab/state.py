@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from lab.errors import EnvironmentProblem, InputError, LabNotFound
-from lab.topology.model import LAB_NAME
+from lab.names import LAB_NAME
 
 DEFAULT_ROOT = "/run/lab"
 

@@ -9,9 +9,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from lab import state
-from lab.capture.tcpdump import Tcpdump
 from lab.cli.common import console, out
-from lab.net.faults import endpoint
 
 if TYPE_CHECKING:
     from lab.capture.records import Packet
@@ -28,6 +26,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Capture on a node's interface into a pcap (opens in Wireshark); then print a short listing."""
         from lab.capture.pcapfile import read_pcap
+        from lab.capture.tcpdump import Tcpdump
+        from lab.net.faults import endpoint
 
         info = state.read_lab_info(state.resolve_lab(lab))
         ep = endpoint(info, where)  # a clear error for an unknown node or interface

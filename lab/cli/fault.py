@@ -8,7 +8,6 @@ from rich.table import Table
 from lab import state
 from lab.cli.common import out
 from lab.errors import InputError
-from lab.net import faults, impair
 from lab.topology import units
 
 fault_app = typer.Typer(help="Inject faults on a node's interface, list and clear them.", no_args_is_help=True)
@@ -48,6 +47,8 @@ def add(
     lab: str = LabOption,
 ) -> None:
     """Add one fault. Faults last until cleared, the experiment ends, or the lab goes down."""
+    from lab.net import faults, impair
+
     if direction not in (None, "in", "out", "both"):
         raise InputError(f"--direction {direction!r}: in, out or both")
     wanted = {"delay": delay, "jitter": jitter, "loss": loss, "duplicate": duplicate, "reorder": reorder,
@@ -81,6 +82,8 @@ def clear(
     lab: str = LabOption,
 ) -> None:
     """Remove faults (all of the lab's, those on NODE:IF, or one --id)."""
+    from lab.net import faults
+
     name = state.resolve_lab(lab)
     label = faults.endpoint(state.read_lab_info(name), where).label if where else None
     done = faults.clear(state.Journal(name), where=label, fault_id=fault_id)
@@ -92,6 +95,8 @@ def clear(
 @fault_app.command("ls")
 def list_faults(lab: str = LabOption) -> None:
     """The lab's active faults."""
+    from lab.net import faults
+
     name = state.resolve_lab(lab)
     table = Table("id", "where", "what")
     for e in faults.active(state.Journal(name)):

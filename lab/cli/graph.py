@@ -5,15 +5,17 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from lab import state
 from lab.cli.common import out
 from lab.errors import InputError, LabNotFound
-from lab.topology import load_topology, load_topology_text
-from lab.topology.model import Topology
 from lab.topology.shipped import shipped_topology
+
+if TYPE_CHECKING:
+    from lab.topology.model import Topology
 
 OutputOption = typer.Option(None, "--output", "-o", help="Write here (.svg or .png); without it, SVG goes to stdout "
                                                           "when piped, else to NAME.svg here.")
@@ -37,6 +39,8 @@ def machines_of(target: str) -> dict[str, str] | None:
 
 def load_target(target: str, variables: dict[str, str]) -> Topology:
     """A topology file, or the topology a running lab was made from (kept in its state directory)."""
+    from lab.topology import load_topology, load_topology_text
+
     if _is_file_argument(target):
         topo, _ = load_topology(target, variables)
         return topo

@@ -6,20 +6,20 @@ import json
 import os
 import subprocess
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from lab import deploy, state
+from lab import state
 from lab.cli.common import console, out, parse_assignments
 from lab.errors import EnvironmentProblem, ExitCode, InputError
-from lab.net import impair
-from lab.nodes import node_from_info
-from lab.topology import Topology, load_topology
 from lab.topology.shipped import topology_file
 from lab.topology.trust import check_trusted_path
+
+if TYPE_CHECKING:
+    from lab.topology import Topology
 
 VarOption = typer.Option([], "--var", "-v", help="Template variable NAME=VALUE for a jinja2 topology (repeatable).")
 ForceOption = typer.Option(False, "--force", help="Accept a topology file in a world-writable place.")
@@ -39,16 +39,18 @@ def parse_vars(values: list[str]) -> dict[str, str]:
 def check_services(topo: Topology, topology_file: Path) -> None:
     """Render the daemons' configuration (no side effects): a bad reference in ``dns:``/``proxy:``/``web:``
     is refused by ``validate`` and ``up --dry-run`` too, not only when ``up`` gets to the containers."""
-    from lab.plan import make_plan
-    from lab.services import plan_daemons
-
     if any(n.dns or n.proxy or n.web for n in topo.nodes.values()):
+        from lab.plan import make_plan
+        from lab.services import plan_daemons
+
         plan_daemons(make_plan(topo), topo, topology_file.resolve().parent)
 
 
 def lab_name_from(arg: str) -> str:
     """A lab name, or a topology file whose ``name:`` is the lab."""
     if arg.endswith((".yaml", ".yml")) or os.sep in arg:
+        from lab.topology import load_topology
+
         topo, _ = load_topology(arg)
         return topo.name
     return arg
@@ -65,10 +67,12 @@ def register(app: typer.Typer) -> None:
         topology = topology_file(topology)  # a bare name: the shipped file, wherever lab runs
         if not force:
             check_trusted_path(topology)
+        from lab.topology import load_topology
+
         topo, _ = load_topology(topology, parse_vars(var))
         check_services(topo, topology)
         n_if = sum(len(n.interfaces) for n in topo.nodes.values())
-        impaired = len(impair.of_topology(topo))
+        impaired = len(topo.impairments())
         counts = [_count(len(topo.nodes), "node"), _count(len(topo.networks), "network"),
                   _count(len(topo.links), "link"), _count(n_if, "interface")]
         if impaired:
@@ -95,6 +99,8 @@ def register(app: typer.Typer) -> None:
         topology = topology_file(topology)  # a bare name: the shipped file, which lab.json then names
         if not force:
             check_trusted_path(topology)
+        from lab.topology import load_topology
+
         topo, smap = load_topology(topology, parse_vars(var))
         check_services(topo, topology)
         cluster_file = cluster or cluster_from_env()
@@ -122,6 +128,8 @@ def register(app: typer.Typer) -> None:
         def build(progress: Any = None) -> Any:
             kwargs = {"progress": progress} if progress else {}
             if cluster_file is None:
+                from lab import deploy
+
                 return deploy.up(topo, text, str(topology.resolve()), emulator=emulator, **kwargs)
             from lab.cluster import deploy as cluster_deploy
             from lab.cluster.model import load_cluster
@@ -151,6 +159,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Remove the lab: everything its journal names, nothing else. Safe to repeat."""
         name = lab_name_from(lab)
+        from lab import deploy
+
         report = deploy.down(name)
         if not report.removed:
             out.print(f"lab {name}: nothing to remove")
@@ -166,6 +176,8 @@ def register(app: typer.Typer) -> None:
     def clean(cluster: Path | None = typer.Option(None, "--cluster", help="Also sweep this cluster's machines "
                                                                         "(default: $LAB_CLUSTER).")) -> None:
         """Take down every lab that has a journal, and remove containers labelled as a vanished lab's."""
+        from lab import deploy
+
         reports = deploy.clean()
         cluster_file = cluster or cluster_from_env()
         if cluster_file is not None:
@@ -262,6 +274,8 @@ def register(app: typer.Typer) -> None:
         if not command:
             raise InputError("no command given", "write it after --, e.g. lab exec NODE -- ip addr")
         info = state.read_lab_info(state.resolve_lab(lab))
+        from lab.nodes import node_from_info
+
         handle = node_from_info(info, node)
         argv = handle.command(command)
         try:

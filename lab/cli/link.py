@@ -6,7 +6,6 @@ import typer
 
 from lab import state
 from lab.cli.common import out
-from lab.net import faults
 
 link_app = typer.Typer(help="Pull a cable (link down) or plug it back (link up).", no_args_is_help=True)
 
@@ -18,6 +17,8 @@ def link_down(
 ) -> None:
     """Pull the cable: a LAN port goes down at the switch (the node's NIC stays up and sees NO-CARRIER);
     a point-to-point link's own end goes down (lab link up puts back the routes the kernel flushed)."""
+    from lab.net import faults
+
     name = state.resolve_lab(lab)
     ep = faults.endpoint(state.read_lab_info(name), where)
     fault = faults.apply(state.Journal(name), faults.link_state(ep, up=False))
@@ -30,6 +31,8 @@ def link_up(
     lab: str = typer.Option(None, "--lab", help="Lab name (optional when exactly one is up)."),
 ) -> None:
     """Plug the cable back in."""
+    from lab.net import faults
+
     name = state.resolve_lab(lab)
     ep = faults.endpoint(state.read_lab_info(name), where)
     faults.plug_back(state.Journal(name), ep)

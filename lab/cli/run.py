@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Table
@@ -11,7 +12,9 @@ from rich.table import Table
 from lab import state
 from lab.cli.common import console, out, parse_assignments
 from lab.errors import ExitCode, InputError
-from lab.experiments.engine import Experiment
+
+if TYPE_CHECKING:
+    from lab.experiments.engine import Experiment
 
 
 def running_lab_of(exp: Experiment, overrides: dict[str, str] | None = None) -> str | None:

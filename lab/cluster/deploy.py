@@ -96,7 +96,7 @@ def up(topo: Topology, smap: SourceMap, cluster: Cluster, source_file: str | Non
        progress: Any = _no_progress, spread: bool = False, emulator: str | None = None) -> Plan:
     """Build the lab over the cluster's machines; on any failure remove what was made and re-raise."""
     plan = make_plan(topo, ports_per_shard=MAX_PORTS_PER_SHARD)  # a cluster's LAN is one bridge (wiring.check_shape)
-    emulator = impair.choose(emulator) if impair.of_topology(topo) or emulator else None
+    emulator = impair.choose(emulator) if topo.impairments() or emulator else None
     wiring.check_shape(plan)
     check_pins(topo, smap, cluster)
     progress("asking the machines", 0, 1)

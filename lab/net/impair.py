@@ -101,16 +101,6 @@ def describe(spec: Impair) -> str:
     return " ".join(parts)
 
 
-def of_topology(topo: Topology) -> list[tuple[str, Impair]]:
-    """``(node:if, impairment)`` for every impaired interface: its own ``impair:``, or its link's (both ends)."""
-    found = [(f"{n}:{i}", iface.impair) for n, node in topo.nodes.items()
-             for i, iface in node.interfaces.items() if iface.impair]
-    for link in topo.links:
-        if link.impair:
-            found += [(f"{node}:{ifname}", link.impair) for node, ifname in link.ends]
-    return found
-
-
 def apply_topology(topo: Topology, journal: state.Journal, emulator: str | None,
                    progress: Callable[[str, int, int], None]) -> None:
     """During ``up``: the topology's ``impair:`` entries, each a fault in the journal (``lab fault ls`` lists them).
@@ -120,7 +110,7 @@ def apply_topology(topo: Topology, journal: state.Journal, emulator: str | None,
     its queues and write their rules (a daemon per interface cost 170 ms each). On a cluster, one
     by one through the machines' agents.
     """
-    wanted = of_topology(topo)
+    wanted = topo.impairments()
     if not wanted:
         return
     info = state.read_lab_info(topo.name)

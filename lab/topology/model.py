@@ -14,8 +14,8 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
 import lab.topology.units as units
+from lab.names import LAB_NAME
 
-LAB_NAME = r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$"
 NODE_NAME = r"^[A-Za-z]([A-Za-z0-9-]*[A-Za-z0-9])?$"
 NETWORK_NAME = r"^[a-z][a-z0-9-]*$"
 IFNAME = r"^[a-z][a-z0-9_-]*$"
@@ -322,6 +322,15 @@ class Topology(Strict):
         return self.ipv6 or any(n.subnet6 for n in self.networks.values()) or any(
             i.address6 is not None for node in self.nodes.values() for i in node.interfaces.values()) or any(
             r.family == 6 for node in self.nodes.values() for r in node.routes)
+
+    def impairments(self) -> list[tuple[str, Impair]]:
+        """``(node:if, impairment)`` for every impaired interface: its own ``impair:``, or its link's (both ends)."""
+        found = [(f"{n}:{i}", iface.impair) for n, node in self.nodes.items()
+                 for i, iface in node.interfaces.items() if iface.impair]
+        for link in self.links:
+            if link.impair:
+                found += [(f"{node}:{ifname}", link.impair) for node, ifname in link.ends]
+        return found
 
     @field_validator("nodes")
     @classmethod

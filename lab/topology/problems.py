@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ValidationError
 
 import lab.topology.model as model
+from lab import names
 
 if TYPE_CHECKING:
     from lab.topology.loader import SourceMap
@@ -95,7 +96,7 @@ def _message(err: Any) -> str:
 def _pattern_words(pattern: str) -> tuple[str, str]:
     """What a model's regular expression means, in words."""
     words = {
-        model.LAB_NAME: ("name", "lower-case letters, digits and inner hyphens"),
+        names.LAB_NAME: ("name", "lower-case letters, digits and inner hyphens"),
         model.NODE_NAME: ("name", "letters, digits and inner hyphens, starting with a letter"),
         model.NETWORK_NAME: ("name", "lower-case letters, digits and '-', starting with a letter"),
         model.IFNAME: ("name", "lower-case letters, digits, '_' and '-', starting with a letter"),

@@ -1,4 +1,4 @@
-"""The house rules that can be checked without running anything: no import cycle inside lab/.
+"""The house rules that can be checked without root: no import cycle inside lab/, short modules, lean start-up.
 
 A cycle is counted from module-level imports (``import a.b``, ``from a.b import c`` naming a module
 or a name in it); imports inside functions and under ``if TYPE_CHECKING:`` run later or never, so
@@ -8,6 +8,8 @@ they cannot make an import fail half-way.
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 LAB = Path(__file__).resolve().parents[2] / "lab"
@@ -92,3 +94,27 @@ def test_the_experiment_guide_names_every_run_call_and_every_expect_function() -
     assert len(verbs) > 20 and len(claims) > 30
     assert [n for n in verbs if f"run.{n}(" not in guide and f"run.{n}`" not in guide] == []
     assert [n for n in claims if f"expect.{n}(" not in guide and f"expect.{n}`" not in guide] == []
+
+
+HEAVY = ("docker", "pyroute2", "lab.experiments", "lab.deploy", "lab.net", "lab.nodes", "lab.capture", "lab.cluster")
+
+
+def modules_after(argv: list[str]) -> set[str]:
+    """The modules a fresh interpreter holds after ``lab ARGV`` (its output thrown away)."""
+    code = ("import contextlib, io, sys\nfrom lab.cli import main\n"
+            f"with contextlib.redirect_stdout(io.StringIO()):\n    main({argv!r})\n"
+            "print('\\n'.join(sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    return set(done.stdout.split())
+
+
+def of(modules: set[str], packages: tuple[str, ...]) -> list[str]:
+    return sorted(m for m in modules if any(m == p or m.startswith(p + ".") for p in packages))
+
+
+def test_help_and_validate_import_only_what_they_need() -> None:
+    """Start-up costs what the verb needs: ``--help`` no topology machinery at all, ``validate`` no
+    Docker, netlink, experiments or building code."""
+    assert of(modules_after(["--help"]), (*HEAVY, "pydantic", "yaml", "jinja2")) == []
+    book_lan = str(LAB.parent / "topologies" / "book-lan.yaml")
+    assert of(modules_after(["validate", book_lan]), HEAVY) == []

@@ -67,7 +67,7 @@ links:
 
 def test_a_topology_impairs_interfaces_and_both_ends_of_a_link() -> None:
     topo, _ = load_topology_text(TOPO, "t.yaml")
-    found = {where: impair.describe(spec) for where, spec in impair.of_topology(topo)}
+    found = {where: impair.describe(spec) for where, spec in topo.impairments()}
     assert found == {"r1:eth0": "delay 40ms±4ms loss 1%", "r1:eth1": "delay 15ms rate 10mbit",
                      "r2:eth1": "delay 15ms rate 10mbit"}
 
