@@ -256,8 +256,8 @@ def docker_plain(row: ContainerRow, ref: str, prefix: str) -> None:
 
 
 def bench_containers(n: int, image: str, repeat: int) -> ContainerRow:
+    from lab.dockerclient import docker_client
     from lab.images import ensure_image
-    from lab.nodes.container import docker_client
 
     row = ContainerRow(n, image)
     lab = f"bench-c{n}"

@@ -16,7 +16,6 @@ import shutil
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from lab import names, procs, stopat
@@ -24,6 +23,7 @@ from lab.errors import EnvironmentProblem, InputError, LabError
 from lab.net import adverts, impair, links, netns, sysctl
 from lab.plan import NO_RESOLVER, Plan, make_plan, networks_record
 from lab.state import Journal, lab_dir, lab_lock, labs_with_state, netns_dir, write_lab_info
+from lab.teardown import Teardown
 from lab.topology.model import Topology
 
 ETC_NETNS = "/etc/netns"
@@ -32,15 +32,6 @@ Progress = Callable[[str, int, int], None]
 
 def _no_progress(step: str, done: int, total: int) -> None:
     return None
-
-
-@dataclass
-class Teardown:
-    """What ``down``/``clean`` removed and what it left alone (and why)."""
-
-    lab: str
-    removed: list[str] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
 
 
 def up(
@@ -196,9 +187,9 @@ def _apply(plan: Plan, topo: Topology, journal: Journal, progress: Progress) -> 
 
         files.finish()
         if containers:
-            from lab.nodes import container
+            from lab.services import configure_and_start
 
-            container.configure_containers(plan, topo, progress)
+            configure_and_start(plan, topo, progress)  # /etc files, then the daemons, started and waited for
         progress("ready", 1, 1)
     finally:
         if files is not None:

@@ -18,18 +18,19 @@ import platform
 import re
 import resource
 import shutil
-import subprocess
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from lab.errors import EnvironmentProblem
 from lab.net.netns import NETNS_DIR, OPEN_LIMIT
+from lab.net.probe import NOT_ROOT, qdisc_works
+from lab.net.probe import run as _run
+from lab.net.probe import scratch as _scratch
 
 OK, WARN, FAIL = "ok", "warn", "fail"
 DEFAULT_NODES = 20
 KIB_PER_NODE = 300  # kernel memory of a namespace node with one veth (measured: 250-293 KiB at 2,000-4,000 hosts)
-PROBE_SECONDS = 10
 
 
 @dataclass
@@ -46,23 +47,6 @@ class Check:
 
 
 # ----------------------------------------------------------------------------- helpers
-
-
-def _run(argv: list[str]) -> subprocess.CompletedProcess[str] | None:
-    """Run a probe; None when the program is missing or hangs."""
-    try:
-        return subprocess.run(argv, capture_output=True, text=True, timeout=PROBE_SECONDS)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-
-
-def _scratch(argv: list[str]) -> tuple[bool, str]:
-    """Run ``argv`` in a throwaway network namespace (``unshare -n``); (worked, last line of its error)."""
-    result = _run(["unshare", "--net", "--", *argv])
-    if result is None:
-        return False, "could not run unshare"
-    lines = (result.stderr or result.stdout).strip().splitlines()
-    return result.returncode == 0, (lines[-1] if lines else f"exit {result.returncode}")
 
 
 def _is_root() -> bool:
@@ -84,7 +68,6 @@ def _first_line(argv: list[str]) -> str:
     return lines[0] if lines else ""
 
 
-NOT_ROOT = "not tried: probing the kernel needs root (run: sudo lab doctor)"
 
 
 # ----------------------------------------------------------------------------- the checks
@@ -147,15 +130,6 @@ def check_br_netfilter() -> Check:
                                          "rules never see lab traffic (informational)")
     return Check("br_netfilter", OK, "br_netfilter is not loaded: bridged lab frames skip iptables entirely "
                                      "(informational; lab needs neither)")
-
-
-def qdisc_works(kind: str, args: list[str]) -> tuple[bool | None, str]:
-    """Try a qdisc on lo in a scratch namespace; None when we cannot try (not root, no tc)."""
-    if not _is_root():
-        return None, NOT_ROOT
-    if shutil.which("tc") is None:
-        return None, "tc is missing (apt-get install iproute2)"
-    return _scratch(["tc", "qdisc", "add", "dev", "lo", "root", *args])
 
 
 def check_link_emulator() -> Check:

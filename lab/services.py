@@ -282,7 +282,7 @@ def write_etc_files(container: Any, hosts: str, resolv: str) -> None:
 
 def configure_and_start(plan: Plan, topo: Topology, progress: Any) -> None:
     """After wiring: /etc files for every container node, then every daemon started and waited for."""
-    from lab.nodes.container import docker_client
+    from lab.dockerclient import docker_client
     from lab.plan import NO_RESOLVER
 
     daemons = plan_daemons(plan, topo, topology_dir(plan.lab))

@@ -12,7 +12,7 @@ rm -rf wheelhouse
 .venv/bin/pip wheel -q --wheel-dir wheelhouse '.[test]' 2>/dev/null
 .venv/bin/pip download -q -d wheelhouse 'setuptools>=64' wheel 2>/dev/null
 rm -f wheelhouse/lab-*.whl
-base=$(.venv/bin/python -c 'from lab.images import ImageSet; from lab.nodes.container import docker_client; print(ImageSet(docker_client()).tag("base", build=False))')
+base=$(.venv/bin/python -c 'from lab.images import ImageSet; from lab.dockerclient import docker_client; print(ImageSet(docker_client()).tag("base", build=False))')
 tmp=$(docker create "$base" true)
 trap 'docker rm "$tmp" >/dev/null' EXIT
 docker export "$tmp" | docker import - lab-tool-root:local >/dev/null

@@ -109,7 +109,7 @@ def docker_up() -> bool:
     if _docker:
         return True
     try:
-        from lab.nodes.container import docker_client
+        from lab.dockerclient import docker_client
 
         _docker.append(docker_client())
         return True

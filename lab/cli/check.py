@@ -20,7 +20,7 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help="JSON output."),
     ) -> None:
         """Decide saved runs again from their files alone (no lab, no root). Exit 0 only if all hold."""
-        from lab.experiments.replay import check as check_run
+        from lab.experiments.recheck import check as check_run
         from lab.report.text import badge, expectations_table
 
         results = [check_run(d, path) for d in run_dirs]

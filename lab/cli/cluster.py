@@ -78,9 +78,9 @@ def _local_lab_images() -> list[str] | None:
     """The lab image tags this machine's engine holds (None when it has no engine)."""
     import docker.errors
 
+    from lab.dockerclient import docker_client
     from lab.errors import LabError
     from lab.images import list_images
-    from lab.nodes.container import docker_client
 
     try:
         return sorted(str(row["tag"]) for row in list_images(docker_client()) if row["built"])

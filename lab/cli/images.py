@@ -32,8 +32,8 @@ def register(app: typer.Typer) -> None:
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
     ) -> None:
         """Build the lab images that are missing (cached by content hash: an unchanged image is not rebuilt)."""
+        from lab.dockerclient import docker_client
         from lab.images import ImageSet
-        from lab.nodes.container import docker_client
 
         if root not in ROOT_MODES:
             raise InputError(f"--root {root!r}: expected one of {', '.join(ROOT_MODES)}")
@@ -63,8 +63,8 @@ def register(app: typer.Typer) -> None:
     @images.command("ls")
     def list_images(as_json: bool = typer.Option(False, "--json", help="JSON output.")) -> None:
         """Each lab image: its current hash tag and whether it is built on this machine."""
+        from lab.dockerclient import docker_client
         from lab.images import list_images as rows_of
-        from lab.nodes.container import docker_client
 
         rows = rows_of(docker_client())
         if as_json:
@@ -79,8 +79,8 @@ def register(app: typer.Typer) -> None:
     @images.command("prune")
     def prune() -> None:
         """Remove lab images that no current Dockerfile produces (earlier builds)."""
+        from lab.dockerclient import docker_client
         from lab.images import prune as prune_images
-        from lab.nodes.container import docker_client
 
         removed, kept = prune_images(docker_client())
         out.print(f"removed {len(removed)} stale lab images" + (": " + ", ".join(removed) if removed else ""))

@@ -45,8 +45,8 @@ from lab.net import adverts, impair
 from lab.nodes.container import CAPABILITIES, labels_for
 from lab.plan import MAX_PORTS_PER_SHARD, Plan, make_plan, networks_record
 from lab.state import Journal, lab_dir, lab_lock, read_lab_info, write_lab_info
-from lab.topology.loader import SourceMap
 from lab.topology.model import Topology
+from lab.topology.sourcemap import SourceMap
 
 TASK_TIMEOUT = 90.0  # seconds for every node's task to run
 # Plain nodes become light containers of lab-host (python3 and the project's programs, as a namespace

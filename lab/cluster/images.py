@@ -21,8 +21,8 @@ from lab.errors import EnvironmentProblem
 def distribute_images(engines: dict[str, Engine], short_names: list[str], progress: Any,
                       registry: Registry | None = None) -> dict[str, str]:
     """Each machine holds the lab images it lacked; return short name → the reference the machines use."""
+    from lab.dockerclient import docker_client
     from lab.images import ensure_images
-    from lab.nodes.container import docker_client
 
     progress("images", 0, 1)
     tags = ensure_images(docker_client(), short_names)
@@ -60,7 +60,7 @@ def push_missing(registry: Registry, engines: dict[str, Engine], tags: list[str]
     """
     import docker.errors
 
-    from lab.nodes.container import docker_client
+    from lab.dockerclient import docker_client
 
     if registry.push_from is None:
         pusher, where = docker_client(), "this machine's engine"
@@ -154,7 +154,7 @@ def send_images(engine: Engine, tags: list[str]) -> None:
 
 def _send_images_to(targets: list[Engine], tags: list[str], done: Any) -> None:
     """``docker save`` here once, ``docker load`` on each target machine at once."""
-    from lab.nodes.container import docker_client
+    from lab.dockerclient import docker_client
 
     with tempfile.TemporaryDirectory(prefix="lab-images-") as tmp:
         archive = Path(tmp) / "images.tar"
@@ -197,8 +197,8 @@ def _holds(client: Any, tag: str) -> bool:
 
 
 def local_tag(short_name: str) -> str:
+    from lab.dockerclient import docker_client
     from lab.images import ImageSet
-    from lab.nodes.container import docker_client
 
     tag = ImageSet(docker_client()).tag(short_name, build=False)
     if tag is None:

@@ -12,10 +12,10 @@ from lab.cluster.agents import run_agent
 from lab.cluster.engines import Engine, manager, try_connect_all
 from lab.cluster.images import ensure_image, local_tag
 from lab.cluster.model import Cluster, cluster_from_record
-from lab.deploy import Teardown
 from lab.errors import EnvironmentProblem
 from lab.nodes.container import LABEL_LAB, labels_for
 from lab.state import Journal
+from lab.teardown import Teardown
 
 
 def teardown(lab: str, journal: Journal) -> Teardown:

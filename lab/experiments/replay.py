@@ -19,14 +19,12 @@ import json
 import subprocess
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 from lab.errors import InputError, LabError
 from lab.experiments.context import Run
-from lab.experiments.expect import Verdict
 from lab.net import faults
 
 SAVED = "observations.json"
@@ -109,18 +107,6 @@ def _on(node: str) -> str:
     return f" on {node}" if node else ""
 
 
-@dataclass
-class Checked:
-    """A run decided again: today's verdicts from its observations, beside the run's own."""
-
-    experiment: str
-    run_dir: Path
-    verdict: str
-    was: str
-    expectations: list[Verdict]
-    error: str | None
-
-
 def load(run_dir: Path) -> dict[str, Any]:
     """The saved observations of ``run_dir``; InputError (exit 2) when it is not a run lab can check."""
     path = run_dir / SAVED
@@ -137,20 +123,3 @@ def load(run_dir: Path) -> dict[str, Any]:
         raise InputError(f"{path}: not a saved run of this lab (format {saved.get('format')!r}, "
                          f"expected {FORMAT})" if isinstance(saved, dict) else f"{path}: not a saved run")
     return saved
-
-
-def check(run_dir: Path, paths: list[Path] | None = None) -> Checked:
-    """Decide ``run_dir`` again from its files (no lab, no root); the experiment's own failures become its verdict."""
-    from lab.experiments.engine import find
-    from lab.experiments.runner import execute
-    from lab.report.model import overall_verdict
-
-    saved = load(run_dir)
-    exp = find(str(saved["experiment"]), paths or [])
-    params = exp.parameters({str(k): str(v) for k, v in (saved.get("overrides") or {}).items()})
-    run = ReplayRun(saved["lab_info"], params, run_dir, list(saved["observations"]))
-    error = execute(exp, run, traceback_file=None)
-    if error is None and not run.verdicts:
-        error = "the experiment checked nothing (no expectation was recorded)"
-    return Checked(exp.id, run_dir, overall_verdict(run.verdicts, error), str(saved.get("verdict")),
-                   run.verdicts, error)

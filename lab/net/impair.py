@@ -62,7 +62,7 @@ KEYS = ("delay", "jitter", "loss", "duplicate", "reorder", "corrupt", "rate", "l
 @functools.cache
 def netem_works() -> tuple[bool | None, str]:
     """Does ``tc qdisc add … netem`` work here? (None: cannot tell, e.g. not root.)"""
-    from lab.doctor import qdisc_works
+    from lab.net.probe import qdisc_works
 
     return qdisc_works("netem", ["netem", "delay", "1ms"])
 

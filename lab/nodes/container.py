@@ -17,11 +17,11 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from lab import names
+from lab.dockerclient import docker_client
 from lab.errors import EnvironmentProblem
 from lab.nodes.base import NodeHandle
 
 if TYPE_CHECKING:
-    from docker import DockerClient
 
     from lab.plan import Plan
     from lab.state import Journal
@@ -31,30 +31,6 @@ LABEL_LAB = "lab.name"
 LABEL_NODE = "lab.node"
 LABEL_STATE = "lab.state"  # the state directory of the lab that made it: another one's containers are not ours
 CAPABILITIES = ["NET_ADMIN", "NET_RAW"]
-
-
-_client: DockerClient | None = None
-
-
-def docker_client() -> DockerClient:
-    """The process's one Docker client (its connection pool is reused, never leaked per call),
-    or a clear error saying how to get an engine running."""
-    global _client
-    try:
-        import docker
-
-        if _client is None:
-            _client = docker.from_env(timeout=120)
-        _client.ping()
-        return _client
-    except Exception as exc:  # docker raises several unrelated types when no engine answers
-        if _client is not None:
-            _client.close()
-            _client = None
-        raise EnvironmentProblem(
-            f"no Docker engine answers ({type(exc).__name__})",
-            "start one: systemctl start docker, or dockerd &; install with apt-get install docker.io",
-        ) from None
 
 
 def start_containers(plan: Plan, topo: Topology, journal: Journal, progress: Any) -> dict[str, int]:
@@ -109,13 +85,6 @@ def start_containers(plan: Plan, topo: Topology, journal: Journal, progress: Any
             pids[node] = pid
             progress("starting containers", done, len(specs))
     return pids
-
-
-def configure_containers(plan: Plan, topo: Topology, progress: Any) -> None:
-    """After wiring: each container's /etc/hosts and resolv.conf, then its daemons, started and waited for."""
-    from lab.services import configure_and_start
-
-    configure_and_start(plan, topo, progress)
 
 
 def _state_root() -> str:

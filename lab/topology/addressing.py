@@ -18,7 +18,7 @@ from lab.errors import TopologyError
 from lab.topology.model import Interface, Topology
 
 if TYPE_CHECKING:
-    from lab.topology.loader import SourceMap
+    from lab.topology.sourcemap import SourceMap
 
 FIELDS = {4: "address", 6: "address6"}
 

@@ -16,7 +16,6 @@ import copy
 import os
 import stat
 import typing
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +30,7 @@ from lab.topology.model import Topology
 from lab.topology.problems import explain, one_line, short
 from lab.topology.render import RenderError, render_with_lines
 from lab.topology.shipped import topology_file
+from lab.topology.sourcemap import SourceMap
 
 MAX_FILE_BYTES = 16 * 1024 * 1024
 MAX_DEPTH = 32
@@ -51,32 +51,6 @@ except ImportError:  # pragma: no cover - depends on how PyYAML was built
 
 _TAG = "tag:yaml.org,2002:"
 ALLOWED_TAGS = {_TAG + t for t in ("str", "int", "float", "bool", "null", "timestamp", "seq", "map")}
-
-
-@dataclass
-class SourceMap:
-    """Where each value of the topology came from: a path of keys → a line in the user's file."""
-
-    file: str
-    lines: dict[tuple[Any, ...], int] = field(default_factory=dict)
-    rendered_to_source: list[int] | None = None
-    text: str = ""  # the YAML as parsed (after templating): what a lab saves as its topology
-
-    def source_line(self, rendered_line: int) -> int:
-        if self.rendered_to_source:
-            index = min(max(rendered_line, 1), len(self.rendered_to_source)) - 1
-            return self.rendered_to_source[index]
-        return rendered_line
-
-    def line_of(self, path: tuple[Any, ...]) -> int:
-        """The line of the longest known prefix of ``path`` (a missing key points at its parent)."""
-        for end in range(len(path), -1, -1):
-            if path[:end] in self.lines:
-                return self.lines[path[:end]]
-        return 1
-
-    def where(self, path: tuple[Any, ...]) -> str:
-        return f"{self.file}:{self.line_of(path)}"
 
 
 def load_topology(path: str | Path, variables: dict[str, str] | None = None) -> tuple[Topology, SourceMap]:

@@ -18,7 +18,7 @@ import lab.topology.model as model
 from lab import names
 
 if TYPE_CHECKING:
-    from lab.topology.loader import SourceMap
+    from lab.topology.sourcemap import SourceMap
 
 
 _MISSING = "required key is missing"

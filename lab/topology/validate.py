@@ -17,7 +17,7 @@ from lab.errors import TopologyError
 from lab.topology.model import Topology
 
 if TYPE_CHECKING:
-    from lab.topology.loader import SourceMap
+    from lab.topology.sourcemap import SourceMap
 
 MAX_BRIDGE_PORTS = 1023
 Problem = Callable[[tuple[object, ...], str], None]

@@ -13,7 +13,7 @@ import os
 import pytest
 
 from lab.experiments.engine import discover
-from lab.experiments.replay import check
+from lab.experiments.recheck import check
 from lab.experiments.runner import run_one
 from lab.report.model import RunResult
 

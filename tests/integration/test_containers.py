@@ -17,9 +17,10 @@ import pytest
 
 from lab import deploy, dockerbuild, images, state
 from lab.cli import main
+from lab.dockerclient import docker_client
 from lab.errors import EnvironmentProblem
 from lab.nodes import node_from_info
-from lab.nodes.container import LABEL_LAB, docker_client
+from lab.nodes.container import LABEL_LAB
 from lab.topology import load_topology, load_topology_text
 
 pytestmark = [pytest.mark.root, pytest.mark.docker]

@@ -15,8 +15,8 @@ pytestmark = [pytest.mark.root, pytest.mark.docker]
 
 
 def test_an_exec_into_a_container_killed_under_it_is_an_error_not_a_hang() -> None:
+    from lab.dockerclient import docker_client
     from lab.images import ensure_image
-    from lab.nodes.container import docker_client
 
     client = docker_client()
     # the host's PID namespace, as the cluster's agents have: killing the container leaves the exec's stream open

@@ -178,9 +178,9 @@ def docker_pool_fds() -> set[int]:
     the least recently used pool when an 11th URL comes: that many sockets may come and go
     between two counts, whatever ran before. They are the client's, not leaks of lab's.
     """
-    from lab.nodes import container
+    from lab import dockerclient
 
-    client = container._client
+    client = dockerclient._client
     if client is None:
         return set()
     found: set[int] = set()
@@ -419,7 +419,7 @@ def test_a_relative_state_directory_works(tmp_path, monkeypatch):
 
 @pytest.fixture
 def docker():
-    from lab.nodes.container import docker_client
+    from lab.dockerclient import docker_client
 
     return docker_client()
 
@@ -527,7 +527,7 @@ def test_two_ups_of_the_same_lab_at_once_one_wins_the_other_is_told():
 @pytest.fixture(scope="module")
 def mix():
     """One trust-mix lab for the privilege and sealing checks."""
-    from lab.nodes.container import docker_client
+    from lab.dockerclient import docker_client
 
     docker_client()
     lab = "tr-priv"
@@ -567,8 +567,8 @@ def test_state_files_are_root_only(mix):
 
 @pytest.mark.docker
 def test_containers_get_net_admin_and_net_raw_only(mix):
+    from lab.dockerclient import docker_client
     from lab.nodes import node_from_info
-    from lab.nodes.container import docker_client
 
     c = docker_client().containers.get(f"lab-{mix}.srv")
     host = c.attrs["HostConfig"]

@@ -1,8 +1,9 @@
 """The house rules that can be checked without root: no import cycle inside lab/, short modules, lean start-up.
 
-A cycle is counted from module-level imports (``import a.b``, ``from a.b import c`` naming a module
-or a name in it); imports inside functions and under ``if TYPE_CHECKING:`` run later or never, so
-they cannot make an import fail half-way.
+A cycle is counted from every import in a module (``import a.b``, ``from a.b import c`` naming a
+module or a name in it), those inside functions and under ``if TYPE_CHECKING:`` included: they
+cannot make an import fail half-way, but a cycle through them is still two modules that each
+need the other, which no one can change or test apart.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ def module_graph() -> dict[str, set[str]]:
         files[name] = path
     graph: dict[str, set[str]] = {name: set() for name in files}
     for name, path in files.items():
-        for node in ast.parse(path.read_text()).body:
+        for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Import):
                 targets = [a.name for a in node.names]
             elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:

@@ -12,7 +12,8 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from lab.errors import InputError, TopologyError
 from lab.topology import load_topology, load_topology_text, loader, render
-from lab.topology.loader import MAX_ALIAS_VALUES, MAX_DEPTH, SourceMap
+from lab.topology.loader import MAX_ALIAS_VALUES, MAX_DEPTH
+from lab.topology.sourcemap import SourceMap
 
 
 def load(text: str, **variables: str):  # type: ignore[no-untyped-def]

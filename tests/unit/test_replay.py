@@ -16,7 +16,8 @@ from pcapgen import handshake_frames, timed, write_pcap
 
 from lab.errors import InputError
 from lab.experiments import engine
-from lab.experiments.replay import FORMAT, SAVED, check
+from lab.experiments.recheck import check
+from lab.experiments.replay import FORMAT, SAVED
 
 EXPERIMENT = '''
 from lab.experiments import expect
