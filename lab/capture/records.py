@@ -427,3 +427,14 @@ class Packet:
     @property
     def is_broadcast(self) -> bool:
         return self.eth_dst == "ff:ff:ff:ff:ff:ff"
+
+    def summary(self, link: bool = False, ip_header: bool = False) -> str:
+        """The packet as ``tcpdump -nt`` prints it (``link``: as with -e; ``ip_header``: -v's IP fields)."""
+        from lab.capture.text import render  # the notation lives with the rest of the printing
+
+        return render(self, link=link, ip_header=ip_header)
+
+    def line(self, t0: float | None = None, point_width: int = 0) -> str:
+        """``no  time  point  summary``: time relative to ``t0`` if given, else epoch seconds."""
+        when = f"{self.time - t0:10.6f}" if t0 is not None else f"{self.time:.6f}"
+        return f"{self.no:>4}  {when}  {self.point:<{point_width}}  {self.summary()}"

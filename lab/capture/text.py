@@ -38,12 +38,6 @@ from lab.capture.records import (
 # ---------------------------------------------------------------- rendering
 
 
-def line(p: Packet, t0: float | None = None, point_width: int = 0) -> str:
-    """``no  time  point  summary``: time relative to ``t0`` if given, else epoch seconds."""
-    when = f"{p.time - t0:10.6f}" if t0 is not None else f"{p.time:.6f}"
-    return f"{p.no:>4}  {when}  {p.point:<{point_width}}  {render(p)}"
-
-
 def render(p: Packet, link: bool = False, ip_header: bool = False) -> str:
     """tcpdump -nt notation for one packet (see the module docstring for the two additions)."""
     prefix = ""
@@ -267,4 +261,4 @@ def listing(packets: Sequence[Packet], t0: float | None = None) -> str:
         return ""
     start = packets[0].time if t0 is None else t0
     width = max(len(p.point) for p in packets)
-    return "\n".join(line(p, start, width) for p in packets)
+    return "\n".join(p.line(start, width) for p in packets)

@@ -49,8 +49,6 @@ def register(app: typer.Typer) -> None:
 
 def show_packets(packets: list[Packet], path: Path, first: int = 20) -> None:
     """How many packets the capture holds, and the first of them as tcpdump would list them."""
-    from lab.capture.text import render
-
     out.print(f"{len(packets)} packets in {path}")
     for p in packets[:first]:
-        out.print(render(p), markup=False)  # "options [nop,nop,TS …]" is text, not rich markup
+        out.print(p.summary(), markup=False)  # "options [nop,nop,TS …]" is text, not rich markup

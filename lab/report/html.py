@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 from lab.capture.records import Packet
-from lab.capture.text import line as packet_line
 from lab.report.jsonreport import experiment_json
 from lab.report.model import RunResult
 from lab.report.sequence import sequence_svg
@@ -153,7 +152,7 @@ def _listing_html(packets: Sequence[Packet], cited: set[int], failed: set[int]) 
     for p in packets[:MAX_LISTING]:
         cls = "cited-fail" if p.no in failed else ("cited" if p.no in cited else "")
         attr = f' class="{cls}"' if cls else ""
-        lines.append(f'<span id="pkt-{p.no}"{attr}>{_h(packet_line(p, t0, width))}</span>')
+        lines.append(f'<span id="pkt-{p.no}"{attr}>{_h(p.line(t0, width))}</span>')
     if len(packets) > MAX_LISTING:
         lines.append(f"<span>… {len(packets) - MAX_LISTING} more packets: open the pcap files below</span>")
     return '<pre class="listing">' + "".join(lines) + "</pre>"

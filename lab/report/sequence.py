@@ -23,7 +23,6 @@ from collections.abc import Sequence
 from html import escape
 
 from lab.capture.records import FIN, RST, SYN, Packet
-from lab.capture.text import render
 
 ROW = 26
 TOP = 64
@@ -87,7 +86,7 @@ def unique(packets: Sequence[Packet]) -> tuple[list[Packet], int]:
 
 def label(p: Packet) -> str:
     """tcpdump's summary without the addresses, link header and TCP options (those go in the tooltip)."""
-    text = render(p)
+    text = p.summary()
     if p.arp is not None:
         return text.removeprefix("ARP, ")
     t = p.tcp
@@ -213,7 +212,7 @@ def _arrow(p: Packet, row: int, x: dict[str, float], t0: float, link_rows: bool)
     colour = _COLOURS[kind(p)]
     x1, x2 = x[src], x[dst]
     dash = ' stroke-dasharray="5 3"' if p.arp is not None or p.is_broadcast else ""
-    parts = [f'<g class="pkt pkt-{kind(p)}"><title>{escape(f"#{p.no} {p.point}: {render(p)}")}</title>',
+    parts = [f'<g class="pkt pkt-{kind(p)}"><title>{escape(f"#{p.no} {p.point}: {p.summary()}")}</title>',
              f'<text x="{LEFT - 8}" y="{y + 4}" font-size="11" text-anchor="end" fill="#555">'
              f"{p.time - t0:.6f}</text>",
              f'<text x="{LEFT + 4}" y="{y + 4}" font-size="10" fill="#999">#{p.no}</text>']

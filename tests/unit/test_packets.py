@@ -38,7 +38,7 @@ from pcapgen import (
 from lab.capture.decode import decode_frame
 from lab.capture.pcapfile import merge, read_pcap
 from lab.capture.records import ACK, PSH, SYN, URG, PcapError
-from lab.capture.text import listing, render
+from lab.capture.text import listing
 
 A, B, R, W, DNS = "10.0.1.1", "10.0.1.2", "10.0.1.254", "10.0.2.1", "10.0.2.53"
 T = dpkt.tcp
@@ -147,12 +147,12 @@ def test_http_decoding(handshake: Path) -> None:
 
 def test_handshake_summary_matches_tcpdump(handshake: Path) -> None:
     pk = read_pcap(handshake, "a")
-    assert [render(p) for p in pk] == tcpdump_lines(handshake)
-    assert render(pk[0]) == (
+    assert [p.summary() for p in pk] == tcpdump_lines(handshake)
+    assert pk[0].summary() == (
         "IP 10.0.1.1.43210 > 10.0.1.2.80: Flags [S], seq 3499745539, win 64240, "
         "options [mss 1460,sackOK,TS val 100 ecr 0,nop,wscale 7], length 0"
     )
-    assert render(pk[2]).endswith("Flags [.], ack 1, win 502, options [nop,nop,TS val 101 ecr 200], "
+    assert pk[2].summary().endswith("Flags [.], ack 1, win 502, options [nop,nop,TS val 101 ecr 200], "
                                     "length 0")
 
 
@@ -173,19 +173,19 @@ def test_misc_summaries_match_tcpdump(misc: Path) -> None:
     for packet, line in zip(pk, reference, strict=True):
         if packet.ip is not None and packet.ip.is_fragment:
             # our one addition: the fragment's id:size@offset
-            assert render(packet).startswith(line + " (frag 4321:")
+            assert packet.summary().startswith(line + " (frag 4321:")
         elif packet.note:
             # tcpdump hex-dumps what it cannot name; we say why instead
-            assert render(packet).startswith(line) and line.endswith("length 54: ")
+            assert packet.summary().startswith(line) and line.endswith("length 54: ")
         else:
-            assert render(packet) == line
+            assert packet.summary() == line
 
 
 def test_link_level_summary_matches_tcpdump_e(misc: Path) -> None:
     pk = read_pcap(misc, "a")
     reference = tcpdump_lines(misc, "-e")
     for packet, line in list(zip(pk, reference, strict=True))[:6]:
-        assert render(packet, link=True) == line
+        assert packet.summary(link=True) == line
 
 
 def test_rst_to_closed_port(misc: Path) -> None:
@@ -194,10 +194,10 @@ def test_rst_to_closed_port(misc: Path) -> None:
     assert rst.tcp is not None and rst.tcp.flag_str == "R." and rst.tcp.is_rst
     assert (rst.tcp.seq, rst.tcp.ack, rst.tcp.window, rst.tcp.options) == (0, 778, 0, [])
     assert rst.tcp.rel_ack == 1
-    assert "Flags [R.], seq 0, ack 778, win 0, length 0" in render(rst)
+    assert "Flags [R.], seq 0, ack 778, win 0, length 0" in rst.summary()
     bare = pk[11].tcp
     assert bare is not None and bare.flag_str == "R" and bare.rel_ack is None
-    assert render(pk[11]).endswith("Flags [R], seq 9999, win 0, length 0")
+    assert pk[11].summary().endswith("Flags [R], seq 9999, win 0, length 0")
 
 
 def test_urgent_segment(misc: Path) -> None:
@@ -207,14 +207,14 @@ def test_urgent_segment(misc: Path) -> None:
     assert urg.flag_str == "P.U" and urg.has(PSH | ACK | URG) and not urg.has(SYN)
     assert (urg.urg, urg.payload, urg.rel_seq, urg.length) == (3, b"abc", 4, 3)
     assert urg.payload[urg.urg - 1 : urg.urg] == b"c"
-    assert "Flags [P.U], seq 4:7, ack 1, win 502, urg 3, length 3" in render(pk[9])
+    assert "Flags [P.U], seq 4:7, ack 1, win 502, urg 3, length 3" in pk[9].summary()
 
 
 def test_sack_blocks_are_relative_like_tcpdump(misc: Path) -> None:
     pk = read_pcap(misc, "a")
     sack = pk[10].tcp
     assert sack is not None and sack.sack_blocks == [(1004, 1007)]
-    assert "options [nop,nop,sack 1 {4:7}]" in render(pk[10])
+    assert "options [nop,nop,sack 1 {4:7}]" in pk[10].summary()
 
 
 # ---------------------------------------------------------------- ARP, DNS, ICMP, fragments
@@ -228,10 +228,10 @@ def test_arp(misc: Path) -> None:
     assert request.is_broadcast and request.eth_type == 0x0806 and request.length == 42
     assert reply.arp is not None and reply.arp.is_reply and reply.arp.sha == MAC_B == reply.eth_src
     assert reply.eth_dst == MAC_A
-    assert padded.length == 60 and render(padded).endswith("length 46")
-    assert render(request) == "ARP, Request who-has 10.0.1.2 tell 10.0.1.1, length 28"
-    assert render(reply) == f"ARP, Reply 10.0.1.2 is-at {MAC_B}, length 28"
-    assert render(probe) == f"ARP, Request who-has 10.0.1.2 ({MAC_B}) tell 10.0.1.1, length 28"
+    assert padded.length == 60 and padded.summary().endswith("length 46")
+    assert request.summary() == "ARP, Request who-has 10.0.1.2 tell 10.0.1.1, length 28"
+    assert reply.summary() == f"ARP, Reply 10.0.1.2 is-at {MAC_B}, length 28"
+    assert probe.summary() == f"ARP, Request who-has 10.0.1.2 ({MAC_B}) tell 10.0.1.1, length 28"
     assert (request.src, request.dst, request.proto) == (A, B, "arp")
 
 
@@ -244,10 +244,10 @@ def test_dns(misc: Path) -> None:
     assert (answer.id, answer.qr, answer.aa, answer.rcode, answer.ancount) == (57428, 1, True, 0, 3)
     assert answer.answers[0][:3] == ("www.baidu.com", "CNAME", "www.a.shifen.com")
     assert answer.values("A") == ["10.0.2.1", "10.0.2.2"]
-    assert render(pk[12]).endswith("57428+ A? www.baidu.com. (31)")
-    assert "57428* 3/0/0 CNAME www.a.shifen.com., A 10.0.2.1, A 10.0.2.2 (" in render(pk[13])
+    assert pk[12].summary().endswith("57428+ A? www.baidu.com. (31)")
+    assert "57428* 3/0/0 CNAME www.a.shifen.com., A 10.0.2.1, A 10.0.2.2 (" in pk[13].summary()
     assert aaaa.questions == [("www.baidu.com", "AAAA")]
-    assert render(pk[15]).endswith("UDP, length 5") and pk[15].dns is None
+    assert pk[15].summary().endswith("UDP, length 5") and pk[15].dns is None
 
 
 def test_icmp(misc: Path) -> None:
@@ -257,14 +257,14 @@ def test_icmp(misc: Path) -> None:
     assert reply is not None and reply.name == "echo reply"
     assert redir is not None and (redir.type, redir.code, redir.gateway) == (5, 1, R)
     assert redir.inner is not None and (redir.inner.src, redir.inner.dst, redir.inner.proto) == (A, W, 1)
-    assert render(pk[18]).endswith("ICMP redirect 10.0.2.1 to host 10.0.1.254, length 36")
+    assert pk[18].summary().endswith("ICMP redirect 10.0.2.1 to host 10.0.1.254, length 36")
     assert ttl is not None and (ttl.type, ttl.code) == (11, 0) and ttl.is_error
     assert port is not None and port.inner is not None
     assert (port.inner.sport, port.inner.dport) == (40000, 9999)
-    assert render(pk[20]).endswith("ICMP 10.0.2.1 udp port 9999 unreachable, length 36")
+    assert pk[20].summary().endswith("ICMP 10.0.2.1 udp port 9999 unreachable, length 36")
     assert host is not None and (host.type, host.code) == (3, 1)
     assert frag is not None and (frag.type, frag.code, frag.mtu) == (3, 4, 1400)
-    assert render(pk[22]).endswith("unreachable - need to frag (mtu 1400), length 36")
+    assert pk[22].summary().endswith("unreachable - need to frag (mtu 1400), length 36")
 
 
 def test_fragments(misc: Path) -> None:
@@ -277,9 +277,9 @@ def test_fragments(misc: Path) -> None:
         False, 185, 1480, 21)
     assert first.icmp is not None and first.icmp.length == 1480 and second.icmp is None
     assert first.ip.is_fragment and second.ip.is_fragment
-    assert render(first).endswith("ICMP echo request, id 4, seq 1, length 1480 (frag 4321:1480@0+)")
-    assert render(second) == "IP 10.0.1.1 > 10.0.1.2: ip-proto-1 (frag 4321:1@1480)"
-    assert render(first, ip_header=True).startswith(
+    assert first.summary().endswith("ICMP echo request, id 4, seq 1, length 1480 (frag 4321:1480@0+)")
+    assert second.summary() == "IP 10.0.1.1 > 10.0.1.2: ip-proto-1 (frag 4321:1@1480)"
+    assert first.summary(ip_header=True).startswith(
         "IP (tos 0x0, ttl 64, id 4321, offset 0, flags [+], proto ICMP (1), length 1500) 10.0.1.1 > ")
 
 
@@ -307,7 +307,7 @@ def test_merge_two_points_renumbers_and_keeps_per_point_numbers(tmp_path: Path) 
     assert server_synack.tcp is not None and server_synack.tcp.rel_seq == 0 and server_synack.tcp.rel_ack == 1
     # the server never saw the SYN, yet its listing shows the same relative numbers tcpdump would
     server_ack = next(p for p in pk if p.point == "server:eth0" and p.tcp and p.tcp.flag_str == ".")
-    assert "Flags [.], ack 1," in render(server_ack)
+    assert "Flags [.], ack 1," in server_ack.summary()
     text = listing(pk)
     lines = text.splitlines()
     assert len(lines) == 15

@@ -7,7 +7,6 @@ import dpkt
 import pcapgen as g
 
 from lab.capture.decode import decode_frame
-from lab.capture.text import render
 
 A, B = "fd00:1::2", "fd00:ff::2"
 
@@ -24,8 +23,8 @@ def test_the_fixed_header_fields() -> None:
     assert p.ip.payload_length == len(bytes(seg)) and p.ip.extensions == []
     assert p.tcp is not None and p.tcp.is_syn and p.tcp.mss == 1440 and p.tcp.length == 0
     assert p.src == A and p.sport == 40000
-    assert render(p).startswith(f"IP6 {A}.40000 > {B}.80: Flags [S], seq 1000, win 502, options [mss 1440")
-    assert render(p, ip_header=True).startswith(
+    assert p.summary().startswith(f"IP6 {A}.40000 > {B}.80: Flags [S], seq 1000, win 502, options [mss 1440")
+    assert p.summary(ip_header=True).startswith(
         "IP6 (flowlabel 0xabcde, hlim 63, next-header TCP (6) payload length: 40) ")
 
 
@@ -51,7 +50,7 @@ def test_fragments_carry_the_fragment_header_and_only_the_first_the_transport_he
     assert first.tcp is not None and first.tcp.dport == 80
     assert later.ip is not None and later.ip.frag_offset == 6 and later.ip.frag_offset_bytes == 48 and later.tcp is None
     assert first.ip.df is False  # no such bit in IPv6: routers never fragment
-    assert "(frag 77:48@0+)" in render(first) and "(frag 77:" in render(later)
+    assert "(frag 77:48@0+)" in first.summary() and "(frag 77:" in later.summary()
 
 
 def test_neighbour_solicitation_and_advertisement() -> None:
@@ -61,11 +60,11 @@ def test_neighbour_solicitation_and_advertisement() -> None:
                         g.ipv6("fe80::a", group, 58, g.neighbor_solicitation(B, g.MAC_A), hop_limit=255)))
     assert ns.icmp is not None and ns.icmp.version == 6 and ns.icmp.type == 135
     assert (ns.icmp.target, ns.icmp.lladdr, ns.ip.hop_limit) == (B, g.MAC_A, 255)  # type: ignore[union-attr]
-    assert render(ns) == f"IP6 fe80::a > {group}: ICMP6, neighbor solicitation, who has {B}, length 32"
+    assert ns.summary() == f"IP6 fe80::a > {group}: ICMP6, neighbor solicitation, who has {B}, length 32"
     na = decoded(g.eth6(g.MAC_B, g.MAC_A, g.ipv6("fe80::b", "fe80::a", 58, g.neighbor_advertisement(B, g.MAC_B))))
     assert na.icmp is not None and na.icmp.type == 136 and na.icmp.nd_flags == "solicited, override"
     assert na.icmp.lladdr == g.MAC_B and not na.icmp.is_error
-    assert render(na).endswith(f"ICMP6, neighbor advertisement, tgt is {B} (solicited, override), length 32")
+    assert na.summary().endswith(f"ICMP6, neighbor advertisement, tgt is {B} (solicited, override), length 32")
 
 
 def test_packet_too_big_quotes_the_packet_and_names_the_mtu() -> None:
@@ -74,16 +73,16 @@ def test_packet_too_big_quotes_the_packet_and_names_the_mtu() -> None:
     p = decoded(g.eth6(g.MAC_R, g.MAC_A, g.ipv6("fd00:1::1", A, 58, g.packet_too_big(1400, quoted))))
     assert p.icmp is not None and p.icmp.type == 2 and p.icmp.mtu == 1400 and p.icmp.is_error
     assert p.icmp.inner is not None and (p.icmp.inner.src, p.icmp.inner.dst, p.icmp.inner.dport) == (A, B, 80)
-    assert "ICMP6, packet too big, mtu 1400" in render(p)
+    assert "ICMP6, packet too big, mtu 1400" in p.summary()
 
 
 def test_echo_and_port_unreachable() -> None:
     echo = decoded(g.eth6(g.MAC_A, g.MAC_B, g.ipv6(A, B, 58, g.icmp6(128, 0, b"\x00\x07\x00\x01" + b"p" * 8))))
     assert echo.icmp is not None and (echo.icmp.id, echo.icmp.seq) == (7, 1)
-    assert render(echo) == f"IP6 {A} > {B}: ICMP6, echo request, id 7, seq 1, length 16"
+    assert echo.summary() == f"IP6 {A} > {B}: ICMP6, echo request, id 7, seq 1, length 16"
     udp = bytes(dpkt.udp.UDP(sport=5000, dport=33434, ulen=8, data=b""))
     err = decoded(g.eth6(g.MAC_B, g.MAC_A, g.ipv6(B, A, 58, g.icmp6(1, 4, b"\x00" * 4 + g.ipv6(A, B, 17, udp)))))
-    assert render(err).endswith(f"ICMP6, unreachable port, {B} udp port 33434, length {8 + 40 + 8}")
+    assert err.summary().endswith(f"ICMP6, unreachable port, {B} udp port 33434, length {8 + 40 + 8}")
 
 
 def test_a_truncated_ipv6_header_is_noted() -> None:

@@ -14,7 +14,6 @@ from pcapgen import handshake_frames, timed, write_pcap
 
 from lab.capture.pcapfile import merge
 from lab.capture.records import Packet
-from lab.capture.text import render
 from lab.experiments import expect
 from lab.report import html, jsonreport, text
 from lab.report.model import RunResult, StepRecord, overall_verdict
@@ -258,7 +257,7 @@ def test_a_bare_ack_shows_its_seq_too(result: RunResult) -> None:
     """tcpdump prints a bare ACK without its seq, which hides a keepalive probe (seq = snd.nxt − 1)."""
     kept, _ = unique(result.packets)
     ack = next(p for p in kept if p.tcp is not None and p.tcp.length == 0 and p.tcp.flags == 0x10)
-    assert "seq 1, ack 1" in label(ack) and "seq" not in render(ack).split("Flags [.]")[1].split("ack")[0]
+    assert "seq 1, ack 1" in label(ack) and "seq" not in ack.summary().split("Flags [.]")[1].split("ack")[0]
 
 
 def test_changes_are_drawn_where_they_happened(result: RunResult) -> None:

@@ -13,7 +13,6 @@ import json
 import re
 
 from lab.capture.records import Packet
-from lab.capture.text import render
 from lab.errors import InputError
 from lab.experiments import expect
 from lab.experiments.book.ip_model import (
@@ -126,7 +125,7 @@ def arp_request_reply(run: Run) -> None:
     run.expect(expect.check("the first two frames are the ARP exchange",
                             len(head) == 2 and head[0].arp is not None and head[1].arp is not None
                             and head[0].arp.is_request and head[1].arp.is_reply,
-                            "#1 request, #2 reply", ", ".join(f"#{p.no} {render(p)}" for p in head) or "no frames",
+                            "#1 request, #2 reply", ", ".join(f"#{p.no} {p.summary()}" for p in head) or "no frames",
                             head))
     request = expect.first(pk, expect.is_arp("request"))
     reply = expect.first(pk, expect.is_arp("reply"))
@@ -254,7 +253,7 @@ def ip_fragmentation(run: Run) -> None:
     if len(plan) > 1:
         run.expect(expect.check("the first fragment carries the ICMP echo request header", first is not None
                                 and first.icmp is not None and first.icmp.type == 8, "ICMP type 8",
-                                render(first) if first else "no fragment with an ICMP header",
+                                first.summary() if first else "no fragment with an ICMP header",
                                 [first] if first else []))
     run.expect(expect.output_contains("ping got the reassembled reply", big.stdout,
                                       f"{size + ICMP_ECHO_HEADER} bytes from {b_ip}"))

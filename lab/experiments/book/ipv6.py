@@ -10,7 +10,6 @@ import re
 from ipaddress import IPv6Address
 
 from lab.capture.records import Packet
-from lab.capture.text import render
 from lab.errors import InputError
 from lab.experiments import expect
 from lab.experiments.book.ip_layer import connect_cold_then_warm
@@ -149,7 +148,7 @@ def tcp_over_ipv6(run: Run, port: int = 7, mtu: int = 1500) -> None:
                                  [syn[0], synack[0]]))
         third = expect.first(pk, lambda p: p.tcp is not None and p.tcp.flag_str == "." and p.tcp.ack == sa.seq + 1)
         run.expect(expect.check("the third segment is a bare ACK of the server's ISN + 1", third is not None,
-                                f"ack {sa.seq + 1}", render(third) if third else "none", [third] if third else []))
+                                f"ack {sa.seq + 1}", third.summary() if third else "none", [third] if third else []))
     else:  # a missing packet is an error, not a claim left out
         run.expect(expect.error("the handshake's sequence numbers", "no SYN and SYN-ACK pair in the capture"))
     run.expect(expect.every("every segment is IPv6", pk, lambda p: p.ip is not None and p.ip.version == 6,

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from lab import services
 from lab.capture.pcapfile import merge
 from lab.capture.records import Packet
-from lab.capture.text import render
 from lab.errors import InputError
 from lab.experiments import expect
 from lab.experiments.book.web_model import (
@@ -130,7 +129,7 @@ def gateway_towards(run: Run, node: str, address: str) -> str:
 
 
 def _cite(packets: list[Packet]) -> str:
-    return "; ".join(f"#{p.no} {render(p)}" for p in packets[:4]) or "none"
+    return "; ".join(f"#{p.no} {p.summary()}" for p in packets[:4]) or "none"
 
 
 # ---------------------------------------------------------------- §1.7 DNS
