@@ -49,114 +49,117 @@ def print_catalogue(path: list[Path], as_json: bool) -> None:
     out.print(table)
 
 
-def register(app: typer.Typer) -> None:
-    @app.command()
-    def experiments(
-        path: list[Path] = typer.Option([], "--path", help="Also load experiments from *.py in this directory."),
-        as_json: bool = typer.Option(False, "--json", help="JSON output."),
-    ) -> None:
-        """The catalogue: id, book section, topology, parameters, one line each."""
+def experiments(
+    path: list[Path] = typer.Option([], "--path", help="Also load experiments from *.py in this directory."),
+    as_json: bool = typer.Option(False, "--json", help="JSON output."),
+) -> None:
+    """The catalogue: id, book section, topology, parameters, one line each."""
+    print_catalogue(path, as_json)
+
+def run(
+    ids: list[str] = typer.Argument(None, help="Experiment ids (see: lab experiments)."),
+    all_: bool = typer.Option(False, "--all", help="Run the whole catalogue."),
+    list_: bool = typer.Option(False, "--list", help="List the catalogue and run nothing (as: lab experiments)."),
+    param: list[str] = typer.Option([], "--param", "-p", help="Parameter NAME=VALUE (repeatable)."),
+    keep: bool = typer.Option(False, "--keep", help="Leave the lab up afterwards to poke at."),
+    lab: str = typer.Option(None, "--lab", help="Run on this running lab instead of building one."),
+    fresh: bool = typer.Option(False, "--fresh", help="Always build a new lab, even if one of the "
+                               "experiment's topology is up."),
+    jobs: int = typer.Option(1, "--jobs", "-j", min=1, max=16, help="With several experiments: N at once."),
+    as_json: bool = typer.Option(False, "--json", help="Print the JSON report on stdout."),
+    json_file: Path = typer.Option(None, "--json-file", help="Write the JSON report to this file."),
+    out_dir: Path = typer.Option(Path("runs"), "--out", help="Directory for run reports and pcaps."),
+    path: list[Path] = typer.Option([], "--path", help="Also load experiments from *.py in this directory."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only the verdict lines."),
+    cluster: Path = typer.Option(None, "--cluster", help="Build each experiment's lab over this cluster "
+                                                        "file's machines (default: $LAB_CLUSTER)."),
+    spread: bool = typer.Option(False, "--spread", help="On a cluster: each lab's nodes on different machines "
+                                                       "wherever the engine can."),
+) -> None:
+    """Run experiments: build the lab, run the steps, capture, decide, report. Exit 0 only if all held."""
+    from lab.experiments.engine import discover, find
+    from lab.experiments.runner import run_many, run_one
+    from lab.net.netns import require_root
+    from lab.report import jsonreport, text
+
+    if list_:
+        if ids or all_:
+            raise InputError("--list runs nothing: give it without experiment ids or --all")
         print_catalogue(path, as_json)
+        return
+    if all_ and ids:
+        raise InputError("give experiment ids or --all, not both")
+    if not all_ and not ids:
+        raise InputError("which experiment?", "name one (see: lab experiments) or use --all")
+    overrides = parse_assignments(param, "-p")
+    from lab.cli.lifecycle import cluster_from_env
 
-    @app.command()
-    def run(
-        ids: list[str] = typer.Argument(None, help="Experiment ids (see: lab experiments)."),
-        all_: bool = typer.Option(False, "--all", help="Run the whole catalogue."),
-        list_: bool = typer.Option(False, "--list", help="List the catalogue and run nothing (as: lab experiments)."),
-        param: list[str] = typer.Option([], "--param", "-p", help="Parameter NAME=VALUE (repeatable)."),
-        keep: bool = typer.Option(False, "--keep", help="Leave the lab up afterwards to poke at."),
-        lab: str = typer.Option(None, "--lab", help="Run on this running lab instead of building one."),
-        fresh: bool = typer.Option(False, "--fresh", help="Always build a new lab, even if one of the "
-                                   "experiment's topology is up."),
-        jobs: int = typer.Option(1, "--jobs", "-j", min=1, max=16, help="With several experiments: N at once."),
-        as_json: bool = typer.Option(False, "--json", help="Print the JSON report on stdout."),
-        json_file: Path = typer.Option(None, "--json-file", help="Write the JSON report to this file."),
-        out_dir: Path = typer.Option(Path("runs"), "--out", help="Directory for run reports and pcaps."),
-        path: list[Path] = typer.Option([], "--path", help="Also load experiments from *.py in this directory."),
-        quiet: bool = typer.Option(False, "--quiet", "-q", help="Only the verdict lines."),
-        cluster: Path = typer.Option(None, "--cluster", help="Build each experiment's lab over this cluster "
-                                                            "file's machines (default: $LAB_CLUSTER)."),
-        spread: bool = typer.Option(False, "--spread", help="On a cluster: each lab's nodes on different machines "
-                                                           "wherever the engine can."),
-    ) -> None:
-        """Run experiments: build the lab, run the steps, capture, decide, report. Exit 0 only if all held."""
-        from lab.experiments.engine import discover, find
-        from lab.experiments.runner import run_many, run_one
-        from lab.net.netns import require_root
-        from lab.report import jsonreport, text
+    cluster_file = cluster or cluster_from_env()
+    on_cluster = None
+    if cluster_file is not None:
+        from lab.cluster.model import load_cluster
 
-        if list_:
-            if ids or all_:
-                raise InputError("--list runs nothing: give it without experiment ids or --all")
-            print_catalogue(path, as_json)
-            return
-        if all_ and ids:
-            raise InputError("give experiment ids or --all, not both")
-        if not all_ and not ids:
-            raise InputError("which experiment?", "name one (see: lab experiments) or use --all")
-        overrides = parse_assignments(param, "-p")
-        from lab.cli.lifecycle import cluster_from_env
-
-        cluster_file = cluster or cluster_from_env()
-        on_cluster = None
-        if cluster_file is not None:
-            from lab.cluster.model import load_cluster
-
-            on_cluster = load_cluster(cluster_file)  # bad input is refused before anything runs
-        elif spread:
-            raise InputError("--spread goes with --cluster FILE (or LAB_CLUSTER)")
-        require_root()
-        out_dir = out_dir.resolve()
-        out_dir.mkdir(parents=True, exist_ok=True)
-        if all_:
-            chosen = list(discover(path).values())
-        else:
-            chosen = [find(i, path) for i in ids]
-        if len(chosen) == 1 and not all_:
-            exp = chosen[0]
-            progress = (lambda msg: None) if quiet else (lambda msg: console.print(f"[dim]{exp.id}: {msg}[/]"))
-            if lab is None and not fresh and on_cluster is None:
-                lab = running_lab_of(exp, overrides)
-                if lab and not quiet:
-                    console.print(f"[dim]{exp.id}: reusing the running lab {lab} (--fresh builds a new one)[/]")
-            result = run_one(exp, overrides, out_dir, keep=keep, lab=lab, progress=progress,
-                             cluster=on_cluster, spread=spread)
-            items = [jsonreport.experiment_json(result)]
-            if as_json:
-                pass
-            elif quiet:
-                out.print(f"{result.verdict.upper():5} {result.id} {result.duration_s:.1f} s"
-                          + (f"  {result.error}" if result.error else ""))
-            else:
-                text.print_run(result, out)
-        else:
-            if lab or keep:
-                raise InputError("--lab and --keep go with a single experiment")
-            unknown = set(overrides) - {k for e in chosen for k in e.params}
-            if unknown:
-                raise InputError(f"no experiment here has parameter {', '.join(sorted(unknown))}")
-            console.print(f"running {len(chosen)} experiments, {jobs} at a time; reports under {out_dir}")
-
-            def done(item: dict[str, object]) -> None:
-                if not as_json:
-                    colour = {"pass": "green", "fail": "red"}.get(str(item["verdict"]), "yellow")
-                    out.print(f"[{colour}]{str(item['verdict']).upper():5}[/] {item['id']:28} "
-                              f"{float(str(item['duration_s'])):7.1f} s  {item.get('error') or ''}")
-
-            items = run_many(chosen, overrides, out_dir, jobs, path, done,
-                             cluster_args=["--cluster", str(cluster_file.resolve())] + (["--spread"] if spread else [])
-                             if cluster_file is not None else [])
-            index = out_dir / "index.html"
-            from lab.report.html import render_index
-
-            render_index(items, index)
-            if not as_json:
-                text.print_summary(items, out)
-                out.print(f"report: {index}")
-        document = jsonreport.document(items)
-        if json_file:
-            json_file.write_text(json.dumps(document, indent=2))
+        on_cluster = load_cluster(cluster_file)  # bad input is refused before anything runs
+    elif spread:
+        raise InputError("--spread goes with --cluster FILE (or LAB_CLUSTER)")
+    require_root()
+    out_dir = out_dir.resolve()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if all_:
+        chosen = list(discover(path).values())
+    else:
+        chosen = [find(i, path) for i in ids]
+    if len(chosen) == 1 and not all_:
+        exp = chosen[0]
+        progress = (lambda msg: None) if quiet else (lambda msg: console.print(f"[dim]{exp.id}: {msg}[/]"))
+        if lab is None and not fresh and on_cluster is None:
+            lab = running_lab_of(exp, overrides)
+            if lab and not quiet:
+                console.print(f"[dim]{exp.id}: reusing the running lab {lab} (--fresh builds a new one)[/]")
+        result = run_one(exp, overrides, out_dir, keep=keep, lab=lab, progress=progress,
+                         cluster=on_cluster, spread=spread)
+        items = [jsonreport.experiment_json(result)]
         if as_json:
-            out.print_json(json.dumps(document))
-        failed = [i for i in items if i["verdict"] != "pass"]
-        raise typer.Exit(ExitCode.FAILED if failed else ExitCode.OK)
+            pass
+        elif quiet:
+            out.print(f"{result.verdict.upper():5} {result.id} {result.duration_s:.1f} s"
+                      + (f"  {result.error}" if result.error else ""))
+        else:
+            text.print_run(result, out)
+    else:
+        if lab or keep:
+            raise InputError("--lab and --keep go with a single experiment")
+        unknown = set(overrides) - {k for e in chosen for k in e.params}
+        if unknown:
+            raise InputError(f"no experiment here has parameter {', '.join(sorted(unknown))}")
+        console.print(f"running {len(chosen)} experiments, {jobs} at a time; reports under {out_dir}")
+
+        def done(item: dict[str, object]) -> None:
+            if not as_json:
+                colour = {"pass": "green", "fail": "red"}.get(str(item["verdict"]), "yellow")
+                out.print(f"[{colour}]{str(item['verdict']).upper():5}[/] {item['id']:28} "
+                          f"{float(str(item['duration_s'])):7.1f} s  {item.get('error') or ''}")
+
+        items = run_many(chosen, overrides, out_dir, jobs, path, done,
+                         cluster_args=["--cluster", str(cluster_file.resolve())] + (["--spread"] if spread else [])
+                         if cluster_file is not None else [])
+        index = out_dir / "index.html"
+        from lab.report.html import render_index
+
+        render_index(items, index)
+        if not as_json:
+            text.print_summary(items, out)
+            out.print(f"report: {index}")
+    document = jsonreport.document(items)
+    if json_file:
+        json_file.write_text(json.dumps(document, indent=2))
+    if as_json:
+        out.print_json(json.dumps(document))
+    failed = [i for i in items if i["verdict"] != "pass"]
+    raise typer.Exit(ExitCode.FAILED if failed else ExitCode.OK)
+
+
+def register(app: typer.Typer) -> None:
+    """The experiment verbs; each is a plain function above, which a test or another program can call."""
+    app.command()(experiments)
+    app.command()(run)
