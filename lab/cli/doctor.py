@@ -17,17 +17,19 @@ if TYPE_CHECKING:
 STYLE = {"ok": "green", "warn": "yellow", "fail": "bold red"}
 
 
-def register(app: typer.Typer) -> None:
-    @app.command()
-    def doctor(
-        as_json: bool = typer.Option(False, "--json", help="JSON output."),
-        nodes: int = typer.Option(20, "--nodes", "-n", min=1, max=100_000,
-                                  help="Judge the kernel limits for a lab of this many nodes."),
-    ) -> None:
-        """Check what this machine lacks or has wrong for labs (root, Docker, iptables, qdiscs, tools, limits)."""
-        from lab.doctor import run_checks
+def doctor(
+    as_json: bool = typer.Option(False, "--json", help="JSON output."),
+    nodes: int = typer.Option(20, "--nodes", "-n", min=1, max=100_000,
+                              help="Judge the kernel limits for a lab of this many nodes."),
+) -> None:
+    """Check what this machine lacks or has wrong for labs (root, Docker, iptables, qdiscs, tools, limits)."""
+    from lab.doctor import run_checks
 
-        print_checks(run_checks(nodes), as_json)
+    print_checks(run_checks(nodes), as_json)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(doctor)
 
 
 def print_checks(checks: list[Check], as_json: bool, title: str | None = None) -> None:
