@@ -7,16 +7,17 @@ import subprocess
 import pytest
 
 from lab import doctor
+from lab.net import probe
 
 pytestmark = pytest.mark.root
 
 
 def test_probes_run_in_a_scratch_namespace_that_vanishes() -> None:
-    worked, _ = doctor._scratch(["ip", "link", "add", "lbdoc0", "type", "veth", "peer", "name", "lbdoc1"])
+    worked, _ = probe.scratch(["ip", "link", "add", "lbdoc0", "type", "veth", "peer", "name", "lbdoc1"])
     assert worked
     host = subprocess.run(["ip", "link", "show", "lbdoc0"], capture_output=True)
     assert host.returncode != 0, "the probe's veth appeared in the machine's own namespace"
-    worked, detail = doctor._scratch(["ip", "link", "set", "dev", "no-such-device", "up"])
+    worked, detail = probe.scratch(["ip", "link", "set", "dev", "no-such-device", "up"])
     assert not worked and detail
 
 
