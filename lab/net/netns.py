@@ -158,8 +158,6 @@ class Namespace:
             os.close(self._fd)
             self._fd = None
 
-    close = release
-
 
 OPEN_LIMIT = 256  # namespaces held open at once while a lab is built: 2 descriptors each, under 1,024
 
