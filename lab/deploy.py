@@ -121,7 +121,7 @@ def _apply(plan: Plan, topo: Topology, journal: Journal, progress: Progress) -> 
     files: _FilesAhead | None = None
     nsdir = netns_dir(plan.lab)
     try:
-        _ensure_open_files(spaces.limit)
+        _ensure_open_files()
         missing: set[str] = set()
         containers = [s for s in plan.namespaces if s.kind == "container"]
         if containers:
@@ -197,15 +197,15 @@ def _apply(plan: Plan, topo: Topology, journal: Journal, progress: Progress) -> 
         spaces.close()
 
 
-def _ensure_open_files(namespaces: int) -> None:
-    """Two descriptors per namespace held open at once during ``up``: raise this process's soft limit to fit."""
-    need = 2 * namespaces + 256
+def _ensure_open_files() -> None:
+    """Raise this process's soft limit to fit what ``up`` holds at once (netns.OPEN_FILES)."""
+    need = netns.OPEN_FILES
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft == resource.RLIM_INFINITY or soft >= need:
         return
     if hard != resource.RLIM_INFINITY and hard < need:
         raise EnvironmentProblem(
-            f"a lab of {namespaces} namespaces needs {need} open files; this shell allows {hard}",
+            f"lab up needs {need} open files at once, for a lab of any size; this shell allows {hard}",
             f"raise it first: ulimit -n {need}")
     resource.setrlimit(resource.RLIMIT_NOFILE, (need, hard))
 

@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from lab.errors import EnvironmentProblem
-from lab.net.netns import NETNS_DIR, OPEN_LIMIT
+from lab.net.netns import NETNS_DIR, OPEN_FILES
 from lab.net.probe import NOT_ROOT, qdisc_works
 from lab.net.probe import run as _run
 from lab.net.probe import scratch as _scratch
@@ -66,8 +66,6 @@ def _first_line(argv: list[str]) -> str:
         return ""
     lines = (result.stdout or result.stderr).strip().splitlines()
     return lines[0] if lines else ""
-
-
 
 
 # ----------------------------------------------------------------------------- the checks
@@ -263,8 +261,8 @@ def check_neighbours(nodes: int = DEFAULT_NODES) -> Check:
 
 
 def check_open_files(nodes: int = DEFAULT_NODES) -> Check:
-    """``up`` holds at most OPEN_LIMIT namespaces open (an fd and a socket each), whatever the lab's size."""
-    need = 2 * OPEN_LIMIT + 256
+    """``up`` holds at most OPEN_FILES descriptors at once, whatever the lab's size."""
+    need = OPEN_FILES
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     found = f"open files: soft {_limit(soft)}, hard {_limit(hard)}"
     if hard != resource.RLIM_INFINITY and hard < need:

@@ -160,6 +160,7 @@ class Namespace:
 
 
 OPEN_LIMIT = 256  # namespaces held open at once while a lab is built: 2 descriptors each, under 1,024
+OPEN_FILES = 2 * OPEN_LIMIT + 256  # descriptors ``up`` may hold at once, for a lab of any size
 
 
 class Handles(Mapping[str, Namespace]):
