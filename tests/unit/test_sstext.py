@@ -26,11 +26,55 @@ def test_parse_states_queues_timers_and_rto():
 
 
 @pytest.mark.parametrize(("text", "seconds"), [
-    ("59sec", 59.0), ("1min30sec", 90.0), ("116ms", 0.116), ("1.5sec", 1.5), ("2min", 120.0), ("", None),
-    ("soon", None),
+    # every form iproute2's print_ms_timer() (misc/ss.c) prints, by the milliseconds T left
+    ("", 0.0),  # T == 0: nothing between the commas, timer:(on,,0)
+    ("116ms", 0.116), ("692ms", 0.692), ("999ms", 0.999), ("050ms", 0.05), ("005ms", 0.005),  # T < 1 s
+    ("1sec", 1.0), ("4sec", 4.0), ("9sec", 9.0),  # 1 s <= T < 10 s, no milliseconds
+    ("4.700ms", 4.7), ("9.001ms", 9.001), ("1.001ms", 1.001), ("4.692ms", 4.692),  # ... with: seconds, not ms
+    ("4.700sec", 4.7), ("9.501sec", 9.501),  # the same after "ss: fix expired time format of timer" (2024)
+    ("10sec", 10.0), ("59sec", 59.0),  # 10 s <= T < 1 min
+    ("1min", 60.0), ("1min30sec", 90.0), ("1min39sec", 99.0), ("2min", 120.0), ("9min59sec", 599.0),
+    ("10min", 600.0), ("11min", 660.0), ("119min", 7140.0),  # T >= 10 min: minutes only
+    # not printed by ss, read all the same
+    ("1.5sec", 1.5), (" 59sec ", 59.0),
+    # not durations
+    ("soon", None), ("ms", None), ("sec", None), ("min", None), ("4.700", None), ("59 sec", None),
+    ("1min30", None), ("-5sec", None),
 ])
 def test_duration(text, seconds):
     assert sstext.duration(text) == (pytest.approx(seconds) if seconds is not None else None)
+
+
+def test_a_fraction_before_ms_is_seconds():
+    """print_ms_timer() prints 4 s 700 ms as ``4.700ms``: the bug read it as 4.7 ms."""
+    assert sstext.duration("4.700ms") == pytest.approx(4.7)
+    assert sstext.duration("9.001ms") == pytest.approx(9.001)
+    assert sstext.duration("1.001ms") > sstext.duration("999ms")
+
+
+# printed by ss (iproute2 6.1.0) on 127.0.0.1, 0.3 s after connecting sockets with
+# SO_KEEPALIVE and TCP_KEEPIDLE 1, 5, 9, 30, 100 and 700 s
+KEEPALIVE = """\
+ESTAB 0      0      127.0.0.1:42688 127.0.0.1:45171 timer:(keepalive,692ms,0)
+ESTAB 0      0      127.0.0.1:42698 127.0.0.1:45171 timer:(keepalive,4.692ms,0)
+ESTAB 0      0      127.0.0.1:42708 127.0.0.1:45171 timer:(keepalive,8.692ms,0)
+ESTAB 0      0      127.0.0.1:42710 127.0.0.1:45171 timer:(keepalive,29sec,0)
+ESTAB 0      0      127.0.0.1:42718 127.0.0.1:45171 timer:(keepalive,1min39sec,0)
+ESTAB 0      0      127.0.0.1:42724 127.0.0.1:45171 timer:(keepalive,11min,0)
+"""
+# written by hand: print_ms_timer(0) is "", so a timer that is due reads like this
+DUE = "ESTAB 0      1      127.0.0.1:42730 127.0.0.1:45171 timer:(on,,3)\n"
+
+
+def test_parse_keepalive_timers_as_ss_printed_them():
+    socks = sstext.parse(KEEPALIVE)
+    assert [s.timer for s in socks] == ["keepalive"] * 6
+    assert [s.timer_left for s in socks] == pytest.approx([0.692, 4.692, 8.692, 29.0, 99.0, 660.0])
+
+
+def test_parse_a_due_timer_has_nothing_left():
+    (due,) = sstext.parse(DUE)
+    assert (due.timer, due.timer_left, due.send_q) == ("on", 0.0, 1)
 
 
 def test_lines_without_a_state_column_are_skipped():

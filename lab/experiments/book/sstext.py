@@ -4,7 +4,8 @@ The experiments about TIME_WAIT, FIN-WAIT-1 and retransmission ask the
 kernel what it holds, the way the book runs ``netstat -nat``. ``ss`` prints one
 line per socket (``-H``: no header) and, with ``-i``, an indented line of TCP
 internals (``rto:204`` in milliseconds); ``-o`` adds ``timer:(NAME,TIME,N)``
-where TIME reads like ``59sec``, ``1min30sec``, ``116ms`` or ``1.5sec``.
+where TIME reads like ``116ms``, ``4.700ms`` (4.7 s: see ``duration``), ``59sec``,
+``1min30sec`` or ``11min``.
 """
 
 from __future__ import annotations
@@ -15,7 +16,10 @@ from dataclasses import dataclass
 _TIMER = re.compile(r"timer:\((\w+),([^,)]*)")
 _RTO = re.compile(r"\brto:([\d.]+)")
 _RTT = re.compile(r"\brtt:([\d.]+)/([\d.]+)")
-_DURATION = re.compile(r"(?:(\d+)min)?(?:([\d.]+)sec)?(?:([\d.]+)ms)?$")
+_DURATION = re.compile(
+    r"(?:(?P<min>\d+)min)?"
+    r"(?:(?P<sec>\d+(?:\.\d+)?)sec|(?P<sec_ms>\d+\.\d+)ms|(?P<ms>\d+)ms)?"
+)
 
 
 @dataclass
@@ -40,12 +44,34 @@ class SsSocket:
 
 
 def duration(text: str) -> float | None:
-    """``59sec`` → 59.0, ``1min30sec`` → 90.0, ``116ms`` → 0.116; None if it is not a duration."""
-    found = _DURATION.match(text.strip())
+    """Seconds left on an ``ss -o`` timer, from the TIME of ``timer:(NAME,TIME,N)``; None if it is not one.
+
+    ss writes TIME with ``print_ms_timer()`` in iproute2's misc/ss.c, from the milliseconds
+    the kernel reports (``idiag_expires``). With ``T`` those milliseconds, it prints:
+
+    * ``T == 0``: nothing at all, ``timer:(on,,0)`` (due or overdue) → 0.0;
+    * ``T < 1 s``: the milliseconds on three digits, ``692ms``, ``050ms`` → 0.692, 0.05;
+    * ``1 s <= T < 10 s``: whole seconds as ``4sec`` when the milliseconds are 0, otherwise
+      ``4.700ms`` → 4.7, and ``9.001ms`` → 9.001. The function prints the seconds and ``.``, then
+      the milliseconds with the ``%03dms`` meant for ``T < 1 s``, so the unit ``ms`` is wrong:
+      this is 4 s 700 ms, not 4.7 ms (seen with iproute2 6.1: a keepalive timer set to 5 s
+      reads ``4.692ms`` 0.3 s later). iproute2's patch "ss: fix expired time format of
+      timer" (netdev, July 2024) makes it print ``4.700sec`` instead; both read 4.7 here;
+    * ``10 s <= T < 1 min``: whole seconds, the milliseconds dropped, ``59sec`` → 59.0;
+    * ``1 min <= T < 10 min``: ``1min`` or ``1min39sec`` (milliseconds dropped) → 60.0, 99.0;
+    * ``T >= 10 min``: whole minutes only, ``11min``, ``119min`` → 660.0, 7140.0.
+
+    So a number with a fraction is always seconds, whatever unit follows it; ss never prints a
+    fraction of a millisecond, nor a fraction from 10 s on. ``1.5sec`` is read as 1.5 too.
+    """
+    text = text.strip()
+    if not text:
+        return 0.0
+    found = _DURATION.fullmatch(text)
     if not found or not any(found.groups()):
         return None
-    minutes, seconds, millis = found.groups()
-    return int(minutes or 0) * 60 + float(seconds or 0) + float(millis or 0) / 1000
+    minutes, seconds, seconds_ms, millis = found.group("min", "sec", "sec_ms", "ms")
+    return int(minutes or 0) * 60 + float(seconds or seconds_ms or 0) + int(millis or 0) / 1000
 
 
 def parse(text: str) -> list[SsSocket]:
