@@ -33,13 +33,15 @@ def running_lab_of(exp: Experiment, overrides: dict[str, str] | None = None) -> 
 def print_catalogue(path: list[Path], as_json: bool) -> None:
     """``lab experiments`` (and ``lab run --list``): the catalogue as a table, or as JSON."""
     from lab.experiments.engine import discover
+    from lab.servers.contracts import CONTRACTS
 
     catalogue = discover(path)
     if as_json:
         out.print_json(json.dumps([
             {"id": e.id, "title": e.title, "section": e.section, "topology": e.topology,
              **({"topology6": e.topology6} if e.topology6 else {}), "parameters": e.params,
-             "parameter_types": e.parameter_types()}
+             "parameter_types": e.parameter_types(),
+             "programs": [CONTRACTS[name].to_dict() for name in e.programs]}
             for e in catalogue.values()]))
         return
     table = Table("id", "section", "topology", "what it shows", "parameters")
@@ -75,6 +77,10 @@ def run(
                                                         "file's machines (default: $LAB_CLUSTER)."),
     spread: bool = typer.Option(False, "--spread", help="On a cluster: each lab's nodes on different machines "
                                                        "wherever the engine can."),
+    use: list[str] = typer.Option([], "--use", metavar="PROGRAM=PATH",
+                                  help="Run your own program (an executable, a script, or NAME.c/NAME.cpp, compiled) "
+                                       "wherever the experiment runs PROGRAM, sandboxed (repeatable; see "
+                                       "docs/YOUR_PROGRAM.md)."),
 ) -> None:
     """Run experiments: build the lab, run the steps, capture, decide, report. Exit 0 only if all held."""
     from lab.experiments.engine import discover, find
@@ -92,6 +98,7 @@ def run(
     if not all_ and not ids:
         raise InputError("which experiment?", "name one (see: lab experiments) or use --all")
     overrides = parse_assignments(param, "-p")
+    uses = {name: Path(value).expanduser().resolve() for name, value in parse_assignments(use, "--use").items()}
     from lab.cli.lifecycle import cluster_from_env
 
     cluster_file = cluster or cluster_from_env()
@@ -117,7 +124,7 @@ def run(
             if lab and not quiet:
                 console.print(f"[dim]{exp.id}: reusing the running lab {lab} (--fresh builds a new one)[/]")
         result = run_one(exp, overrides, out_dir, keep=keep, lab=lab, progress=progress,
-                         cluster=on_cluster, spread=spread)
+                         cluster=on_cluster, spread=spread, uses=uses)
         items = [jsonreport.experiment_json(result)]
         if as_json:
             pass
@@ -132,6 +139,9 @@ def run(
         unknown = set(overrides) - {k for e in chosen for k in e.params}
         if unknown:
             raise InputError(f"no experiment here has parameter {', '.join(sorted(unknown))}")
+        unused = set(uses) - {name for e in chosen for name in e.programs}
+        if unused:
+            raise InputError(f"--use {sorted(unused)[0]}: none of these experiments runs it")
         console.print(f"running {len(chosen)} experiments, {jobs} at a time; reports under {out_dir}")
 
         def done(item: dict[str, object]) -> None:
@@ -140,7 +150,7 @@ def run(
                 out.print(f"[{colour}]{str(item['verdict']).upper():5}[/] {item['id']:28} "
                           f"{float(str(item['duration_s'])):7.1f} s  {item.get('error') or ''}")
 
-        items = run_many(chosen, overrides, out_dir, jobs, path, done,
+        items = run_many(chosen, overrides, out_dir, jobs, path, done, uses=uses,
                          cluster_args=["--cluster", str(cluster_file.resolve())] + (["--spread"] if spread else [])
                          if cluster_file is not None else [])
         index = out_dir / "index.html"

@@ -32,14 +32,22 @@ from lab import procs
 from lab.capture.pcapfile import merge
 from lab.capture.records import Packet
 from lab.capture.tcpdump import CaptureSet, Tcpdump
-from lab.errors import EnvironmentProblem, InputError
+from lab.errors import EnvironmentProblem, InputError, LabError
 from lab.experiments.etcfiles import ContainerEtc, EtcFiles, NamespaceEtc
 from lab.experiments.expect import Verdict
 from lab.net import faults, impair
 from lab.nodes import NodeHandle, node_from_info
 from lab.nodes.namespace import node_namespace
 from lab.report.model import StepRecord
+from lab.sandbox.program import UserProgram
 from lab.state import Journal
+
+USER_WALL = 600.0  # a reader's server in the background: the step stops it; this bounds it if nothing does
+READY_TIMEOUT = 10.0
+
+
+class UserProgramError(LabError):
+    """The reader's program did not do what its contract asks (it did not listen, it crashed first)."""
 
 
 @dataclass
@@ -185,6 +193,7 @@ class Run:
         self._captures = 0
         self.observations: list[dict[str, Any]] = []  # what the steps saw, in order: saved for lab check
         self.replaying = False
+        self.uses: dict[str, UserProgram] = {}  # the reader's programs standing in for the project's (--use)
 
     # --- observations ------------------------------------------------------
     def observe(self, kind: str, node: str, live: Callable[[], Any]) -> Any:
@@ -266,9 +275,27 @@ class Run:
         return Result(rc, out, err, elapsed)
 
     def py(self, node: str, program: str, *args: str, title: str | None = None, timeout: float = 60) -> Result:
-        """Run one of the project's programs (lab/servers) to completion in a node."""
+        """Run one of the project's programs (lab/servers) to completion in a node: or the reader's own,
+        in its sandbox, where ``--use`` gave one."""
+        title = title or f"{program} {' '.join(args)}"
+        use = self.uses.get(program)
+        if use is not None:
+            return self.sh(node, self._jailed(node, use, args, wall=timeout), title=f"{title}  [yours: {use.source}]",
+                           timeout=timeout + 10)
         argv = [self.python(node), "-m", f"lab.servers.{program}", *args]
-        return self.sh(node, argv, title=title or f"{program} {' '.join(args)}", timeout=timeout)
+        return self.sh(node, argv, title=title, timeout=timeout)
+
+    def _jailed(self, node: str, use: UserProgram, args: tuple[str, ...], wall: float) -> list[str]:
+        """The argv that runs the reader's program ``use`` in its sandbox in ``node`` (lab.sandbox.jail), with
+        the argv the project's program would get; stdout line-buffered, so no line is lost to a kill."""
+        from lab.nodes.container import ContainerNode
+        from lab.sandbox.program import jail_argv
+
+        if not self.replaying and (self.lab_info.get("cluster") or isinstance(self.node(node), ContainerNode)):
+            raise InputError(f"--use {use.name}: {node} is a container node; a reader's program runs in "
+                             "namespace nodes (the book's topologies) so far")
+        line_buffered = ["/usr/bin/stdbuf", "-oL", "-eL"] if Path("/usr/bin/stdbuf").exists() else []
+        return jail_argv(use.directory, [*line_buffered, use.inside, *args], wall)
 
     def spawn(self, node: str, argv: list[str], title: str | None = None, ready: str | None = None,
               ready_timeout: float = 10.0) -> Proc:
@@ -293,9 +320,37 @@ class Run:
 
     def serve(self, node: str, program: str, *args: str, ready: str | None = "listening on",
               title: str | None = None) -> Proc:
-        """Start one of the project's servers in a node and wait until it listens."""
-        argv = [self.python(node), "-m", f"lab.servers.{program}", *args]
-        return self.spawn(node, argv, title=title or f"{program} {' '.join(args)}", ready=ready)
+        """Start one of the project's servers in a node and wait until it listens: or the reader's own
+        (``--use``), in its sandbox, ready once the kernel shows its LISTEN socket (its contract's port)."""
+        title = title or f"{program} {' '.join(args)}"
+        use = self.uses.get(program)
+        if use is None:
+            argv = [self.python(node), "-m", f"lab.servers.{program}", *args]
+            return self.spawn(node, argv, title=title, ready=ready)
+        from lab.servers.contracts import CONTRACTS
+
+        proc = self.spawn(node, self._jailed(node, use, args, wall=USER_WALL), title=f"{title}  [yours: {use.source}]")
+        port = CONTRACTS[program].listen_port_arg
+        if ready is not None and port is not None and not self._listening(proc, int(args[port])):
+            proc.stop()
+            said = (proc.step.stderr or proc.step.stdout).strip()[-300:]
+            raise UserProgramError(f"your {program} ({use.source}) did not listen on port {args[port]} within "
+                                   f"{READY_TIMEOUT:g} s" + (f": {said}" if said else ""))
+        return proc
+
+    def _listening(self, proc: Proc, port: int) -> bool:
+        """Whether a LISTEN socket on ``port`` appears in the program's node before it ends or the timeout."""
+        def live() -> bool:
+            deadline = time.monotonic() + READY_TIMEOUT
+            handle = self.node(proc.node)
+            while time.monotonic() < deadline and proc._live().poll() is None:
+                got = handle.exec(["ss", "-Hltn", f"sport = :{port}"], timeout=10)
+                if got.stdout.strip():
+                    return True
+                proc._drain(0.05)
+            return False
+
+        return bool(self.observe("listening", proc.node, live))
 
     def start(self, node: str, program: str, *args: str, title: str | None = None) -> Proc:
         """Start one of the project's clients in the background (no readiness line)."""

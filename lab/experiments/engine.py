@@ -52,6 +52,7 @@ class Experiment:
     types: dict[str, type] = field(default_factory=dict)  # each parameter's type
     keyword: bool = False  # the steps take the parameters as keyword arguments (declared in the signature)
     topology6: str | None = None  # with a ``family`` parameter: the topology for -p family=6
+    programs: tuple[str, ...] = ()  # the project's programs a reader's own may replace (--use; lab.servers.contracts)
 
     @property
     def summary(self) -> str:
@@ -142,6 +143,7 @@ def signature_params(fn: Callable[..., None]) -> tuple[dict[str, Any], dict[str,
 def experiment(
     id: str, title: str, section: str, topology: str, params: dict[str, Any] | None = None,
     book: str = "", modern: str = "", needs: set[str] | None = None, topology6: str | None = None,
+    programs: tuple[str, ...] = (),
 ) -> Callable[[Callable[..., None]], Callable[..., None]]:
     """Register the decorated function as the steps of an experiment.
 
@@ -150,6 +152,10 @@ def experiment(
     """
     if not ID.match(id):
         raise ValueError(f"experiment id {id!r} must be kebab-case")
+    from lab.servers.contracts import CONTRACTS
+
+    if set(programs) - set(CONTRACTS):
+        raise ValueError(f"experiment {id!r}: programs= names one without a contract: {set(programs) - set(CONTRACTS)}")
 
     def register(fn: Callable[..., None]) -> Callable[..., None]:
         declared, types = signature_params(fn)
@@ -160,7 +166,8 @@ def experiment(
             raise ValueError(f"experiment {id!r}: a family parameter and topology6= go together")
         REGISTRY[id] = Experiment(id, title, section, topology, fn, values, book.strip("\n"),
                                   " ".join(modern.split()), frozenset(needs or ()), fn.__module__,
-                                  types or {k: type(v) for k, v in (params or {}).items()}, bool(declared), topology6)
+                                  types or {k: type(v) for k, v in (params or {}).items()}, bool(declared), topology6,
+                                  tuple(programs))
         return fn
 
     return register

@@ -14,6 +14,7 @@ from lab.experiments.expect import Verdict
 from lab.experiments.replay import ReplayRun, load
 from lab.experiments.runner import execute
 from lab.report.model import overall_verdict
+from lab.sandbox.program import UserProgram
 
 
 @dataclass
@@ -34,6 +35,8 @@ def check(run_dir: Path, paths: list[Path] | None = None) -> Checked:
     exp = find(str(saved["experiment"]), paths or [])
     params = exp.parameters({str(k): str(v) for k, v in (saved.get("overrides") or {}).items()})
     run = ReplayRun(saved["lab_info"], params, run_dir, list(saved["observations"]))
+    run.uses = {name: UserProgram(name, Path(use["source"]), run_dir, use["kind"])  # the same steps as the run's
+                for name, use in (saved.get("uses") or {}).items()}
     error = execute(exp, run, traceback_file=None)
     if error is None and not run.verdicts:
         error = "the experiment checked nothing (no expectation was recorded)"

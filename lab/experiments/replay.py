@@ -41,6 +41,7 @@ def save(run: Run, experiment: str, overrides: dict[str, str], verdict: str, err
     path.write_text(json.dumps({
         "format": FORMAT, "experiment": experiment, "overrides": overrides, "parameters": vars(run.p),
         "verdict": verdict, "error": error, "lab_info": run.lab_info, "observations": run.observations,
+        "uses": {name: {"source": str(use.source), "kind": use.kind} for name, use in run.uses.items()},
     }, indent=1, default=str))
     return path
 

@@ -10,14 +10,18 @@ from __future__ import annotations
 
 import json
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
+from types import SimpleNamespace
 
 from lab import deploy, state
 from lab.cluster.model import Cluster
@@ -27,6 +31,7 @@ from lab.experiments.engine import Experiment
 from lab.net import faults
 from lab.report.graph import hosts_of, topology_svg
 from lab.report.model import RunResult, overall_verdict
+from lab.sandbox.program import UserProgram, prepare
 from lab.topology import Topology, load_topology
 
 
@@ -49,12 +54,40 @@ def _note_active_faults(ctx: Run, lab: str, progress: Callable[[str], None]) -> 
 
 def run_one(exp: Experiment, overrides: dict[str, str], out_dir: Path, keep: bool = False,
             lab: str | None = None, progress: Callable[[str], None] = lambda _: None,
-            cluster: Cluster | None = None, spread: bool = False) -> RunResult:
+            cluster: Cluster | None = None, spread: bool = False, uses: dict[str, Path] | None = None) -> RunResult:
     """Run one experiment; never raises for the experiment's own failures (they become its verdict).
 
     With ``cluster``, its lab is built over the cluster's machines (``spread``: on different ones).
+    ``uses`` maps a program the experiment runs to the reader's own (``--use``), which runs instead, sandboxed.
     """
     params = exp.parameters(overrides)
+    if uses and cluster is not None:
+        raise InputError("--use runs a reader's program in a namespace node of one machine; not on a cluster yet")
+    with user_programs(exp, uses or {}) as programs:
+        return _run_one(exp, params, overrides, out_dir, keep, lab, progress, cluster, spread, programs)
+
+
+@contextmanager
+def user_programs(exp: Experiment, uses: dict[str, Path]) -> Iterator[dict[str, UserProgram]]:
+    """The reader's programs, checked against what the experiment runs and made ready (compiled) before any
+    lab exists: a program that does not compile is bad input, and nothing is built. Removed afterwards."""
+    unknown = sorted(set(uses) - set(exp.programs))
+    if unknown:
+        runs = ", ".join(exp.programs) or "none a reader can replace"
+        raise InputError(f"--use {unknown[0]}: {exp.id} does not run {unknown[0]}", f"the programs it runs: {runs}")
+    if not uses:
+        yield {}
+        return
+    workdir = Path(tempfile.mkdtemp(prefix="lab-use-"))
+    try:
+        yield {name: prepare(name, path, workdir) for name, path in uses.items()}
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _run_one(exp: Experiment, params: SimpleNamespace, overrides: dict[str, str], out_dir: Path, keep: bool,
+             lab: str | None, progress: Callable[[str], None], cluster: Cluster | None, spread: bool,
+             programs: dict[str, UserProgram]) -> RunResult:
     run_dir = out_dir / f"{exp.id}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
     run_dir.mkdir(parents=True, exist_ok=True)
     started = time.time()
@@ -78,6 +111,10 @@ def run_one(exp: Experiment, overrides: dict[str, str], out_dir: Path, keep: boo
         lab_info = state.read_lab_info(lab)
         machines = {n: str(s["machine"]) for n, s in lab_info["nodes"].items() if s.get("machine")}
         ctx = Run(lab_info, params, run_dir)
+        ctx.uses = programs
+        for name, use in programs.items():
+            ctx.note(f"{name}: yours, {use.describe()}, run in lab's sandbox (its own user, PID and mount "
+                     "namespaces, the machine read-only, limits; see docs/YOUR_PROGRAM.md)")
         if reused:
             _note_active_faults(ctx, lab, progress)
         progress("running steps")
@@ -171,10 +208,12 @@ def _interrupt(proc: subprocess.Popen[str]) -> str:
 
 def run_many(exps: list[Experiment], overrides: dict[str, str], out_dir: Path, jobs: int,
              paths: list[Path], on_done: Callable[[dict[str, object]], None],
-             child_timeout: float = CHILD_TIMEOUT, cluster_args: list[str] | None = None) -> list[dict[str, object]]:
+             child_timeout: float = CHILD_TIMEOUT, cluster_args: list[str] | None = None,
+             uses: dict[str, Path] | None = None) -> list[dict[str, object]]:
     """Each experiment in its own child ``lab run`` (its own lab), ``jobs`` at a time; returns JSON items.
 
     ``cluster_args`` (``--cluster FILE [--spread]``) go to every child: its lab is built over the cluster.
+    ``uses`` (``--use``) go to the children whose experiment runs that program.
     """
 
     def child(exp: Experiment) -> dict[str, object]:
@@ -186,6 +225,9 @@ def run_many(exps: list[Experiment], overrides: dict[str, str], out_dir: Path, j
                 argv += ["-p", f"{key}={value}"]
         for p in paths:
             argv += ["--path", str(p)]
+        for name, program in (uses or {}).items():
+            if name in exp.programs:
+                argv += ["--use", f"{name}={program}"]
         started = time.time()
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:

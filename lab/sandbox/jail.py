@@ -1,0 +1,337 @@
+"""Run an untrusted program (a reader's server, a student's submission) so that it touches nothing.
+
+``python3 -m lab.sandbox.jail [limits] -- PROGRAM ARGS...`` runs, as root, in the network namespace the
+program belongs in (a lab node's: ``nsenter --net=…`` in front), and gives the program:
+
+- **its own PID namespace**, of which a small init (this module, forked) is PID 1: the program cannot see
+  or signal anything outside, and when init ends the kernel kills every process left in it, whatever
+  they do (fork, ``setsid``, ignore SIGTERM);
+- **its own mount view**: a fresh root holding the machine's ``/usr``, ``/etc``, ``/bin``… read-only
+  (bound recursively, ``mount_setattr(AT_RECURSIVE)``), a private writable ``/tmp`` (tmpfs), a ``/dev``
+  of null, zero, full, random and urandom, its own ``/proc``, and the program's directory read-only at
+  ``/prog``: nothing else of the machine (no /root, /home, /run, nor the other submissions);
+- **its own IPC namespace** (System V, POSIX message queues) and, with ``--no-net``, an empty network
+  namespace (the compiler gets that);
+- **an unprivileged identity**: a user id of its own (``UID_BASE`` + a slot held by ``flock`` while the
+  jail lives, so two jails never share one and ``RLIMIT_NPROC`` counts only this program's processes),
+  no supplementary groups, ``PR_SET_NO_NEW_PRIVS`` (no setuid, no file capabilities);
+- **limits**: processes, address space, CPU seconds, open files, file size, no core dumps; memory and
+  processes in a cgroup as well where the machine has the controllers (v2 or v1);
+- **a wall-clock limit**, and a short grace after SIGTERM: then SIGKILL to init, so the whole namespace.
+
+The jail says why the program ended when it was not the program's own choice, on stderr, one line
+beginning ``lab-sandbox:``. Stdlib only, so it runs wherever ``lab.servers`` runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import fcntl
+import os
+import resource
+import signal
+import sys
+import time
+from pathlib import Path
+
+UID_BASE = 300_000
+SLOTS = 1024
+STATE = Path("/run/lab-sandbox")
+SYSTEM_DIRS = ("usr", "etc", "bin", "sbin", "lib", "lib32", "lib64", "libx32", "opt")
+DEVICES = ("null", "zero", "full", "random", "urandom")
+
+CLONE_NEWNS, CLONE_NEWIPC, CLONE_NEWPID, CLONE_NEWNET = 0x00020000, 0x08000000, 0x20000000, 0x40000000
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 0x1, 0x2, 0x4, 0x8
+MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 0x20, 0x1000, 0x4000, 0x40000
+MOUNT_ATTR_RDONLY, MOUNT_ATTR_NOSUID, MOUNT_ATTR_NODEV = 0x1, 0x2, 0x4
+AT_FDCWD, AT_RECURSIVE = -100, 0x8000
+SYS_MOUNT_SETATTR = 442  # the same number on every architecture (syscalls from 424 on are unified)
+PR_SET_PDEATHSIG, PR_SET_NO_NEW_PRIVS = 1, 38
+GRACE = 1.0  # seconds between SIGTERM and SIGKILL: less than a Proc.stop's grace, so the jail ends it itself
+
+libc = ctypes.CDLL(None, use_errno=True)
+
+
+class MountAttr(ctypes.Structure):
+    _fields_ = [("attr_set", ctypes.c_uint64), ("attr_clr", ctypes.c_uint64),
+                ("propagation", ctypes.c_uint64), ("userns_fd", ctypes.c_uint64)]
+
+
+def _check(result: int, what: str) -> None:
+    if result != 0:
+        code = ctypes.get_errno()
+        raise OSError(code, f"{what}: {os.strerror(code)}")
+
+
+def mount(source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
+    _check(libc.mount(source and source.encode(), target.encode(), fstype and fstype.encode(),
+                      ctypes.c_ulong(flags), data and data.encode()), f"mount {target}")
+
+
+def read_only_tree(path: str) -> None:
+    """``path`` and every mount below it read-only, nosuid, nodev (one call: ``mount_setattr``)."""
+    attr = MountAttr(MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV, 0, 0, 0)
+    _check(libc.syscall(SYS_MOUNT_SETATTR, AT_FDCWD, path.encode(), AT_RECURSIVE, ctypes.byref(attr),
+                        ctypes.sizeof(attr)), f"mount_setattr {path}")
+
+
+# --- the user id: one slot per living jail ----------------------------------------------------------
+def take_slot() -> tuple[int, int]:
+    """A free slot (its lock held by this process until it exits) and the user id that goes with it."""
+    locks = STATE / "slots"
+    locks.mkdir(parents=True, exist_ok=True, mode=0o700)
+    for slot in range(SLOTS):
+        fd = os.open(locks / str(slot), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            continue
+        return fd, UID_BASE + slot
+    raise SystemExit(f"lab-sandbox: all {SLOTS} sandbox slots are in use")
+
+
+# --- cgroups: memory and processes, where the machine has them ------------------------------------
+def cgroup_dirs(name: str, memory: int, procs: int) -> list[Path]:
+    """Make this jail's cgroups (cgroup v2 if it has the controllers, else v1's memory and pids), limits
+    written. None where the machine has neither: the rlimits still hold."""
+    root = Path("/sys/fs/cgroup")
+    made: list[Path] = []
+    controllers = (root / "cgroup.controllers")
+    if controllers.exists() and {"memory", "pids"} <= set(controllers.read_text().split()):
+        where = root / "lab-sandbox"
+        try:
+            where.mkdir(exist_ok=True)
+            (where / "cgroup.subtree_control").write_text("+memory +pids")
+            mine = where / name
+            mine.mkdir(exist_ok=True)
+            (mine / "memory.max").write_text(str(memory))
+            (mine / "memory.swap.max").write_text("0") if (mine / "memory.swap.max").exists() else None
+            (mine / "pids.max").write_text(str(procs))
+            return [mine]
+        except OSError:
+            return made
+    for controller, limits in (("memory", {"memory.limit_in_bytes": memory}), ("pids", {"pids.max": procs})):
+        base = root / controller
+        if not (base / "cgroup.procs").exists():
+            continue
+        mine = base / "lab-sandbox" / name
+        try:
+            mine.mkdir(parents=True, exist_ok=True)
+            for key, value in limits.items():
+                (mine / key).write_text(str(value))
+            made.append(mine)
+        except OSError:
+            continue
+    return made
+
+
+def cgroup_events(dirs: list[Path]) -> list[str]:
+    """What the cgroups refused: the memory limit reached (OOM kills), the process limit reached."""
+    said = []
+    for d in dirs:
+        for name, key, text in (("memory.events", "oom_kill", "the memory limit killed a process"),
+                                ("pids.events", "max", "the process limit refused a fork"),
+                                ("memory.oom_control", "oom_kill", "the memory limit killed a process")):
+            try:
+                fields = dict(line.split() for line in (d / name).read_text().splitlines() if " " in line)
+            except (OSError, ValueError):
+                continue
+            if int(fields.get(key, "0")) > 0:
+                said.append(text)
+    return sorted(set(said))
+
+
+def remove_cgroups(dirs: list[Path]) -> None:
+    for d in dirs:
+        for _ in range(50):  # the kernel empties a cgroup a moment after its last process is reaped
+            try:
+                d.rmdir()
+                break
+            except FileNotFoundError:
+                break
+            except OSError:
+                time.sleep(0.01)
+
+
+# --- inside: init, mounts, the program -----------------------------------------------------------
+def build_root(root: Path, program_dir: str | None, tmp_size: str) -> None:
+    """The program's file system: the machine's system directories read-only, a private /tmp, its own
+    /dev and /proc, its program at /prog; then chroot into it."""
+    mount(None, "/", None, MS_REC | MS_PRIVATE)
+    mount("lab-sandbox", str(root), "tmpfs", MS_NOSUID | MS_NODEV, "mode=755,size=1m")
+    for name in SYSTEM_DIRS:
+        source = Path("/") / name
+        if source.is_symlink():  # merged /usr: /bin -> usr/bin
+            (root / name).symlink_to(os.readlink(source))
+        elif source.is_dir():
+            (root / name).mkdir()
+            mount(str(source), str(root / name), None, MS_BIND | MS_REC)
+            read_only_tree(str(root / name))
+    (root / "tmp").mkdir(mode=0o1777)
+    mount("tmp", str(root / "tmp"), "tmpfs", MS_NOSUID | MS_NODEV, f"mode=1777,size={tmp_size}")
+    dev = root / "dev"
+    dev.mkdir()
+    mount("dev", str(dev), "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=755,size=64k")
+    for name in DEVICES:
+        (dev / name).touch()
+        mount(f"/dev/{name}", str(dev / name), None, MS_BIND)
+    (dev / "shm").mkdir(mode=0o1777)
+    mount("shm", str(dev / "shm"), "tmpfs", MS_NOSUID | MS_NODEV, f"mode=1777,size={tmp_size}")
+    for name, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"),
+                         ("stderr", "/proc/self/fd/2")):
+        (dev / name).symlink_to(target)
+    (root / "proc").mkdir()
+    mount("proc", str(root / "proc"), "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    if program_dir:
+        (root / "prog").mkdir()
+        mount(program_dir, str(root / "prog"), None, MS_BIND | MS_REC)
+        read_only_tree(str(root / "prog"))
+    mount(None, str(root), None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)
+    os.chroot(root)
+    os.chdir("/tmp")
+
+
+def drop_to(uid: int, limits: argparse.Namespace) -> None:
+    """Become the jail's user, with no way back and the limits set."""
+    for which, value in ((resource.RLIMIT_NPROC, limits.procs), (resource.RLIMIT_AS, limits.memory),
+                         (resource.RLIMIT_CPU, limits.cpu), (resource.RLIMIT_NOFILE, limits.files),
+                         (resource.RLIMIT_FSIZE, limits.fsize), (resource.RLIMIT_CORE, 0)):
+        resource.setrlimit(which, (value, value))
+    os.setgroups([])
+    os.setresgid(uid, uid, uid)
+    os.setresuid(uid, uid, uid)
+    _check(libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs")
+
+
+def init(go: int, uid: int, args: argparse.Namespace) -> None:
+    """PID 1 of the jail: wait for the go-ahead (placed in the cgroups), build the root, start the
+    program, pass it SIGTERM/SIGINT, reap everything, and end with the program's status."""
+    _check(libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "pdeathsig")
+    if os.read(go, 1) != b"1":  # the jail's launcher died, or refused
+        os._exit(111)
+    os.close(go)
+    try:
+        root = STATE / "roots" / str(uid)
+        root.mkdir(parents=True, exist_ok=True)
+        build_root(root, args.program_dir, args.tmp_size)
+    except OSError as exc:
+        print(f"lab-sandbox: cannot build the program's file system ({exc})", file=sys.stderr, flush=True)
+        os._exit(111)
+    program = os.fork()
+    if program == 0:
+        try:
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGPIPE):
+                signal.signal(sig, signal.SIG_DFL)
+            drop_to(uid, args)
+            os.execve(args.argv[0], args.argv, {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/tmp",
+                                                "LANG": "C.UTF-8", "TMPDIR": "/tmp"})
+        except OSError as exc:
+            print(f"lab-sandbox: cannot start {args.argv[0]}: {exc.strerror}", file=sys.stderr, flush=True)
+        os._exit(127)
+
+    def forward(sig: int, _frame: object) -> None:
+        try:
+            os.kill(program, sig)
+        except ProcessLookupError:
+            pass
+
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, forward)
+    while True:
+        try:
+            pid, status = os.waitpid(-1, 0)
+        except ChildProcessError:
+            os._exit(0)
+        except InterruptedError:
+            continue
+        if pid == program:
+            os._exit(os.WEXITSTATUS(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status))
+
+
+# --- outside: the launcher ------------------------------------------------------------------------
+def launch(args: argparse.Namespace) -> int:
+    if os.geteuid() != 0:
+        raise SystemExit("lab-sandbox: the jail is set up as root (it drops to a user of its own)")
+    _slot_fd, uid = take_slot()
+    groups = cgroup_dirs(f"u{uid}", args.memory, args.procs)
+    go_read, go_write = os.pipe()
+    flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | (CLONE_NEWNET if args.no_net else 0)
+    _check(libc.unshare(flags), "unshare")
+    child = os.fork()
+    if child == 0:
+        os.close(go_write)
+        init(go_read, uid, args)
+    os.close(go_read)
+    for d in groups:
+        (d / "cgroup.procs").write_text(str(child))
+    os.write(go_write, b"1")
+    os.close(go_write)
+    code, why = wait_for(child, args.wall)
+    told = ([why] if why else []) + cgroup_events(groups)
+    remove_cgroups(groups)
+    if told:
+        print("lab-sandbox: " + "; ".join(told), file=sys.stderr, flush=True)
+    return code
+
+
+def wait_for(child: int, wall: float) -> tuple[int, str]:
+    """Wait for the jail's init; SIGTERM/SIGINT/SIGHUP pass to it, and SIGKILL follows ``GRACE`` later, or
+    at the wall-clock limit. The exit code, and why the jail ended it ("" when the program ended itself or
+    on a signal it honoured)."""
+    started = time.monotonic()
+    kill_at = started + wall
+    why = f"killed: the wall-clock limit of {wall:g} s"
+
+    def on_term(sig: int, _frame: object) -> None:
+        nonlocal kill_at, why
+        why = f"killed: it was still running {GRACE:g} s after {signal.Signals(sig).name}"
+        try:
+            os.kill(child, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        kill_at = min(kill_at, time.monotonic() + GRACE)
+
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, on_term)
+    killed = False
+    while True:
+        pid, status = os.waitpid(child, os.WNOHANG)
+        if pid:
+            break
+        now = time.monotonic()
+        if now >= kill_at and not killed:
+            os.kill(child, signal.SIGKILL)  # init first: the kernel then kills everything in its namespace
+            killed = True
+        time.sleep(0.005 if now - started < 1 else 0.05)
+    code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
+    return code, why if killed else ""
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="lab-sandbox", description="Run an untrusted program in a jail.")
+    p.add_argument("--wall", type=float, default=300.0, help="wall-clock limit, seconds")
+    p.add_argument("--cpu", type=int, default=120, help="CPU seconds")
+    p.add_argument("--memory", type=int, default=512 << 20, help="address space and cgroup memory, bytes")
+    p.add_argument("--procs", type=int, default=64, help="processes and threads")
+    p.add_argument("--files", type=int, default=256, help="open files")
+    p.add_argument("--fsize", type=int, default=64 << 20, help="largest file written, bytes")
+    p.add_argument("--tmp-size", default="64m", help="size of the private /tmp")
+    p.add_argument("--program-dir", help="a directory of the machine, read-only at /prog")
+    p.add_argument("--no-net", action="store_true", help="an empty network namespace of its own")
+    p.add_argument("argv", nargs=argparse.REMAINDER, help="-- PROGRAM ARGS...")
+    return p
+
+
+def main() -> int:
+    args = parser().parse_args()
+    if args.argv[:1] == ["--"]:
+        args.argv = args.argv[1:]
+    if not args.argv:
+        raise SystemExit("lab-sandbox: which program? (-- PROGRAM ARGS...)")
+    return launch(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,54 @@
+"""What an experiment asks of a program it runs, so that a reader's own program can stand in for it.
+
+``lab run ID --use testlisten=./testlisten.c`` runs the reader's program wherever the experiment
+runs the project's ``testlisten``, with the same argv. The contract says what that argv is (the book
+listing's own first, so a book-literal ``./testlisten 192.168.1.109 12345 5`` works unchanged; the
+options after it are the project's, and a reader's program may ignore them), how lab sees that the
+program is ready (a LISTEN socket in the kernel, never a printed line), and what the checks read from
+it: facts the kernel shows by default; a line of its stdout only where named here (the book's own
+printf), and a claim that reads one is weak and says so.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+
+@dataclass(frozen=True)
+class Contract:
+    program: str
+    listing: str
+    argv: str  # the book listing's argv, as the experiments pass it
+    options: str  # what follows it: the project's own options, which a reader's program may ignore
+    ready: str  # how lab sees that the program is ready
+    listen_port_arg: int | None  # index (0-based, after the program's name) of the port it listens on
+    reads: str  # what the checks read from it
+    stdout: tuple[str, ...] = ()  # stdout lines a check reads (the book's printf)
+
+    def to_dict(self) -> dict[str, object]:
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
+
+
+LISTEN = "a LISTEN socket on PORT in the node's namespace (ss), not a printed line"
+CLIENT = "none: a client; it runs until it ends (or its step does)"
+
+CONTRACTS: dict[str, Contract] = {c.program: c for c in (
+    Contract("testlisten", "5-3", "IP PORT BACKLOG", "--duration S", LISTEN, 1,
+             "the kernel only: ss -ltn of the listener (Recv-Q, Send-Q), ss of the queued connections, the "
+             "SYNs and SYN-ACKs captured, nstat's ListenOverflows; nothing it prints"),
+    Contract("testaccept", "5-5", "IP PORT", "--sleep S --hold S", LISTEN, 1,
+             "the kernel: when the listener's accept queue empties (its accept), ss of the accepted "
+             "connection, the packets; and its stdout line naming the peer",
+             ("connected with ip: IP and port: PORT",)),
+    Contract("oob_send", "5-6", "IP PORT", "", CLIENT, None,
+             "the packets it sent: the urgent flag and pointer, the bytes of each send"),
+    Contract("oob_recv", "5-7", "IP PORT", "--wait S", LISTEN, 1,
+             "its stdout lines, the book's printf (a weak claim: the packets decide the rest)",
+             ("got N bytes of normal data 'DATA'", "got N bytes of oob data 'DATA'")),
+    Contract("setsendbuffer", "5-10", "IP PORT SNDBUF", "--bytes N", CLIENT, None,
+             "its stdout line (the value read back, which the kernel decides), and its data segments' sizes",
+             ("the tcp send buffer size after setting is N",)),
+    Contract("setrecvbuffer", "5-11", "IP PORT RCVBUF", "", LISTEN, 1,
+             "its stdout line (the value read back), and the window its SYN-ACK offers",
+             ("the receive buffer size after set(t)ting is N",)),
+)}
