@@ -93,10 +93,30 @@ def take_slot() -> tuple[int, int]:
 
 
 # --- cgroups: memory and processes, where the machine has them ------------------------------------
-def cgroup_dirs(name: str, memory: int, procs: int) -> list[Path]:
+def cgroup_root() -> Path:
+    """The machine's cgroup tree, seen from the jail's own mount namespace. ``ip netns exec`` mounts a sysfs
+    of the namespace's own over /sys, with nothing under /sys/fs/cgroup: then the jail mounts the
+    hierarchies that hold memory and pids there (v1's, or v2's where /proc/cgroups shows none on v1),
+    privately. None where that fails: the rlimits still hold."""
+    root = Path("/sys/fs/cgroup")
+    if any(root.iterdir()):
+        return root
+    v1 = {f[0]: int(f[1]) for f in (line.split() for line in Path("/proc/cgroups").read_text().splitlines()[1:])}
+    flags = MS_NOSUID | MS_NODEV | MS_NOEXEC
+    if not any(v1.get(controller) for controller in ("memory", "pids")):
+        mount("cgroup2", str(root), "cgroup2", flags)
+        return root
+    mount("cgroups", str(root), "tmpfs", flags, "mode=755,size=64k")
+    for controller in ("memory", "pids"):
+        if v1.get(controller):
+            (root / controller).mkdir()
+            mount("cgroup", str(root / controller), "cgroup", flags, controller)
+    return root
+
+
+def cgroup_dirs(root: Path, name: str, memory: int, procs: int) -> list[Path]:
     """Make this jail's cgroups (cgroup v2 if it has the controllers, else v1's memory and pids), limits
     written. None where the machine has neither: the rlimits still hold."""
-    root = Path("/sys/fs/cgroup")
     made: list[Path] = []
     controllers = (root / "cgroup.controllers")
     if controllers.exists() and {"memory", "pids"} <= set(controllers.read_text().split()):
@@ -195,7 +215,9 @@ def build_root(root: Path, program_dir: str | None, tmp_size: str) -> None:
 
 def drop_to(uid: int, limits: argparse.Namespace) -> None:
     """Become the jail's user, with no way back and the limits set."""
-    for which, value in ((resource.RLIMIT_NPROC, limits.procs), (resource.RLIMIT_AS, limits.memory),
+    # RLIMIT_NPROC a little above the cgroup's pids.max: where the machine has the cgroup, it refuses first
+    # and says so (pids.events); the rlimit is the backstop where it has none
+    for which, value in ((resource.RLIMIT_NPROC, limits.procs + 16), (resource.RLIMIT_AS, limits.memory),
                          (resource.RLIMIT_CPU, limits.cpu), (resource.RLIMIT_NOFILE, limits.files),
                          (resource.RLIMIT_FSIZE, limits.fsize), (resource.RLIMIT_CORE, 0)):
         resource.setrlimit(which, (value, value))
@@ -255,10 +277,14 @@ def launch(args: argparse.Namespace) -> int:
     if os.geteuid() != 0:
         raise SystemExit("lab-sandbox: the jail is set up as root (it drops to a user of its own)")
     _slot_fd, uid = take_slot()
-    groups = cgroup_dirs(f"u{uid}", args.memory, args.procs)
     go_read, go_write = os.pipe()
     flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | (CLONE_NEWNET if args.no_net else 0)
     _check(libc.unshare(flags), "unshare")
+    mount(None, "/", None, MS_REC | MS_PRIVATE)  # nothing the jail mounts reaches the machine's view
+    try:
+        groups = cgroup_dirs(cgroup_root(), f"u{uid}", args.memory, args.procs)
+    except OSError:
+        groups = []
     child = os.fork()
     if child == 0:
         os.close(go_write)

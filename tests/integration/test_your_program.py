@@ -1,0 +1,250 @@
+"""A reader's own program under test (``--use``): the book's published listing passes, a wrong one fails,
+source that does not compile is bad input, and hostile programs change nothing outside their sandbox.
+
+Every hostile program stands in for ``testlisten`` and keeps its contract (it listens with the backlog
+it is given) so the experiment goes on while the program misbehaves; each test then checks that the
+machine, a second lab, another submission's files and the process table are exactly as before.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from lab import deploy, state
+from lab.experiments.engine import find
+from lab.experiments.runner import run_one
+from lab.report.model import RunResult
+from lab.sandbox import jail
+from lab.topology import load_topology
+
+pytestmark = pytest.mark.root
+
+BOOK = Path(__file__).resolve().parent.parent / "fixtures" / "book_listings"
+LISTEN_BACKLOG = find("listen-backlog")
+QUICK = {"extra_clients": "2", "interval": "0.2"}
+
+
+@pytest.fixture(scope="module")
+def book_lan() -> Iterator[str]:
+    topo, smap = load_topology("topologies/book-lan.yaml")
+    topo.name = f"yp-{secrets.token_hex(3)}"
+    deploy.up(topo, smap.text, "topologies/book-lan.yaml")
+    try:
+        yield topo.name
+    finally:
+        deploy.down(topo.name)
+
+
+@pytest.fixture(scope="module")
+def other_lab() -> Iterator[str]:
+    """A second lab, up while the hostile programs run: it must come out exactly as it went in."""
+    topo, smap = load_topology("topologies/book-lan.yaml")
+    topo.name = f"yo-{secrets.token_hex(3)}"
+    deploy.up(topo, smap.text, "topologies/book-lan.yaml")
+    try:
+        yield topo.name
+    finally:
+        deploy.down(topo.name)
+
+
+def run(lab: str, program: Path, out: Path, **params: str) -> RunResult:
+    return run_one(LISTEN_BACKLOG, {**QUICK, **params}, out, lab=lab, uses={"testlisten": program})
+
+
+def jailed_processes() -> list[int]:
+    """Processes of any sandbox user, anywhere on the machine."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            uid = int((entry / "status").read_text().split("\nUid:")[1].split()[0])
+        except (OSError, IndexError, ValueError):
+            continue
+        if jail.UID_BASE <= uid < jail.UID_BASE + jail.SLOTS:
+            found.append(int(entry.name))
+    return found
+
+
+def lab_view(lab: str) -> str:
+    """What a lab's namespaces hold: every node's links, addresses and routes."""
+    info = state.read_lab_info(lab)
+    return "\n".join(subprocess.run(["ip", "-n", spec["netns"], "-o", what, "show"], capture_output=True,
+                                    text=True, check=True).stdout
+                     for spec in info["nodes"].values() for what in ("link", "addr", "route"))
+
+
+def tree(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture
+def witness(tmp_path: Path, other_lab: str) -> Iterator[Path]:
+    """A directory standing for the machine's and another submission's files (0777, so not even file modes
+    protect it), and a check after the test that it, the other lab and the process table are unchanged."""
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    victim.chmod(0o777)
+    (victim / "other-student.c").write_text("int main(void) { return 0; }\n")
+    (victim / "other-student.c").chmod(0o666)
+    before = (tree(victim), lab_view(other_lab), set(Path("/tmp").iterdir()), set(Path("/etc").iterdir()))
+    yield victim
+    assert jailed_processes() == [], "a sandboxed process outlived its step"
+    after = (tree(victim), lab_view(other_lab), set(Path("/tmp").iterdir()), set(Path("/etc").iterdir()))
+    assert after[0] == before[0], "the other submission's files changed"
+    assert after[1] == before[1], "the other lab changed"
+    assert after[2] <= before[2] | {tmp_path}, f"new files in the machine's /tmp: {after[2] - before[2]}"
+    assert after[3] == before[3], "the machine's /etc changed"
+
+
+def hostile(tmp_path: Path, body: str) -> Path:
+    """A Python testlisten that keeps the contract, then does ``body``."""
+    script = tmp_path / "testlisten.py"
+    script.write_text("#!/usr/bin/python3\n" + textwrap.dedent("""\
+        import os, signal, socket, sys, time
+        s = socket.socket()
+        s.bind((sys.argv[1], int(sys.argv[2])))
+        s.listen(int(sys.argv[3]))
+        """) + textwrap.dedent(body))
+    return script
+
+
+def test_the_books_published_5_3_passes_for_backlogs_1_to_8(book_lan: str, tmp_path: Path) -> None:
+    for backlog in range(1, 9):
+        result = run(book_lan, BOOK / "5-3_testlisten.cpp", tmp_path, backlog=str(backlog))
+        assert result.verdict == "pass", (backlog, [str(v) for v in result.expectations if not v.ok], result.error)
+        assert any("yours" in n and "5-3_testlisten.cpp" in n for n in result.notes)
+
+
+def test_a_wrong_backlog_fails_with_the_claim_that_caught_it(book_lan: str, tmp_path: Path) -> None:
+    source = (BOOK / "5-3_testlisten.cpp").read_text().replace("listen( sock, backlog )", "listen( sock, 5 )")
+    wrong = tmp_path / "testlisten.cpp"
+    wrong.write_text(source)
+    result = run(book_lan, wrong, tmp_path, backlog="3")
+    assert result.verdict == "fail"
+    failed = [v for v in result.expectations if not v.ok]
+    assert any(v.description.startswith("ss -ltn") and v.observed == "Recv-Q 6 Send-Q 5" for v in failed), failed
+
+
+def test_source_that_does_not_compile_is_bad_input_and_builds_nothing(tmp_path: Path) -> None:
+    bad = tmp_path / "testlisten.c"
+    bad.write_text("int main(void) { return nope; }\n")
+    labs = set(state.labs_with_state())
+    done = subprocess.run([sys.executable, "-m", "lab", "run", "listen-backlog", "--fresh", "--out", str(tmp_path),
+                           "--use", f"testlisten={bad}"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert "does not compile" in done.stderr and "nope" in done.stderr
+    assert set(state.labs_with_state()) == labs
+
+
+def test_a_program_that_deletes_and_writes_files_changes_nothing(book_lan: str, tmp_path: Path,
+                                                                 witness: Path) -> None:
+    script = hostile(tmp_path, f"""\
+        import shutil
+        for path in ["{witness}/other-student.c", "/etc/hostname", "/etc/passwd"]:
+            for act in (os.remove, lambda p: open(p, "w").write("owned")):
+                try:
+                    act(path)
+                    print("did", path, flush=True)
+                except OSError as exc:
+                    print("refused", path, exc.strerror, flush=True)
+        for path in ["/etc/lab-owned", "{witness}/new", "/root/owned", "/var/tmp/owned"]:
+            try:
+                open(path, "w").write("owned")
+                print("did", path, flush=True)
+            except OSError as exc:
+                print("refused", path, exc.strerror, flush=True)
+        shutil.rmtree("/usr", ignore_errors=True)
+        open("/tmp/mine", "w").write("fine")  # its own /tmp: allowed, and gone afterwards
+        time.sleep(60)
+        """)
+    result = run(book_lan, script, tmp_path)
+    assert result.verdict == "pass", [str(v) for v in result.expectations if not v.ok]
+    said = next(s.stdout for s in result.steps if "yours" in s.title)
+    assert "did" not in said and said.count("refused") == 10, said
+    assert Path("/usr/bin/python3").exists() and not Path("/tmp/mine").exists()
+
+
+def test_a_fork_bomb_is_contained_and_ends_with_its_step(book_lan: str, tmp_path: Path, witness: Path) -> None:
+    script = hostile(tmp_path, """\
+        while True:
+            try:
+                os.fork()
+            except OSError:
+                time.sleep(0.01)
+        """)
+    result = run(book_lan, script, tmp_path)
+    step = next(s for s in result.steps if "yours" in s.title)
+    assert "lab-sandbox:" in step.stderr and "process limit" in step.stderr, step.stderr
+
+
+def test_a_program_that_ignores_sigterm_is_killed(book_lan: str, tmp_path: Path, witness: Path) -> None:
+    script = hostile(tmp_path, """\
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        if os.fork() == 0:
+            os.setsid()
+            while True:
+                time.sleep(1)
+        while True:
+            time.sleep(1)
+        """)
+    result = run(book_lan, script, tmp_path)
+    assert result.verdict == "pass"
+    step = next(s for s in result.steps if "yours" in s.title)
+    assert "lab-sandbox: killed: it was still running 1 s after SIGTERM" in step.stderr, step.stderr
+
+
+def test_a_program_cannot_signal_what_is_not_its_own(book_lan: str, tmp_path: Path, witness: Path) -> None:
+    bystander = subprocess.Popen(["sleep", "300"])
+    try:
+        script = hostile(tmp_path, f"""\
+            for pid in (1, {bystander.pid}, {os.getpid()}, -1):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                    print("killed", pid, flush=True)
+                except OSError as exc:
+                    print("refused", pid, exc.strerror, flush=True)
+            time.sleep(60)
+            """)
+        result = run(book_lan, script, tmp_path)
+        assert bystander.poll() is None, "the sandboxed program killed a process of the machine"
+        said = next(s.stdout for s in result.steps if "yours" in s.title)
+        assert f"killed {bystander.pid}" not in said and "refused 1" in said, said
+    finally:
+        bystander.kill()
+        bystander.wait()
+
+
+def test_a_program_cannot_reach_an_address_outside_the_lab(book_lan: str, tmp_path: Path, witness: Path) -> None:
+    uplink = subprocess.run(["ip", "-o", "-4", "route", "get", "203.0.113.1"], capture_output=True, text=True)
+    src = uplink.stdout.split(" src ")[1].split()[0] if " src " in uplink.stdout else "203.0.113.2"
+    script = hostile(tmp_path, f"""\
+        for address in ("{src}", "203.0.113.1"):
+            c = socket.socket()
+            c.settimeout(2)
+            try:
+                c.connect((address, 22))
+                print("reached", address, flush=True)
+            except OSError as exc:
+                print("unreachable", address, exc.strerror or exc, flush=True)
+        for path in ("/run/docker.sock", "/var/run/docker.sock"):
+            try:
+                u = socket.socket(socket.AF_UNIX)
+                u.connect(path)
+                print("reached", path, flush=True)
+            except OSError as exc:
+                print("unreachable", path, exc.strerror, flush=True)
+        time.sleep(60)
+        """)
+    result = run(book_lan, script, tmp_path)
+    said = next(s.stdout for s in result.steps if "yours" in s.title)
+    lines = said.splitlines()
+    assert len(lines) == 4 and all(line.startswith("unreachable ") for line in lines), said
