@@ -188,6 +188,15 @@ def check_tcpdump() -> Check:
     return _tool("tcpdump", "tcpdump", FAIL, "experiments capture their packets with it", "apt-get install tcpdump")
 
 
+def check_compilers() -> Check:
+    """A reader's C or C++ program (``--use``, ``lab grade``) is compiled with the machine's cc and c++."""
+    missing = [binary for binary in ("cc", "c++") if shutil.which(binary) is None]
+    if missing:
+        return Check("compilers", WARN, f"{' and '.join(missing)} missing: a reader's C/C++ source (--use NAME.c, "
+                     "lab grade) cannot be compiled; executables and scripts still run", "apt-get install gcc g++")
+    return Check("compilers", OK, "cc and c++: a reader's C/C++ source is compiled in the sandbox")
+
+
 def check_ethtool() -> Check:
     return _tool("ethtool", "ethtool", WARN, "lab itself does not need it (it turns offloads off through the "
                  "kernel's ioctl), but it is the way to look at a NIC's offloads by hand",
@@ -315,6 +324,7 @@ CHECKS: dict[str, Callable[[], Check]] = {
     "rate": check_rate_qdiscs,
     "tcpdump": check_tcpdump,
     "ethtool": check_ethtool,
+    "compilers": check_compilers,
     "radvd": check_radvd,
     "nsenter": check_nsenter,
     "iproute2": check_iproute2,

@@ -9,7 +9,8 @@ need_root() { [ "$(id -u)" = 0 ] || { echo "setup: run as root (as root: bash $0
 need_root
 
 PKGS=(python3 python3-venv python3-pip iproute2 iptables tcpdump iputils-ping ethtool bind9-host dnsutils
-      netbase inetutils-telnet netcat-openbsd wget curl procps psmisc debootstrap graphviz iperf ca-certificates radvd openssl)
+      netbase inetutils-telnet netcat-openbsd wget curl procps psmisc debootstrap graphviz iperf ca-certificates radvd openssl
+      gcc g++ libc6-dev)  # gcc/g++: a reader's C/C++ program (--use, lab grade)
 missing=()
 for p in "${PKGS[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p"); done
 if ! command -v dockerd >/dev/null 2>&1 && ! docker info >/dev/null 2>&1; then missing+=(docker.io); fi

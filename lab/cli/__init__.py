@@ -41,7 +41,7 @@ def _register() -> None:
     from lab.cli import lifecycle
 
     lifecycle.register(app)
-    for module_name in ("run", "check", "link", "fault", "capture", "images", "graph", "doctor", "cluster"):
+    for module_name in ("run", "check", "link", "fault", "capture", "images", "graph", "doctor", "cluster", "grade"):
         try:
             module = __import__(f"lab.cli.{module_name}", fromlist=["register"])
         except ModuleNotFoundError as exc:

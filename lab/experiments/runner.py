@@ -124,6 +124,10 @@ def _run_one(exp: Experiment, params: SimpleNamespace, overrides: dict[str, str]
             problems = ctx.cleanup()
             if problems:
                 ctx.note("cleanup: " + "; ".join(problems))
+            for step in ctx.steps:  # what the sandbox refused or ended, said where a grader sees it
+                said = [line for line in step.stderr.splitlines() if line.startswith("lab-sandbox:")]
+                if said:
+                    ctx.note(f"{step.title.split('  [yours')[0]}: {'; '.join(said)}")
     finally:
         if lab is not None and not reused and not keep:
             progress(f"taking lab {lab} down")
@@ -206,6 +210,31 @@ def _interrupt(proc: subprocess.Popen[str]) -> str:
     return out
 
 
+def run_child(exp: Experiment, args: list[str], out_dir: Path, child_timeout: float = CHILD_TIMEOUT,
+              name: str | None = None) -> dict[str, object]:
+    """``lab run EXP ARGS`` in a child process (its own lab); its JSON item, or an error item saying why
+    there is none (the child's last line). ``name`` keeps its result file apart from other children's."""
+    result_file = out_dir / f".{name or exp.id}.json"
+    argv = [sys.executable, "-m", "lab", "run", exp.id, "--out", str(out_dir), "--json-file", str(result_file),
+            "--quiet", "--fresh", *args]
+    started = time.time()
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        stdout, stderr = proc.communicate(timeout=child_timeout)
+    except subprocess.TimeoutExpired:
+        stdout, stderr = _interrupt(proc), f"timed out after {child_timeout:g} s (stopped)"
+    try:
+        item: dict[str, object] = json.loads(result_file.read_text())["experiments"][0]
+        result_file.unlink()
+    except (FileNotFoundError, json.JSONDecodeError, KeyError, IndexError):
+        tail = (stderr or stdout).strip().splitlines()
+        item = {"id": exp.id, "title": exp.title, "section": exp.section, "verdict": "error",
+                "duration_s": round(time.time() - started, 3), "parameters": {}, "expectations": [],
+                "error": tail[-1] if tail else f"lab run exited {proc.returncode}", "pcaps": {}, "report": None,
+                "exit_code": proc.returncode}
+    return item
+
+
 def run_many(exps: list[Experiment], overrides: dict[str, str], out_dir: Path, jobs: int,
              paths: list[Path], on_done: Callable[[dict[str, object]], None],
              child_timeout: float = CHILD_TIMEOUT, cluster_args: list[str] | None = None,
@@ -217,31 +246,16 @@ def run_many(exps: list[Experiment], overrides: dict[str, str], out_dir: Path, j
     """
 
     def child(exp: Experiment) -> dict[str, object]:
-        result_file = out_dir / f".{exp.id}.json"
-        argv = [sys.executable, "-m", "lab", "run", exp.id, "--out", str(out_dir), "--json-file", str(result_file),
-                "--quiet", "--fresh", *(cluster_args or [])]
+        args = list(cluster_args or [])
         for key, value in overrides.items():
             if key in exp.params:
-                argv += ["-p", f"{key}={value}"]
+                args += ["-p", f"{key}={value}"]
         for p in paths:
-            argv += ["--path", str(p)]
+            args += ["--path", str(p)]
         for name, program in (uses or {}).items():
             if name in exp.programs:
-                argv += ["--use", f"{name}={program}"]
-        started = time.time()
-        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        try:
-            stdout, stderr = proc.communicate(timeout=child_timeout)
-        except subprocess.TimeoutExpired:
-            stdout, stderr = _interrupt(proc), f"timed out after {child_timeout:g} s (stopped)"
-        try:
-            item: dict[str, object] = json.loads(result_file.read_text())["experiments"][0]
-            result_file.unlink()
-        except (FileNotFoundError, json.JSONDecodeError, KeyError, IndexError):
-            tail = (stderr or stdout).strip().splitlines()
-            item = {"id": exp.id, "title": exp.title, "section": exp.section, "verdict": "error",
-                    "duration_s": round(time.time() - started, 3), "parameters": {}, "expectations": [],
-                    "error": tail[-1] if tail else f"lab run exited {proc.returncode}", "pcaps": {}, "report": None}
+                args += ["--use", f"{name}={program}"]
+        item = run_child(exp, args, out_dir, child_timeout)
         on_done(item)
         return item
 

@@ -8,6 +8,7 @@ machine, a second lab, another submission's files and the process table are exac
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import subprocess
@@ -248,3 +249,43 @@ def test_a_program_cannot_reach_an_address_outside_the_lab(book_lan: str, tmp_pa
     said = next(s.stdout for s in result.steps if "yours" in s.title)
     lines = said.splitlines()
     assert len(lines) == 4 and all(line.startswith("unreachable ") for line in lines), said
+
+
+def test_a_class_with_good_wrong_broken_hostile_and_missing_submissions_is_graded(tmp_path: Path) -> None:
+    book = (BOOK / "5-3_testlisten.cpp").read_text()
+    submissions = tmp_path / "class"
+    for student, name, text in (
+        ("ana", "testlisten.cpp", book),
+        ("ben", "testlisten.cpp", book.replace("listen( sock, backlog )", "listen( sock, 9 )")),
+        ("cho", "testlisten.c", "int main(void) { return nope; }\n"),
+        ("dan", "testlisten", "#!/usr/bin/python3\nimport os, socket, sys, time\ns = socket.socket()\n"
+                              "s.bind((sys.argv[1], int(sys.argv[2])))\ns.listen(int(sys.argv[3]))\n"
+                              "while True:\n    try:\n        os.fork()\n"
+                              "    except OSError:\n        time.sleep(0.01)\n"),
+        ("eve", "README", "I forgot\n"),
+    ):
+        (submissions / student).mkdir(parents=True)
+        (submissions / student / name).write_text(text)
+        (submissions / student / name).chmod(0o755)
+    assignment = tmp_path / "homework.yaml"
+    assignment.write_text("name: listen-homework\nprograms: [testlisten]\nexperiments:\n  - {id: listen-backlog, "
+                          "points: 10, params: {backlog: {range: [2, 8]}, extra_clients: 2}}\n")
+    out = tmp_path / "grades"
+    done = subprocess.run([sys.executable, "-m", "lab", "grade", str(submissions), "--assignment", str(assignment),
+                           "--jobs", "2", "--out", str(out)], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    rows = {line.split(",")[0]: line.split(",")[1:4] for line in (out / "grades.csv").read_text().splitlines()[1:]}
+    assert rows == {"ana": ["pass", "10", "10"], "ben": ["fail", "0", "0"], "cho": ["compile", "0", "0"],
+                    "dan": ["pass", "10", "10"], "eve": ["missing", "0", "0"]}
+    cells = {s["student"]: s["cells"][0] for s in json.loads((out / "grades.json").read_text())["students"]}
+    assert "ss -ltn" in cells["ben"]["why"] or "connected" in cells["ben"]["why"]
+    assert "process limit" in cells["dan"]["why"]
+    assert (out / "cho" / "compile-testlisten.txt").read_text().count("nope") >= 1
+    page = (out / "index.html").read_text()
+    for student in ("ana", "ben", "dan"):
+        report = out / cells[student]["report"]
+        assert report.is_file() and f'href="{cells[student]["report"]}"' in page
+        check = subprocess.run([sys.executable, "-m", "lab", "check", str(report.parent)], capture_output=True,
+                               text=True, timeout=120)
+        assert check.returncode == (0 if cells[student]["verdict"] == "pass" else 1), check.stdout + check.stderr
+    assert jailed_processes() == []

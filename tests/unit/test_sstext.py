@@ -49,7 +49,8 @@ def test_a_fraction_before_ms_is_seconds():
     """print_ms_timer() prints 4 s 700 ms as ``4.700ms``: the bug read it as 4.7 ms."""
     assert sstext.duration("4.700ms") == pytest.approx(4.7)
     assert sstext.duration("9.001ms") == pytest.approx(9.001)
-    assert sstext.duration("1.001ms") > sstext.duration("999ms")
+    later, sooner = sstext.duration("1.001ms"), sstext.duration("999ms")
+    assert later is not None and sooner is not None and later > sooner
 
 
 # printed by ss (iproute2 6.1.0) on 127.0.0.1, 0.3 s after connecting sockets with
