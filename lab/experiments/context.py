@@ -15,15 +15,11 @@ captures stopped (by PID, recorded in the lab's journal), whatever the steps rai
 from __future__ import annotations
 
 import json
-import os
-import select
-import signal
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -32,146 +28,17 @@ from lab import procs
 from lab.capture.pcapfile import merge
 from lab.capture.records import Packet
 from lab.capture.tcpdump import CaptureSet, Tcpdump
-from lab.errors import EnvironmentProblem, InputError, LabError
+from lab.errors import EnvironmentProblem, InputError
+from lab.experiments import yours
 from lab.experiments.etcfiles import ContainerEtc, EtcFiles, NamespaceEtc
 from lab.experiments.expect import Verdict
+from lab.experiments.programs import Proc, Result
 from lab.net import faults, impair
 from lab.nodes import NodeHandle, node_from_info
 from lab.nodes.namespace import node_namespace
 from lab.report.model import StepRecord
 from lab.sandbox.program import UserProgram
 from lab.state import Journal
-
-USER_WALL = 600.0  # a reader's server in the background: the step stops it; this bounds it if nothing does
-READY_TIMEOUT = 10.0
-
-
-class UserProgramError(LabError):
-    """The reader's program did not do what its contract asks (it did not listen, it crashed first)."""
-
-
-@dataclass
-class Proc:
-    """A program running in the background in a node (a server, a slow client)."""
-
-    run: Run
-    node: str
-    title: str
-    popen: subprocess.Popen[str] | None  # None when a saved run is replayed (lab check)
-    step: StepRecord
-    out: list[str] = field(default_factory=list)
-
-    def _live(self) -> subprocess.Popen[str]:
-        assert self.popen is not None, "a replayed program has no process"
-        return self.popen
-
-    def _drain(self, timeout: float = 0.0) -> None:
-        assert self.popen is not None and self.popen.stdout is not None
-        fd = self.popen.stdout.fileno()
-        end = time.monotonic() + timeout
-        while True:
-            remaining = max(0.0, end - time.monotonic())
-            ready, _, _ = select.select([fd], [], [], remaining)
-            if not ready:
-                return
-            chunk = os.read(fd, 65536)
-            if not chunk:
-                return
-            self.out.append(chunk.decode(errors="replace"))
-
-    @property
-    def stdout(self) -> str:
-        """What the program printed so far (an observation: saved with the run, replayed by ``lab check``)."""
-        return str(self.run.observe("stdout", self.node, self._read))
-
-    def _read(self) -> str:
-        self._drain()
-        return "".join(self.out)
-
-    def wait_for(self, text: str, timeout: float = 10.0) -> bool:
-        """Wait until the program printed ``text`` (readiness is checked, not slept)."""
-        return bool(self.run.observe("wait_for", self.node, lambda: self._wait_for(text, timeout)))
-
-    def _wait_for(self, text: str, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if text in self._read():
-                return True
-            if self._live().poll() is not None:
-                self._drain()
-                return text in "".join(self.out)
-            self._drain(0.05)
-        return False
-
-    def wait(self, timeout: float = 30.0) -> int:
-        """Wait for the program to exit (reading its output meanwhile, so a chatty one never blocks);
-        returns its exit code, and records its output in the step. Stopped if still running at the timeout."""
-        return self._ended("wait", lambda: self._wait(timeout))
-
-    def _wait(self, timeout: float) -> int:
-        popen = self._live()
-        deadline = time.monotonic() + timeout
-        while popen.poll() is None and time.monotonic() < deadline:
-            self._drain(0.05)
-        if popen.poll() is None:
-            return self._stop(2.0)
-        return self._finish()
-
-    def stop(self, grace: float = 2.0) -> int:
-        """SIGTERM, then SIGKILL after ``grace`` seconds; the exit code is the one the kernel reported."""
-        return self._ended("stop", lambda: self._stop(grace))
-
-    def _ended(self, kind: str, live: Callable[[], int]) -> int:
-        """The end of the program as observed: its exit code, and what it printed, in its step."""
-        def end() -> list[Any]:
-            live()
-            return [self.step.rc, self.step.stdout, self.step.stderr, self.step.duration]
-
-        rc, self.step.stdout, self.step.stderr, self.step.duration = self.run.observe(kind, self.node, end)
-        self.step.rc = rc
-        self.out = [self.step.stdout]
-        return int(rc)
-
-    def _stop(self, grace: float) -> int:
-        if self._live().poll() is None:
-            assert self.popen is not None
-            node = self.run.node(self.node)
-            node.signal(self.popen, signal.SIGTERM)
-            try:
-                self.popen.wait(timeout=grace)
-            except subprocess.TimeoutExpired:
-                node.signal(self.popen, signal.SIGKILL)
-                try:
-                    self.popen.wait(timeout=5)
-                except subprocess.TimeoutExpired:
-                    self.popen.kill()
-                    self.popen.wait(timeout=5)
-        return self._finish()
-
-    def _finish(self) -> int:
-        self._drain()
-        assert self.popen is not None
-        rc = self.popen.returncode if self.popen.returncode is not None else -9
-        stderr = self.popen.stderr.read() if self.popen.stderr and not self.popen.stderr.closed else ""
-        self.step.rc = rc
-        self.step.stdout = "".join(self.out)
-        self.step.stderr = stderr or ""
-        self.step.duration = time.time() - self.step.started
-        return rc
-
-
-@dataclass
-class Result:
-    """A finished command: exit code and output."""
-
-    rc: int
-    stdout: str
-    stderr: str
-    elapsed: float
-
-    @property
-    def output(self) -> str:
-        return self.stdout + self.stderr
 
 
 class Run:
@@ -280,22 +147,10 @@ class Run:
         title = title or f"{program} {' '.join(args)}"
         use = self.uses.get(program)
         if use is not None:
-            return self.sh(node, self._jailed(node, use, args, wall=timeout), title=f"{title}  [yours: {use.source}]",
-                           timeout=timeout + 10)
+            return self.sh(node, self._jailed(node, use, args, wall=timeout),
+                           title=f"{title}  [yours: {use.source}]", timeout=timeout + 10)
         argv = [self.python(node), "-m", f"lab.servers.{program}", *args]
         return self.sh(node, argv, title=title, timeout=timeout)
-
-    def _jailed(self, node: str, use: UserProgram, args: tuple[str, ...], wall: float) -> list[str]:
-        """The argv that runs the reader's program ``use`` in its sandbox in ``node`` (lab.sandbox.jail), with
-        the argv the project's program would get; stdout line-buffered, so no line is lost to a kill."""
-        from lab.nodes.container import ContainerNode
-        from lab.sandbox.program import jail_argv
-
-        if not self.replaying and (self.lab_info.get("cluster") or isinstance(self.node(node), ContainerNode)):
-            raise InputError(f"--use {use.name}: {node} is a container node; a reader's program runs in "
-                             "namespace nodes (the book's topologies) so far")
-        line_buffered = ["/usr/bin/stdbuf", "-oL", "-eL"] if Path("/usr/bin/stdbuf").exists() else []
-        return jail_argv(use.directory, [*line_buffered, use.inside, *args], wall)
 
     def spawn(self, node: str, argv: list[str], title: str | None = None, ready: str | None = None,
               ready_timeout: float = 10.0) -> Proc:
@@ -327,30 +182,24 @@ class Run:
         if use is None:
             argv = [self.python(node), "-m", f"lab.servers.{program}", *args]
             return self.spawn(node, argv, title=title, ready=ready)
-        from lab.servers.contracts import CONTRACTS
-
-        proc = self.spawn(node, self._jailed(node, use, args, wall=USER_WALL), title=f"{title}  [yours: {use.source}]")
-        port = CONTRACTS[program].listen_port_arg
-        if ready is not None and port is not None and not self._listening(proc, int(args[port])):
-            proc.stop()
-            said = (proc.step.stderr or proc.step.stdout).strip()[-300:]
-            raise UserProgramError(f"your {program} ({use.source}) did not listen on port {args[port]} within "
-                                   f"{READY_TIMEOUT:g} s" + (f": {said}" if said else ""))
+        proc = self.spawn(node, self._jailed(node, use, args, wall=yours.USER_WALL),
+                          title=f"{title}  [yours: {use.source}]")
+        port = yours.listen_port(use, args)
+        if ready is not None and port is not None:
+            handle, popen = self.node(node), proc.popen
+            if not self.observe("listening", node, lambda: yours.listening(
+                    handle, port, lambda: popen is not None and popen.poll() is None, proc._drain)):
+                proc.stop()
+                raise yours.not_listening(use, port, proc.step.stderr or proc.step.stdout)
         return proc
 
-    def _listening(self, proc: Proc, port: int) -> bool:
-        """Whether a LISTEN socket on ``port`` appears in the program's node before it ends or the timeout."""
-        def live() -> bool:
-            deadline = time.monotonic() + READY_TIMEOUT
-            handle = self.node(proc.node)
-            while time.monotonic() < deadline and proc._live().poll() is None:
-                got = handle.exec(["ss", "-Hltn", f"sport = :{port}"], timeout=10)
-                if got.stdout.strip():
-                    return True
-                proc._drain(0.05)
-            return False
+    def _jailed(self, node: str, use: UserProgram, args: tuple[str, ...], wall: float) -> list[str]:
+        from lab.nodes.container import ContainerNode
 
-        return bool(self.observe("listening", proc.node, live))
+        if not self.replaying and (self.lab_info.get("cluster") or isinstance(self.node(node), ContainerNode)):
+            raise InputError(f"--use {use.name}: {node} is a container node; a reader's program runs in "
+                             "namespace nodes (the book's topologies) so far")
+        return yours.jailed(use, args, wall)
 
     def start(self, node: str, program: str, *args: str, title: str | None = None) -> Proc:
         """Start one of the project's clients in the background (no readiness line)."""

@@ -13,8 +13,9 @@ import re
 from lab.capture.records import Packet, TcpInfo
 from lab.experiments import expect
 from lab.experiments.book import sstext, tcp_rules
-from lab.experiments.context import Result, Run
+from lab.experiments.context import Run
 from lab.experiments.engine import experiment
+from lab.experiments.programs import Result
 
 CLIENT, SERVER = "kongming20", "ernest-laptop"
 

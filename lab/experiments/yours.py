@@ -1,0 +1,52 @@
+"""A reader's own program in a run (``--use``): how it is started in its sandbox, and how lab sees it ready.
+
+:class:`lab.experiments.context.Run` calls these where a step runs a program the reader replaced; the
+sandbox itself is :mod:`lab.sandbox.jail`, the contract of each program :mod:`lab.servers.contracts`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from lab.errors import LabError
+from lab.nodes.base import NodeHandle
+from lab.sandbox.program import UserProgram, jail_argv
+from lab.servers.contracts import CONTRACTS
+
+USER_WALL = 600.0  # a reader's server in the background: the step stops it; this bounds it if nothing does
+READY_TIMEOUT = 10.0
+
+
+class UserProgramError(LabError):
+    """The reader's program did not do what its contract asks (it did not listen, it crashed first)."""
+
+
+def jailed(use: UserProgram, args: tuple[str, ...], wall: float) -> list[str]:
+    """The argv that runs the reader's program ``use`` in its sandbox, with the argv the project's program
+    would get; stdout line-buffered (``stdbuf``), so no line is lost when the step kills it."""
+    line_buffered = ["/usr/bin/stdbuf", "-oL", "-eL"] if Path("/usr/bin/stdbuf").exists() else []
+    return jail_argv(use.directory, [*line_buffered, use.inside, *args], wall)
+
+
+def listen_port(use: UserProgram, args: tuple[str, ...]) -> int | None:
+    """The port the program's contract says it listens on, from its argv (None: a client)."""
+    index = CONTRACTS[use.name].listen_port_arg
+    return None if index is None else int(args[index])
+
+
+def listening(handle: NodeHandle, port: int, running: Callable[[], bool], pause: Callable[[float], None]) -> bool:
+    """Whether the kernel shows a LISTEN socket on ``port`` in the node before the program ends or
+    ``READY_TIMEOUT`` passes (``pause`` reads the program's output meanwhile)."""
+    deadline = time.monotonic() + READY_TIMEOUT
+    while time.monotonic() < deadline and running():
+        if handle.exec(["ss", "-Hltn", f"sport = :{port}"], timeout=10).stdout.strip():
+            return True
+        pause(0.05)
+    return False
+
+
+def not_listening(use: UserProgram, port: int, said: str) -> UserProgramError:
+    return UserProgramError(f"your {use.name} ({use.source}) did not listen on port {port} within "
+                            f"{READY_TIMEOUT:g} s" + (f": {said.strip()[-300:]}" if said.strip() else ""))
