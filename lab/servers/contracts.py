@@ -30,25 +30,13 @@ class Contract:
 
 
 LISTEN = "a LISTEN socket on PORT in the node's namespace (ss), not a printed line"
-CLIENT = "none: a client; it runs until it ends (or its step does)"
+
+# Only the programs whose experiments follow a reader's program are here. testaccept (5-5), oob_send and
+# oob_recv (5-6/5-7), setsendbuffer and setrecvbuffer (5-10/5-11) are not yet: their experiments read lines
+# only the project's programs print and pass options the book's listings do not take (issue 26's notes).
 
 CONTRACTS: dict[str, Contract] = {c.program: c for c in (
     Contract("testlisten", "5-3", "IP PORT BACKLOG", "--duration S", LISTEN, 1,
              "the kernel only: ss -ltn of the listener (Recv-Q, Send-Q), ss of the queued connections, the "
              "SYNs and SYN-ACKs captured, nstat's ListenOverflows; nothing it prints"),
-    Contract("testaccept", "5-5", "IP PORT", "--sleep S --hold S", LISTEN, 1,
-             "the kernel: when the listener's accept queue empties (its accept), ss of the accepted "
-             "connection, the packets; and its stdout line naming the peer",
-             ("connected with ip: IP and port: PORT",)),
-    Contract("oob_send", "5-6", "IP PORT", "", CLIENT, None,
-             "the packets it sent: the urgent flag and pointer, the bytes of each send"),
-    Contract("oob_recv", "5-7", "IP PORT", "--wait S", LISTEN, 1,
-             "its stdout lines, the book's printf (a weak claim: the packets decide the rest)",
-             ("got N bytes of normal data 'DATA'", "got N bytes of oob data 'DATA'")),
-    Contract("setsendbuffer", "5-10", "IP PORT SNDBUF", "--bytes N", CLIENT, None,
-             "its stdout line (the value read back, which the kernel decides), and its data segments' sizes",
-             ("the tcp send buffer size after setting is N",)),
-    Contract("setrecvbuffer", "5-11", "IP PORT RCVBUF", "", LISTEN, 1,
-             "its stdout line (the value read back), and the window its SYN-ACK offers",
-             ("the receive buffer size after set(t)ting is N",)),
 )}
