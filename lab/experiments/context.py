@@ -189,8 +189,10 @@ class Run:
             handle, popen = self.node(node), proc.popen
             if not self.observe("listening", node, lambda: yours.listening(
                     handle, port, lambda: popen is not None and popen.poll() is None, proc._drain)):
-                proc.stop()
-                raise yours.not_listening(use, port, proc.step.stderr or proc.step.stdout)
+                exited = self.observe("exited", node, lambda: popen.poll() if popen is not None else None)
+                rc = proc.stop()
+                raise yours.not_listening(use, args, port, rc if exited is not None else None, proc.step.duration,
+                                          proc.step.stderr + proc.step.stdout)
         return proc
 
     def _jailed(self, node: str, use: UserProgram, args: tuple[str, ...], wall: float) -> list[str]:

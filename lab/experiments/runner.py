@@ -113,6 +113,7 @@ def _run_one(exp: Experiment, params: SimpleNamespace, overrides: dict[str, str]
         ctx = Run(lab_info, params, run_dir)
         ctx.uses = programs
         for name, use in programs.items():
+            progress(f"{name}: yours ({use.describe()}), in the sandbox")
             ctx.note(f"{name}: yours, {use.describe()}, run in lab's sandbox (its own user, PID and mount "
                      "namespaces, the machine read-only, limits; see docs/YOUR_PROGRAM.md)")
         if reused:

@@ -23,11 +23,17 @@ class UserProgramError(LabError):
     """The reader's program did not do what its contract asks (it did not listen, it crashed first)."""
 
 
+def book_argv(use: UserProgram, args: tuple[str, ...]) -> list[str]:
+    """The argv the book's listing takes, of those the project's program gets: the options after it are the
+    project's own, and a book-faithful ``if (argc != 4)`` must not fail on them."""
+    return list(args[:len(CONTRACTS[use.name].argv.split())])
+
+
 def jailed(use: UserProgram, args: tuple[str, ...], wall: float) -> list[str]:
-    """The argv that runs the reader's program ``use`` in its sandbox, with the argv the project's program
-    would get; stdout line-buffered (``stdbuf``), so no line is lost when the step kills it."""
+    """The argv that runs the reader's program ``use`` in its sandbox, with the book's argv; stdout
+    line-buffered (``stdbuf``), so no line is lost when the step kills it."""
     line_buffered = ["/usr/bin/stdbuf", "-oL", "-eL"] if Path("/usr/bin/stdbuf").exists() else []
-    return jail_argv(use.directory, [*line_buffered, use.inside, *args], wall)
+    return jail_argv(use.directory, [*line_buffered, use.inside, *book_argv(use, args)], wall)
 
 
 def listen_port(use: UserProgram, args: tuple[str, ...]) -> int | None:
@@ -47,6 +53,13 @@ def listening(handle: NodeHandle, port: int, running: Callable[[], bool], pause:
     return False
 
 
-def not_listening(use: UserProgram, port: int, said: str) -> UserProgramError:
-    return UserProgramError(f"your {use.name} ({use.source}) did not listen on port {port} within "
-                            f"{READY_TIMEOUT:g} s" + (f": {said.strip()[-300:]}" if said.strip() else ""))
+def not_listening(use: UserProgram, args: tuple[str, ...], port: int, exited: int | None, after: float,
+                  said: str) -> UserProgramError:
+    """Why the program was not ready: it ended first (with its code), or it did not listen in time."""
+    argv = " ".join([use.name, *book_argv(use, args)])
+    how = (f"exited with code {exited} after {after:.1f} s without listening on port {port}" if exited is not None
+           else f"did not listen on port {port} within {READY_TIMEOUT:g} s")
+    hint = (" (a missing interpreter? check the script's #! line)" if exited == 127 or "failed to run command" in said
+            else "")
+    return UserProgramError(f"your {use.name} ({use.source}) {how}{hint}; argv: {argv}"
+                            + (f"; it said: {said.strip()[-300:]}" if said.strip() else ""))

@@ -23,7 +23,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from lab.errors import TopologyError
+from lab.errors import InputError, TopologyError
 
 Name = Annotated[str, StringConstraints(pattern=r"^[a-z0-9]+([-_][a-z0-9]+)*$", max_length=40)]
 Scalar = int | float | str | bool
@@ -34,7 +34,7 @@ class Strict(BaseModel):
 
 
 class Range(Strict):
-    range: tuple[int, int]
+    range: tuple[int, int] | tuple[float, float]
 
 
 class Choice(Strict):
@@ -69,7 +69,9 @@ class Assignment:
             seed = hashlib.sha256(f"{student}\0{item.id}\0{key}".encode()).digest()
             draw = random.Random(seed)
             if isinstance(spec, Range):
-                value: Scalar = draw.randint(*spec.range)
+                low, high = spec.range
+                value: Scalar = (draw.randint(low, high) if isinstance(low, int) and isinstance(high, int)
+                                 else round(draw.uniform(low, high), 3))
             elif isinstance(spec, Choice):
                 value = draw.choice(spec.choice)
             else:
@@ -98,15 +100,24 @@ def load_assignment(path: Path) -> Assignment:
             problems.append(f"{where}: experiments[{i}].id: no experiment {item.id!r} (see: lab experiments)")
             continue
         if not set(exp.programs) & set(spec.programs):
-            problems.append(f"{where}: experiments[{i}]: {item.id} runs none of the programs the students provide "
-                            f"({', '.join(exp.programs) or 'it runs none a student can replace'})")
+            runs = (f"runs {', '.join(exp.programs)}, which programs: does not list" if exp.programs
+                    else "runs no program a student can replace")
+            problems.append(f"{where}: experiments[{i}]: {item.id} {runs}")
         for key, value in item.params.items():
+            at = f"{smap.where(('experiments', i, 'params', key))}: experiments[{i}].params.{key}"
             if key not in exp.params:
-                problems.append(f"{smap.where(('experiments', i, 'params', key))}: experiments[{i}].params: "
-                                f"{item.id} has no parameter {key!r} (its parameters: {', '.join(exp.params)})")
-            elif isinstance(value, Range) and value.range[0] > value.range[1]:
-                problems.append(f"{smap.where(('experiments', i, 'params', key))}: experiments[{i}].params.{key}: "
-                                f"the range {list(value.range)} is empty")
+                problems.append(f"{at}: {item.id} has no parameter {key!r} (its parameters: {', '.join(exp.params)})")
+                continue
+            if isinstance(value, Range) and value.range[0] > value.range[1]:
+                problems.append(f"{at}: the range {list(value.range)} is empty")
+            values = list(value.range) if isinstance(value, Range) else (
+                value.choice if isinstance(value, Choice) else [value])
+            for one in values:
+                try:
+                    exp.parameters({key: str(one).lower() if isinstance(one, bool) else str(one)})
+                except InputError as exc:
+                    problems.append(f"{at}: {exc.message.removeprefix(f'-p {key}={one}: ')}")
+                    break
     if problems:
         raise TopologyError(problems)
     return Assignment(spec, path)

@@ -62,11 +62,12 @@ def students_in(submissions: Path) -> list[Path]:
 
 
 def find_program(student: Path, name: str) -> Path | None:
-    for suffix in SOURCES:
-        candidate = student / f"{name}{suffix}"
-        if candidate.is_file():
-            return candidate
-    return None
+    """The student's ``name``: an executable or script of that name, or its C/C++ source. Several of them
+    is a problem of the submission (which one would be graded?), raised as InputError."""
+    found = [student / f"{name}{suffix}" for suffix in SOURCES if (student / f"{name}{suffix}").is_file()]
+    if len(found) > 1:
+        raise InputError(f"several {name}: {', '.join(p.name for p in found)}; hand in one")
+    return found[0] if found else None
 
 
 def grade(assignment: Assignment, submissions: Path, out: Path, jobs: int,
@@ -119,7 +120,11 @@ def _ready(assignment: Assignment, student: Student, directory: Path, out: Path,
     mine = workdir / student.name
     mine.mkdir()
     for name in assignment.spec.programs:
-        source = find_program(directory, name)
+        try:
+            source = find_program(directory, name)
+        except InputError as exc:
+            student.problems.append(exc.message)
+            continue
         if source is None:
             student.problems.append(f"missing {name}: no {name}, {name}.c or {name}.cpp")
             continue

@@ -32,11 +32,12 @@ def write_csv(assignment: Assignment, students: list[Student], path: Path) -> No
     ids = [item.id for item in assignment.spec.experiments]
     with path.open("w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["student", *[f"{i} {what}" for i in ids for what in ("verdict", "points")], "total",
-                         "problems"])
+        writer.writerow(["student", *[f"{i} {what}" for i in ids for what in ("verdict", "points", "parameters",
+                                                                                 "why")], "total", "problems"])
         for s in students:
-            writer.writerow([s.name, *[v for c in s.cells for v in (c.verdict, _points(c.earned))],
-                             _points(s.total), "; ".join(s.problems)])
+            writer.writerow([s.name, *[v for c in s.cells for v in (
+                c.verdict, _points(c.earned), " ".join(f"{k}={v}" for k, v in c.parameters.items()), c.why)],
+                _points(s.total), "; ".join(s.problems)])
 
 
 def _points(value: float) -> str:

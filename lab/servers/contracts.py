@@ -1,9 +1,9 @@
 """What an experiment asks of a program it runs, so that a reader's own program can stand in for it.
 
 ``lab run ID --use testlisten=./testlisten.c`` runs the reader's program wherever the experiment
-runs the project's ``testlisten``, with the same argv. The contract says what that argv is (the book
-listing's own first, so a book-literal ``./testlisten 192.168.1.109 12345 5`` works unchanged; the
-options after it are the project's, and a reader's program may ignore them), how lab sees that the
+runs the project's ``testlisten``. The contract says what argv it gets (the book listing's, as the book
+runs it: ``./testlisten 192.168.1.109 12345 5``; the options the project's own program also gets are not
+passed, so a book-faithful ``if (argc != 4)`` holds), how lab sees that the
 program is ready (a LISTEN socket in the kernel, never a printed line), and what the checks read from
 it: facts the kernel shows by default; a line of its stdout only where named here (the book's own
 printf), and a claim that reads one is weak and says so.
@@ -19,7 +19,7 @@ class Contract:
     program: str
     listing: str
     argv: str  # the book listing's argv, as the experiments pass it
-    options: str  # what follows it: the project's own options, which a reader's program may ignore
+    options: str  # what follows it for the project's own program; a reader's program gets the book's argv only
     ready: str  # how lab sees that the program is ready
     listen_port_arg: int | None  # index (0-based, after the program's name) of the port it listens on
     reads: str  # what the checks read from it

@@ -8,6 +8,7 @@ machine, a second lab, another submission's files and the process table are exac
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import secrets
@@ -15,6 +16,7 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -33,27 +35,28 @@ LISTEN_BACKLOG = find("listen-backlog")
 QUICK = {"extra_clients": "2", "interval": "0.2"}
 
 
-@pytest.fixture(scope="module")
-def book_lan() -> Iterator[str]:
+@contextmanager
+def a_book_lan(prefix: str) -> Iterator[str]:
     topo, smap = load_topology("topologies/book-lan.yaml")
-    topo.name = f"yp-{secrets.token_hex(3)}"
+    topo.name = f"{prefix}-{secrets.token_hex(3)}"
     deploy.up(topo, smap.text, "topologies/book-lan.yaml")
     try:
         yield topo.name
     finally:
         deploy.down(topo.name)
+
+
+@pytest.fixture(scope="module")
+def book_lan() -> Iterator[str]:
+    with a_book_lan("yp") as name:
+        yield name
 
 
 @pytest.fixture(scope="module")
 def other_lab() -> Iterator[str]:
     """A second lab, up while the hostile programs run: it must come out exactly as it went in."""
-    topo, smap = load_topology("topologies/book-lan.yaml")
-    topo.name = f"yo-{secrets.token_hex(3)}"
-    deploy.up(topo, smap.text, "topologies/book-lan.yaml")
-    try:
-        yield topo.name
-    finally:
-        deploy.down(topo.name)
+    with a_book_lan("yo") as name:
+        yield name
 
 
 def run(lab: str, program: Path, out: Path, **params: str) -> RunResult:
@@ -133,6 +136,18 @@ def test_a_wrong_backlog_fails_with_the_claim_that_caught_it(book_lan: str, tmp_
     assert result.verdict == "fail"
     failed = [v for v in result.expectations if not v.ok]
     assert any(v.description.startswith("ss -ltn") and v.observed == "Recv-Q 6 Send-Q 5" for v in failed), failed
+
+
+def test_a_strict_program_gets_the_books_argv_and_a_quitter_is_named(book_lan: str, tmp_path: Path) -> None:
+    source = (BOOK / "5-3_testlisten.cpp").read_text().replace("if( argc <= 3 )", "if( argc != 4 )")
+    strict = tmp_path / "testlisten.cpp"
+    strict.write_text(source)
+    assert run(book_lan, strict, tmp_path).verdict == "pass"  # no --duration 120 after the book's argv
+    quitter = tmp_path / "quitter.sh"
+    quitter.write_text("#!/bin/sh\necho usage: testlisten ip port backlog\nexit 1\n")
+    result = run(book_lan, quitter, tmp_path)
+    assert result.verdict == "error"
+    assert result.error and "exited with code 1" in result.error and "usage: testlisten" in result.error, result.error
 
 
 def test_source_that_does_not_compile_is_bad_input_and_builds_nothing(tmp_path: Path) -> None:
@@ -274,7 +289,9 @@ def test_a_class_with_good_wrong_broken_hostile_and_missing_submissions_is_grade
     done = subprocess.run([sys.executable, "-m", "lab", "grade", str(submissions), "--assignment", str(assignment),
                            "--jobs", "2", "--out", str(out)], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr
-    rows = {line.split(",")[0]: line.split(",")[1:4] for line in (out / "grades.csv").read_text().splitlines()[1:]}
+    with (out / "grades.csv").open() as f:
+        rows = {r["student"]: [r["listen-backlog verdict"], r["listen-backlog points"], r["total"]]
+                for r in csv.DictReader(f)}
     assert rows == {"ana": ["pass", "10", "10"], "ben": ["fail", "0", "0"], "cho": ["compile", "0", "0"],
                     "dan": ["pass", "10", "10"], "eve": ["missing", "0", "0"]}
     cells = {s["student"]: s["cells"][0] for s in json.loads((out / "grades.json").read_text())["students"]}

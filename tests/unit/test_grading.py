@@ -42,8 +42,11 @@ def test_each_student_gets_a_value_of_their_own_the_same_every_time(tmp_path: Pa
 
 @pytest.mark.parametrize("text, where", [
     (GOOD.replace("listen-backlog", "listen-backlogg"), "assignment.yaml:4: experiments[0].id: no experiment"),
-    (GOOD.replace("backlog: {range", "backlogg: {range"), "assignment.yaml:4: experiments[0].params: listen-backlog "
-                                                          "has no parameter 'backlogg'"),
+    (GOOD.replace("backlog: {range", "backlogg: {range"), "assignment.yaml:4: experiments[0].params.backlogg: "
+                                                          "listen-backlog has no parameter 'backlogg'"),
+    (GOOD.replace("{range: [2, 8]}", "abc"), "assignment.yaml:4: experiments[0].params.backlog: expected int"),
+    (GOOD.replace("[testlisten]", "[testlisten, testaccept]").replace("listen-backlog", "tcp-handshake-close"),
+     "tcp-handshake-close runs no program a student can replace"),
     (GOOD.replace("[testlisten]", "[echo]"), "assignment.yaml:2: programs: 'echo' is not a program"),
     (GOOD.replace("[2, 8]", "[8, 2]"), "the range [8, 2] is empty"),
     (GOOD.replace("points: 10", "pointz: 10"), "assignment.yaml:4"),
@@ -73,6 +76,18 @@ def test_a_students_program_is_found_by_name_or_source(tmp_path: Path) -> None:
     (tmp_path / "testlisten.cpp").write_text("int main() {}\n")
     assert find_program(tmp_path, "testlisten") == tmp_path / "testlisten.cpp"
     assert find_program(tmp_path, "testaccept") is None
+    (tmp_path / "testlisten.c").write_text("int main() {}\n")
+    with pytest.raises(InputError, match="several testlisten: testlisten.c, testlisten.cpp"):
+        find_program(tmp_path, "testlisten")
+
+
+def test_a_float_range_draws_floats() -> None:
+    from lab.grading.assignment import Assignment, AssignmentFile
+
+    spec = AssignmentFile.model_validate({"name": "x", "programs": ["testlisten"], "experiments": [
+        {"id": "listen-backlog", "points": 1, "params": {"interval": {"range": [0.1, 0.5]}}}]})
+    value = float(Assignment(spec, Path("x")).parameters("ana", spec.experiments[0])["interval"])
+    assert 0.1 <= value <= 0.5
 
 
 def test_the_class_table_links_every_run(tmp_path: Path) -> None:
@@ -81,7 +96,8 @@ def test_the_class_table_links_every_run(tmp_path: Path) -> None:
     broken = Student("cho", [Cell("listen-backlog", 10, "compile", 0, {"backlog": "7"}, why="does not compile")],
                      ["testlisten.c does not compile"])
     csv_file, json_file, html_file = write_all(a, [good, broken], tmp_path)
-    assert csv_file.read_text().splitlines()[1:] == ["ana,pass,10,10,", "cho,compile,0,0,testlisten.c does not compile"]
+    assert csv_file.read_text().splitlines()[1:] == [
+        "ana,pass,10,backlog=3,,10,", "cho,compile,0,backlog=7,does not compile,0,testlisten.c does not compile"]
     assert json.loads(json_file.read_text())["students"][1]["cells"][0]["verdict"] == "compile"
     page = html_file.read_text()
     assert '<a href="ana/r/report.html">pass</a>' in page and "backlog=7" in page
