@@ -184,6 +184,7 @@ class Run:
             return self.spawn(node, argv, title=title, ready=ready)
         proc = self.spawn(node, self._jailed(node, use, args, wall=yours.USER_WALL),
                           title=f"{title}  [yours: {use.source}]")
+        proc.jailed = True
         port = yours.listen_port(use, args)
         if ready is not None and port is not None:
             handle, popen = self.node(node), proc.popen

@@ -32,7 +32,7 @@ from lab.capture.records import ACK, RST, SYN, Packet
 from lab.experiments.claim_order import OldClaimOrder as OldClaimOrder  # re-exported: expect.OldClaimOrder
 from lab.experiments.claim_order import packets_first_accepted
 
-VerdictKind = Literal["pass", "fail", "error"]
+VerdictKind = Literal["pass", "fail", "error", "unjudged"]
 Predicate = Callable[[Packet], bool]
 Flags = str | Iterable[str] | None
 
@@ -66,10 +66,14 @@ def check(description: str, ok: bool, expected: object, observed: object,
     return Verdict(description, "pass" if ok else "fail", _text(expected), _text(observed), nos(packets))
 
 
-def error(description: str, message: str, expected: object = "",
-          packets: Iterable[Packet | int] = ()) -> Verdict:
+def error(description: str, message: str, expected: object = "", packets: Iterable[Packet | int] = ()) -> Verdict:
     """A claim that could not be decided (the data it needs is missing or broken)."""
     return Verdict(description, "error", _text(expected), message, nos(packets))
+
+
+def unjudged(description: str, why: str, expected: object = "") -> Verdict:
+    """A claim this run cannot decide, and why (a reader's program that does not do what it needs): never a fail."""
+    return Verdict(description, "unjudged", _text(expected), why)
 
 
 def guarded(description: str, compute: Callable[[], Verdict]) -> Verdict:

@@ -37,6 +37,22 @@ class Proc:
     popen: subprocess.Popen[str] | None  # None when a saved run is replayed (lab check)
     step: StepRecord
     out: list[str] = field(default_factory=list)
+    jailed: bool = False  # a reader's program in its sandbox (lab.sandbox.jail), which can pause it
+
+    def pause(self) -> None:
+        """Stop a reader's program where it is (SIGSTOP, through its sandbox) until :meth:`resume`: the kernel
+        goes on completing handshakes and queueing data for it, so a listing that reads as soon as it accepts
+        (5-7) reads what its peer sent in full, as the book's run did."""
+        self._freeze(signal.SIGUSR1)
+
+    def resume(self) -> None:
+        self._freeze(signal.SIGUSR2)
+
+    def _freeze(self, sig: int) -> None:
+        if not self.jailed:
+            raise ValueError(f"{self.title}: only a reader's program in its sandbox can be paused")
+        if self.popen is not None and self.popen.poll() is None:
+            self.run.node(self.node).signal(self.popen, sig)
 
     def _live(self) -> subprocess.Popen[str]:
         assert self.popen is not None, "a replayed program has no process"

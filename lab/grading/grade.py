@@ -154,14 +154,16 @@ def _judge(cell: Cell, item: dict[str, object], out: Path) -> None:
     cell.earned = cell.points if cell.verdict == "pass" else 0.0
     claims, notes = item.get("expectations"), item.get("notes")
     claims, notes = (claims if isinstance(claims, list) else []), (notes if isinstance(notes, list) else [])
-    failed = [e for e in claims if isinstance(e, dict) and e.get("verdict") != "pass"]
+    failed = [e for e in claims if isinstance(e, dict) and e.get("verdict") == "fail"]
+    unjudged = [f"not judged: {e.get('description')} ({e.get('observed')})" for e in claims
+                if isinstance(e, dict) and e.get("verdict") == "unjudged"]
     sandbox = [str(n) for n in notes if "lab-sandbox:" in str(n)]
     if cell.verdict == "fail":
         cell.why = "; ".join(f"{e.get('description')}: expected {e.get('expected')}, observed {e.get('observed')}"
                              for e in failed[:2])
     elif cell.verdict == "error":
         cell.why = str(item.get("error") or "")
-    cell.why = "; ".join([cell.why, *sandbox]) if cell.why else "; ".join(sandbox)
+    cell.why = "; ".join(part for part in (cell.why, *unjudged, *sandbox) if part)
     report = item.get("report")
     if isinstance(report, str) and report:
         path = Path(report)

@@ -37,7 +37,7 @@ h1 { font-size: 22px; margin: 8px 0 2px; } h2 { font-size: 17px; margin: 26px 0 
 .meta { color: #555; margin: 2px 0 10px; }
 .badge { display: inline-block; padding: 2px 10px; border-radius: 4px; font-weight: bold; color: #fff; }
 .badge.pass { background: #2e7d32; } .badge.fail { background: #c62828; }
-.badge.error { background: #ef8f00; }
+.badge.error { background: #ef8f00; } .badge.unjudged { background: #607d8b; }
 table { border-collapse: collapse; width: 100%; } th, td { text-align: left; vertical-align: top;
         padding: 4px 8px; border-bottom: 1px solid #eee; } th { background: #fafafa; }
 td.v { width: 60px; }

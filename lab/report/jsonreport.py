@@ -18,6 +18,7 @@ from lab.report.model import RunResult
 
 VERSION = 1
 VERDICTS = ("pass", "fail", "error")
+CLAIM_VERDICTS = (*VERDICTS, "unjudged")
 
 # field → accepted JSON types (None means null is allowed)
 ITEM_FIELDS: dict[str, tuple[type | None, ...]] = {
@@ -142,7 +143,7 @@ def problems(doc: Any) -> list[str]:
                 found.append(f"{at} is not an object")
                 continue
             found += _check_fields(exp, EXPECTATION_FIELDS, at)
-            if exp.get("verdict") not in VERDICTS:
+            if exp.get("verdict") not in CLAIM_VERDICTS:
                 found.append(f"{at}.verdict is {exp.get('verdict')!r}")
             if not all(isinstance(n, int) for n in exp.get("packets") or []):
                 found.append(f"{at}.packets must be packet numbers")

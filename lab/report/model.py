@@ -61,8 +61,9 @@ class RunResult:
 
 
 def overall_verdict(expectations: Iterable[Verdict], error: str | None = None) -> VerdictKind:
-    """A run's verdict: error if it could not be decided, fail if any expectation failed, else pass."""
-    items = list(expectations)
+    """A run's verdict: error if it could not be decided, fail if any expectation failed, else pass. Claims
+    the run could not judge (``unjudged``) count for neither, but a run must judge at least one."""
+    items = [v for v in expectations if v.verdict != "unjudged"]
     if error is not None or not items or any(v.verdict == "error" for v in items):
         return "error"
     return "pass" if all(v.ok for v in items) else "fail"

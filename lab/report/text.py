@@ -20,7 +20,7 @@ from lab.experiments.expect import Verdict
 from lab.report.jsonreport import experiment_json
 from lab.report.model import RunResult
 
-STYLE = {"pass": "bold green", "fail": "bold red", "error": "bold yellow"}
+STYLE = {"pass": "bold green", "fail": "bold red", "error": "bold yellow", "unjudged": "bold blue"}
 
 
 def badge(verdict: str) -> str:
@@ -87,7 +87,8 @@ def _counts(verdicts: Iterable[str]) -> str:
     held = values.count("pass")
     failed = values.count("fail")
     errors = values.count("error")
-    return f"{held} held, {failed} failed, {errors} errors"
+    unjudged = values.count("unjudged")
+    return f"{held} held, {failed} failed, {errors} errors" + (f", {unjudged} not judged" if unjudged else "")
 
 
 def render_run(result: RunResult, width: int = 120) -> str:

@@ -17,7 +17,9 @@ program belongs in (a lab node's: ``nsenter --net=…`` in front), and gives the
   no supplementary groups, ``PR_SET_NO_NEW_PRIVS`` (no setuid, no file capabilities);
 - **limits**: processes, address space, CPU seconds, open files, file size, no core dumps; memory and
   processes in a cgroup as well where the machine has the controllers (v2 or v1);
-- **a wall-clock limit**, and a short grace after SIGTERM: then SIGKILL to init, so the whole namespace.
+- **a wall-clock limit**, and a short grace after SIGTERM: then SIGKILL to init, so the whole namespace;
+- **a pause**: SIGUSR1 to the jail stops the program (SIGSTOP), SIGUSR2 continues it, so an experiment can
+  hold a listing that reads at once (5-7) until its peer has sent everything, without changing it.
 
 The jail says why the program ended when it was not the program's own choice, on stderr, one line
 beginning ``lab-sandbox:``. Stdlib only, so it runs wherever ``lab.servers`` runs.
@@ -48,6 +50,7 @@ MOUNT_ATTR_RDONLY, MOUNT_ATTR_NOSUID, MOUNT_ATTR_NODEV = 0x1, 0x2, 0x4
 AT_FDCWD, AT_RECURSIVE = -100, 0x8000
 SYS_MOUNT_SETATTR = 442  # the same number on every architecture (syscalls from 424 on are unified)
 PR_SET_PDEATHSIG, PR_SET_NO_NEW_PRIVS = 1, 38
+FREEZE: dict[int, int] = {signal.SIGUSR1: signal.SIGSTOP, signal.SIGUSR2: signal.SIGCONT}  # pause, resume
 GRACE = 1.0  # seconds between SIGTERM and SIGKILL: less than a Proc.stop's grace, so the jail ends it itself
 
 libc = ctypes.CDLL(None, use_errno=True)
@@ -255,18 +258,20 @@ def init(go: int, uid: int, args: argparse.Namespace) -> None:
 
     def forward(sig: int, _frame: object) -> None:
         try:
-            os.kill(program, sig)
+            os.kill(program, FREEZE.get(sig, sig))
         except ProcessLookupError:
             pass
 
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(sig, forward)
+    for which in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, *FREEZE):
+        signal.signal(which, forward)
     while True:
         try:
             pid, status = os.waitpid(-1, 0)
         except ChildProcessError:
             os._exit(0)
         except InterruptedError:
+            continue
+        if pid == program and os.WIFSTOPPED(status):
             continue
         if pid == program:
             os._exit(os.WEXITSTATUS(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status))
@@ -309,6 +314,15 @@ def wait_for(child: int, wall: float) -> tuple[int, str]:
     started = time.monotonic()
     kill_at = started + wall
     why = f"killed: the wall-clock limit of {wall:g} s"
+
+    def on_freeze(sig: int, _frame: object) -> None:
+        try:
+            os.kill(child, sig)  # init passes it on as SIGSTOP/SIGCONT to the program
+        except ProcessLookupError:
+            pass
+
+    for sig in FREEZE:
+        signal.signal(sig, on_freeze)
 
     def on_term(sig: int, _frame: object) -> None:
         nonlocal kill_at, why

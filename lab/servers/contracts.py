@@ -31,12 +31,29 @@ class Contract:
 
 LISTEN = "a LISTEN socket on PORT in the node's namespace (ss), not a printed line"
 
-# Only the programs whose experiments follow a reader's program are here. testaccept (5-5), oob_send and
-# oob_recv (5-6/5-7), setsendbuffer and setrecvbuffer (5-10/5-11) are not yet: their experiments read lines
-# only the project's programs print and pass options the book's listings do not take (issue 26's notes).
 
 CONTRACTS: dict[str, Contract] = {c.program: c for c in (
     Contract("testlisten", "5-3", "IP PORT BACKLOG", "--duration S", LISTEN, 1,
              "the kernel only: ss -ltn of the listener (Recv-Q, Send-Q), ss of the queued connections, the "
              "SYNs and SYN-ACKs captured, nstat's ListenOverflows; nothing it prints"),
+    Contract("testaccept", "5-5", "IP PORT", "--sleep S --hold S", LISTEN, 1,
+             "the kernel: the queued connection's state before its accept() (ss), the accept() as the listener's "
+             "queue emptying (ss -ltn Recv-Q), the client's FIN and its ACK; and its stdout line naming the peer "
+             "(a weak claim). When it accepts before the client vanished (the published 5-5 has no sleep), those "
+             "claims are not judged", ("connected with ip: IP and port: PORT",)),
+    Contract("oob_send", "5-6", "IP PORT", "--normal TEXT --oob TEXT", "none: a client; it runs to its end", None,
+             "the packets it sent: its data before, in and after the one segment with URG, the urgent pointer"),
+    Contract("oob_recv", "5-7", "IP PORT", "--wait S", LISTEN, 1,
+             "its three stdout lines, the book's printf (a weak claim; the packets decide the rest). The book's "
+             "5-7 reads as soon as it accepts, which races the sender: lab pauses it (SIGSTOP in its sandbox) "
+             "from listening until the sender is done",
+             ("got N bytes of normal data 'DATA'", "got N bytes of oob data 'DATA'")),
+    Contract("setsendbuffer", "5-10", "IP PORT SNDBUF", "--bytes N", "none: a client; it runs to its end", None,
+             "its stdout line, the value it read back (a weak claim: the kernel decides it, the program reports "
+             "it); the packets: its data segments' sizes against the receiver's window, every byte it sent "
+             "acknowledged", ("the tcp send buffer size after setting is N",)),
+    Contract("setrecvbuffer", "5-11", "IP PORT RCVBUF", "", LISTEN, 1,
+             "its stdout line, the value it read back (a weak claim; the book's own says \"settting\"); the "
+             "packets: its SYN-ACK's window and scale, every byte the sender sent acknowledged",
+             ("the receive buffer size after set(t)ting is N",)),
 )}

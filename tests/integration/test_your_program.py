@@ -128,6 +128,43 @@ def test_the_books_published_5_3_passes_for_backlogs_1_to_8(book_lan: str, tmp_p
         assert any("yours" in n and "5-3_testlisten.cpp" in n for n in result.notes)
 
 
+def run_book(exp_id: str, out: Path, **uses: Path) -> RunResult:
+    """An experiment on a fresh lab of its own with the given programs of the reader's; then lab check on it."""
+    result = run_one(find(exp_id), {}, out, uses=uses)
+    check = subprocess.run([sys.executable, "-m", "lab", "check", str(result.run_dir)], capture_output=True,
+                           text=True, timeout=120)
+    assert check.returncode == (0 if result.verdict == "pass" else 1), check.stdout + check.stderr
+    return result
+
+
+def test_the_books_published_5_6_and_5_7_pass_oob_urg(tmp_path: Path) -> None:
+    result = run_book("oob-urg", tmp_path, oob_send=BOOK / "5-6_oobsend.cpp", oob_recv=BOOK / "5-7_oobrecv.cpp")
+    assert result.verdict == "pass", [str(v) for v in result.expectations if not v.ok]
+
+
+def test_the_books_published_5_10_and_5_11_pass_the_buffer_experiment(tmp_path: Path) -> None:
+    result = run_book("so-rcvbuf-sndbuf-min", tmp_path, setsendbuffer=BOOK / "5-10_set_send_buffer.cpp",
+                      setrecvbuffer=BOOK / "5-11_set_recv_buffer.cpp")
+    assert result.verdict == "pass", [str(v) for v in result.expectations if not v.ok]
+
+
+def test_5_5_as_printed_passes_and_as_published_names_what_it_cannot_judge(tmp_path: Path) -> None:
+    published = BOOK / "5-5_testaccept.cpp"
+    printed = tmp_path / "testaccept.cpp"  # the book prints sleep(20) before accept(); the download has none
+    printed.write_text(published.read_text().replace("    assert( ret != -1 );\n\n    struct sockaddr_in client;",
+                                                     "    assert( ret != -1 );\n\n    sleep(20);\n"
+                                                     "    struct sockaddr_in client;", 1))
+    assert "sleep(20)" in printed.read_text()
+    result = run_book("accept-vanished-client", tmp_path, testaccept=printed)
+    assert result.verdict == "pass" and all(v.verdict == "pass" for v in result.expectations), \
+        [str(v) for v in result.expectations]
+    result = run_book("accept-vanished-client", tmp_path, testaccept=published)
+    kinds = [v.verdict for v in result.expectations]
+    assert "fail" not in kinds and kinds.count("unjudged") == 4, [str(v) for v in result.expectations]
+    assert all("accepted before the client vanished" in v.observed
+               for v in result.expectations if v.verdict == "unjudged")
+
+
 def test_a_wrong_backlog_fails_with_the_claim_that_caught_it(book_lan: str, tmp_path: Path) -> None:
     source = (BOOK / "5-3_testlisten.cpp").read_text().replace("listen( sock, backlog )", "listen( sock, 5 )")
     wrong = tmp_path / "testlisten.cpp"

@@ -108,3 +108,14 @@ def test_the_catalogue_shows_each_programs_contract() -> None:
     listen = next(e for e in json.loads(got.stdout) if e["id"] == "listen-backlog")
     assert listen["programs"][0]["program"] == "testlisten"
     assert listen["programs"][0]["argv"] == "IP PORT BACKLOG" and "LISTEN" in listen["programs"][0]["ready"]
+
+
+def test_a_claim_not_judged_counts_for_neither_pass_nor_fail() -> None:
+    from lab.experiments import expect
+    from lab.report.model import overall_verdict
+
+    held = expect.check("held", True, 1, 1)
+    unjudged = expect.unjudged("not judged", "the program accepted at once")
+    assert overall_verdict([held, unjudged]) == "pass"
+    assert overall_verdict([expect.check("failed", False, 1, 2), unjudged]) == "fail"
+    assert overall_verdict([unjudged]) == "error"  # a run must judge something

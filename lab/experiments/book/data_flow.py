@@ -281,6 +281,16 @@ def bulk_small_window(run: Run) -> None:
                             "segments", acks, min=least, max=len(segments)))
 
 
+def sent_around_urgent(packets: list[Packet], sender: str) -> tuple[str, str, str]:
+    """What a sender wrote before its urgent segment, in it, and after it, as the capture shows."""
+    data = [p for p in packets if p.src == sender and flows.seg(p).length]
+    marks = [i for i, p in enumerate(data) if flows.seg(p).flags & URG]
+    if not marks:
+        return "", "", ""
+    text = [flows.seg(p).payload.decode(errors="replace") for p in data]
+    return "".join(text[:marks[0]]), text[marks[0]], "".join(text[marks[0] + 1:])
+
+
 @experiment(
     id="oob-urg",
     title="Urgent data: only the last byte sent with MSG_OOB is out-of-band; normal reads stop at the mark",
@@ -288,6 +298,7 @@ def bulk_small_window(run: Run) -> None:
     topology="book-lan.yaml",
     topology6="book-lan6.yaml",
     params={"family": 4, "port": 54321, "normal": "123", "oob": "abc", "wait": 0.5},
+    programs=("oob_send", "oob_recv"),
     book="""\
 $ ./testoobrecv 192.168.1.109 54321
 $ ./testoobsend 192.168.1.109 54321
@@ -301,7 +312,8 @@ IP 192.168.1.108.60460 > 192.168.1.109.54321: Flags [P.U], seq 4:7, ack 1, win 9
     and MSG_OOB returns the single urgent byte because SO_OOBINLINE is off. The book's receiver
     calls recv() straight after accept(), which races the sender: if only "123" has arrived the
     lines become '123' / 'c' / 'ab'. Our receiver waits before its first read so all three sends
-    are in.
+    are in; a reader's receiver (--use oob_recv, the book's 5-7 unchanged) is paused in its sandbox
+    until the sender is done, and a reader's sender's data is read from the capture.
     Over IPv6 (-p family=6, on book-lan6) the same.""",
 )
 def oob_urg(run: Run) -> None:
@@ -310,16 +322,25 @@ def oob_urg(run: Run) -> None:
     stdurg = run.sh(SERVER, ["sysctl", "-n", "net.ipv4.tcp_stdurg"], record=False).stdout.strip()
     run.expect(expect.equals("tcp_stdurg is 0 on the receiver (BSD urgent pointer)", "0", stdurg))
     receiver = run.serve(SERVER, "oob_recv", server_ip, str(run.p.port), "--wait", str(run.p.wait))
+    if "oob_recv" in run.uses:  # the book's 5-7 reads as soon as it accepts: held until the sender is done
+        receiver.pause()
     with run.capture([f"{CLIENT}:eth0"], f"tcp port {run.p.port}"):
         r = run.py(CLIENT, "oob_send", server_ip, str(run.p.port), "--normal", normal, "--oob", oob)
+        if "oob_recv" in run.uses:
+            receiver.resume()
         receiver.wait(10 + run.p.wait)
     run.expect(expect.exit_code("the sender sent its three writes", r.rc, 0))
+    pk = flows.conversation(run.packets, client_ip, server_ip, run.p.port)
+    if "oob_send" in run.uses:  # its data is its own: read what it sent from the capture
+        normal, oob, after = sent_around_urgent(pk, client_ip)
+    else:
+        after = normal
     lines = [line for line in receiver.stdout.splitlines() if line.startswith("got ")]
     want = [f"got {len(normal) + len(oob) - 1} bytes of normal data '{normal}{oob[:-1]}'",
-            f"got 1 bytes of oob data '{oob[-1]}'",
-            f"got {len(normal)} bytes of normal data '{normal}'"]
-    run.expect(expect.equals("the receiver prints the book's three lines", " / ".join(want), " / ".join(lines)))
-    pk = flows.conversation(run.packets, client_ip, server_ip, run.p.port)
+            f"got 1 bytes of oob data '{oob[-1:]}'",
+            f"got {len(after)} bytes of normal data '{after}'"]
+    run.expect(expect.equals("the receiver prints the book's three lines (its printf: a weak claim; the packets "
+                             "decide the rest)", " / ".join(want), " / ".join(lines)))
     urgent = [p for p in pk if flows.seg(p).flags & URG]
     run.expect(expect.count("exactly one segment carries URG", urgent, 1))
     if len(urgent) != 1:
