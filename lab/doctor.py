@@ -188,6 +188,11 @@ def check_tcpdump() -> Check:
     return _tool("tcpdump", "tcpdump", FAIL, "experiments capture their packets with it", "apt-get install tcpdump")
 
 
+def check_strace() -> Check:
+    return _tool("strace", "strace", WARN, "the second half's experiments (epoll, signals, timers) count system "
+                 "calls with it", "apt-get install strace", ["-V"])
+
+
 def check_compilers() -> Check:
     """A reader's C or C++ program (``--use``, ``lab grade``) is compiled with the machine's cc and c++."""
     missing = [binary for binary in ("cc", "c++") if shutil.which(binary) is None]
@@ -325,6 +330,7 @@ CHECKS: dict[str, Callable[[], Check]] = {
     "tcpdump": check_tcpdump,
     "ethtool": check_ethtool,
     "compilers": check_compilers,
+    "strace": check_strace,
     "radvd": check_radvd,
     "nsenter": check_nsenter,
     "iproute2": check_iproute2,

@@ -10,7 +10,7 @@ need_root
 
 PKGS=(python3 python3-venv python3-pip iproute2 iptables tcpdump iputils-ping ethtool bind9-host dnsutils
       netbase inetutils-telnet netcat-openbsd wget curl procps psmisc debootstrap graphviz iperf ca-certificates radvd openssl
-      gcc g++ libc6-dev)  # gcc/g++: a reader's C/C++ program (--use, lab grade)
+      gcc g++ libc6-dev strace lsof net-tools ifstat sysstat)  # compilers: --use, lab grade; strace…: ch.9+
 missing=()
 for p in "${PKGS[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p"); done
 if ! command -v dockerd >/dev/null 2>&1 && ! docker info >/dev/null 2>&1; then missing+=(docker.io); fi

@@ -33,6 +33,8 @@ from lab.experiments import yours
 from lab.experiments.etcfiles import ContainerEtc, EtcFiles, NamespaceEtc
 from lab.experiments.expect import Verdict
 from lab.experiments.programs import Proc, Result
+from lab.experiments.syscalls import Syscall
+from lab.experiments.syscalls import parse as parse_syscalls
 from lab.net import faults, impair
 from lab.nodes import NodeHandle, node_from_info
 from lab.nodes.namespace import node_namespace
@@ -207,6 +209,24 @@ class Run:
     def start(self, node: str, program: str, *args: str, title: str | None = None) -> Proc:
         """Start one of the project's clients in the background (no readiness line)."""
         return self.serve(node, program, *args, ready=None, title=title)
+
+    def strace(self, node: str, calls: tuple[str, ...]) -> tuple[list[str], str]:
+        """The argv prefix that runs a program under ``strace -f`` recording ``calls``, and the trace file (in
+        the run's directory: a namespace node sees the machine's files). Read it with :meth:`syscalls` once
+        the program has ended (a traced server must end by itself: strace stopped would leave it running)."""
+        from lab.nodes.container import ContainerNode
+
+        if isinstance(self.node(node), ContainerNode) and not self.replaying:
+            raise InputError(f"strace in {node}: a container node; the traced experiments run on namespace nodes")
+        path = self.run_dir / f"strace-{node}-{sum(1 for _ in self.run_dir.glob('strace-*')) + 1}.txt"
+        argv = ["strace", "-f", "-qq", "-e", f"trace={','.join(calls)}", "-e", "signal=none", "-o", str(path)]
+        return argv, str(path)
+
+    def syscalls(self, node: str, path: str) -> list[Syscall]:
+        """The system calls a program under :meth:`strace` made, read as an observation (``lab check``
+        replays them)."""
+        text = self.observe("strace", node, lambda: Path(path).read_text() if Path(path).exists() else "")
+        return parse_syscalls(str(text))
 
     def sleep(self, seconds: float) -> None:
         time.sleep(seconds)

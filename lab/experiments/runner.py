@@ -61,6 +61,10 @@ def run_one(exp: Experiment, overrides: dict[str, str], out_dir: Path, keep: boo
     ``uses`` maps a program the experiment runs to the reader's own (``--use``), which runs instead, sandboxed.
     """
     params = exp.parameters(overrides)
+    if exp.needs:
+        from lab.doctor import preflight
+
+        preflight(set(exp.needs))  # a tool the experiment reads (strace): refused in the doctor's words
     if uses and cluster is not None:
         raise InputError("--use runs a reader's program in a namespace node of one machine; not on a cluster yet")
     with user_programs(exp, uses or {}) as programs:

@@ -43,4 +43,6 @@ PROGRAMS: dict[str, str] = {
     "reuse_server": "listen with/without SO_REUSEADDR, accept one, close first (server holds TIME_WAIT)",
     "rst_client": "connect, then send/recv at given times and print each call's errno",
     "udp_client": "send datagrams on a connected UDP socket; report each reply or errno (ICMP errors)",
+    "mtlt": "book 9-3: epoll server, level- or edge-triggered, one chunk per read",
+    "send_once": "connect, send N bytes in one send (or several, apart), wait, close",
 }

@@ -1,0 +1,70 @@
+"""What a program asked the kernel and what the kernel answered: ``strace -f`` output, parsed.
+
+The book's second half is about readiness, signals and timers: how many events ``epoll_wait``
+returned, what ``recvfrom`` returned, which call failed with EAGAIN. A program's own printout of that
+is a weak witness; strace's record of the system calls is the kernel's answer. :meth:`Run.strace`
+(``lab.experiments.context``) starts a program under ``strace -f -qq -e trace=… -o FILE``, and the
+file's text is read back as an observation, so ``lab check`` replays the same calls.
+
+A line looks like ``1234  recvfrom(5, "abc"..., 9, 0, NULL, NULL) = 9`` or ``= -1 EAGAIN (Resource
+temporarily unavailable)``; a call another thread or a signal interrupted is split into ``<unfinished
+...>`` and ``<... recvfrom resumed>``, which :func:`parse` joins again.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+LINE = re.compile(r"^(?P<pid>\d+)\s+(?P<rest>.*)$")
+DONE = re.compile(r"^(?P<name>\w+)\((?P<args>.*)\)\s+=\s+(?P<ret>-?\d+|\?|0x[0-9a-f]+)"
+                  r"(?:\s+(?P<errno>E[A-Z0-9]+)\s+\((?P<text>[^)]*)\))?.*$")
+UNFINISHED = re.compile(r"^(?P<name>\w+)\((?P<args>.*)\s+<unfinished \.\.\.>$")
+RESUMED = re.compile(r"^<\.\.\. (?P<name>\w+) resumed>(?P<tail>.*)$")
+
+
+@dataclass(frozen=True)
+class Syscall:
+    pid: int
+    name: str
+    args: str  # as strace printed them (strings abbreviated)
+    ret: int | None  # None: ``?`` (the process ended inside the call)
+    errno: str | None = None  # EAGAIN, ETIMEDOUT, ... when ret is -1
+
+    @property
+    def failed(self) -> bool:
+        return self.errno is not None
+
+
+def parse(text: str) -> list[Syscall]:
+    """Every completed call in ``strace -f`` output, in order of completion; signals and exits skipped."""
+    calls: list[Syscall] = []
+    pending: dict[tuple[int, str], str] = {}
+    for raw in text.splitlines():
+        line = LINE.match(raw.strip())
+        if line is None:
+            continue
+        pid, rest = int(line["pid"]), line["rest"]
+        if (started := UNFINISHED.match(rest)) is not None:
+            pending[(pid, started["name"])] = started["args"]
+            continue
+        if (resumed := RESUMED.match(rest)) is not None:
+            name = resumed["name"]
+            rest = f"{name}({pending.pop((pid, name), '')}{resumed['tail']}"
+        done = DONE.match(rest)
+        if done is None:  # --- SIGCHLD ---, +++ exited with 0 +++
+            continue
+        ret = done["ret"]
+        calls.append(Syscall(pid, done["name"], done["args"],
+                             None if ret == "?" else int(ret, 16) if ret.startswith("0x") else int(ret),
+                             done["errno"]))
+    return calls
+
+
+def named(calls: list[Syscall], *names: str) -> list[Syscall]:
+    return [c for c in calls if c.name in names]
+
+
+def epoll_fds(call: Syscall) -> list[int]:
+    """The fds an ``epoll_wait`` returned as ready (``data={u32=FD, …}``, as the servers register them)."""
+    return [int(fd) for fd in re.findall(r"u32=(\d+)", call.args)]

@@ -1,0 +1,32 @@
+"""strace -f output, as the second half's experiments read it."""
+
+from __future__ import annotations
+
+from lab.experiments import syscalls
+
+TRACE = """\
+10565 epoll_wait(5, [{events=EPOLLIN, data={u32=3, u64=3}}], 1023, 1000) = 1
+10565 recvfrom(3, "xxxxxxxxx", 9, 0, NULL, NULL) = 9
+10565 recvfrom(3, 0x7ffd, 9, 0, NULL, NULL) = -1 EAGAIN (Resource temporarily unavailable)
+10566 recvfrom(4,  <unfinished ...>
+10565 --- SIGCHLD {si_signo=SIGCHLD, si_code=CLD_EXITED, si_pid=10567} ---
+10566 <... recvfrom resumed>"abc", 10, 0, NULL, NULL) = 3
+10566 recvmsg(4, {msg_name=NULL, msg_iov=[{iov_base="aaaa", iov_len=50}], msg_flags=MSG_TRUNC}, 0) = 50
+10567 +++ exited with 0 +++
+10565 epoll_wait(5,  <unfinished ...>
+10565 +++ killed by SIGKILL +++
+"""
+
+
+def test_completed_calls_in_order_with_return_values_and_errnos() -> None:
+    calls = syscalls.parse(TRACE)
+    assert [(c.pid, c.name, c.ret, c.errno) for c in calls] == [
+        (10565, "epoll_wait", 1, None), (10565, "recvfrom", 9, None), (10565, "recvfrom", -1, "EAGAIN"),
+        (10566, "recvfrom", 3, None), (10566, "recvmsg", 50, None)]
+    assert calls[3].args.startswith("4, ") and '"abc"' in calls[3].args  # the unfinished half joined
+    assert "MSG_TRUNC" in calls[4].args and calls[2].failed
+
+
+def test_epoll_wait_names_the_ready_fds() -> None:
+    assert syscalls.epoll_fds(syscalls.parse(TRACE)[0]) == [3]
+    assert syscalls.named(syscalls.parse(TRACE), "recvmsg")[0].ret == 50
