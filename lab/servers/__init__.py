@@ -45,4 +45,7 @@ PROGRAMS: dict[str, str] = {
     "udp_client": "send datagrams on a connected UDP socket; report each reply or errno (ICMP errors)",
     "mtlt": "book 9-3: epoll server, level- or edge-triggered, one chunk per read",
     "send_once": "connect, send N bytes in one send (or several, apart), wait, close",
+    "reap_server": "fork per connection with SIGCHLD blocked; then reap once per signal or in a WNOHANG loop",
+    "udp_burst": "send UDP datagrams of the given sizes, back to back",
+    "udp_reader": "wait, then read one datagram per call with a planned buffer size or flag each",
 }

@@ -1,0 +1,78 @@
+"""§5.8.2 UDP: a datagram is read whole by one call, or what does not fit is lost.
+
+The reader's calls run under strace: what each ``recvfrom``/``recvmsg`` returned (and its
+``msg_flags``) is the kernel's answer. The capture shows the datagrams as sent.
+"""
+
+from __future__ import annotations
+
+from lab.errors import InputError
+from lab.experiments import expect, syscalls
+from lab.experiments.context import Run
+from lab.experiments.engine import experiment
+
+CLIENT, SERVER = "kongming20", "ernest-laptop"
+PLAN = ("full", "short", "recvmsg", "trunc")
+CALL = {"full": "recv(1024)", "short": "recv(50)", "recvmsg": "recvmsg(50)", "trunc": "recv(10, MSG_TRUNC)"}
+
+
+def returned(kind: str, size: int) -> int:
+    """What the kernel returns for a datagram of ``size`` bytes read by call ``kind``."""
+    if kind == "full":
+        return min(size, 1024)
+    if kind == "trunc":
+        return size  # Linux UDP: MSG_TRUNC returns the real length, however small the buffer
+    return min(size, 50)
+
+
+@experiment(
+    id="udp-datagram-boundaries",
+    title="UDP keeps message boundaries: one datagram per read, and what does not fit the buffer is lost",
+    section="§5.8.2",
+    topology="book-lan.yaml",
+    needs={"strace"},
+    book="""\\
+ssize_t recvfrom( int sockfd, void* buf, size_t len, int flags, struct sockaddr* src_addr,
+                  socklen_t* addrlen );
+(§5.8.2: UDP is connectionless, each read gets one datagram; the study notes: "UDP 有边界",
+ TCP 没有. A buffer too small for a datagram loses the rest of it.)""",
+    modern="""Unchanged on 6.x. The sender's datagrams (sizes) are all queued before the reader's
+    first call, yet each recvfrom returns exactly one of them: recv(1024) the whole datagram,
+    recv(50) its first 50 bytes while the rest is dropped (the next call returns the next
+    datagram), recvmsg with a 50-byte buffer sets MSG_TRUNC in msg_flags, and recv with a 10-byte
+    buffer and MSG_TRUNC returns the datagram's real length (a Linux extension for UDP). ss -uan's
+    Recv-Q counts the queued datagrams' memory (skb truesize), not their payload bytes.""",
+)
+def udp_datagram_boundaries(run: Run, port: int = 12370, sizes: str = "100,200,300,400,500") -> None:
+    try:
+        lengths = [int(s) for s in sizes.split(",")]
+    except ValueError:
+        raise InputError(f"-p sizes={sizes}: comma-separated datagram sizes, e.g. 100,200,300") from None
+    if not lengths or not all(1 <= n <= 1472 for n in lengths):
+        raise InputError(f"-p sizes={sizes}: each from 1 to 1472 bytes (one unfragmented datagram)")
+    server_ip, client_ip = run.ip(SERVER), run.ip(CLIENT)
+    prefix, trace = run.strace(SERVER, ("recvfrom", "recvmsg"))
+    with run.capture([f"{SERVER}:eth0"], f"udp port {port}"):
+        reader = run.spawn(SERVER, [*prefix, run.python(SERVER), "-m", "lab.servers.udp_reader", server_ip, str(port),
+                                    "--count", str(len(lengths)), "--wait", "1.5", "--plan", ",".join(PLAN)],
+                           title=f"udp_reader {server_ip} {port} (strace)", ready="listening on")
+        run.py(CLIENT, "udp_burst", server_ip, str(port), "--sizes", sizes)
+        queued = run.sh(SERVER, ["ss", "-Huan", f"sport = :{port}"], title="ss -uan: the datagrams queued")
+        reader.wait(15)
+    calls = syscalls.named(run.syscalls(SERVER, trace), "recvfrom", "recvmsg")
+    sent = expect.udp(run.packets, src=client_ip, dport=port)
+    run.expect(expect.equals(f"the capture shows {len(lengths)} datagrams, UDP length = size + 8",
+                             [n + 8 for n in lengths], [p.udp.length for p in sent if p.udp], sent))
+    recv_q = int(queued.stdout.split()[1]) if len(queued.stdout.split()) > 1 else 0
+    run.expect(expect.check("ss -uan: the datagrams wait in the receive queue before the first read (Recv-Q > 0)",
+                            recv_q > 0, "> 0", recv_q))
+    run.note(f"ss -uan Recv-Q {recv_q} for {sum(lengths)} bytes of payload: it counts buffer memory, not bytes")
+    plan = [PLAN[i % len(PLAN)] for i in range(len(lengths))]
+    run.expect(expect.equals("one datagram per call: each returns its own datagram's bytes, whatever is queued "
+                             f"({', '.join(CALL[k] for k in plan)})",
+                             [returned(k, n) for k, n in zip(plan, lengths, strict=True)], [c.ret for c in calls]))
+    for i, (kind, size) in enumerate(zip(plan, lengths, strict=True)):
+        if kind == "recvmsg" and i < len(calls):
+            flagged = "MSG_TRUNC" in calls[i].args
+            run.expect(expect.equals(f"recvmsg(50) of a {size}-byte datagram: MSG_TRUNC in msg_flags "
+                                     f"{'set' if size > 50 else 'not set'}", size > 50, flagged))
