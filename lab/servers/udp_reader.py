@@ -12,7 +12,7 @@ Usage::
 
 Output lines:
 
-    listening on IP:PORT (udp)
+    listening on IP:PORT
     full returned N
     recvmsg returned N flags=MSG_TRUNC
 """
@@ -40,7 +40,7 @@ def parser() -> argparse.ArgumentParser:
 def main(args: argparse.Namespace) -> int:
     sock = socket.socket(family_of(args.ip), socket.SOCK_DGRAM)
     sock.bind((args.ip, args.port))
-    out(f"listening on {fmt_addr(sock.getsockname())} (udp)")
+    out(f"listening on {fmt_addr(sock.getsockname())}")
     time.sleep(args.wait)
     plan = args.plan.split(",")
     sock.settimeout(10)

@@ -520,3 +520,38 @@ def test_tcp_info_decoding_agrees_with_ss() -> None:
     assert f" advmss:{info['advmss']} " in ss
     assert f"wscale:{info['wscale'] & 0xF},{info['wscale'] >> 4} " in ss
     assert tcpinfo.TCP_STATES[info["state"]] == "ESTAB"
+
+
+@pytest.mark.parametrize("mode, events", [("lt", 13), ("et", 2)])
+def test_mtlt_reports_a_connection_per_chunk_in_lt_and_per_arrival_in_et(mode: str, events: int) -> None:
+    with running("mtlt", "127.0.0.1", 0, "--mode", mode, "--chunk", 9) as server:
+        sent = run_prog("send_once", "127.0.0.1", server.port(), "--bytes", 100, "--hold", 0.5)
+        assert "sent 100 bytes" in sent.stdout
+        code, lines = server.finish()  # it ends after its one connection
+    assert code == 0 and lines.count("event trigger once") == events
+    assert ("read later" in lines) == (mode == "et")
+
+
+@pytest.mark.parametrize("reap, left", [("once", 2), ("loop", 0)])
+def test_reap_server_leaves_zombies_with_one_waitpid_per_signal(reap: str, left: int) -> None:
+    with running("reap_server", "127.0.0.1", 0, "--children", 3, "--reap", reap, "--hold", 2) as server:
+        port = server.port()
+        clients = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(3)]
+        for _ in clients:
+            server.wait_line(r"^forked pid=\d+$")
+        for c in clients:
+            c.close()
+        server.wait_line(r"^handler reaped \d+$")
+        states = subprocess.run(["ps", "-o", "stat=", "--ppid", str(server.proc.pid)], capture_output=True,
+                                text=True).stdout.split()
+        assert len([s for s in states if s.startswith("Z")]) == left
+        assert "zombies 3" in server.lines
+
+
+def test_udp_reader_reads_one_datagram_per_call() -> None:
+    with running("udp_reader", "127.0.0.1", 0, "--count", 5, "--wait", 0.5) as server:
+        run_prog("udp_burst", "127.0.0.1", server.port(), "--sizes", "100,200,300,400,500")
+        _, lines = server.finish()
+    assert [line for line in lines if "returned" in line] == [
+        "full returned 100", "short returned 50", "recvmsg returned 50 flags=MSG_TRUNC", "trunc returned 400",
+        "full returned 500"]
