@@ -48,5 +48,6 @@ PROGRAMS: dict[str, str] = {
     "reap_server": "fork per connection with SIGCHLD blocked; then reap once per signal or in a WNOHANG loop",
     "udp_burst": "send UDP datagrams of the given sizes, back to back",
     "udp_reader": "wait, then read one datagram per call with a planned buffer size or flag each",
+    "peek_reader": "accept, wait, recv(MSG_PEEK), then one recv: several sends come back together",
     "keepalive_client": "connect with SO_KEEPALIVE and TCP_KEEPIDLE/INTVL/CNT, then wait in recv",
 }

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from lab.errors import InputError
 from lab.experiments import expect, syscalls
+from lab.experiments.book import flows
 from lab.experiments.context import Run
 from lab.experiments.engine import experiment
 
@@ -76,3 +77,47 @@ def udp_datagram_boundaries(run: Run, port: int = 12370, sizes: str = "100,200,3
             flagged = "MSG_TRUNC" in calls[i].args
             run.expect(expect.equals(f"recvmsg(50) of a {size}-byte datagram: MSG_TRUNC in msg_flags "
                                      f"{'set' if size > 50 else 'not set'}", size > 50, flagged))
+
+
+@experiment(
+    id="tcp-stream-no-boundaries",
+    title="TCP keeps no message boundaries (粘包): three sends, one recv; MSG_PEEK reads without taking",
+    section="§3.1, §5.8.1",
+    topology="book-lan.yaml",
+    needs={"strace"},
+    book="""\\
+(§3.1: TCP 模块发送出的TCP报文段的个数和应用程序执行的写操作次数之间没有固定的数量关系 ... 应用程序对
+ 数据的发送和接收是没有边界限制的. §5.8.1: MSG_PEEK 窥探读缓存中的数据，此次读操作不会导致这些数据被清除.
+ The study notes: 粘包 — frame messages with a length prefix.)""",
+    modern="""Unchanged on 6.x. The client writes `sends` messages of `size` bytes (TCP_NODELAY: one
+    segment each, as the capture shows); the server, waiting before its first read, gets all of
+    them from one recv: the stream has no boundaries, so an application must frame its messages
+    (a length prefix, a delimiter). A recv with MSG_PEEK returns the same bytes and leaves them
+    queued, so the recv after it returns them again. Nagle and autocorking may coalesce sends on
+    a LAN instead; the claims count bytes per call, never segments alone.""",
+)
+def tcp_stream_no_boundaries(run: Run, port: int = 12375, size: int = 100, sends: int = 3) -> None:
+    if not (1 <= size <= 1400 and 2 <= sends <= 20):
+        raise InputError(f"-p size={size} -p sends={sends}: size 1..1400, sends 2..20")
+    server_ip, client_ip = run.ip(SERVER), run.ip(CLIENT)
+    total = size * sends
+    prefix, trace = run.strace(SERVER, ("recvfrom",))
+    with run.capture([f"{SERVER}:eth0"], f"tcp port {port}"):
+        reader = run.spawn(SERVER, [*prefix, run.python(SERVER), "-m", "lab.servers.peek_reader", server_ip, str(port),
+                                    "--wait", "1"], title=f"peek_reader {server_ip} {port} (strace)",
+                           ready="listening on")
+        run.py(CLIENT, "send_once", server_ip, str(port), "--bytes", str(size), "--times", str(sends), "--gap", "0",
+               "--hold", "1.5")
+        reader.wait(15)
+    calls = syscalls.named(run.syscalls(SERVER, trace), "recvfrom")
+    data = expect.data([p for p in run.packets if p.src == client_ip and p.dport == port])
+    run.expect(expect.check(f"the capture shows the {total} bytes in more than one segment (the sender wrote "
+                            f"{sends} times)", len(data) >= 2 and sum(flows.seg(p).length for p in data) == total,
+                            f"≥ 2 segments, {total} bytes", f"{len(data)} segments: "
+                            f"{[flows.seg(p).length for p in data]}", data))
+    peek = [c for c in calls if "MSG_PEEK" in c.args]
+    after = [c for c in calls if "MSG_PEEK" not in c.args]
+    run.expect(expect.equals("recv(MSG_PEEK) returns every byte queued, from all the sends (strace)", total,
+                             peek[0].ret if peek else None))
+    run.expect(expect.equals("the recv after it returns the same bytes again: the peek left them queued, and one "
+                             "read takes what several sends wrote", total, after[0].ret if after else None))
