@@ -49,5 +49,6 @@ PROGRAMS: dict[str, str] = {
     "udp_burst": "send UDP datagrams of the given sizes, back to back",
     "udp_reader": "wait, then read one datagram per call with a planned buffer size or flag each",
     "peek_reader": "accept, wait, recv(MSG_PEEK), then one recv: several sends come back together",
+    "sigpipe_client": "read to the peer's EOF, then write twice: SIGPIPE's default action, MSG_NOSIGNAL or SIG_IGN",
     "keepalive_client": "connect with SO_KEEPALIVE and TCP_KEEPIDLE/INTVL/CNT, then wait in recv",
 }
