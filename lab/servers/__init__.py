@@ -51,5 +51,6 @@ PROGRAMS: dict[str, str] = {
     "peek_reader": "accept, wait, recv(MSG_PEEK), then one recv: several sends come back together",
     "sigpipe_client": "read to the peer's EOF, then write twice: SIGPIPE's default action, MSG_NOSIGNAL or SIG_IGN",
     "unblock_connect": "book 9-5: non-blocking connect, select() for writability, then SO_ERROR",
+    "accept_storm": "an LT epoll accept loop out of file descriptors: EMFILE spins; --spare sheds",
     "keepalive_client": "connect with SO_KEEPALIVE and TCP_KEEPIDLE/INTVL/CNT, then wait in recv",
 }

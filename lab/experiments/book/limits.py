@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import re
+
 from lab.errors import InputError
 from lab.experiments import expect, syscalls
 from lab.experiments.book import sstext
@@ -53,3 +56,85 @@ def ephemeral_port_exhaustion(run: Run, port: int = 12395, ports: int = 8) -> No
     local = sorted(int(s.local.rsplit(":", 1)[1]) for s in socks)
     run.expect(expect.equals(f"ss: {ports} connections held, one on every port of the range {low}-{high}",
                              list(range(low, high + 1)), local))
+
+
+def listener_pid(run: Run, port: int) -> int | None:
+    found = re.search(r"pid=(\d+)", run.sh(SERVER, ["ss", "-Hltnp", f"sport = :{port}"], record=False).stdout)
+    return int(found.group(1)) if found else None
+
+
+def fds_below(run: Run, pid: int, limit: int) -> int:
+    """How many of the process's descriptors are numbered below ``limit`` (/proc/PID/fd)."""
+    listed = run.sh(SERVER, ["ls", f"/proc/{pid}/fd"], record=False).stdout.split()
+    return sum(1 for fd in listed if fd.isdigit() and int(fd) < limit)
+
+
+def cpu_ticks(run: Run, pid: int) -> int:
+    """User + system CPU time of the process, in clock ticks (/proc/PID/stat)."""
+    fields = run.sh(SERVER, ["cat", f"/proc/{pid}/stat"], record=False).stdout.rsplit(")", 1)[-1].split()
+    return int(fields[11]) + int(fields[12]) if len(fields) > 12 else 0
+
+
+@experiment(
+    id="emfile-accept-storm",
+    title="Out of file descriptors: accept() fails EMFILE, connections wait in the queue, an LT loop spins",
+    section="§16.1, §7.4",
+    topology="book-lan.yaml",
+    book="""\\
+$ ulimit -n                                      (§16.1: 最大文件描述符数 — a server that runs out of
+1024                                              descriptors cannot accept; raise the per-process
+                                                  limit with ulimit -SHn / setrlimit(RLIMIT_NOFILE))""",
+    modern="""Unchanged on 6.x. The server runs under prlimit --nofile=nofile with a level-triggered epoll
+    accept loop. The kernel completes every client's handshake (the SYN-ACKs go out) whether or not
+    the server can accept; once the descriptor table is full, accept() fails EMFILE (24), the
+    connection stays in the listener's queue (ss -ltn Recv-Q), the listener stays readable, and
+    the loop spins at full CPU. Keeping a spare descriptor to close, accept and close the
+    connection on EMFILE empties the queue: the clients get a FIN, and the CPU rests.""",
+)
+def emfile_accept_storm(run: Run, port: int = 12400, nofile: int = 16, clients: int = 20) -> None:
+    if not (8 <= nofile <= 256 and 1 <= clients <= 500):
+        raise InputError(f"-p nofile={nofile} -p clients={clients}: nofile 8..256, clients 1..500")
+    server_ip = run.ip(SERVER)
+    tick = os.sysconf("SC_CLK_TCK")
+    for offset, spare in enumerate((False, True)):
+        tag = "with a spare fd" if spare else "LT loop"
+        p = port + offset
+        with run.capture([f"{SERVER}:eth0"], f"tcp port {p}"):
+            server = run.spawn(SERVER, ["prlimit", f"--nofile={nofile}", run.python(SERVER), "-m",
+                                        "lab.servers.accept_storm", server_ip, str(p), "--duration", "6",
+                                        *(["--spare"] if spare else [])],
+                               title=f"prlimit --nofile={nofile} accept_storm {server_ip} {p}"
+                                     + (" --spare" if spare else ""), ready="listening on")
+            pid = listener_pid(run, p)
+            if pid is None:
+                raise RuntimeError(f"accept_storm is not listening on {p}")
+            free = nofile - fds_below(run, pid, nofile)
+            client = run.start(CLIENT, "connect_many", server_ip, str(p), "--count", str(clients), "--interval",
+                               "0.02", "--settle", "0.5", "--hold", "10")
+            client.wait_for("summary", clients * 0.02 + 10)
+            before = cpu_ticks(run, pid)
+            run.sleep(1.0)
+            busy = (cpu_ticks(run, pid) - before) / tick
+            queued = sstext.parse(run.sh(SERVER, ["ss", "-Hltn", f"sport = :{p}"]).stdout)
+            looked = run.now()  # the server's own exit closes what it kept: count the FINs before it
+            server.wait(15)
+            client.stop()
+        conn = [q for q in run.packets if q.tcp and p in (q.sport, q.dport)]
+        synacks = expect.synacks([q for q in conn if q.src == server_ip])
+        run.expect(expect.count(f"{tag}: the kernel completes every client's handshake (a SYN-ACK each)",
+                                expect.once_each(synacks), clients))
+        recv_q = queued[0].recv_q if queued else None
+        if not spare:
+            stranded = max(clients - free, 0)
+            run.expect(expect.equals(f"{tag}: {free} accepted (the descriptors left below {nofile}), {stranded} wait "
+                                     "in the queue after EMFILE (ss -ltn Recv-Q)", stranded, recv_q))
+            run.expect(expect.check(f"{tag}: the loop spins on EMFILE: ≥ 0.25 s of CPU per second, a quarter core even on a busy machine (/proc/PID/stat)",
+                                    busy >= 0.25, "≥ 0.25 s/s", f"{busy:.2f} s/s"))
+        else:
+            fins = [q for q in expect.fins(conn) if q.src == server_ip and q.time < looked]
+            shed = max(clients - free, 0)  # the spare fd is closed only to take one, and taken again
+            run.expect(expect.equals(f"{tag}: the queue is emptied (ss -ltn Recv-Q 0)", 0, recv_q))
+            run.expect(expect.count(f"{tag}: the {shed} connections it could not keep are closed at once: a FIN each",
+                                    expect.once_each(fins), shed))
+            run.expect(expect.check(f"{tag}: no spin: < 0.2 s of CPU per second", busy < 0.2, "< 0.2 s/s",
+                                    f"{busy:.2f} s/s"))
