@@ -128,7 +128,8 @@ def emfile_accept_storm(run: Run, port: int = 12400, nofile: int = 16, clients: 
             stranded = max(clients - free, 0)
             run.expect(expect.equals(f"{tag}: {free} accepted (the descriptors left below {nofile}), {stranded} wait "
                                      "in the queue after EMFILE (ss -ltn Recv-Q)", stranded, recv_q))
-            run.expect(expect.check(f"{tag}: the loop spins on EMFILE: ≥ 0.25 s of CPU per second, a quarter core even on a busy machine (/proc/PID/stat)",
+            run.expect(expect.check(f"{tag}: the loop spins on EMFILE: ≥ 0.25 s of CPU per second (a quarter core, "
+                                    "even on a busy machine; /proc/PID/stat)",
                                     busy >= 0.25, "≥ 0.25 s/s", f"{busy:.2f} s/s"))
         else:
             fins = [q for q in expect.fins(conn) if q.src == server_ip and q.time < looked]
