@@ -52,5 +52,6 @@ PROGRAMS: dict[str, str] = {
     "sigpipe_client": "read to the peer's EOF, then write twice: SIGPIPE's default action, MSG_NOSIGNAL or SIG_IGN",
     "unblock_connect": "book 9-5: non-blocking connect, select() for writability, then SO_ERROR",
     "accept_storm": "an LT epoll accept loop out of file descriptors: EMFILE spins; --spare sheds",
+    "fork_close_server": "accept, fork; the parent close()s or shutdown()s while the child still holds the socket",
     "keepalive_client": "connect with SO_KEEPALIVE and TCP_KEEPIDLE/INTVL/CNT, then wait in recv",
 }
