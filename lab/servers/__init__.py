@@ -53,5 +53,6 @@ PROGRAMS: dict[str, str] = {
     "unblock_connect": "book 9-5: non-blocking connect, select() for writability, then SO_ERROR",
     "accept_storm": "an LT epoll accept loop out of file descriptors: EMFILE spins; --spare sheds",
     "fork_close_server": "accept, fork; the parent close()s or shutdown()s while the child still holds the socket",
+    "close_at": "one end of a connection that closes at an agreed moment (--listen or --connect)",
     "keepalive_client": "connect with SO_KEEPALIVE and TCP_KEEPIDLE/INTVL/CNT, then wait in recv",
 }
