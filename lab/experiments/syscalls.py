@@ -20,6 +20,7 @@ LINE = re.compile(r"^(?P<pid>\d+)\s+(?P<rest>.*)$")
 DONE = re.compile(r"^(?P<name>\w+)\((?P<args>.*)\)\s+=\s+(?P<ret>-?\d+|\?|0x[0-9a-f]+)"
                   r"(?:\s+(?P<errno>E[A-Z0-9]+)\s+\((?P<text>[^)]*)\))?.*$")
 UNFINISHED = re.compile(r"^(?P<name>\w+)\((?P<args>.*)\s+<unfinished \.\.\.>$")
+SPENT = re.compile(r"<(\d+\.\d+)>$")  # strace -T: the time spent in the call
 RESUMED = re.compile(r"^<\.\.\. (?P<name>\w+) resumed>(?P<tail>.*)$")
 
 
@@ -30,6 +31,7 @@ class Syscall:
     args: str  # as strace printed them (strings abbreviated)
     ret: int | None  # None: ``?`` (the process ended inside the call)
     errno: str | None = None  # EAGAIN, ETIMEDOUT, ... when ret is -1
+    seconds: float | None = None  # time spent in the call (strace -T), where the trace has it
 
     @property
     def failed(self) -> bool:
@@ -55,9 +57,10 @@ def parse(text: str) -> list[Syscall]:
         if done is None:  # --- SIGCHLD ---, +++ exited with 0 +++
             continue
         ret = done["ret"]
+        spent = SPENT.search(rest)
         calls.append(Syscall(pid, done["name"], done["args"],
                              None if ret == "?" else int(ret, 16) if ret.startswith("0x") else int(ret),
-                             done["errno"]))
+                             done["errno"], float(spent.group(1)) if spent else None))
     return calls
 
 

@@ -54,5 +54,6 @@ PROGRAMS: dict[str, str] = {
     "accept_storm": "an LT epoll accept loop out of file descriptors: EMFILE spins; --spare sheds",
     "fork_close_server": "accept, fork; the parent close()s or shutdown()s while the child still holds the socket",
     "close_at": "one end of a connection that closes at an agreed moment (--listen or --connect)",
+    "timeo_client": "book 11-1: connect with SO_SNDTIMEO, or recv with SO_RCVTIMEO, and time the failure",
     "keepalive_client": "connect with SO_KEEPALIVE and TCP_KEEPIDLE/INTVL/CNT, then wait in recv",
 }

@@ -30,3 +30,9 @@ def test_completed_calls_in_order_with_return_values_and_errnos() -> None:
 def test_epoll_wait_names_the_ready_fds() -> None:
     assert syscalls.epoll_fds(syscalls.parse(TRACE)[0]) == [3]
     assert syscalls.named(syscalls.parse(TRACE), "recvmsg")[0].ret == 50
+
+
+def test_the_time_spent_in_a_call_comes_from_strace_t() -> None:
+    calls = syscalls.parse("7 connect(3, {sa_family=AF_INET}, 16) = -1 EINPROGRESS (Operation now in progress) "
+                           "<2.004511>\n7 recvfrom(3, \"\", 1, 0, NULL, NULL) = 0 <0.000021>\n")
+    assert [(c.errno, c.seconds) for c in calls] == [("EINPROGRESS", 2.004511), (None, 0.000021)]

@@ -71,3 +71,64 @@ def keepalive_heartbeat(run: Run, port: int = 12380, idle: int = 2, interval: in
         run.expect(expect.count("the client's kernel resets the connection", rst, 1))
     run.expect(expect.equals("the blocked recv fails ETIMEDOUT (strace of the client)", "ETIMEDOUT",
                              calls[-1].errno if calls else "no recvfrom in the trace"))
+
+
+def late_by_the_wheel(seconds: float) -> tuple[float, float]:
+    """A socket timeout waits in schedule_timeout on the timer wheel: never early, up to ~1/8 late."""
+    return seconds * 0.98, seconds * 1.13 + 0.05
+
+
+@experiment(
+    id="socket-timeouts",
+    title="SO_SNDTIMEO on connect: EINPROGRESS after the timeout; SO_RCVTIMEO on recv: EAGAIN after it",
+    section="§11.1",
+    topology="book-lan.yaml",
+    needs={"strace"},
+    book="""\\
+int timeout_connect( const char* ip, int port, int time )      (代码清单11-1)
+    ...
+    ret = setsockopt( sockfd, SOL_SOCKET, SO_SNDTIMEO, &timeout, len );
+    ret = connect( sockfd, ( struct sockaddr* )&address, sizeof( address ) );
+    if ( ret == -1 )
+    {
+        /*超时对应的错误号是EINPROGRESS。下面这个条件如果成立，我们就可以处理定时任务了*/
+        if( errno == EINPROGRESS )
+        {
+            printf( "connecting timeout, process timeout logic \\n" );""",
+    modern="""Unchanged on 6.x: a blocking connect with SO_SNDTIMEO gives up after the timeout with
+    EINPROGRESS, not ETIMEDOUT (the handshake goes on in the kernel: the SYN is still
+    retransmitted, 1 s apart on 6.5+, until the socket is closed), and a recv with SO_RCVTIMEO
+    and nothing to read fails EAGAIN after its timeout. Both waits are schedule_timeout on the
+    timer wheel, so they may end up to about an eighth late, never early. Decided from strace -T
+    of the client (the time spent in each call) and the capture.""",
+)
+def socket_timeouts(run: Run, port: int = 12430, sndtimeo: float = 2.0, rcvtimeo: float = 1.0) -> None:
+    if not (0.2 <= sndtimeo <= 10 and 0.2 <= rcvtimeo <= 10):
+        raise InputError(f"-p sndtimeo={sndtimeo} -p rcvtimeo={rcvtimeo}: each from 0.2 to 10 s")
+    server_ip, client_ip = run.ip(SERVER), run.ip(CLIENT)
+    server = run.serve(SERVER, "discard", server_ip, str(port + 1), "--duration", "60")
+    run.drop(f"{SERVER}:eth0", f"tcp syn dport {port}")
+    calls = {}
+    with run.capture([f"{CLIENT}:eth0"], f"tcp portrange {port}-{port + 1}"):
+        for offset, (what, option, value) in enumerate((("connect", "--connect-timeout", sndtimeo),
+                                                        ("recv", "--recv-timeout", rcvtimeo))):
+            prefix, trace = run.strace(CLIENT, ("connect", "recvfrom"))
+            run.sh(CLIENT, [*prefix, run.python(CLIENT), "-m", "lab.servers.timeo_client", server_ip,
+                            str(port + offset), option, f"{value:g}"],
+                   title=f"timeo_client {option} {value:g} (strace)", timeout=value + 20)
+            calls[what] = syscalls.named(run.syscalls(CLIENT, trace), what if what == "connect" else "recvfrom")
+    server.stop()
+    for what, value, errno in (("connect", sndtimeo, "EINPROGRESS"), ("recv", rcvtimeo, "EAGAIN")):
+        call = calls[what][-1] if calls[what] else None
+        option = "SO_SNDTIMEO" if what == "connect" else "SO_RCVTIMEO"
+        run.expect(expect.equals(f"{what} with {option} {value:g} s fails {errno}", errno,
+                                 call.errno if call else f"no {what} in the trace"))
+        low, high = late_by_the_wheel(value)
+        spent = call.seconds if call and call.seconds is not None else None
+        run.expect(expect.within(f"{what} returned after {value:g} s (strace -T; the timer wheel: up to 1/8 late)",
+                                 spent, low=low, high=high))
+    conn = [p for p in run.packets if p.src == client_ip and p.dport == port]
+    syns = expect.syns(conn)
+    run.expect(expect.check("the SYN is retransmitted while connect waits (same seq), and no answer comes",
+                            len(syns) >= 2 and len({flows.seg(p).seq for p in syns}) == 1, "≥ 2 SYNs, one seq",
+                            f"{len(syns)} SYNs", syns))
