@@ -6,6 +6,9 @@ The reader's calls run under strace: what each ``recvfrom``/``recvmsg`` returned
 
 from __future__ import annotations
 
+import ipaddress
+import json
+
 from lab.errors import InputError
 from lab.experiments import expect, syscalls
 from lab.experiments.book import flows
@@ -121,3 +124,61 @@ def tcp_stream_no_boundaries(run: Run, port: int = 12375, size: int = 100, sends
                              peek[0].ret if peek else None))
     run.expect(expect.equals("the recv after it returns the same bytes again: the peek left them queued, and one "
                              "read takes what several sends wrote", total, after[0].ret if after else None))
+
+
+def broadcast_address(run: Run, node: str) -> str:
+    """The subnet's broadcast address of the node's eth0 address, as the kernel holds it (ip -j addr)."""
+    shown = json.loads(run.sh(node, ["ip", "-j", "-4", "addr", "show", "dev", "eth0"], record=False).stdout)
+    info = shown[0]["addr_info"][0]
+    return str(ipaddress.ip_interface(f"{info['local']}/{info['prefixlen']}").network.broadcast_address)
+
+
+def queued_bytes(run: Run, node: str, port: int) -> int:
+    """ss -uan Recv-Q of the UDP socket on ``port`` in ``node`` (0 when none)."""
+    shown = run.sh(node, ["ss", "-Huan", f"sport = :{port}"], title=f"ss -uan on {node}").stdout.split()
+    return int(shown[1]) if len(shown) > 1 else 0
+
+
+@experiment(
+    id="broadcast-so-broadcast",
+    title="UDP broadcast: refused without SO_BROADCAST; with it one frame reaches every host of the LAN, not beyond",
+    section="§5.8.2, §1.1",
+    topology="book-lan.yaml",
+    needs={"strace"},
+    book="""\\
+(The study notes: 广播 — a datagram to the subnet's broadcast address reaches every host of the LAN;
+ routers do not forward it. SO_BROADCAST: 允许发送广播数据报 (§5.11, table 5-4).)""",
+    modern="""Unchanged on 6.x. sendto() to 192.168.1.255 fails EACCES (13) until the socket sets
+    SO_BROADCAST; then one frame leaves to ff:ff:ff:ff:ff:ff and every host on the LAN (here
+    ernest-laptop and the router) queues the datagram for a socket bound to the port, while the
+    far host, behind the routers, gets nothing: a router does not forward a subnet broadcast
+    (directed broadcasts need net.ipv4.conf.*.bc_forwarding, off by default). Decided from strace
+    of the sender, the capture, and ss on each receiver.""",
+)
+def broadcast_so_broadcast(run: Run, port: int = 12440) -> None:
+    receivers = {SERVER: True, "router": True, "far-host": False}
+    address = broadcast_address(run, CLIENT)
+    readers = [run.serve(node, "udp_reader", "0.0.0.0", str(port), "--count", "1", "--wait", "30")
+               for node in receivers]
+    prefix, trace = run.strace(CLIENT, ("sendto",))
+    with run.capture([f"{SERVER}:eth0"], f"udp port {port}"):
+        for flag in ([], ["--broadcast"]):
+            run.sh(CLIENT, [*prefix, run.python(CLIENT), "-m", "lab.servers.udp_burst", address, str(port), "--sizes",
+                            "32", *flag], title=f"udp_burst {address} {port} {' '.join(flag)} (strace)")
+            if not flag:
+                refused = syscalls.named(run.syscalls(CLIENT, trace), "sendto")
+                prefix, trace = run.strace(CLIENT, ("sendto",))
+        run.sleep(0.5)
+        queued = {node: queued_bytes(run, node, port) for node in receivers}
+    for reader in readers:
+        reader.stop()
+    sent = syscalls.named(run.syscalls(CLIENT, trace), "sendto")
+    run.expect(expect.equals(f"sendto({address}) without SO_BROADCAST fails EACCES (strace)", "EACCES",
+                             refused[-1].errno if refused else "no sendto in the trace"))
+    run.expect(expect.equals("with SO_BROADCAST it sends the 32 bytes", 32, sent[-1].ret if sent else None))
+    frames = expect.udp(run.packets, dport=port)
+    run.expect(expect.check(f"one frame to ff:ff:ff:ff:ff:ff, IP destination {address}",
+                            len(frames) == 1 and frames[0].is_broadcast and frames[0].dst == address,
+                            "1 broadcast frame", [(p.eth_dst, p.dst) for p in frames], frames))
+    run.expect(expect.equals("queued for the socket on every LAN host, not on the far host (ss -uan Recv-Q > 0)",
+                             receivers, {node: got > 0 for node, got in queued.items()}))
