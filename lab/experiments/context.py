@@ -15,6 +15,7 @@ captures stopped (by PID, recorded in the lab's journal), whatever the steps rai
 from __future__ import annotations
 
 import json
+import secrets
 import subprocess
 import sys
 import time
@@ -63,6 +64,7 @@ class Run:
         self.observations: list[dict[str, Any]] = []  # what the steps saw, in order: saved for lab check
         self.replaying = False
         self.uses: dict[str, UserProgram] = {}  # the reader's programs standing in for the project's (--use)
+        self.sandbox_tag = secrets.token_hex(6)  # marks the sandbox's own lines (yours.sandbox_lines)
 
     # --- observations ------------------------------------------------------
     def observe(self, kind: str, node: str, live: Callable[[], Any]) -> Any:
@@ -204,7 +206,7 @@ class Run:
         if not self.replaying and (self.lab_info.get("cluster") or isinstance(self.node(node), ContainerNode)):
             raise InputError(f"--use {use.name}: {node} is a container node; a reader's program runs in "
                              "namespace nodes (the book's topologies) so far")
-        return yours.jailed(use, args, wall)
+        return yours.jailed(use, args, wall, self.sandbox_tag)
 
     def start(self, node: str, program: str, *args: str, title: str | None = None) -> Proc:
         """Start one of the project's clients in the background (no readiness line)."""

@@ -28,6 +28,7 @@ from lab.cluster.model import Cluster
 from lab.errors import InputError, LabError
 from lab.experiments.context import Run
 from lab.experiments.engine import Experiment
+from lab.experiments.yours import sandbox_lines
 from lab.net import faults
 from lab.report.graph import hosts_of, topology_svg
 from lab.report.model import RunResult, overall_verdict
@@ -130,7 +131,7 @@ def _run_one(exp: Experiment, params: SimpleNamespace, overrides: dict[str, str]
             if problems:
                 ctx.note("cleanup: " + "; ".join(problems))
             for step in ctx.steps:  # what the sandbox refused or ended, said where a grader sees it
-                said = [line for line in step.stderr.splitlines() if line.startswith("lab-sandbox:")]
+                said = sandbox_lines(ctx.sandbox_tag, step.stderr)
                 if said:
                     ctx.note(f"{step.title.split('  [yours')[0]}: {'; '.join(said)}")
     finally:
@@ -220,10 +221,10 @@ def run_child(exp: Experiment, args: list[str], out_dir: Path, child_timeout: fl
     """``lab run EXP ARGS`` in a child process (its own lab); its JSON item, or an error item saying why
     there is none (the child's last line). ``name`` keeps its result file apart from other children's."""
     result_file = out_dir / f".{name or exp.id}.json"
-    argv = [sys.executable, "-m", "lab", "run", exp.id, "--out", str(out_dir), "--json-file", str(result_file),
+    argv = [sys.executable, "-P", "-m", "lab", "run", exp.id, "--out", str(out_dir), "--json-file", str(result_file),
             "--quiet", "--fresh", *args]
     started = time.time()
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         stdout, stderr = proc.communicate(timeout=child_timeout)
     except subprocess.TimeoutExpired:

@@ -29,11 +29,18 @@ def book_argv(use: UserProgram, args: tuple[str, ...]) -> list[str]:
     return list(args[:len(CONTRACTS[use.name].argv.split())])
 
 
-def jailed(use: UserProgram, args: tuple[str, ...], wall: float) -> list[str]:
+def jailed(use: UserProgram, args: tuple[str, ...], wall: float, tag: str) -> list[str]:
     """The argv that runs the reader's program ``use`` in its sandbox, with the book's argv; stdout
     line-buffered (``stdbuf``), so no line is lost when the step kills it."""
     line_buffered = ["/usr/bin/stdbuf", "-oL", "-eL"] if Path("/usr/bin/stdbuf").exists() else []
-    return jail_argv(use.directory, [*line_buffered, use.inside, *book_argv(use, args)], wall)
+    return jail_argv(use.directory, [*line_buffered, use.inside, *book_argv(use, args)], wall, tag=tag)
+
+
+def sandbox_lines(tag: str, stderr: str) -> list[str]:
+    """The jail's own lines in a step's stderr (``lab-sandbox[TAG]:``, a tag the program never saw), as
+    ``lab-sandbox: …``; lines a program printed to look like them are not among them."""
+    mark = f"lab-sandbox[{tag}]: "
+    return ["lab-sandbox: " + line[len(mark):] for line in stderr.splitlines() if line.startswith(mark)]
 
 
 def listen_port(use: UserProgram, args: tuple[str, ...]) -> int | None:

@@ -93,9 +93,13 @@ def load_assignment(path: Path) -> Assignment:
         if name not in CONTRACTS:
             problems.append(f"{smap.where(('programs', n))}: programs: {name!r} is not a program a student can "
                             f"provide (one of: {', '.join(CONTRACTS)})")
+    seen: set[str] = set()
     for i, item in enumerate(spec.experiments):
         exp = catalogue.get(item.id)
         where = smap.where(("experiments", i, "id"))
+        if item.id in seen:
+            problems.append(f"{where}: experiments[{i}].id: {item.id} is listed twice (one entry, one set of points)")
+        seen.add(item.id)
         if exp is None:
             problems.append(f"{where}: experiments[{i}].id: no experiment {item.id!r} (see: lab experiments)")
             continue

@@ -64,9 +64,13 @@ def students_in(submissions: Path) -> list[Path]:
 def find_program(student: Path, name: str) -> Path | None:
     """The student's ``name``: an executable or script of that name, or its C/C++ source. Several of them
     is a problem of the submission (which one would be graded?), raised as InputError."""
-    found = [student / f"{name}{suffix}" for suffix in SOURCES if (student / f"{name}{suffix}").is_file()]
+    found = [student / f"{name}{suffix}" for suffix in SOURCES
+             if (student / f"{name}{suffix}").is_file() or (student / f"{name}{suffix}").is_symlink()]
     if len(found) > 1:
         raise InputError(f"several {name}: {', '.join(p.name for p in found)}; hand in one")
+    if found and (found[0].is_symlink() or not found[0].is_file()):
+        # a link could hand in another student's work, or make the grader (root) read a file of the machine
+        raise InputError(f"{found[0].name} is a symbolic link, not a file: hand in the program itself")
     return found[0] if found else None
 
 
@@ -151,13 +155,15 @@ def _no_run(student: Student, absent: list[str]) -> tuple[str, str]:
 def _judge(cell: Cell, item: dict[str, object], out: Path) -> None:
     """A child run's JSON item into the cell: verdict, points, the claim that failed, the report's path."""
     cell.verdict = str(item.get("verdict", "error"))
-    cell.earned = cell.points if cell.verdict == "pass" else 0.0
     claims, notes = item.get("expectations"), item.get("notes")
     claims, notes = (claims if isinstance(claims, list) else []), (notes if isinstance(notes, list) else [])
     failed = [e for e in claims if isinstance(e, dict) and e.get("verdict") == "fail"]
     unjudged = [f"not judged: {e.get('description')} ({e.get('observed')})" for e in claims
                 if isinstance(e, dict) and e.get("verdict") == "unjudged"]
     sandbox = [str(n) for n in notes if "lab-sandbox:" in str(n)]
+    if cell.verdict == "pass" and unjudged:  # what the claims about the program could not decide earns nothing
+        cell.verdict = "unjudged"
+    cell.earned = cell.points if cell.verdict == "pass" else 0.0
     if cell.verdict == "fail":
         cell.why = "; ".join(f"{e.get('description')}: expected {e.get('expected')}, observed {e.get('observed')}"
                              for e in failed[:2])

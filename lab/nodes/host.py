@@ -2,12 +2,27 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 from pathlib import Path
+from typing import Any
 
 from lab.nodes.base import NodeHandle
 
 
 class HostNode(NodeHandle):
+    def signal(self, popen: subprocess.Popen[Any], sig: int) -> None:
+        """To the program's whole process group when it leads one (a run starts its programs in sessions of
+        their own): strace and the program it traces, a sandbox's launcher and its init, end together,
+        where a signal to strace alone would leave its program running."""
+        try:
+            if os.getpgid(popen.pid) == popen.pid:
+                os.killpg(popen.pid, sig)
+                return
+        except ProcessLookupError:
+            return
+        popen.send_signal(sig)
+
     def command(self, argv: list[str], env: dict[str, str] | None = None) -> list[str]:
         merged = {"PYTHONPATH": programs_path(), **self.env, **(env or {})}
         prefix = ["env", *[f"{k}={v}" for k, v in merged.items()]]

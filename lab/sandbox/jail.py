@@ -32,15 +32,18 @@ import ctypes
 import fcntl
 import os
 import resource
+import select
 import signal
 import sys
 import time
 from pathlib import Path
 
+from lab.sandbox import seccomp
+
 UID_BASE = 300_000
 SLOTS = 1024
 STATE = Path("/run/lab-sandbox")
-SYSTEM_DIRS = ("usr", "etc", "bin", "sbin", "lib", "lib32", "lib64", "libx32", "opt")
+SYSTEM_DIRS = ("usr", "etc", "bin", "sbin", "lib", "lib32", "lib64", "libx32")
 DEVICES = ("null", "zero", "full", "random", "urandom")
 
 CLONE_NEWNS, CLONE_NEWIPC, CLONE_NEWPID, CLONE_NEWNET = 0x00020000, 0x08000000, 0x20000000, 0x40000000
@@ -51,6 +54,8 @@ AT_FDCWD, AT_RECURSIVE = -100, 0x8000
 SYS_MOUNT_SETATTR = 442  # the same number on every architecture (syscalls from 424 on are unified)
 PR_SET_PDEATHSIG, PR_SET_NO_NEW_PRIVS = 1, 38
 FREEZE: dict[int, int] = {signal.SIGUSR1: signal.SIGSTOP, signal.SIGUSR2: signal.SIGCONT}  # pause, resume
+PASSED = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP, *FREEZE}  # what the launcher and init pass on
+OUTPUT_CAP = 1 << 20  # bytes of stdout and of stderr passed on; the rest is read and dropped
 GRACE = 1.0  # seconds between SIGTERM and SIGKILL: less than a Proc.stop's grace, so the jail ends it itself
 
 libc = ctypes.CDLL(None, use_errno=True)
@@ -121,6 +126,12 @@ def cgroup_dirs(root: Path, name: str, memory: int, procs: int) -> list[Path]:
     """Make this jail's cgroups (cgroup v2 if it has the controllers, else v1's memory and pids), limits
     written. None where the machine has neither: the rlimits still hold."""
     made: list[Path] = []
+    slot = name.split("-")[0]
+    for stale in [*root.glob(f"lab-sandbox/{slot}-*"), *root.glob(f"*/lab-sandbox/{slot}-*")]:
+        try:
+            stale.rmdir()  # a launcher of this slot killed before it could remove its own (empty by now)
+        except OSError:
+            pass
     controllers = (root / "cgroup.controllers")
     if controllers.exists() and {"memory", "pids"} <= set(controllers.read_text().split()):
         where = root / "lab-sandbox"
@@ -230,10 +241,13 @@ def drop_to(uid: int, limits: argparse.Namespace) -> None:
     _check(libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs")
 
 
-def init(go: int, uid: int, args: argparse.Namespace) -> None:
-    """PID 1 of the jail: wait for the go-ahead (placed in the cgroups), build the root, start the
-    program, pass it SIGTERM/SIGINT, reap everything, and end with the program's status."""
+def init(go: int, ready: int, uid: int, args: argparse.Namespace) -> None:
+    """PID 1 of the jail: ask to die with the launcher, say so, wait for the go-ahead (placed in the
+    cgroups), build the root, start the program, pass it signals, pass on at most ``OUTPUT_CAP`` bytes of
+    its output, reap everything, and end with the program's status."""
     _check(libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "pdeathsig")
+    os.write(ready, b"r")  # the launcher sends the go-ahead only after this: no window without PDEATHSIG
+    os.close(ready)
     if os.read(go, 1) != b"1":  # the jail's launcher died, or refused
         os._exit(111)
     os.close(go)
@@ -242,19 +256,14 @@ def init(go: int, uid: int, args: argparse.Namespace) -> None:
         root.mkdir(parents=True, exist_ok=True)
         build_root(root, args.program_dir, args.tmp_size)
     except OSError as exc:
-        print(f"lab-sandbox: cannot build the program's file system ({exc})", file=sys.stderr, flush=True)
+        say(args, f"cannot build the program's file system ({exc})")
         os._exit(111)
+    outputs = [os.pipe(), os.pipe()]
     program = os.fork()
     if program == 0:
-        try:
-            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGPIPE):
-                signal.signal(sig, signal.SIG_DFL)
-            drop_to(uid, args)
-            os.execve(args.argv[0], args.argv, {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/tmp",
-                                                "LANG": "C.UTF-8", "TMPDIR": "/tmp"})
-        except OSError as exc:
-            print(f"lab-sandbox: cannot start {args.argv[0]}: {exc.strerror}", file=sys.stderr, flush=True)
-        os._exit(127)
+        start_program(uid, args, [w for _, w in outputs])
+    for _, w in outputs:
+        os.close(w)
 
     def forward(sig: int, _frame: object) -> None:
         try:
@@ -264,37 +273,100 @@ def init(go: int, uid: int, args: argparse.Namespace) -> None:
 
     for which in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, *FREEZE):
         signal.signal(which, forward)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, PASSED)
+    status = relay([r for r, _ in outputs], program, args.output_cap)
+    os._exit(os.WEXITSTATUS(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status))
+
+
+def start_program(uid: int, args: argparse.Namespace, outputs: list[int]) -> None:
+    """The program itself: a session of its own with no terminal, stdin /dev/null, its output to init's
+    pipes, default signal actions, the jail's user and limits, the seccomp filter; then exec."""
+    try:
+        os.setsid()
+        null = os.open("/dev/null", os.O_RDONLY)
+        os.dup2(null, 0)
+        os.dup2(outputs[0], 1)
+        os.dup2(outputs[1], 2)
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGPIPE, *FREEZE):
+            signal.signal(sig, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_SETMASK, set())
+        drop_to(uid, args)
+        if not seccomp.install():
+            say(args, f"no seccomp filter on {os.uname().machine}")
+        os.closerange(3, 65536)
+        os.execve(args.argv[0], args.argv, {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/tmp",
+                                            "LANG": "C.UTF-8", "TMPDIR": "/tmp"})
+    except OSError as exc:
+        os.write(2, f"cannot start {args.argv[0]}: {exc.strerror}\n".encode())
+    os._exit(127)
+
+
+def relay(pipes: list[int], program: int, cap: int) -> int:
+    """Pass the program's stdout and stderr on, ``OUTPUT_CAP`` bytes of each (the rest is read and dropped,
+    so a flood cannot fill lab's memory), until it ends; reap every child meanwhile. Its wait status."""
+    target = {pipes[0]: 1, pipes[1]: 2}
+    sent = dict.fromkeys(pipes, 0)
+    status: int | None = None
     while True:
         try:
-            pid, status = os.waitpid(-1, 0)
-        except ChildProcessError:
-            os._exit(0)
+            readable, _, _ = select.select(list(sent), [], [], 0.1)
         except InterruptedError:
-            continue
-        if pid == program and os.WIFSTOPPED(status):
-            continue
-        if pid == program:
-            os._exit(os.WEXITSTATUS(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status))
+            readable = []
+        for fd in readable:
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                del sent[fd]
+                continue
+            room = cap - sent[fd]
+            if room > 0:
+                os.write(target[fd], chunk[:room])
+                if len(chunk) >= room:
+                    os.write(2, f"\n[output past {cap} bytes dropped]\n".encode())
+            sent[fd] += len(chunk)
+        while True:
+            try:
+                pid, raw = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                pid = 0
+            if pid == 0:
+                break
+            if pid == program and not os.WIFSTOPPED(raw):
+                status = raw
+        if status is not None and (not sent or not readable):  # what it wrote before it ended is passed on
+            return status
+
+
+def say(args: argparse.Namespace, text: str) -> None:
+    """One line of the jail's own on stderr, tagged so that a program cannot forge it."""
+    os.write(2, f"lab-sandbox[{args.tag}]: {text}\n".encode())
 
 
 # --- outside: the launcher ------------------------------------------------------------------------
 def launch(args: argparse.Namespace) -> int:
     if os.geteuid() != 0:
         raise SystemExit("lab-sandbox: the jail is set up as root (it drops to a user of its own)")
+    signal.pthread_sigmask(signal.SIG_BLOCK, PASSED)  # until the handlers are in place, on both sides of the fork
     _slot_fd, uid = take_slot()
     go_read, go_write = os.pipe()
+    ready_read, ready_write = os.pipe()
     flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | (CLONE_NEWNET if args.no_net else 0)
     _check(libc.unshare(flags), "unshare")
     mount(None, "/", None, MS_REC | MS_PRIVATE)  # nothing the jail mounts reaches the machine's view
     try:
-        groups = cgroup_dirs(cgroup_root(), f"u{uid}", args.memory, args.procs)
+        groups = cgroup_dirs(cgroup_root(), f"u{uid}-{os.getpid()}", args.memory, args.procs)
     except OSError:
         groups = []
+    if not groups:
+        say(args, "no memory or pids cgroup on this machine: the per-process limits only")
     child = os.fork()
     if child == 0:
         os.close(go_write)
-        init(go_read, uid, args)
+        os.close(ready_read)
+        init(go_read, ready_write, uid, args)
     os.close(go_read)
+    os.close(ready_write)
+    if os.read(ready_read, 1) != b"r":
+        os.kill(child, signal.SIGKILL)
     for d in groups:
         (d / "cgroup.procs").write_text(str(child))
     os.write(go_write, b"1")
@@ -303,7 +375,7 @@ def launch(args: argparse.Namespace) -> int:
     told = ([why] if why else []) + cgroup_events(groups)
     remove_cgroups(groups)
     if told:
-        print("lab-sandbox: " + "; ".join(told), file=sys.stderr, flush=True)
+        say(args, "; ".join(told))
     return code
 
 
@@ -335,6 +407,7 @@ def wait_for(child: int, wall: float) -> tuple[int, str]:
 
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, on_term)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, PASSED)
     killed = False
     while True:
         pid, status = os.waitpid(child, os.WNOHANG)
@@ -357,9 +430,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--procs", type=int, default=64, help="processes and threads")
     p.add_argument("--files", type=int, default=256, help="open files")
     p.add_argument("--fsize", type=int, default=64 << 20, help="largest file written, bytes")
-    p.add_argument("--tmp-size", default="64m", help="size of the private /tmp")
+    p.add_argument("--tmp-size", default="64m", help="size of the private /tmp (and of /dev/shm)")
+    p.add_argument("--output-cap", type=int, default=OUTPUT_CAP, help="bytes of stdout and of stderr passed on")
     p.add_argument("--program-dir", help="a directory of the machine, read-only at /prog")
     p.add_argument("--no-net", action="store_true", help="an empty network namespace of its own")
+    p.add_argument("--tag", default="", help="marks the jail's own lines (lab-sandbox[TAG]:), which the program "
+                   "cannot see, so it cannot forge them")
     p.add_argument("argv", nargs=argparse.REMAINDER, help="-- PROGRAM ARGS...")
     return p
 

@@ -20,8 +20,10 @@ from pathlib import Path
 from lab.errors import EnvironmentProblem, InputError
 
 COMPILERS = {".c": ("cc", "C"), ".cpp": ("c++", "C++"), ".cc": ("c++", "C++"), ".cxx": ("c++", "C++")}
-FLAGS = ["-pthread"]  # as the author built them: no optimisation (9-4 lacks a return that -O2 turns into a crash)
+# as the author built them: no optimisation (9-4 lacks a return that -O2 turns into a crash)
+FLAGS = ["-pthread", "-fmax-errors=50"]
 COMPILE_WALL = 120.0
+BINARY_CAP = 64 << 20  # the executable comes out on the compiler jail's stdout
 
 
 class CompileError(InputError):
@@ -47,11 +49,12 @@ class UserProgram:
 
 
 def jail_argv(program_dir: Path | str | None, argv: list[str], wall: float, no_net: bool = False,
-              python: str = sys.executable) -> list[str]:
-    """The command that runs ``argv`` in the jail (lab.sandbox.jail), ``program_dir`` at /prog."""
-    return [python, "-m", "lab.sandbox.jail", "--wall", f"{wall:g}",
+              tag: str = "", output_cap: int | None = None, python: str = sys.executable) -> list[str]:
+    """The command that runs ``argv`` in the jail (lab.sandbox.jail), ``program_dir`` at /prog. ``-P``: the
+    current directory (a submissions folder, say) is not on the path of a Python running as root."""
+    return [python, "-P", "-m", "lab.sandbox.jail", "--wall", f"{wall:g}", "--tag", tag,
             *(["--program-dir", str(program_dir)] if program_dir else []), *(["--no-net"] if no_net else []),
-            "--", *argv]
+            *(["--output-cap", str(output_cap)] if output_cap else []), "--", *argv]
 
 
 def prepare(name: str, source: Path, workdir: Path) -> UserProgram:
@@ -100,7 +103,8 @@ def compile_source(name: str, source: Path, compiler: str, language: str, direct
     shutil.copyfile(source, copy)
     copy.chmod(0o644)
     script = f'{compiler} {" ".join(FLAGS)} -o /tmp/{name} "$1" >&2 && cat /tmp/{name}'
-    argv = jail_argv(src, ["/bin/sh", "-c", script, "sh", f"/prog/{copy.name}"], COMPILE_WALL, no_net=True)
+    argv = jail_argv(src, ["/bin/sh", "-c", script, "sh", f"/prog/{copy.name}"], COMPILE_WALL, no_net=True,
+                     tag="compile", output_cap=BINARY_CAP)
     done = subprocess.run(argv, capture_output=True, timeout=COMPILE_WALL + 30,
                           env={**os.environ, "PYTHONPATH": _lab_path()})
     shutil.rmtree(src)

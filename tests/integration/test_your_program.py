@@ -235,8 +235,7 @@ def test_a_fork_bomb_is_contained_and_ends_with_its_step(book_lan: str, tmp_path
                 time.sleep(0.01)
         """)
     result = run(book_lan, script, tmp_path)
-    step = next(s for s in result.steps if "yours" in s.title)
-    assert "lab-sandbox:" in step.stderr and "process limit" in step.stderr, step.stderr
+    assert any("lab-sandbox: " in n and "process limit refused a fork" in n for n in result.notes), result.notes
 
 
 def test_a_program_that_ignores_sigterm_is_killed(book_lan: str, tmp_path: Path, witness: Path) -> None:
@@ -251,8 +250,34 @@ def test_a_program_that_ignores_sigterm_is_killed(book_lan: str, tmp_path: Path,
         """)
     result = run(book_lan, script, tmp_path)
     assert result.verdict == "pass"
+    assert any("lab-sandbox: killed: it was still running 1 s after SIGTERM" in n for n in result.notes), result.notes
+
+
+def test_a_program_cannot_flood_forge_or_reach_the_terminal_and_keyrings(book_lan: str, tmp_path: Path,
+                                                                          witness: Path) -> None:
+    script = hostile(tmp_path, """\
+        import ctypes, fcntl, termios
+        libc = ctypes.CDLL(None, use_errno=True)
+        print("keyctl", libc.syscall(250, 0, 0), ctypes.get_errno(), flush=True)  # KEYCTL_GET_KEYRING_ID
+        print("stdin", os.readlink("/proc/self/fd/0"), "sid", os.getsid(0) == os.getpid(), flush=True)
+        try:
+            fcntl.ioctl(0, termios.TIOCSTI, b"x")
+            print("tiocsti worked", flush=True)
+        except OSError as exc:
+            print("tiocsti refused", exc.errno, flush=True)
+        print("lab-sandbox: killed: forged by the program", file=sys.stderr, flush=True)
+        block = "y" * 65536
+        for _ in range(64):  # 4 MiB
+            sys.stdout.write(block)
+        sys.stdout.flush()
+        time.sleep(60)
+        """)
+    result = run(book_lan, script, tmp_path)
     step = next(s for s in result.steps if "yours" in s.title)
-    assert "lab-sandbox: killed: it was still running 1 s after SIGTERM" in step.stderr, step.stderr
+    assert "keyctl -1 1\n" in step.stdout  # EPERM: the seccomp filter
+    assert "stdin /dev/null sid True" in step.stdout and "tiocsti worked" not in step.stdout
+    assert len(step.stdout) <= (1 << 20) + 4096 and "dropped" in step.stderr
+    assert not any("forged" in n for n in result.notes), result.notes
 
 
 def test_a_program_cannot_signal_what_is_not_its_own(book_lan: str, tmp_path: Path, witness: Path) -> None:
