@@ -193,6 +193,15 @@ def check_strace() -> Check:
                  "calls with it", "apt-get install strace", ["-V"])
 
 
+def check_observers() -> Check:
+    """The tools the book's chapter 17 reads a server with, which the second half's experiments may ask for."""
+    missing = [tool for tool in ("lsof", "netstat", "ifstat", "sar") if shutil.which(tool) is None]
+    if missing:
+        return Check("observers", WARN, f"{', '.join(missing)} missing: the book's ch.17 tools, for experiments "
+                     "that read a server with them", "apt-get install lsof net-tools ifstat sysstat")
+    return Check("observers", OK, "lsof, netstat, ifstat, sar")
+
+
 def check_compilers() -> Check:
     """A reader's C or C++ program (``--use``, ``lab grade``) is compiled with the machine's cc and c++."""
     missing = [binary for binary in ("cc", "c++") if shutil.which(binary) is None]
@@ -331,6 +340,7 @@ CHECKS: dict[str, Callable[[], Check]] = {
     "ethtool": check_ethtool,
     "compilers": check_compilers,
     "strace": check_strace,
+    "observers": check_observers,
     "radvd": check_radvd,
     "nsenter": check_nsenter,
     "iproute2": check_iproute2,
