@@ -40,7 +40,7 @@ def print_catalogue(path: list[Path], as_json: bool) -> None:
         out.print_json(json.dumps([
             {"id": e.id, "title": e.title, "section": e.section, "topology": e.topology,
              **({"topology6": e.topology6} if e.topology6 else {}), "parameters": e.params,
-             "parameter_types": e.parameter_types(),
+             "parameter_types": e.parameter_types(), "one_machine": e.one_machine,
              "programs": [CONTRACTS[name].to_dict() for name in e.programs]}
             for e in catalogue.values()]))
         return
@@ -49,6 +49,19 @@ def print_catalogue(path: list[Path], as_json: bool) -> None:
         params = " ".join(f"{k}={v}" for k, v in e.params.items())
         table.add_row(e.id, e.section, e.topology.removesuffix(".yaml"), e.title, params)
     out.print(table)
+
+
+def cluster_runnable(chosen: list[Experiment], all_: bool) -> list[Experiment]:
+    """The experiments a cluster can run. Those that trace a program with this machine's strace run on one
+    machine only for now: named and refused, or with --all left out with a line that says so."""
+    local = [e for e in chosen if e.one_machine]
+    if local and not all_:
+        raise InputError(f"{local[0].id} traces system calls with this machine's strace in the node's namespace: "
+                         "it runs on one machine only, not over a cluster (yet)", "run it without --cluster")
+    if local:
+        console.print(f"[yellow]left out over the cluster: {len(local)} experiments that trace system calls with "
+                      f"this machine's strace (one machine only, for now): {', '.join(e.id for e in local)}[/]")
+    return [e for e in chosen if not e.one_machine]
 
 
 def experiments(
@@ -116,6 +129,8 @@ def run(
         chosen = list(discover(path).values())
     else:
         chosen = [find(i, path) for i in ids]
+    if on_cluster is not None:
+        chosen = cluster_runnable(chosen, all_)
     if len(chosen) == 1 and not all_:
         exp = chosen[0]
         progress = (lambda msg: None) if quiet else (lambda msg: console.print(f"[dim]{exp.id}: {msg}[/]"))

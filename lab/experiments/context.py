@@ -221,7 +221,8 @@ class Run:
         if isinstance(self.node(node), ContainerNode) and not self.replaying:
             raise InputError(f"strace in {node}: a container node; the traced experiments run on namespace nodes")
         path = self.run_dir / f"strace-{node}-{sum(1 for _ in self.run_dir.glob('strace-*')) + 1}.txt"
-        argv = ["strace", "-f", "-qq", "-T", "-e", f"trace={','.join(calls)}", "-e", "signal=none", "-o", str(path)]
+        argv = ["strace", "-f", "-qq", "-ttt", "-T", "-e", f"trace={','.join(calls)}", "-e", "signal=none",
+                "-o", str(path)]
         return argv, str(path)
 
     def syscalls(self, node: str, path: str) -> list[Syscall]:

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 ID = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
 TOPOLOGIES = SHIPPED
 REGISTRY: dict[str, Experiment] = {}
+ONE_MACHINE_NEEDS = frozenset({"strace"})
 
 
 @dataclass
@@ -57,6 +58,12 @@ class Experiment:
     @property
     def summary(self) -> str:
         return self.title
+
+    @property
+    def one_machine(self) -> bool:
+        """It needs what only a namespace node of this machine has (strace of a program in the node's
+        namespace, written to the run's directory): not over a cluster, where every node is a container."""
+        return bool(self.needs & ONE_MACHINE_NEEDS)
 
     def parameters(self, overrides: dict[str, str] | None = None) -> SimpleNamespace:
         """Defaults with overrides applied, each converted to its default's type."""

@@ -66,6 +66,9 @@ def run_one(exp: Experiment, overrides: dict[str, str], out_dir: Path, keep: boo
         from lab.doctor import preflight
 
         preflight(set(exp.needs))  # a tool the experiment reads (strace): refused in the doctor's words
+    if cluster is not None and exp.one_machine:
+        raise InputError(f"{exp.id} traces system calls with this machine's strace: one machine only, not over a "
+                         "cluster (yet)", "run it without --cluster")
     if uses and cluster is not None:
         raise InputError("--use runs a reader's program in a namespace node of one machine; not on a cluster yet")
     with user_programs(exp, uses or {}) as programs:

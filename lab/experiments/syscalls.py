@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-LINE = re.compile(r"^(?P<pid>\d+)\s+(?P<rest>.*)$")
+LINE = re.compile(r"^(?P<pid>\d+)\s+(?:(?P<at>\d+\.\d+)\s+)?(?P<rest>.*)$")  # strace -ttt: a start time
 DONE = re.compile(r"^(?P<name>\w+)\((?P<args>.*)\)\s+=\s+(?P<ret>-?\d+|\?|0x[0-9a-f]+)"
                   r"(?:\s+(?P<errno>E[A-Z0-9]+)\s+\((?P<text>[^)]*)\))?.*$")
 UNFINISHED = re.compile(r"^(?P<name>\w+)\((?P<args>.*)\s+<unfinished \.\.\.>$")
@@ -32,6 +32,11 @@ class Syscall:
     ret: int | None  # None: ``?`` (the process ended inside the call)
     errno: str | None = None  # EAGAIN, ETIMEDOUT, ... when ret is -1
     seconds: float | None = None  # time spent in the call (strace -T), where the trace has it
+    at: float | None = None  # when the call began, seconds since the epoch (strace -ttt)
+
+    @property
+    def ended(self) -> float | None:
+        return self.at + self.seconds if self.at is not None and self.seconds is not None else None
 
     @property
     def failed(self) -> bool:
@@ -41,18 +46,20 @@ class Syscall:
 def parse(text: str) -> list[Syscall]:
     """Every completed call in ``strace -f`` output, in order of completion; signals and exits skipped."""
     calls: list[Syscall] = []
-    pending: dict[tuple[int, str], str] = {}
+    pending: dict[tuple[int, str], tuple[str, float | None]] = {}
     for raw in text.splitlines():
         line = LINE.match(raw.strip())
         if line is None:
             continue
         pid, rest = int(line["pid"]), line["rest"]
+        at = float(line["at"]) if line["at"] else None
         if (started := UNFINISHED.match(rest)) is not None:
-            pending[(pid, started["name"])] = started["args"]
+            pending[(pid, started["name"])] = (started["args"], at)
             continue
         if (resumed := RESUMED.match(rest)) is not None:
             name = resumed["name"]
-            rest = f"{name}({pending.pop((pid, name), '')}{resumed['tail']}"
+            args, at = pending.pop((pid, name), ("", at))
+            rest = f"{name}({args}{resumed['tail']}"
         done = DONE.match(rest)
         if done is None:  # --- SIGCHLD ---, +++ exited with 0 +++
             continue
@@ -60,7 +67,7 @@ def parse(text: str) -> list[Syscall]:
         spent = SPENT.search(rest)
         calls.append(Syscall(pid, done["name"], done["args"],
                              None if ret == "?" else int(ret, 16) if ret.startswith("0x") else int(ret),
-                             done["errno"], float(spent.group(1)) if spent else None))
+                             done["errno"], float(spent.group(1)) if spent else None, at))
     return calls
 
 

@@ -55,5 +55,11 @@ PROGRAMS: dict[str, str] = {
     "fork_close_server": "accept, fork; the parent close()s or shutdown()s while the child still holds the socket",
     "close_at": "one end of a connection that closes at an agreed moment (--listen or --connect)",
     "timeo_client": "book 11-1: connect with SO_SNDTIMEO, or recv with SO_RCVTIMEO, and time the failure",
+    "close_unread": "accept, maybe reply and read, close: unread data or an inherited SO_LINGER {1,0} gives an RST",
+    "late_reply": "accept, never close, send a line later (to a peer whose FIN-WAIT-2 may have expired)",
+    "lowat_reader": "accept, SO_RCVLOWAT n, wait in epoll: readable only once n bytes are queued",
+    "multi_port": "book 9-8: TCP and UDP echo on one port number, one epoll",
+    "bind_as": "drop to another user, then bind a port (ports below ip_unprivileged_port_start need privilege)",
+    "oneshot": "book 9-4: ET epoll with a worker thread per event, with or without EPOLLONESHOT",
     "keepalive_client": "connect with SO_KEEPALIVE and TCP_KEEPIDLE/INTVL/CNT, then wait in recv",
 }

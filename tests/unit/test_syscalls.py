@@ -36,3 +36,12 @@ def test_the_time_spent_in_a_call_comes_from_strace_t() -> None:
     calls = syscalls.parse("7 connect(3, {sa_family=AF_INET}, 16) = -1 EINPROGRESS (Operation now in progress) "
                            "<2.004511>\n7 recvfrom(3, \"\", 1, 0, NULL, NULL) = 0 <0.000021>\n")
     assert [(c.errno, c.seconds) for c in calls] == [("EINPROGRESS", 2.004511), (None, 0.000021)]
+
+
+def test_start_times_from_strace_ttt_and_when_a_call_ended() -> None:
+    calls = syscalls.parse("9 1700000000.250000 epoll_wait(4,  <unfinished ...>\n"
+                           "10 1700000000.500000 epoll_ctl(4, EPOLL_CTL_MOD, 5, {events=EPOLLIN}) = 0 <0.000010>\n"
+                           "9 1700000000.500100 <... epoll_wait resumed>[{events=EPOLLIN, data={u32=5, u64=5}}], "
+                           "1023, 500) = 1 <0.250120>\n")
+    assert [(c.name, c.at) for c in calls] == [("epoll_ctl", 1700000000.5), ("epoll_wait", 1700000000.25)]
+    assert abs((calls[1].ended or 0) - 1700000000.50012) < 1e-6

@@ -10,12 +10,15 @@ from __future__ import annotations
 import time
 
 from lab.capture.records import FIN
+from lab.errors import InputError
 from lab.experiments import expect
 from lab.experiments.book import flows, sstext
 from lab.experiments.book.wan import CLIENT, FAR, make_wan
 from lab.experiments.context import Run
 from lab.experiments.engine import experiment
 from lab.experiments.params import Duration
+
+SERVER = "ernest-laptop"
 
 
 def state_on(run: Run, node: str, port: int) -> str:
@@ -74,3 +77,47 @@ def simultaneous_close(run: Run, port: int = 12420, rtt: Duration = Duration("80
                              "CLOSING on both ends", {CLIENT: "CLOSING", FAR: "CLOSING"}, during))
     run.expect(expect.equals("ss after: TIME-WAIT on both ends (only the active closer, after an ordinary close)",
                              {CLIENT: "TIME-WAIT", FAR: "TIME-WAIT"}, after))
+
+
+@experiment(
+    id="fin-wait-2-orphan-timeout",
+    title="An orphaned FIN-WAIT-2 lasts tcp_fin_timeout; data that comes later is answered with an RST",
+    section="§3.4.1",
+    topology="book-lan.yaml",
+    book="""\\
+(§3.4.1: 连接停留在FIN_WAIT_2状态的情况可能发生在：客户端执行半关闭后，未等服务器关闭连接就强行退出了。此时
+ 客户端连接由内核来接管，可称之为孤儿连接 ... Linux为了防止孤儿连接长时间存留在内核中，定义了两个内核变量：
+ /proc/sys/net/ipv4/tcp_max_orphans 和 /proc/sys/net/ipv4/tcp_fin_timeout.)""",
+    modern="""Unchanged on 6.x; tcp_fin_timeout is per network namespace (60 s by default; set to
+    fin_timeout on the client here). The client closes and exits while the server keeps the
+    connection open: the client's socket, an orphan, sits in FIN-WAIT-2 with a timer counting down
+    from fin_timeout (ss -o shows it as timewait, and prints 1-10 s as e.g. 4.700ms, meaning 4.7 s),
+    then is gone. Data the server sends after that finds no socket: the client's kernel answers
+    [R] (no ACK flag).""",
+)
+def fin_wait_2_orphan_timeout(run: Run, port: int = 12460, fin_timeout: int = 4) -> None:
+    if not 2 <= fin_timeout <= 30:
+        raise InputError(f"-p fin_timeout={fin_timeout}: from 2 to 30 s")
+    server_ip, client_ip = run.ip(SERVER), run.ip(CLIENT)
+    run.sysctl(CLIENT, "net.ipv4.tcp_fin_timeout", fin_timeout)
+    with run.capture([f"{CLIENT}:eth0"], f"tcp port {port}"):
+        server = run.serve(SERVER, "late_reply", server_ip, str(port), "--at", str(fin_timeout + 2.5))
+        closed = run.now() + 0.5
+        run.py(CLIENT, "close_at", server_ip, str(port), "--connect", "--at", f"{closed:.3f}")
+        run.sleep(max(0.0, closed + 1.0 - time.time()))
+        during = sstext.parse(run.sh(CLIENT, ["ss", "-tanoH", f"dport = :{port}"]).stdout)
+        run.sleep(max(0.0, closed + fin_timeout + 1.0 - time.time()))
+        after = sstext.parse(run.sh(CLIENT, ["ss", "-tanoH", f"dport = :{port}"]).stdout)
+        server.wait(fin_timeout + 10)
+    orphan = during[0] if during else None
+    left = orphan.timer_left if orphan else None
+    run.expect(expect.check(f"1 s after the close: FIN-WAIT-2, its timer below fin_timeout = {fin_timeout} s "
+                            "(ss -o)", orphan is not None and orphan.state == "FIN-WAIT-2" and left is not None
+                            and fin_timeout - 2 <= left <= fin_timeout, f"FIN-WAIT-2, timer ≤ {fin_timeout} s",
+                            f"{orphan.state} timer {orphan.timer} {left}" if orphan else "no socket"))
+    run.expect(expect.equals("after fin_timeout the socket is gone (ss)", [], [s.state for s in after]))
+    conn = flows.conversation(run.packets, client_ip, server_ip, port)
+    late = [p for p in expect.data(conn) if p.src == server_ip]
+    answer = [flows.seg(p).flag_str for p in conn if p.src == client_ip and late and p.no > late[0].no]
+    run.expect(expect.equals("the server's late data is answered with [R], no ACK flag: no socket is left",
+                             ["R"], answer[:1]))

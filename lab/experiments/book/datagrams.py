@@ -182,3 +182,51 @@ def broadcast_so_broadcast(run: Run, port: int = 12440) -> None:
                             "1 broadcast frame", [(p.eth_dst, p.dst) for p in frames], frames))
     run.expect(expect.equals("queued for the socket on every LAN host, not on the far host (ss -uan Recv-Q > 0)",
                              receivers, {node: got > 0 for node, got in queued.items()}))
+
+
+@experiment(
+    id="tcp-udp-same-port",
+    title="TCP and UDP on one port number: two port spaces, one server (book 9-8)",
+    section="§9.7",
+    topology="book-lan.yaml",
+    book="""\\
+/* 代码清单9-8: 同时处理TCP请求和UDP请求的回射服务器 */
+int listenfd = socket( PF_INET, SOCK_STREAM, 0 );   ... bind( listenfd, ( struct sockaddr* )&address, ... );
+int udpfd = socket( PF_INET, SOCK_DGRAM, 0 );       ... bind( udpfd, ( struct sockaddr* )&udp_address, ... );
+(both bound to the same port; the book: 一个socket只能与一个socket地址绑定 ... 但同一个端口可以同时用于TCP
+ 和UDP ... 需要创建两个不同的socket.)""",
+    modern="""Unchanged on 6.x: TCP and UDP have separate port spaces, so one process binds both to one
+    port (ss lists a tcp LISTEN and a udp UNCONN with the same pid), and each protocol is answered by
+    its own socket. A port bound for TCP only answers a UDP datagram with ICMP port unreachable
+    (3/3); a port bound for UDP only answers a TCP SYN with an RST. The book's UDP echo replies with
+    its whole buffer (1023 bytes) whatever came in; this server echoes the datagram's own length.""",
+)
+def tcp_udp_same_port(run: Run, port: int = 12470) -> None:
+    server_ip, client_ip = run.ip(SERVER), run.ip(CLIENT)
+    server = run.serve(SERVER, "multi_port", server_ip, str(port), "--duration", "60")
+    tcp_only = run.serve(SERVER, "discard", server_ip, str(port + 1), "--duration", "60")
+    udp_only = run.serve(SERVER, "udp_reader", server_ip, str(port + 2), "--count", "1", "--wait", "0")
+    listed = run.sh(SERVER, ["ss", "-Htulnp", f"sport = :{port}"], title=f"ss -tulnp: who has port {port}").stdout
+    with run.capture([f"{SERVER}:eth0"], f"(tcp or udp or icmp) and host {client_ip}"):
+        run.py(CLIENT, "halfclose_client", server_ip, str(port), "--message", "hello-tcp")
+        run.py(CLIENT, "udp_client", server_ip, str(port), "--message", "hello-udp")
+        run.py(CLIENT, "udp_client", server_ip, str(port + 1), "--message", "to-tcp-only")
+        run.py(CLIENT, "connect_timer", server_ip, str(port + 2))
+    for proc in (server, tcp_only, udp_only):
+        proc.stop()
+    rows = [line.split() for line in listed.splitlines() if line.strip()]
+    pids = {line.split("pid=")[1].split(",")[0] for line in listed.splitlines() if "pid=" in line}
+    run.expect(expect.check(f"ss: port {port} is a tcp LISTEN and a udp UNCONN socket, of one process",
+                            sorted((r[0], r[1]) for r in rows) == [("tcp", "LISTEN"), ("udp", "UNCONN")]
+                            and len(pids) == 1, "tcp LISTEN + udp UNCONN, 1 pid",
+                            f"{sorted((r[0], r[1]) for r in rows)}, pids {sorted(pids)}"))
+    tcp_back = [p for p in expect.data(expect.tcp(run.packets, sport=port)) if p.src == server_ip]
+    run.expect(expect.equals("the TCP echo comes back on the TCP socket", b"hello-tcp",
+                             b"".join(flows.seg(p).payload for p in tcp_back), tcp_back))
+    udp_back = expect.udp(run.packets, sport=port, src=server_ip)
+    run.expect(expect.equals("the UDP echo comes back on the UDP socket, as long as the datagram (UDP length 17)",
+                             [17], [p.udp.length for p in udp_back if p.udp], udp_back))
+    unreachable = expect.icmp(run.packets, type=3, code=3)
+    run.expect(expect.count(f"UDP to the TCP-only port {port + 1}: ICMP port unreachable (3/3)", unreachable, 1))
+    rst = [p for p in expect.rsts(expect.tcp(run.packets, sport=port + 2)) if p.src == server_ip]
+    run.expect(expect.count(f"a TCP SYN to the UDP-only port {port + 2}: an RST", rst, 1))

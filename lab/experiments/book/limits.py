@@ -139,3 +139,42 @@ def emfile_accept_storm(run: Run, port: int = 12400, nofile: int = 16, clients: 
                                     expect.once_each(fins), shed))
             run.expect(expect.check(f"{tag}: no spin: < 0.2 s of CPU per second", busy < 0.2, "< 0.2 s/s",
                                     f"{busy:.2f} s/s"))
+
+
+@experiment(
+    id="uid-euid-privileged-port",
+    title="A port below 1024 needs privilege: EACCES for an ordinary user, unless ip_unprivileged_port_start "
+          "says otherwise",
+    section="§7.2",
+    topology="book-lan.yaml",
+    needs={"strace"},
+    book="""\\
+(§7.2 用户信息: 一些服务器程序以root身份启动 ... 服务器程序往往需要以root身份启动，却以普通用户身份运行 —
+ 代码清单7-2 switches user after it has the privileged resources, such as a port below 1024.)""",
+    modern="""On 6.x "privileged" is per network namespace: net.ipv4.ip_unprivileged_port_start (since
+    4.11, 1024 by default in a new namespace; Docker sets it to 0 in its containers). A process
+    that has dropped to uid 65534 gets EACCES (13) binding port 80 at 1024, and binds it once the
+    namespace's start is 80. Root binds it either way (CAP_NET_BIND_SERVICE). Decided from strace
+    of bind.""",
+)
+def uid_euid_privileged_port(run: Run, port: int = 80) -> None:
+    if not 1 <= port <= 1023:
+        raise InputError(f"-p port={port}: a privileged port, 1..1023")
+    server_ip = run.ip(SERVER)
+    results = {}
+    for start in (1024, port):
+        run.sysctl(SERVER, "net.ipv4.ip_unprivileged_port_start", start)
+        prefix, trace = run.strace(SERVER, ("bind",))
+        run.sh(SERVER, [*prefix, run.python(SERVER), "-m", "lab.servers.bind_as", server_ip, str(port)],
+               title=f"bind_as {server_ip} {port} --uid 65534 (start {start}, strace)")
+        binds = syscalls.named(run.syscalls(SERVER, trace), "bind")
+        results[start] = binds[-1].errno or binds[-1].ret if binds else "no bind in the trace"
+        if start == 1024:
+            root = run.sh(SERVER, [run.python(SERVER), "-c", f"import socket; s = socket.socket(); "
+                                   f"s.bind(('{server_ip}', {port})); print('root bound')"],
+                          title=f"bind {port} as root (start 1024)")
+    run.expect(expect.equals(f"uid 65534 binding port {port} with ip_unprivileged_port_start 1024: EACCES",
+                             "EACCES", results[1024]))
+    run.expect(expect.equals(f"with ip_unprivileged_port_start {port}: the bind succeeds", 0, results[port]))
+    run.expect(expect.output_contains("root binds it at 1024 too (a weak claim: its own line)", root.output,
+                                      "root bound"))

@@ -11,7 +11,7 @@ import math
 
 from lab.errors import InputError
 from lab.experiments import expect, syscalls
-from lab.experiments.book import flows
+from lab.experiments.book import flows, sstext
 from lab.experiments.context import Run
 from lab.experiments.engine import experiment
 
@@ -158,3 +158,107 @@ def nonblocking_connect(run: Run, port: int = 12390, timeout: int = 3) -> None:
         replies = [flows.seg(p).flag_str for p in conn if p.src == server_ip]
         run.expect(expect.check(f"{CASES[case]}: the capture shows the SYN answered with [{answer}]",
                                 bool(syns) and replies[:1] == [answer], f"S, then {answer}", replies[:2], conn[:3]))
+
+
+@experiment(
+    id="so-rcvlowat-readiness",
+    title="SO_RCVLOWAT: a socket is readable only once the low-water mark is queued; SO_SNDLOWAT cannot be set",
+    section="§5.11.3, §9.1.2",
+    topology="book-lan.yaml",
+    needs={"strace"},
+    book="""\\
+(§5.11.3: SO_RCVLOWAT和SO_SNDLOWAT选项分别表示TCP接收缓冲区和发送缓冲区的低水位标记。它们一般被I/O复用系统
+ 调用（见第9章）用来判断socket是否可读或可写 ... 默认情况下，TCP接收缓冲区的低水位标记和TCP发送缓冲区的
+ 低水位标记均为1字节. §9.1.2: socket内核接收缓存区中的字节数大于或等于其低水位标记SO_RCVLOWAT ... 可读.)""",
+    modern="""SO_RCVLOWAT works as the book says on 6.x: with a mark of lowat bytes, epoll does not report
+    the socket while fewer are queued (ss shows them waiting in Recv-Q), and reports it once the
+    rest arrives. SO_SNDLOWAT, which the book lists as settable, is not on Linux: setsockopt fails
+    ENOPROTOOPT (92) and the send mark stays 1. Decided from strace -T of the server (how long its
+    epoll_wait waited, what recv returned) and ss.""",
+)
+def so_rcvlowat_readiness(run: Run, port: int = 12465, lowat: int = 100, first: int = 60) -> None:
+    if not 1 <= first < lowat <= 1400:
+        raise InputError(f"-p first={first} -p lowat={lowat}: 1 ≤ first < lowat ≤ 1400")
+    server_ip = run.ip(SERVER)
+    prefix, trace = run.strace(SERVER, ("epoll_wait", "recvfrom", "setsockopt"))
+    server = run.spawn(SERVER, [*prefix, run.python(SERVER), "-m", "lab.servers.lowat_reader", server_ip, str(port),
+                                "--lowat", str(lowat)], title=f"lowat_reader --lowat {lowat} (strace)",
+                       ready="listening on")
+    client = run.start(CLIENT, "rst_client", server_ip, str(port), "--step", "0:send:" + "x" * first,
+                       "--step", "1.0:send:" + "y" * (lowat - first), "--step", "2.0:close")
+    run.sleep(0.6)
+    waiting = sstext.parse(run.sh(SERVER, ["ss", "-tanH", f"sport = :{port}"]).stdout)
+    server.wait(15)
+    client.wait(10)
+    calls = run.syscalls(SERVER, trace)
+    queued = [s.recv_q for s in waiting if s.state == "ESTAB"]
+    run.expect(expect.equals(f"0.6 s in, {first} bytes wait in the receive queue (ss Recv-Q)", [first], queued))
+    waits = [c for c in syscalls.named(calls, "epoll_wait") if (c.ret or 0) > 0]
+    spent = waits[0].seconds if waits and waits[0].seconds is not None else None
+    run.expect(expect.within(f"epoll_wait reports the socket only when the other {lowat - first} bytes come, "
+                             "1 s later (strace -T: the time it waited)", spent, low=0.8, high=1.5))
+    got = [c.ret for c in syscalls.named(calls, "recvfrom")]
+    run.expect(expect.equals(f"the read then takes all {lowat} bytes", lowat, got[0] if got else None))
+    sndlowat = [c for c in syscalls.named(calls, "setsockopt") if "SO_SNDLOWAT" in c.args]
+    run.expect(expect.equals("setsockopt(SO_SNDLOWAT) fails ENOPROTOOPT on Linux (strace)", "ENOPROTOOPT",
+                             sndlowat[0].errno if sndlowat else "no such setsockopt in the trace"))
+
+
+@experiment(
+    id="epoll-oneshot",
+    title="EPOLLONESHOT: one event per connection until it is re-armed; without it a second thread takes the "
+          "same socket",
+    section="§9.3.4",
+    topology="book-lan.yaml",
+    needs={"strace"},
+    book="""\\
+$ ./oneshot 192.168.1.109 12345          (代码清单9-4)
+start new thread to receive data on fd: 5
+get content: ...
+(§9.3.4: 即使我们使用ET模式，一个socket上的某个事件还是可能被触发多次 ... 比如一个线程在读取完某个socket上的
+ 数据后开始处理这些数据，而在数据的处理过程中该socket上又有新数据可读（EPOLLIN再次被触发），此时另外一个线程
+ 被唤醒来读取这些新的数据。于是就出现了两个线程同时操作一个socket的局面 ... EPOLLONESHOT ...)""",
+    modern="""As the book says, on 6.x: in ET mode each segment that arrives raises a new event for the
+    connection, so without EPOLLONESHOT the sends of one client start `sends` workers on one socket
+    while the first is still busy. With EPOLLONESHOT the socket is reported once; the data that
+    comes meanwhile waits in the receive queue, and when the worker re-arms it (EPOLL_CTL_MOD) the
+    next epoll_wait returns at once, because MOD re-evaluates readiness even in ET mode. Decided from
+    strace -f of the server (epoll_wait returns, epoll_ctl, the worker threads' clone3, what each
+    recvfrom returned).""",
+)
+def epoll_oneshot(run: Run, port: int = 12475, sends: int = 3, gap: float = 0.3, hold: float = 1.0) -> None:
+    if not (2 <= sends <= 10 and 0.1 <= gap and hold > gap * (sends - 1)):
+        raise InputError(f"-p sends={sends} gap={gap} hold={hold}: 2..10 sends, and a worker busy (hold) "
+                         "longer than the sends take")
+    server_ip = run.ip(SERVER)
+    seen = {}
+    for offset, oneshot in enumerate((False, True)):
+        prefix, trace = run.strace(SERVER, ("epoll_wait", "epoll_ctl", "clone3", "clone", "accept4", "recvfrom"))
+        server = run.spawn(SERVER, [*prefix, run.python(SERVER), "-m", "lab.servers.oneshot", server_ip,
+                                    str(port + offset), "--hold", f"{hold:g}", "--duration", "20",
+                                    *(["--oneshot"] if oneshot else [])],
+                           title=f"oneshot{' --oneshot' if oneshot else ''} (strace -f)", ready="listening on")
+        run.py(CLIENT, "send_once", server_ip, str(port + offset), "--bytes", "100", "--times", str(sends), "--gap",
+               f"{gap:g}", "--hold", f"{hold * (sends + 1):g}")
+        server.wait(30)
+        seen[oneshot] = run.syscalls(SERVER, trace)
+    for oneshot, calls in seen.items():
+        accepted = [c.ret for c in syscalls.named(calls, "accept4") if c.ret is not None and c.ret >= 0]
+        fd = accepted[0] if accepted else -1
+        events = [c for c in syscalls.named(calls, "epoll_wait") if (c.ret or 0) > 0 and fd in syscalls.epoll_fds(c)]
+        eofs = [c for c in on_fd(calls, fd) if c.ret == 0]
+        workers = syscalls.named(calls, "clone3", "clone")
+        data_events = len(events) - len(eofs)
+        if not oneshot:
+            run.expect(expect.equals(f"without EPOLLONESHOT: one event per arriving segment, {sends} for {sends} "
+                                     "sends, each a new worker thread on the same socket", [sends, sends + 1],
+                                     [data_events, len(workers)]))
+        else:
+            rearms = [c for c in syscalls.named(calls, "epoll_ctl") if "EPOLL_CTL_MOD" in c.args]
+            run.expect(expect.equals("with EPOLLONESHOT: the sends that come while a worker is busy raise no event: "
+                                     "2 data events (the first, and the rest after the re-arm)", 2, data_events))
+            second = events[1].ended if len(events) > 1 else None
+            mod = rearms[0].at if rearms else None
+            late = second - mod if second is not None and mod is not None else None
+            run.expect(expect.within("after EPOLL_CTL_MOD with data pending, epoll_wait reports the socket at once "
+                                     "(strace -ttt -T: seconds from the MOD to the event)", late, low=-0.01, high=0.1))
