@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import os
-import re
 
 from lab.errors import InputError
 from lab.experiments import expect, syscalls
 from lab.experiments.book import sstext
+from lab.experiments.book.signals import listener_pid
 from lab.experiments.context import Run
 from lab.experiments.engine import experiment
 
@@ -56,11 +56,6 @@ def ephemeral_port_exhaustion(run: Run, port: int = 12395, ports: int = 8) -> No
     local = sorted(int(s.local.rsplit(":", 1)[1]) for s in socks)
     run.expect(expect.equals(f"ss: {ports} connections held, one on every port of the range {low}-{high}",
                              list(range(low, high + 1)), local))
-
-
-def listener_pid(run: Run, port: int) -> int | None:
-    found = re.search(r"pid=(\d+)", run.sh(SERVER, ["ss", "-Hltnp", f"sport = :{port}"], record=False).stdout)
-    return int(found.group(1)) if found else None
 
 
 def fds_below(run: Run, pid: int, limit: int) -> int:
