@@ -61,5 +61,8 @@ PROGRAMS: dict[str, str] = {
     "multi_port": "book 9-8: TCP and UDP echo on one port number, one epoll",
     "bind_as": "drop to another user, then bind a port (ports below ip_unprivileged_port_start need privilege)",
     "oneshot": "book 9-4: ET epoll with a worker thread per event, with or without EPOLLONESHOT",
+    "frame_sender": "send length-prefixed messages, one split across two writes",
+    "frame_reader": "read length-prefixed messages however the bytes arrive",
+    "mcast_recv": "wait for one datagram to a multicast group, joined (IP_ADD_MEMBERSHIP) or not",
     "keepalive_client": "connect with SO_KEEPALIVE and TCP_KEEPIDLE/INTVL/CNT, then wait in recv",
 }

@@ -555,3 +555,13 @@ def test_udp_reader_reads_one_datagram_per_call() -> None:
     assert [line for line in lines if "returned" in line] == [
         "full returned 100", "short returned 50", "recvmsg returned 50 flags=MSG_TRUNC", "trunc returned 400",
         "full returned 500"]
+
+
+def test_frame_reader_gets_every_length_prefixed_message_whole() -> None:
+    with running("frame_reader", "127.0.0.1", 0, "--count", 3) as server:
+        sent = run_prog("frame_sender", "127.0.0.1", server.port(), "--sizes", "100,200,300", "--pause", 0.1)
+        assert sent.returncode == 0
+        code, lines = server.finish()
+    assert code == 0
+    assert [line for line in lines if line.startswith("message ")] == [
+        "message 0: 100 bytes intact", "message 1: 200 bytes intact", "message 2: 300 bytes intact"]

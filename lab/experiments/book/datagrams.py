@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import re
 
 from lab.errors import InputError
 from lab.experiments import expect, syscalls
@@ -230,3 +231,118 @@ def tcp_udp_same_port(run: Run, port: int = 12470) -> None:
     run.expect(expect.count(f"UDP to the TCP-only port {port + 1}: ICMP port unreachable (3/3)", unreachable, 1))
     rst = [p for p in expect.rsts(expect.tcp(run.packets, sport=port + 2)) if p.src == server_ip]
     run.expect(expect.count(f"a TCP SYN to the UDP-only port {port + 2}: an RST", rst, 1))
+
+
+ASKED = re.compile(r'^\d+, (?:".*?"(?:\.\.\.)?|0x[0-9a-f]+|NULL), (\d+),')
+
+
+@experiment(
+    id="tcp-length-framing",
+    title="Framing a byte stream (粘包's cure): a length prefix; recv returns what has come, not a message",
+    section="§3.1, §5.8.1",
+    topology="book-lan.yaml",
+    needs={"strace"},
+    book="""\\
+(The study notes on 粘包: TCP delivers a stream, so the application frames its messages, e.g. a fixed
+ length prefix, and reads until each message is whole; §5.8.1's recv returns 实际读取到的数据的长度，它可能
+ 小于我们期望的长度len，因此我们可能要多次调用recv，才能读取到完整的数据.)""",
+    modern="""Unchanged on 6.x. The sender writes messages with a 4-byte big-endian length before each,
+    and sends one of them in two writes with a pause between (TCP_NODELAY), so a segment ends inside
+    that message. The reader asks recv for at most what the message still lacks and gets what has
+    arrived: some calls return fewer bytes than they asked (strace), and the reader loops until the
+    message is whole. It ends with every message intact (its own report, a weak claim beside the
+    kernel's).""",
+)
+def tcp_length_framing(run: Run, port: int = 12480, sizes: str = "100,200,300") -> None:
+    try:
+        lengths = [int(s) for s in sizes.split(",")]
+    except ValueError:
+        raise InputError(f"-p sizes={sizes}: comma-separated message sizes, e.g. 100,200,300") from None
+    if not 2 <= len(lengths) <= 20 or not all(2 <= n <= 60000 for n in lengths):
+        raise InputError(f"-p sizes={sizes}: 2..20 messages of 2..60000 bytes")
+    server_ip, client_ip = run.ip(SERVER), run.ip(CLIENT)
+    prefix, trace = run.strace(SERVER, ("recvfrom",))
+    with run.capture([f"{SERVER}:eth0"], f"tcp port {port}"):
+        reader = run.spawn(SERVER, [*prefix, run.python(SERVER), "-m", "lab.servers.frame_reader", server_ip,
+                                    str(port), "--count", str(len(lengths))],
+                           title=f"frame_reader {server_ip} {port} (strace)", ready="listening on")
+        run.py(CLIENT, "frame_sender", server_ip, str(port), "--sizes", sizes, "--split", "1", "--pause", "0.3")
+        reader.wait(15)
+    ends, at = set(), 1
+    for n in lengths:
+        at += 4 + n
+        ends.add(at)
+    data = [p for p in expect.data(run.packets) if p.src == client_ip and p.dport == port]
+    inside = [p for p in data if (flows.seg(p).rel_seq or 0) + flows.seg(p).length not in ends]
+    run.expect(expect.check("a message spans two segments: a segment ends inside it (the capture)", bool(inside),
+                            "≥ 1 segment ending mid-message", f"{len(inside)} of {len(data)} segments", inside))
+    calls = syscalls.named(run.syscalls(SERVER, trace), "recvfrom")
+    short = [c for c in calls if (m := ASKED.match(c.args)) and c.ret is not None and 0 < c.ret < int(m.group(1))]
+    run.expect(expect.check("recv returns what has arrived: some calls return fewer bytes than they asked "
+                            "(strace), so the reader loops", bool(short), "≥ 1 short read",
+                            f"{len(short)} of {len(calls)} recvfrom calls"))
+    said = [line for line in reader.stdout.splitlines() if line.startswith("message ")]
+    run.expect(expect.equals("the reader ends with every message whole (its own report: a weak claim)",
+                             [f"message {i}: {n} bytes intact" for i, n in enumerate(lengths)], said))
+
+
+def heard(calls: list[syscalls.Syscall]) -> list[int | str | None]:
+    """What a receiver's recvfrom calls returned, or ``timeout`` when its wait (poll) ended with nothing."""
+    returned: list[int | str | None] = [c.errno or c.ret for c in syscalls.named(calls, "recvfrom")]
+    timed_out = any(c.ret == 0 for c in syscalls.named(calls, "poll"))
+    return returned or (["timeout"] if timed_out else [])
+
+
+@experiment(
+    id="multicast-igmp",
+    title="Multicast: joining a group sends an IGMP report; a group datagram (TTL 1) reaches members only",
+    section="§1.1 (the study notes' 多播)",
+    topology="book-lan.yaml",
+    needs={"strace"},
+    book="""\\
+(The study notes: 多播 — a datagram to a group address reaches the hosts that joined the group; a host
+ joins with IGMP; multicast IP addresses map to 01:00:5e MAC addresses.)""",
+    modern="""On 6.x a socket joining a group (IP_ADD_MEMBERSHIP) makes the kernel send an IGMPv3
+    membership report to 224.0.0.22 (MAC 01:00:5e:00:00:16, TTL 1; usually twice), and leaving sends
+    another. A datagram to the group leaves with TTL 1 (IP_MULTICAST_TTL's default) to the group's
+    MAC (01:00:5e + its low 23 bits). The LAN's bridge floods it, but only a member's kernel takes it:
+    the router, bound to the port without joining, gets nothing, and the far host, a member behind
+    the routers, gets nothing either (TTL 1, and no multicast routing). Decided from the capture
+    and strace of each receiver (its recvfrom, or its poll timing out).""",
+)
+def multicast_igmp(run: Run, port: int = 12485, group: str = "224.1.2.3") -> None:
+    if not ipaddress.ip_address(group).is_multicast:
+        raise InputError(f"-p group={group}: not a multicast address (224.0.0.0/4)")
+    server_ip = run.ip(SERVER)
+    receivers = {SERVER: ["--join"], "router": [], "far-host": ["--join"]}
+    traces, procs = {}, []
+    with run.capture([f"{SERVER}:eth0"], f"igmp or (udp port {port})"):
+        for node, join in receivers.items():
+            prefix, traces[node] = run.strace(node, ("recvfrom", "poll"))
+            procs.append(run.spawn(node, [*prefix, run.python(node), "-m", "lab.servers.mcast_recv", run.ip(node),
+                                          group, str(port), "--wait", "3", *join],
+                                   title=f"mcast_recv {group} {port} on {node} {' '.join(join)} (strace)",
+                                   ready="listening on"))
+        run.sleep(0.5)
+        run.py(CLIENT, "udp_burst", group, str(port), "--sizes", "40")
+        for proc in procs:
+            proc.wait(10)
+        run.sleep(0.3)
+    got = {node: heard(run.syscalls(node, trace)) for node, trace in traces.items()}
+    reports = [p for p in run.packets if p.ip and p.ip.proto == 2 and p.src == server_ip]
+    run.expect(expect.check("joining sends IGMP membership reports to 224.0.0.22 (MAC 01:00:5e:00:00:16, TTL 1)",
+                            bool(reports) and all(p.dst == "224.0.0.22" and p.eth_dst == "01:00:5e:00:00:16"
+                                                  and p.ip and p.ip.ttl == 1 for p in reports),
+                            "IGMP to 224.0.0.22, TTL 1", [(p.dst, p.eth_dst, p.ip.ttl if p.ip else None)
+                                                         for p in reports], reports))
+    mac = "01:00:5e:" + ":".join(f"{b:02x}" for b in ipaddress.ip_address(group).packed[1:])
+    mac = mac[:9] + f"{int(mac[9:11], 16) & 0x7F:02x}" + mac[11:]
+    sent = expect.udp(run.packets, dport=port)
+    run.expect(expect.check(f"the group datagram leaves with TTL 1 to {mac}",
+                            len(sent) == 1 and sent[0].eth_dst == mac and sent[0].ip is not None
+                            and sent[0].ip.ttl == 1,
+                            f"1 datagram, {mac}, TTL 1", [(p.eth_dst, p.ip.ttl if p.ip else None) for p in sent],
+                            sent))
+    run.expect(expect.equals("a member takes it; the router (bound, not joined) and the far host (a member behind "
+                             "the routers) get nothing (strace of each recvfrom)",
+                             {SERVER: [40], "router": ["timeout"], "far-host": ["timeout"]}, got))
