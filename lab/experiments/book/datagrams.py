@@ -335,8 +335,8 @@ def multicast_igmp(run: Run, port: int = 12485, group: str = "224.1.2.3") -> Non
                                                   and p.ip and p.ip.ttl == 1 for p in reports),
                             "IGMP to 224.0.0.22, TTL 1", [(p.dst, p.eth_dst, p.ip.ttl if p.ip else None)
                                                          for p in reports], reports))
-    mac = "01:00:5e:" + ":".join(f"{b:02x}" for b in ipaddress.ip_address(group).packed[1:])
-    mac = mac[:9] + f"{int(mac[9:11], 16) & 0x7F:02x}" + mac[11:]
+    low = ipaddress.ip_address(group).packed[1:]
+    mac = f"01:00:5e:{low[0] & 0x7F:02x}:{low[1]:02x}:{low[2]:02x}"  # the group's low 23 bits
     sent = expect.udp(run.packets, dport=port)
     run.expect(expect.check(f"the group datagram leaves with TTL 1 to {mac}",
                             len(sent) == 1 and sent[0].eth_dst == mac and sent[0].ip is not None
