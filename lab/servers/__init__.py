@@ -64,5 +64,7 @@ PROGRAMS: dict[str, str] = {
     "frame_sender": "send length-prefixed messages, one split across two writes",
     "frame_reader": "read length-prefixed messages however the bytes arrive",
     "mcast_recv": "wait for one datagram to a multicast group, joined (IP_ADD_MEMBERSHIP) or not",
+    "idle_timers": "book 11-3/11-5/11-6: close connections idle 3 × TIMESLOT, with a sorted list, a wheel or a heap",
+    "idle_clients": "three clients of idle_timers: one silent, one steady, one that speaks once",
     "keepalive_client": "connect with SO_KEEPALIVE and TCP_KEEPIDLE/INTVL/CNT, then wait in recv",
 }

@@ -565,3 +565,15 @@ def test_frame_reader_gets_every_length_prefixed_message_whole() -> None:
     assert code == 0
     assert [line for line in lines if line.startswith("message ")] == [
         "message 0: 100 bytes intact", "message 1: 200 bytes intact", "message 2: 300 bytes intact"]
+
+
+@pytest.mark.parametrize("timer", ["list", "wheel", "heap"])
+def test_idle_timers_kick_the_silent_and_once_speaking_clients_but_not_the_steady_one(timer: str) -> None:
+    with running("idle_timers", "127.0.0.1", 0, "--timer", timer, "--timeslot", 1, "--duration", 9) as server:
+        clients = run_prog("idle_clients", "127.0.0.1", server.port(), "--every", 1.5, "--once-at", 1.5,
+                           "--for", 7, timeout=15)
+    eof = {m.group(1): float(m.group(2)) for m in re.finditer(r"eof role=(\w+) after=([\d.]+)", clients.stdout)}
+    assert set(eof) == {"silent", "once"}, clients.stdout  # the steady client is never kicked
+    # 3 × TIMESLOT after the last data; the list's whole-second deadlines may come up to a second early
+    assert (2 if timer == "list" else 3) <= eof["silent"] <= 4.5
+    assert (3.5 if timer == "list" else 4.5) <= eof["once"] <= 6
