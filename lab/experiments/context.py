@@ -28,7 +28,7 @@ from typing import Any
 from lab import procs
 from lab.capture.pcapfile import merge
 from lab.capture.records import Packet
-from lab.capture.tcpdump import CaptureSet, Tcpdump
+from lab.capture.tcpdump import HEADERS, SNAPLEN, CaptureSet, Tcpdump
 from lab.errors import EnvironmentProblem, InputError
 from lab.experiments import yours
 from lab.experiments.etcfiles import ContainerEtc, EtcFiles, NamespaceEtc
@@ -239,14 +239,17 @@ class Run:
 
     # --- capture -----------------------------------------------------------
     @contextmanager
-    def capture(self, points: list[str], bpf: str | None = "ip or arp") -> Iterator[None]:
-        """Capture on ``node:if`` points for the duration of the block; decode into ``run.packets``."""
+    def capture(self, points: list[str], bpf: str | None = "ip or arp", headers_only: bool = False) -> Iterator[None]:
+        """Capture on ``node:if`` points for the duration of the block; decode into ``run.packets``.
+        ``headers_only`` keeps the first 128 bytes of each packet: a ring of many more slots, for a burst
+        of thousands of connections whose payloads no claim reads."""
         self._captures += 1
         dumps = []
         for point in points:
             ep = self.endpoint(point)
             name = f"{self._captures:02d}-{ep.node}-{ep.ifname}.pcap"
-            dumps.append(Tcpdump(ep.label, ep.inside, ep.ifname, self.run_dir / name, bpf))
+            dumps.append(Tcpdump(ep.label, ep.inside, ep.ifname, self.run_dir / name, bpf,
+                                 snaplen=HEADERS if headers_only else SNAPLEN))
         cap = CaptureSet(dumps)
         cap.start()
         self.journal.record([procs.process_record(pid, "tcpdump") for pid in cap.pids])

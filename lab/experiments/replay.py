@@ -85,7 +85,7 @@ class ReplayRun(Run):
         pass
 
     @contextmanager
-    def capture(self, points: list[str], bpf: str | None = "ip or arp") -> Iterator[None]:
+    def capture(self, points: list[str], bpf: str | None = "ip or arp", headers_only: bool = False) -> Iterator[None]:
         self._captures += 1
         for point in points:
             self.endpoint(point)  # a point the lab does not have fails here as it did in the run

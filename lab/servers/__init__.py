@@ -66,5 +66,8 @@ PROGRAMS: dict[str, str] = {
     "mcast_recv": "wait for one datagram to a multicast group, joined (IP_ADD_MEMBERSHIP) or not",
     "idle_timers": "book 11-3/11-5/11-6: close connections idle 3 × TIMESLOT, with a sorted list, a wheel or a heap",
     "idle_clients": "three clients of idle_timers: one silent, one steady, one that speaks once",
+    "threadpool_http": "book 15-3…15-6: half-sync/half-reactor HTTP server, 8 worker threads, EPOLLONESHOT, writev",
+    "http_get": "HTTP requests on one connection (keep-alive, HTTP/1.0, a slow reader), each response read whole",
+    "stress_client": "book 16-4 done right: hold N HTTP connections, a request in flight on each, bounded",
     "keepalive_client": "connect with SO_KEEPALIVE and TCP_KEEPIDLE/INTVL/CNT, then wait in recv",
 }

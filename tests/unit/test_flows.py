@@ -134,3 +134,21 @@ def test_conversation_and_by_connection():
     assert len(flows.conversation(pk, A, B, 7)) == 3
     assert flows.conversation(pk, A, B, 8) == []
     assert list(flows.by_connection(pk)) == [((A, 40000), (B, 7))]
+
+
+def test_stream_puts_the_bytes_in_sequence_order_each_once_and_stops_at_a_hole() -> None:
+    PA = T.TH_PUSH | T.TH_ACK
+    pk = build(handshake() + [
+        (0.01, B, 1, 1, PA, b"HTTP/", 65160, b""),
+        (0.03, B, 10, 1, PA, b"200 OK", 65160, b""),   # arrives before the segment it follows
+        (0.02, B, 6, 1, PA, b"1.1 ", 65160, b""),
+        (0.04, B, 6, 1, PA, b"1.1 ", 65160, b""),      # a retransmission: counted once
+        (0.05, B, 40, 1, PA, b"after a hole", 65160, b"")])
+    assert flows.stream(pk, B) == b"HTTP/1.1 200 OK"
+    assert flows.stream(pk, A) == b""
+
+
+def test_opened_in_order_names_connections_by_their_first_syn() -> None:
+    first = build(handshake())
+    assert [len(c) for c in flows.opened_in_order(first, 7)] == [3]
+    assert flows.opened_in_order(first, 8) == []

@@ -577,3 +577,32 @@ def test_idle_timers_kick_the_silent_and_once_speaking_clients_but_not_the_stead
     # 3 × TIMESLOT after the last data; the list's whole-second deadlines may come up to a second early
     assert (2 if timer == "list" else 3) <= eof["silent"] <= 4.5
     assert (3.5 if timer == "list" else 4.5) <= eof["once"] <= 6
+
+
+def test_threadpool_http_keeps_alive_refuses_http_1_0_and_sends_a_big_file_whole_to_a_slow_reader() -> None:
+    with running("threadpool_http", "127.0.0.1", 0, "--files", "index.html=64,big.bin=300000",
+                 "--duration", 20) as server:
+        port = server.port()
+        keep = run_prog("http_get", "127.0.0.1", port, "--keep-alive", "--repeat", 3)
+        old = run_prog("http_get", "127.0.0.1", port, "--version", "HTTP/1.0")
+        missing = run_prog("http_get", "127.0.0.1", port, "--path", "/missing")
+        big = run_prog("http_get", "127.0.0.1", port, "--path", "/big.bin", "--keep-alive", "--rcvbuf", 4096,
+                       "--read-after", 0.5)
+    assert keep.stdout.count("response status=200 length=64 keep=keep-alive") == 3
+    assert "response status=400 length=68 keep=close" in old.stdout and "eof" in old.stdout
+    assert "response status=404 length=49 keep=close" in missing.stdout
+    assert "response status=200 length=300000 keep=keep-alive" in big.stdout
+
+
+def test_stress_client_holds_its_connections_and_counts_every_response() -> None:
+    with running("threadpool_http", "127.0.0.1", 0, "--backlog", 512, "--duration", 20) as server:
+        done = run_prog("stress_client", "127.0.0.1", server.port(), "--connections", 200, "--duration", 2,
+                        "--think", 0.2, timeout=30)
+    assert "established all=200" in done.stdout
+    sent = must_search(r"requests sent=(\d+) responses=(\d+)", done.stdout)
+    assert int(sent.group(1)) == int(sent.group(2)) > 200
+
+
+def test_stress_client_refuses_a_load_beyond_its_bounds() -> None:
+    refused = run_prog("stress_client", "127.0.0.1", 80, "--connections", 50000)
+    assert refused.returncode == 2 and "outside 0..20000" in refused.stderr

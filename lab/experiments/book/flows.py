@@ -222,3 +222,26 @@ def stream_holes(packets: Sequence[Packet], sender: str) -> list[tuple[int, int]
             holes.append((reach, start))
         reach = end if reach is None else max(reach, end)
     return holes
+
+
+def stream(packets: Sequence[Packet], sender: str) -> bytes:
+    """The bytes ``sender`` sent on one connection, in sequence order, each byte once (retransmissions
+    and overlaps dropped). A hole (bytes the capture missed) ends the stream there."""
+    out = bytearray()
+    reach: int | None = None
+    for p in sorted((p for p in packets if p.src == sender and p.tcp is not None and p.tcp.payload),
+                    key=lambda p: seg(p).rel_seq or 0):
+        start = seg(p).rel_seq or 0
+        reach = start if reach is None else reach
+        if start > reach:
+            break
+        out += seg(p).payload[reach - start:]
+        reach = max(reach, start + len(seg(p).payload))
+    return bytes(out)
+
+
+def opened_in_order(packets: Iterable[Packet], port: int) -> list[list[Packet]]:
+    """The connections to or from ``port`` that began in the capture (a SYN), in the order of their first SYN."""
+    conns = [c for c in by_connection(p for p in packets if p.tcp is not None and port in (p.sport, p.dport)).values()
+             if any(seg(p).flags & SYN and not seg(p).flags & ACK for p in c)]
+    return sorted(conns, key=lambda c: next(p.time for p in c if seg(p).flags & SYN))

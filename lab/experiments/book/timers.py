@@ -160,10 +160,7 @@ def kick_window(kind: str, timeslot: int) -> tuple[float, float, str]:
 def by_role(packets: list[Packet], port: int) -> dict[str, list[Packet]]:
     """The clients' three connections to ``port``, named by the order of their SYNs (silent, steady, once:
     the order idle_clients opens them in)."""
-    conns = [c for c in flows.by_connection(p for p in packets if p.tcp is not None and port in (p.sport, p.dport))
-             .values() if expect.syns(c)]
-    conns.sort(key=lambda c: expect.syns(c)[0].time)
-    return dict(zip(ROLES, conns, strict=False))
+    return dict(zip(ROLES, flows.opened_in_order(packets, port), strict=False))
 
 
 @experiment(
