@@ -69,5 +69,7 @@ PROGRAMS: dict[str, str] = {
     "threadpool_http": "book 15-3…15-6: half-sync/half-reactor HTTP server, 8 worker threads, EPOLLONESHOT, writev",
     "http_get": "HTTP requests on one connection (keep-alive, HTTP/1.0, a slow reader), each response read whole",
     "stress_client": "book 16-4 done right: hold N HTTP connections, a request in flight on each, bounded",
+    "eintr_recv": "a blocking recv interrupted by SIGALRM: SA_RESTART, EINTR, or Python's own retry (PEP 475)",
+    "unified_source": "book 10-1: signals as bytes in a socketpair, read in the epoll loop; SIGTERM closes all",
     "keepalive_client": "connect with SO_KEEPALIVE and TCP_KEEPIDLE/INTVL/CNT, then wait in recv",
 }

@@ -606,3 +606,25 @@ def test_stress_client_holds_its_connections_and_counts_every_response() -> None
 def test_stress_client_refuses_a_load_beyond_its_bounds() -> None:
     refused = run_prog("stress_client", "127.0.0.1", 80, "--connections", 50000)
     assert refused.returncode == 2 and "outside 0..20000" in refused.stderr
+
+
+@pytest.mark.parametrize(("handler", "result"), [("restart", "recv returned 4"), ("interrupt", "recv errno=EINTR(4)"),
+                                                 ("python", "recv returned 4")])
+def test_eintr_recv_sees_what_its_handler_lets_it_see(handler: str, result: str) -> None:
+    with running("late_reply", "127.0.0.1", 0, "--at", 0.8, "--hold", 0.2) as server:
+        done = run_prog("eintr_recv", "127.0.0.1", server.port(), "--handler", handler, "--alarm", 0.2)
+    assert "alarm handled" in done.stdout and result in done.stdout
+
+
+def test_unified_source_reads_signals_in_its_loop_and_closes_every_client_on_sigterm() -> None:
+    with running("unified_source", "127.0.0.1", 0, "--duration", 20) as server:
+        port = server.port()
+        clients = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(2)]
+        for _ in clients:
+            server.wait_line(r"^accepted ")
+        server.proc.send_signal(signal.SIGHUP)
+        server.wait_line(r"^signal 1$")
+        server.proc.send_signal(signal.SIGTERM)
+        code, lines = server.finish()
+        assert all(c.recv(10) == b"" for c in clients)
+    assert code == 0 and "signal 15" in lines and "closed 2 clients" in lines
