@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 LINE = re.compile(r"^(?P<pid>\d+)\s+(?:(?P<at>\d+\.\d+)\s+)?(?P<rest>.*)$")  # strace -ttt: a start time
 DONE = re.compile(r"^(?P<name>\w+)\((?P<args>.*)\)\s+=\s+(?P<ret>-?\d+|\?|0x[0-9a-f]+)"
-                  r"(?:\s+(?P<errno>E[A-Z0-9]+)\s+\((?P<text>[^)]*)\))?.*$")
+                  r"(?:\s+(?P<errno>E[A-Z0-9]+)\s+\((?P<text>[^)]*)\))?(?P<after>.*)$")
 UNFINISHED = re.compile(r"^(?P<name>\w+)\((?P<args>.*)\s+<unfinished \.\.\.>$")
 SPENT = re.compile(r"<(\d+\.\d+)>$")  # strace -T: the time spent in the call
 RESUMED = re.compile(r"^<\.\.\. (?P<name>\w+) resumed>(?P<tail>.*)$")
@@ -33,6 +33,7 @@ class Syscall:
     errno: str | None = None  # EAGAIN, ETIMEDOUT, ... when ret is -1
     seconds: float | None = None  # time spent in the call (strace -T), where the trace has it
     at: float | None = None  # when the call began, seconds since the epoch (strace -ttt)
+    after: str = ""  # what strace printed after the return value: poll's revents, `(Timeout)`, -T's <time>
 
     @property
     def ended(self) -> float | None:
@@ -67,7 +68,7 @@ def parse(text: str) -> list[Syscall]:
         spent = SPENT.search(rest)
         calls.append(Syscall(pid, done["name"], done["args"],
                              None if ret == "?" else int(ret, 16) if ret.startswith("0x") else int(ret),
-                             done["errno"], float(spent.group(1)) if spent else None, at))
+                             done["errno"], float(spent.group(1)) if spent else None, at, done["after"].strip()))
     return calls
 
 

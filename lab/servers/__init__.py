@@ -71,5 +71,7 @@ PROGRAMS: dict[str, str] = {
     "stress_client": "book 16-4 done right: hold N HTTP connections, a request in flight on each, bounded",
     "eintr_recv": "a blocking recv interrupted by SIGALRM: SA_RESTART, EINTR, or Python's own retry (PEP 475)",
     "unified_source": "book 10-1: signals as bytes in a socketpair, read in the epoll loop; SIGTERM closes all",
+    "chat_poll": "book 9-7: the poll() chat room, USER_LIMIT users; --book-bug keeps the listing's |= ~POLLIN",
+    "chat_client": "a chat room user: connect, maybe say one line at an agreed time, print what comes",
     "keepalive_client": "connect with SO_KEEPALIVE and TCP_KEEPIDLE/INTVL/CNT, then wait in recv",
 }

@@ -628,3 +628,21 @@ def test_unified_source_reads_signals_in_its_loop_and_closes_every_client_on_sig
         code, lines = server.finish()
         assert all(c.recv(10) == b"" for c in clients)
     assert code == 0 and "signal 15" in lines and "closed 2 clients" in lines
+
+
+def test_chat_poll_turns_away_one_user_too_many_and_relays_a_message_to_the_others_only() -> None:
+    with running("chat_poll", "127.0.0.1", 0, "--users", 2, "--duration", 20) as server:
+        port = server.port()
+        first = socket.create_connection(("127.0.0.1", port), timeout=5)
+        server.wait_line("now have 1 users")
+        second = socket.create_connection(("127.0.0.1", port), timeout=5)
+        server.wait_line("now have 2 users")
+        third = socket.create_connection(("127.0.0.1", port), timeout=5)
+        assert third.recv(100) == b"too many users\n" and third.recv(100) == b""
+        first.sendall(b"hello")
+        assert second.recv(100) == b"hello"
+        first.settimeout(0.3)
+        with pytest.raises(TimeoutError):
+            first.recv(100)  # never back to its sender
+        for sock in (first, second, third):
+            sock.close()
