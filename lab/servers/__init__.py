@@ -73,5 +73,7 @@ PROGRAMS: dict[str, str] = {
     "unified_source": "book 10-1: signals as bytes in a socketpair, read in the epoll loop; SIGTERM closes all",
     "chat_poll": "book 9-7: the poll() chat room, USER_LIMIT users; --book-bug keeps the listing's |= ~POLLIN",
     "chat_client": "a chat room user: connect, maybe say one line at an agreed time, print what comes",
+    "processpool_cgi": "book 15-1/15-2: a parent hands connections in turn to a pool that accepts, forks, execs CGI",
+    "cgi_client": "request lines (a CGI program's path) to processpool_cgi, one connection each, reply read to EOF",
     "keepalive_client": "connect with SO_KEEPALIVE and TCP_KEEPIDLE/INTVL/CNT, then wait in recv",
 }

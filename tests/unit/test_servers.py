@@ -646,3 +646,15 @@ def test_chat_poll_turns_away_one_user_too_many_and_relays_a_message_to_the_othe
             first.recv(100)  # never back to its sender
         for sock in (first, second, third):
             sock.close()
+
+
+def test_processpool_cgi_runs_the_cgi_in_turn_and_closes_an_unknown_path_with_nothing() -> None:
+    with running("processpool_cgi", "127.0.0.1", 0, "--processes", 3, "--duration", 20) as server:
+        port = server.port()
+        served = run_prog("cgi_client", "127.0.0.1", port, "--count", 4)
+        unknown = run_prog("cgi_client", "127.0.0.1", port, "--path", "/no/such/cgi")
+        turns = [server.wait_line(r"^send request to child (\d+)$").group(1) for _ in range(5)]
+    uname = subprocess.run(["/usr/bin/uname"], capture_output=True, text=True).stdout.strip()
+    assert served.stdout.splitlines() == [f"reply {len(uname) + 1} bytes: {uname}"] * 4
+    assert unknown.stdout.strip() == "reply 0 bytes:"
+    assert turns == ["0", "1", "2", "0", "1"]
