@@ -33,13 +33,14 @@ from lab.errors import EnvironmentProblem, InputError
 from lab.experiments import yours
 from lab.experiments.etcfiles import ContainerEtc, EtcFiles, NamespaceEtc
 from lab.experiments.expect import Verdict
+from lab.experiments.processes import process_table
 from lab.experiments.programs import Proc, Result
 from lab.experiments.syscalls import Syscall
 from lab.experiments.syscalls import parse as parse_syscalls
 from lab.net import faults, impair
 from lab.nodes import NodeHandle, node_from_info
 from lab.nodes.namespace import node_namespace
-from lab.report.model import StepRecord
+from lab.report.model import ProcessRecord, StepRecord
 from lab.sandbox.program import UserProgram
 from lab.state import Journal
 
@@ -59,6 +60,8 @@ class Run:
         self.pcaps: dict[str, Path] = {}
         self.notes: list[str] = []
         self._procs: list[Proc] = []
+        self.processes: list[ProcessRecord] = []  # the traced programs' processes, for the report
+        self._traced: dict[str, str] = {}  # a trace file → the program traced into it
         self._faults: list[str] = []
         self._captures = 0
         self.observations: list[dict[str, Any]] = []  # what the steps saw, in order: saved for lab check
@@ -130,6 +133,8 @@ class Run:
     def sh(self, node: str, argv: list[str], title: str | None = None, timeout: float = 60,
            env: dict[str, str] | None = None, record: bool = True, input: str | None = None) -> Result:
         """Run a command in a node to completion and record it as a step."""
+        self._remember_traced(argv, title)
+
         def live() -> list[Any]:
             handle = self.node(node)
             started = time.time()
@@ -159,6 +164,7 @@ class Run:
     def spawn(self, node: str, argv: list[str], title: str | None = None, ready: str | None = None,
               ready_timeout: float = 10.0) -> Proc:
         """Start a program in the background; with ``ready``, wait until it printed that text."""
+        self._remember_traced(argv, title)
         popen = self._popen(node, argv)
         step = StepRecord(title or " ".join(argv), " ".join(argv), node, None, "", "", self.now(), 0.0)
         self.steps.append(step)
@@ -227,9 +233,18 @@ class Run:
 
     def syscalls(self, node: str, path: str) -> list[Syscall]:
         """The system calls a program under :meth:`strace` made, read as an observation (``lab check``
-        replays them)."""
+        replays them). The report shows which of its processes did what."""
         text = self.observe("strace", node, lambda: Path(path).read_text() if Path(path).exists() else "")
-        return parse_syscalls(str(text))
+        calls = parse_syscalls(str(text))
+        self.processes.extend(process_table(calls, node, self._traced.get(path, Path(path).stem)))
+        return calls
+
+    def _remember_traced(self, argv: list[str], title: str | None) -> None:
+        """A program started under :meth:`strace`: its trace file's program, for the report's process table."""
+        if argv[:1] == ["strace"] and "-o" in argv:
+            rest = argv[argv.index("-o") + 2:]
+            module = rest[rest.index("-m") + 1] if "-m" in rest[:-1] else " ".join(rest[:1])
+            self._traced[argv[argv.index("-o") + 1]] = (title or module.removeprefix("lab.servers.")).split(" (")[0]
 
     def sleep(self, seconds: float) -> None:
         time.sleep(seconds)

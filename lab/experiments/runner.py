@@ -157,7 +157,7 @@ def _run_one(exp: Experiment, params: SimpleNamespace, overrides: dict[str, str]
         modern_note=exp.modern + ("\n" + "\n".join(ctx.notes) if ctx and ctx.notes else ""),
         notes=list(ctx.notes) if ctx else [],
         error=error, topology_svg=_svg(topo, machines), run_dir=run_dir, html_path=None, hosts=hosts_of(topo),
-        machines=machines,
+        machines=machines, processes=ctx.processes if ctx else [],
     )
     write_reports(result)
     return result

@@ -82,6 +82,8 @@ def experiment_json(result: RunResult) -> dict[str, Any]:
         "packets": len(result.packets),
         "notes": list(result.notes),
         "machines": dict(result.machines),
+        "processes": [{"node": p.node, "pid": p.pid, "parent": p.parent, "program": p.program, "did": list(p.did),
+                       "calls": p.calls} for p in result.processes],
     }
 
 

@@ -34,6 +34,18 @@ class StepRecord:
 
 
 @dataclass
+class ProcessRecord:
+    """One process of a traced program (strace -f): who made it, what it ran, what it did that a claim reads."""
+
+    node: str
+    pid: int
+    parent: int | None
+    program: str
+    did: list[str] = field(default_factory=list)  # the first calls that tell (accepted, forked, exec, …)
+    calls: int = 0  # how many such calls in all
+
+
+@dataclass
 class RunResult:
     """Everything one experiment run produced, for the reports."""
 
@@ -58,6 +70,7 @@ class RunResult:
     html_path: Path | None = None
     hosts: dict[str, str] = field(default_factory=dict)  # IP address → node name, for the diagram's headings
     machines: dict[str, str] = field(default_factory=dict)  # node → the cluster machine it ran on (a cluster lab)
+    processes: list[ProcessRecord] = field(default_factory=list)  # the traced programs' processes
 
 
 def overall_verdict(expectations: Iterable[Verdict], error: str | None = None) -> VerdictKind:
