@@ -218,8 +218,9 @@ class Run:
         """Start one of the project's clients in the background (no readiness line)."""
         return self.serve(node, program, *args, ready=None, title=title)
 
-    def strace(self, node: str, calls: tuple[str, ...]) -> tuple[list[str], str]:
-        """The argv prefix that runs a program under ``strace -f`` recording ``calls``, and the trace file (in
+    def strace(self, node: str, calls: tuple[str, ...], signals: tuple[str, ...] = ()) -> tuple[list[str], str]:
+        """The argv prefix that runs a program under ``strace -f`` recording ``calls`` (and the delivery of
+        ``signals``, e.g. ``("SIGURG",)``), and the trace file (in
         the run's directory: a namespace node sees the machine's files). Read it with :meth:`syscalls` once
         the program has ended (a traced server must end by itself: strace stopped would leave it running)."""
         from lab.nodes.container import ContainerNode
@@ -227,7 +228,8 @@ class Run:
         if isinstance(self.node(node), ContainerNode) and not self.replaying:
             raise InputError(f"strace in {node}: a container node; the traced experiments run on namespace nodes")
         path = self.run_dir / f"strace-{node}-{sum(1 for _ in self.run_dir.glob('strace-*')) + 1}.txt"
-        argv = ["strace", "-f", "-qq", "-ttt", "-T", "-e", f"trace={','.join(calls)}", "-e", "signal=none",
+        argv = ["strace", "-f", "-qq", "-ttt", "-T", "-e", f"trace={','.join(calls)}",
+                "-e", f"signal={','.join(signals) or 'none'}",
                 "-o", str(path)]
         return argv, str(path)
 

@@ -32,6 +32,8 @@ def describe(call: Syscall) -> str | None:
         return f"dup2({call.args.split(',')[0].strip()}, {ret}){onto}"
     if name == "execve" and ret == 0 and (program := EXECUTED.match(call.args)):
         return f"exec {program.group(1)}"
+    if name.startswith("SIG"):
+        return f"got {name}"
     if name == "wait4" and ret is not None and ret > 0:
         return f"reaped pid {ret}"
     if call.errno is not None and name in ("recvfrom", "epoll_wait", "poll", "ppoll", "connect", "writev"):

@@ -21,6 +21,7 @@ DONE = re.compile(r"^(?P<name>\w+)\((?P<args>.*)\)\s+=\s+(?P<ret>-?\d+|\?|0x[0-9
                   r"(?:\s+(?P<errno>E[A-Z0-9]+)\s+\((?P<text>[^)]*)\))?(?P<after>.*)$")
 UNFINISHED = re.compile(r"^(?P<name>\w+)\((?P<args>.*)\s+<unfinished \.\.\.>$")
 SPENT = re.compile(r"<(\d+\.\d+)>$")  # strace -T: the time spent in the call
+DELIVERED = re.compile(r"^--- (?P<name>SIG[A-Z0-9]+) (?P<info>\{.*\}) ---$")  # a signal strace saw delivered
 RESUMED = re.compile(r"^<\.\.\. (?P<name>\w+) resumed>(?P<tail>.*)$")
 
 
@@ -45,7 +46,9 @@ class Syscall:
 
 
 def parse(text: str) -> list[Syscall]:
-    """Every completed call in ``strace -f`` output, in order of completion; signals and exits skipped."""
+    """Every completed call in ``strace -f`` output, in order of completion, and every signal delivered
+    (traced with ``signals=`` of ``run.strace``) as a call named after it (``SIGURG``, its siginfo as
+    args, no return value); exits skipped."""
     calls: list[Syscall] = []
     pending: dict[tuple[int, str], tuple[str, float | None]] = {}
     for raw in text.splitlines():
@@ -61,8 +64,11 @@ def parse(text: str) -> list[Syscall]:
             name = resumed["name"]
             args, at = pending.pop((pid, name), ("", at))
             rest = f"{name}({args}{resumed['tail']}"
+        if (delivered := DELIVERED.match(rest)) is not None:
+            calls.append(Syscall(pid, delivered["name"], delivered["info"], None, at=at))
+            continue
         done = DONE.match(rest)
-        if done is None:  # --- SIGCHLD ---, +++ exited with 0 +++
+        if done is None:  # +++ exited with 0 +++
             continue
         ret = done["ret"]
         spent = SPENT.search(rest)

@@ -75,5 +75,6 @@ PROGRAMS: dict[str, str] = {
     "chat_client": "a chat room user: connect, maybe say one line at an agreed time, print what comes",
     "processpool_cgi": "book 15-1/15-2: a parent hands connections in turn to a pool that accepts, forks, execs CGI",
     "cgi_client": "request lines (a CGI program's path) to processpool_cgi, one connection each, reply read to EOF",
+    "oob_watch": "book 9-1/10-3: urgent data by select()'s exceptfds or by SIGURG (F_SETOWN); --oobinline",
     "keepalive_client": "connect with SO_KEEPALIVE and TCP_KEEPIDLE/INTVL/CNT, then wait in recv",
 }

@@ -658,3 +658,22 @@ def test_processpool_cgi_runs_the_cgi_in_turn_and_closes_an_unknown_path_with_no
     assert served.stdout.splitlines() == [f"reply {len(uname) + 1} bytes: {uname}"] * 4
     assert unknown.stdout.strip() == "reply 0 bytes:"
     assert turns == ["0", "1", "2", "0", "1"]
+
+
+@pytest.mark.parametrize(("via", "oob"), [("select", "get 1 bytes of oob data: c"),
+                                          ("sigurg", "get 1 bytes of oob data: c")])
+def test_oob_watch_gets_the_urgent_byte_by_select_or_by_sigurg(via: str, oob: str) -> None:
+    with running("oob_watch", "127.0.0.1", 0, "--via", via) as server:
+        assert run_prog("oob_send", "127.0.0.1", server.port(), "--pause", 0.2).returncode == 0
+        code, lines = server.finish()
+    assert code == 0 and oob in lines
+    assert [line for line in lines if "normal" in line] == [
+        "get 3 bytes of normal data: 123", "get 2 bytes of normal data: ab", "get 3 bytes of normal data: 123"]
+
+
+def test_oob_watch_with_oobinline_gets_einval_and_keeps_the_byte_in_the_stream() -> None:
+    with running("oob_watch", "127.0.0.1", 0, "--via", "sigurg", "--oobinline") as server:
+        assert run_prog("oob_send", "127.0.0.1", server.port(), "--pause", 0.2).returncode == 0
+        code, lines = server.finish()
+    assert "oob errno=EINVAL(22)" in lines
+    assert "".join(line.rpartition(": ")[2] for line in lines if "normal" in line) == "123abc123"

@@ -19,7 +19,9 @@ TRACE = """\
 
 
 def test_completed_calls_in_order_with_return_values_and_errnos() -> None:
-    calls = syscalls.parse(TRACE)
+    everything = syscalls.parse(TRACE)
+    assert [(c.pid, c.name) for c in everything if c.name.startswith("SIG")] == [(10565, "SIGCHLD")]
+    calls = [c for c in everything if not c.name.startswith("SIG")]
     assert [(c.pid, c.name, c.ret, c.errno) for c in calls] == [
         (10565, "epoll_wait", 1, None), (10565, "recvfrom", 9, None), (10565, "recvfrom", -1, "EAGAIN"),
         (10566, "recvfrom", 3, None), (10566, "recvmsg", 50, None)]
@@ -45,3 +47,14 @@ def test_start_times_from_strace_ttt_and_when_a_call_ended() -> None:
                            "1023, 500) = 1 <0.250120>\n")
     assert [(c.name, c.at) for c in calls] == [("epoll_ctl", 1700000000.5), ("epoll_wait", 1700000000.25)]
     assert abs((calls[1].ended or 0) - 1700000000.50012) < 1e-6
+
+
+def test_a_delivered_signal_is_a_record_named_after_it() -> None:
+    text = ("4496 1796600000.100000 --- SIGURG {si_signo=SIGURG, si_code=SI_KERNEL} ---\n"
+            '4496 1796600000.100100 recvfrom(4, "c", 1023, MSG_OOB, NULL, NULL) = 1 <0.000010>\n'
+            "4496 1796600000.200000 select(5, [4], NULL, [4], {tv_sec=10, tv_usec=0}) = 1 (except [4], left "
+            "{tv_sec=9, tv_usec=990000}) <0.010000>\n")
+    urg, oob, chosen = syscalls.parse(text)
+    assert (urg.pid, urg.name, urg.ret, urg.at) == (4496, "SIGURG", None, 1796600000.1)
+    assert oob.name == "recvfrom" and oob.ret == 1
+    assert chosen.after.startswith("(except [4]")

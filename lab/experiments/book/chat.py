@@ -7,8 +7,6 @@ read from the capture at the server, the poll() results from strace, and the boo
 
 from __future__ import annotations
 
-import time
-
 from lab.capture.records import Packet
 from lab.errors import InputError
 from lab.experiments import expect, syscalls
@@ -35,10 +33,10 @@ def cpu_seconds(run: Run, pid: int | None) -> float | None:
 def busy(run: Run, port: int, seconds: float = 1.0) -> float | None:
     """The CPU the server on ``port`` spends per second of wall time, over ``seconds``."""
     pid = listener_pid(run, port)
-    before, started = cpu_seconds(run, pid), time.monotonic()
+    before, started = cpu_seconds(run, pid), run.now()
     run.sleep(seconds)
-    after = cpu_seconds(run, pid)
-    return None if before is None or after is None else (after - before) / (time.monotonic() - started)
+    after, ended = cpu_seconds(run, pid), run.now()  # run.now: observations, so lab check divides alike
+    return None if before is None or after is None else (after - before) / (ended - started)
 
 
 def join(run: Run, node: str, server_ip: str, port: int, until: float, *extra: str) -> Proc:
