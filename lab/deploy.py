@@ -15,19 +15,19 @@ import resource
 import shutil
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from lab import names, procs, stopat
 from lab.errors import EnvironmentProblem, InputError, LabError
 from lab.net import adverts, impair, links, netns, sysctl
+from lab.place import Place, Progress
 from lab.plan import NO_RESOLVER, Plan, make_plan, networks_record
 from lab.state import Journal, lab_dir, lab_lock, labs_with_state, netns_dir, write_lab_info
 from lab.teardown import Teardown
 from lab.topology.model import Topology
 
 ETC_NETNS = "/etc/netns"
-Progress = Callable[[str, int, int], None]
 
 
 def _no_progress(step: str, done: int, total: int) -> None:
@@ -36,53 +36,80 @@ def _no_progress(step: str, done: int, total: int) -> None:
 
 def up(
     topo: Topology, source_text: str, source_file: str | None = None, progress: Progress = _no_progress,
-    emulator: str | None = None,
+    emulator: str | None = None, where: Place | None = None,
 ) -> Plan:
-    """Build the lab; on any failure (or Ctrl-C) remove what was made and re-raise.
+    """Build the lab where it runs (``where``: this machine unless a cluster's :class:`ClusterMachines`);
+    on any failure (or Ctrl-C) remove what was made and re-raise.
 
+    The one skeleton for both places: checks, the lab's lock, a journal written before anything is made,
+    lab.json, impairments, adverts; an ``OSError`` is an ``EnvironmentProblem`` (exit 3) on either.
     ``emulator`` (netem, lab, auto) applies the topology's impairments; it is kept in the lab's
     info, so later ``lab fault add`` impairments use the same one.
     """
-    netns.require_root()
+    where = where or ThisMachine()
     progress = stopat.stopping(progress)
-    plan = make_plan(topo)
+    plan = where.plan(topo)
     emulator = impair.choose(emulator) if topo.impairments() or emulator else None
+    where.check(plan, topo)
     with lab_lock(topo.name):
         journal = Journal(topo.name)
         if journal.exists():
-            hint = f"run: lab down {topo.name}"
-            raise InputError(f"lab {topo.name!r} is already up (or was interrupted)", hint)
-        netns.ensure_netns_dir()
-        os.makedirs(ETC_NETNS, exist_ok=True)  # absent on a fresh machine (iproute2 never makes it)
-        _refuse_taken_names(plan)
+            raise InputError(f"lab {topo.name!r} is already up (or was interrupted)", f"run: lab down {topo.name}")
+        where.ready(plan, topo, progress)
         try:  # from the journal's first line on, any exit (Ctrl-C included) rolls back
-            journal.start({"file": source_file, "created": time.time(), "pid": os.getpid()})
+            journal.start({"file": source_file, "created": time.time(), "pid": os.getpid(), **where.journal_head()})
             _write_private(lab_dir(topo.name) / "topology.yaml", source_text)
-            journal.record([{"kind": "nsdir", "name": "netns"}])
-            netns.mount_nsdir(netns_dir(topo.name))
-            _apply(plan, topo, journal, progress)
+            placed = where.build(plan, topo, journal, progress)
             write_lab_info(topo.name, {
-                "name": topo.name,
-                "file": source_file,
-                "created": time.time(),
-                "nodes": {n: vars(s) for n, s in plan.nodes.items()},
+                "name": topo.name, "file": source_file, "created": time.time(), **placed,
                 "networks": networks_record(topo), "ipv6": topo.uses_ipv6,
-                "bridges": [vars(b) for b in plan.bridges],
-                "switch": names.switch_netns(topo.name) if topo.networks else None,
-                "emulator": emulator,
+                "bridges": [vars(b) for b in plan.bridges], "emulator": emulator,
             })
             impair.apply_topology(topo, journal, emulator, progress)
-            adverts.start(plan, journal, progress)
+            where.advertise(plan, journal, progress)
         except BaseException as exc:
             progress("rolling back", 0, 1)
             try:
-                _teardown(topo.name, journal)
+                where.teardown(topo.name, journal)
             except Exception as cleanup:  # the first error is the one to report; say the rollback's too
                 exc.add_note(f"rollback incomplete ({type(cleanup).__name__}: {cleanup}); run: lab down {topo.name}")
             if isinstance(exc, OSError) and not isinstance(exc, LabError):
                 raise EnvironmentProblem(f"could not build lab {topo.name!r}: {exc.strerror or exc}") from exc
             raise
+    progress("ready", 1, 1)
     return plan
+
+
+class ThisMachine:
+    """A lab on this machine: network namespaces, veths and bridges through netlink, containers through the
+    local engine (a :class:`lab.place.Place`)."""
+
+    def plan(self, topo: Topology) -> Plan:
+        return make_plan(topo)
+
+    def check(self, plan: Plan, topo: Topology) -> None:
+        netns.require_root()
+
+    def ready(self, plan: Plan, topo: Topology, progress: Progress) -> None:
+        netns.ensure_netns_dir()
+        os.makedirs(ETC_NETNS, exist_ok=True)  # absent on a fresh machine (iproute2 never makes it)
+        _refuse_taken_names(plan)
+
+    def journal_head(self) -> dict[str, Any]:
+        return {}
+
+    def build(self, plan: Plan, topo: Topology, journal: Journal, progress: Progress) -> dict[str, Any]:
+        journal.record([{"kind": "nsdir", "name": "netns"}])
+        netns.mount_nsdir(netns_dir(topo.name))
+        _apply(plan, topo, journal, progress)
+        return {"nodes": {n: vars(s) for n, s in plan.nodes.items()},
+                "switch": names.switch_netns(topo.name) if topo.networks else None}
+
+    def advertise(self, plan: Plan, journal: Journal, progress: Progress) -> None:
+        adverts.start(plan, journal, progress)
+
+    def teardown(self, lab: str, journal: Journal) -> Teardown:
+        return _teardown_here(lab, journal)
 
 
 def _refuse_taken_names(plan: Plan) -> None:
@@ -190,7 +217,6 @@ def _apply(plan: Plan, topo: Topology, journal: Journal, progress: Progress) -> 
             from lab.services import configure_and_start
 
             configure_and_start(plan, topo, progress)  # /etc files, then the daemons, started and waited for
-        progress("ready", 1, 1)
     finally:
         if files is not None:
             files.stop()
@@ -355,12 +381,19 @@ def down(lab: str) -> Teardown:
 
 
 def _teardown(lab: str, journal: Journal) -> Teardown:
+    """Remove what the journal names, where its first line says the lab runs."""
     entries = journal.entries()
     if entries and "cluster" in entries[0]:  # a lab spread over a cluster's machines
         from lab.cluster.teardown import teardown
 
         result: Teardown = teardown(lab, journal)
         return result
+    return _teardown_here(lab, journal)
+
+
+def _teardown_here(lab: str, journal: Journal) -> Teardown:
+    """A lab of this machine: its processes, containers, namespaces and /etc/netns entries."""
+    entries = journal.entries()
     report = Teardown(lab)
     for entry in reversed(entries):
         if entry["kind"] == "process":

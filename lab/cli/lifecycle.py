@@ -123,16 +123,15 @@ def up(
         preflight(needs_for(topo))
 
     def build(progress: Any = None) -> Any:
+        from lab import deploy
+
         kwargs = {"progress": progress} if progress else {}
-        if cluster_file is None:
-            from lab import deploy
+        if cluster_file is not None:  # where the lab runs, decided here once: the cluster's machines
+            from lab.cluster.deploy import ClusterMachines
+            from lab.cluster.model import load_cluster
 
-            return deploy.up(topo, text, str(topology.resolve()), emulator=emulator, **kwargs)
-        from lab.cluster import deploy as cluster_deploy
-        from lab.cluster.model import load_cluster
-
-        return cluster_deploy.up(topo, smap, load_cluster(cluster_file), str(topology.resolve()),
-                                 spread=spread, emulator=emulator, **kwargs)
+            kwargs["where"] = ClusterMachines(load_cluster(cluster_file), smap, spread)
+        return deploy.up(topo, text, str(topology.resolve()), emulator=emulator, **kwargs)
 
     if quiet:
         plan = build()

@@ -1,6 +1,7 @@
 """A lab spread over a cluster: every node a Swarm service, every link made by each machine's agent.
 
-``up`` on a cluster, in order (nothing is created before the checks pass):
+A lab on a cluster is built by ``lab.deploy.up`` (the one skeleton) with
+``where=ClusterMachines(cluster, smap, spread)``, in order (nothing is created before the checks pass):
 
 1. the checks: every machine's engine answers and is a ready member of one Swarm, every pinned
    node names a machine of the cluster file, each machine makes VXLAN devices and its underlay
@@ -25,7 +26,6 @@ the engines it can reach and keeps the journal for the ones it cannot, so a late
 
 from __future__ import annotations
 
-import os
 import secrets
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -40,11 +40,13 @@ from lab.cluster.engines import MACHINE_LABEL, Engine, manager, swarm_nodes, try
 from lab.cluster.images import distribute_images
 from lab.cluster.model import Cluster, cluster_record
 from lab.cluster.teardown import teardown
-from lab.errors import EnvironmentProblem, InputError, TopologyError
-from lab.net import adverts, impair
+from lab.errors import EnvironmentProblem, TopologyError
+from lab.net import adverts
 from lab.nodes.container import CAPABILITIES, labels_for
-from lab.plan import MAX_PORTS_PER_SHARD, Plan, make_plan, networks_record
-from lab.state import Journal, lab_dir, lab_lock, read_lab_info, write_lab_info
+from lab.place import Progress
+from lab.plan import MAX_PORTS_PER_SHARD, Plan, make_plan
+from lab.state import Journal, read_lab_info
+from lab.teardown import Teardown
 from lab.topology.model import Topology
 from lab.topology.sourcemap import SourceMap
 
@@ -52,10 +54,6 @@ TASK_TIMEOUT = 90.0  # seconds for every node's task to run
 # Plain nodes become light containers of lab-host (python3 and the project's programs, as a namespace
 # host has them from the machine); a router is a host with forwarding on, its faults made by the agent.
 KIND_IMAGES = {"host": "host", "router": "host"}
-
-
-def _no_progress(step: str, done: int, total: int) -> None:
-    return None
 
 
 @dataclass
@@ -92,65 +90,68 @@ def check_pins(topo: Topology, smap: SourceMap, cluster: Cluster) -> None:
 # --- up -------------------------------------------------------------------------------------
 
 
-def up(topo: Topology, smap: SourceMap, cluster: Cluster, source_file: str | None = None,
-       progress: Any = _no_progress, spread: bool = False, emulator: str | None = None) -> Plan:
-    """Build the lab over the cluster's machines; on any failure remove what was made and re-raise."""
-    plan = make_plan(topo, ports_per_shard=MAX_PORTS_PER_SHARD)  # a cluster's LAN is one bridge (wiring.check_shape)
-    emulator = impair.choose(emulator) if topo.impairments() or emulator else None
-    wiring.check_shape(plan)
-    check_pins(topo, smap, cluster)
-    progress("asking the machines", 0, 1)
-    engines = ready_engines(cluster)
-    lead = manager(engines)
-    assert lead is not None  # ready_engines refuses a cluster without one
-    swarm = swarm_nodes(lead)
-    underlay = {m: str(swarm[m]["Status"]["Addr"]) for m in engines}
-    tags = distribute_images(engines, sorted({image_of(plan, n) for n in plan.nodes} | {"agent", "base"}), progress,
-                             cluster.registry)
-    probes = probe(engines, tags["agent"], underlay, topo.name)
-    wiring.check_fits(plan, {m: int(p["mtu"]) for m, p in probes.items()})
-    machines = wiring.Machines(underlay, {m: str(p["ifname"]) for m, p in probes.items()})
-    with lab_lock(topo.name):
-        journal = Journal(topo.name)
-        if journal.exists():
-            raise InputError(f"lab {topo.name!r} is already up (or was interrupted)", f"run: lab down {topo.name}")
-        try:
-            journal.start({"file": source_file, "created": time.time(), "pid": os.getpid(),
-                           "cluster": cluster_record(cluster), "agent": tags["agent"]})
-            path = lab_dir(topo.name) / "topology.yaml"
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w") as f:
-                f.write(smap.text)
-            with ThreadPoolExecutor(max_workers=1) as helper:  # the machines' own containers meanwhile
-                made = helper.submit(_machine_containers, plan, engines, tags, journal)
-                try:
-                    placed = _start_nodes(plan, topo, lead, tags, journal, progress, spread, sorted(engines))
-                finally:
-                    machine_info = made.result()
-            _wire(plan, placed, engines, machines, machine_info, journal, progress)
-            _configure(plan, topo, placed, engines, progress)
-            write_lab_info(topo.name, {
-                "name": topo.name, "file": source_file, "created": time.time(),
-                "cluster": cluster_record(cluster),
-                "machines": {m: {**i, "engine": cluster.machines[m].engine, "tls": cluster.tls_paths(m)}
-                             for m, i in machine_info.items()},
-                "nodes": {n: {**vars(s), "machine": placed[n].machine, "container": placed[n].container,
-                              "pid": placed[n].pid, "engine": cluster.machines[placed[n].machine].engine,
-                              "tls": cluster.tls_paths(placed[n].machine)} for n, s in plan.nodes.items()},
-                "networks": networks_record(topo), "ipv6": topo.uses_ipv6,
-                "bridges": [vars(b) for b in plan.bridges], "switch": None, "emulator": emulator,
-            })
-            impair.apply_topology(topo, journal, emulator, progress)
-            adverts.start_in_nodes(plan, read_lab_info(topo.name), progress)
-        except BaseException as exc:
-            progress("rolling back", 0, 1)
+class ClusterMachines:
+    """A lab over a cluster's machines (a :class:`lab.place.Place`): ``lab.deploy.up`` builds it with
+    ``where=ClusterMachines(cluster, smap, spread)``; the steps are this module's docstring's."""
+
+    def __init__(self, cluster: Cluster, smap: SourceMap, spread: bool = False) -> None:
+        self.cluster, self.smap, self.spread = cluster, smap, spread
+        self.engines: dict[str, Engine] = {}
+        self.tags: dict[str, str] = {}
+        self.machines: wiring.Machines | None = None
+
+    def plan(self, topo: Topology) -> Plan:
+        return make_plan(topo, ports_per_shard=MAX_PORTS_PER_SHARD)  # a cluster's LAN is one bridge
+
+    def check(self, plan: Plan, topo: Topology) -> None:
+        wiring.check_shape(plan)
+        check_pins(topo, self.smap, self.cluster)
+
+    def ready(self, plan: Plan, topo: Topology, progress: Progress) -> None:
+        """The engines answer, the images are on every machine, each machine makes VXLAN and fits the MTU."""
+        progress("asking the machines", 0, 1)
+        self.engines = ready_engines(self.cluster)
+        lead = manager(self.engines)
+        assert lead is not None  # ready_engines refuses a cluster without one
+        swarm = swarm_nodes(lead)
+        underlay = {m: str(swarm[m]["Status"]["Addr"]) for m in self.engines}
+        self.tags = distribute_images(self.engines, sorted({image_of(plan, n) for n in plan.nodes} | {"agent", "base"}),
+                                      progress, self.cluster.registry)
+        probes = probe(self.engines, self.tags["agent"], underlay, topo.name)
+        wiring.check_fits(plan, {m: int(p["mtu"]) for m, p in probes.items()})
+        self.machines = wiring.Machines(underlay, {m: str(p["ifname"]) for m, p in probes.items()})
+
+    def journal_head(self) -> dict[str, Any]:
+        return {"cluster": cluster_record(self.cluster), "agent": self.tags["agent"]}
+
+    def build(self, plan: Plan, topo: Topology, journal: Journal, progress: Progress) -> dict[str, Any]:
+        assert self.machines is not None, "ready() first"
+        engines, cluster = self.engines, self.cluster
+        lead = manager(engines)
+        assert lead is not None
+        with ThreadPoolExecutor(max_workers=1) as helper:  # the machines' own containers meanwhile
+            made = helper.submit(_machine_containers, plan, engines, self.tags, journal)
             try:
-                teardown(topo.name, journal)
-            except Exception as cleanup:
-                exc.add_note(f"rollback incomplete ({type(cleanup).__name__}: {cleanup}); run: lab down {topo.name}")
-            raise
-    progress("ready", 1, 1)
-    return plan
+                placed = _start_nodes(plan, topo, lead, self.tags, journal, progress, self.spread, sorted(engines))
+            finally:
+                machine_info = made.result()
+        _wire(plan, placed, engines, self.machines, machine_info, journal, progress)
+        _configure(plan, topo, placed, engines, progress)
+        return {
+            "cluster": cluster_record(cluster),
+            "machines": {m: {**i, "engine": cluster.machines[m].engine, "tls": cluster.tls_paths(m)}
+                         for m, i in machine_info.items()},
+            "nodes": {n: {**vars(s), "machine": placed[n].machine, "container": placed[n].container,
+                          "pid": placed[n].pid, "engine": cluster.machines[placed[n].machine].engine,
+                          "tls": cluster.tls_paths(placed[n].machine)} for n, s in plan.nodes.items()},
+            "switch": None,
+        }
+
+    def advertise(self, plan: Plan, journal: Journal, progress: Progress) -> None:
+        adverts.start_in_nodes(plan, read_lab_info(plan.lab), progress)
+
+    def teardown(self, lab: str, journal: Journal) -> Teardown:
+        return teardown(lab, journal)
 
 
 def ready_engines(cluster: Cluster) -> dict[str, Engine]:

@@ -54,6 +54,7 @@ class Experiment:
     keyword: bool = False  # the steps take the parameters as keyword arguments (declared in the signature)
     topology6: str | None = None  # with a ``family`` parameter: the topology for -p family=6
     programs: tuple[str, ...] = ()  # the project's programs a reader's own may replace (--use; lab.servers.contracts)
+    lasts: float = 0.0  # about how long its steps take at the defaults, in seconds, where that is long
 
     @property
     def summary(self) -> str:
@@ -150,9 +151,12 @@ def signature_params(fn: Callable[..., None]) -> tuple[dict[str, Any], dict[str,
 def experiment(
     id: str, title: str, section: str, topology: str, params: dict[str, Any] | None = None,
     book: str = "", modern: str = "", needs: set[str] | None = None, topology6: str | None = None,
-    programs: tuple[str, ...] = (),
+    programs: tuple[str, ...] = (), lasts: float = 0.0,
 ) -> Callable[[Callable[..., None]], Callable[..., None]]:
     """Register the decorated function as the steps of an experiment.
+
+    ``lasts`` (seconds, at the defaults) marks a long one: ``lab run --all`` starts the longest first, so a
+    wait the kernel fixes (TIME_WAIT's 60 s) runs beside the rest instead of after it.
 
     An experiment that also holds over IPv6 takes a ``family`` parameter (4 by default) and names the
     topology ``-p family=6`` runs on (``topology6``, the same nodes with IPv6 addresses).
@@ -174,7 +178,7 @@ def experiment(
         REGISTRY[id] = Experiment(id, title, section, topology, fn, values, book.strip("\n"),
                                   " ".join(modern.split()), frozenset(needs or ()), fn.__module__,
                                   types or {k: type(v) for k, v in (params or {}).items()}, bool(declared), topology6,
-                                  tuple(programs))
+                                  tuple(programs), lasts)
         return fn
 
     return register

@@ -112,9 +112,9 @@ def _run_one(exp: Experiment, params: SimpleNamespace, overrides: dict[str, str]
             if cluster is None:
                 deploy.up(topo, smap.text, str(exp.topology_path(params)))
             else:
-                from lab.cluster import deploy as cluster_deploy
+                from lab.cluster.deploy import ClusterMachines
 
-                cluster_deploy.up(topo, smap, cluster, str(exp.topology_path(params)), spread=spread)
+                deploy.up(topo, smap.text, str(exp.topology_path(params)), where=ClusterMachines(cluster, smap, spread))
             lab = topo.name
         lab_info = state.read_lab_info(lab)
         machines = {n: str(s["machine"]) for n, s in lab_info["nodes"].items() if s.get("machine")}
@@ -268,5 +268,7 @@ def run_many(exps: list[Experiment], overrides: dict[str, str], out_dir: Path, j
         on_done(item)
         return item
 
+    longest_first = sorted(range(len(exps)), key=lambda i: -exps[i].lasts)  # stable: the rest in the given order
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        return list(pool.map(child, exps))
+        done = dict(zip(longest_first, pool.map(child, [exps[i] for i in longest_first]), strict=True))
+    return [done[i] for i in range(len(exps))]

@@ -86,9 +86,11 @@ def chat_room_poll(run: Run, port: int = 12510, users: int = 5) -> None:
         run.sleep(max(0.0, said + 0.5 - run.now()))
         quiet = busy(run, port)
         others[1].stop()  # the second user leaves
-        for user in [*others, speaker, turned_away]:
-            user.wait(max(0.0, until - run.now()) + 10)
-        server.wait(max(0.0, until - run.now()) + 10)
+        server.wait_for("a client left")
+        for user in [*others, speaker, turned_away]:  # the rest leave now, and the server is stopped (SIGTERM)
+            user.stop()
+        run.sh(SERVER, ["kill", "-TERM", str(listener_pid(run, port))], title="kill -TERM (the server)")
+        server.wait(10)
         spinning = book_bug(run, port + 1, server_ip)
     calls = syscalls.named(run.syscalls(SERVER, trace), "poll", "ppoll")
     judge(run, flows.opened_in_order(run.packets, port), server_ip, users, calls)
@@ -108,7 +110,7 @@ def book_bug(run: Run, port: int, server_ip: str) -> float | None:
     run.sleep(max(0.0, said + 0.3 - run.now()))
     spinning = busy(run, port)
     for user in users:
-        user.wait(10)
+        user.stop()
     server.stop()
     run.note(f"--book-bug: the server printed {server.stdout.strip().splitlines()[-1:]} (its own count)")
     return spinning

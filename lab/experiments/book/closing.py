@@ -31,6 +31,7 @@ def state_on(run: Run, node: str, port: int) -> str:
     title="Simultaneous close: the FINs cross, both ends pass through CLOSING, and both end in TIME-WAIT",
     section="§3.4.1",
     topology="book-lan.yaml",
+    lasts=9,
     book="""\\
 (§3.4.1, 图3-8 的注: 客户端和服务器同时关闭连接 — "同时关闭"，双方都由 FIN_WAIT_1 进入 CLOSING 状态，
  收到对方对自己FIN的确认后进入 TIME_WAIT. The book draws the state; it shows no capture.)""",

@@ -75,6 +75,7 @@ def cpu_ticks(run: Run, pid: int) -> int:
     title="Out of file descriptors: accept() fails EMFILE, connections wait in the queue, an LT loop spins",
     section="§16.1, §7.4",
     topology="book-lan.yaml",
+    lasts=13,
     book="""\\
 $ ulimit -n                                      (§16.1: 最大文件描述符数 — a server that runs out of
 1024                                              descriptors cannot accept; raise the per-process

@@ -155,6 +155,7 @@ def generator_figures(printed: str) -> dict[str, str]:
           "that holds them",
     section="§16.4, §15.6",
     topology="book-lan.yaml",
+    lasts=15,
     book="""\\
 $ ./stress_test 192.168.1.109 12345 1000          (代码清单16-4: start_conn opens num connections,
                                                    each writes a request and reads, forever)

@@ -77,12 +77,16 @@ def processpool_cgi(run: Run, port: int = 12520, processes: int = 5, requests: i
     prefix, trace = run.strace(SERVER, ("accept4", "clone", "clone3", "dup2", "dup3", "execve"))
     with run.capture([f"{SERVER}:eth0"], f"tcp port {port}"):
         server = run.spawn(SERVER, [*prefix, run.python(SERVER), "-m", "lab.servers.processpool_cgi", server_ip,
-                                    str(port), "--processes", str(processes), "--duration", "8"],
+                                    str(port), "--processes", str(processes), "--duration", "30"],
                            title=f"processpool_cgi {server_ip} {port} --processes {processes} (strace)",
                            ready="listening on")
         run.py(CLIENT, "cgi_client", server_ip, str(port), "--count", str(requests), timeout=30)
         run.py(CLIENT, "cgi_client", server_ip, str(port), "--path", "/no/such/cgi", timeout=15)
-        zombies = lingering_zombies(run, holders(run, port))
+        pool = holders(run, port)
+        zombies = lingering_zombies(run, pool)
+        parent = parent_of_pool(run, pool)
+        run.sh(SERVER, ["kill", "-TERM", str(parent)], title=f"kill -TERM {parent} (the pool's parent: it stops its "
+               "children and exits)")
         server.wait(20)
     calls = run.syscalls(SERVER, trace)
     judge_pool(run, calls, processes, requests)

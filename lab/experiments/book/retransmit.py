@@ -71,6 +71,7 @@ class Resolution:
     title="The server's cable pulled: retransmissions on a doubling RTO, ARP takes over, the connection gives up",
     section="§3.9",
     topology="book-lan.yaml",
+    lasts=15,
     topology6="book-lan6.yaml",
     params={"family": 4, "port": 5001, "retries2": 5, "first": "1234\\r\\n", "second": "12\\r\\n", "second_at": 1.0,
             "base_reachable_time_ms": 1000, "delay_first_probe_time": 1},

@@ -30,6 +30,7 @@ def children_states(run: Run, pid: int) -> list[str]:
     title="Standard signals do not queue: one waitpid per SIGCHLD leaves zombies, a WNOHANG loop reaps them all",
     section="§13.3, §10.3",
     topology="book-lan.yaml",
+    lasts=10,
     book="""\\
 static void sig_child(int sig)             (§13.3 处理僵尸进程)
 {
@@ -132,12 +133,16 @@ def signals_eintr_unified_source(run: Run, port: int = 12500, alarm: float = 0.5
         raise InputError(f"-p alarm={alarm} -p reply={reply}: alarm 0.2..5 s, reply at least 0.5 s after it, ≤ 10 s")
     server_ip, client_ip = run.ip(SERVER), run.ip(CLIENT)
     traces = {}
-    for offset, handler in enumerate(HANDLERS):
+    running = []
+    for offset, handler in enumerate(HANDLERS):  # the three at once, each with its own server and trace
         replier = run.serve(SERVER, "late_reply", server_ip, str(port + offset), "--at", f"{reply:g}", "--hold", "1")
         prefix, trace = run.strace(CLIENT, ("recvfrom", "write"))
-        run.sh(CLIENT, [*prefix, run.python(CLIENT), "-m", "lab.servers.eintr_recv", server_ip, str(port + offset),
-                        "--handler", handler, "--alarm", f"{alarm:g}"],
-               title=f"eintr_recv --handler {handler} --alarm {alarm:g} (strace)", timeout=reply + 15)
+        client = run.spawn(CLIENT, [*prefix, run.python(CLIENT), "-m", "lab.servers.eintr_recv", server_ip,
+                                    str(port + offset), "--handler", handler, "--alarm", f"{alarm:g}"],
+                           title=f"eintr_recv --handler {handler} --alarm {alarm:g} (strace)")
+        running.append((handler, replier, client, trace))
+    for handler, replier, client, trace in running:
+        client.wait(reply + 15)
         replier.wait(10)
         traces[handler] = run.syscalls(CLIENT, trace)
     for handler, (what, expected) in HANDLERS.items():

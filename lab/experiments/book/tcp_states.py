@@ -265,6 +265,7 @@ def half_close(run: Run) -> None:
     title="TIME_WAIT holds a client's fixed port: bind() fails with EADDRINUSE until it expires (60 s)",
     section="§3.4.2",
     topology="book-lan.yaml",
+    lasts=61,
     topology6="book-lan6.yaml",
     params={"family": 4, "port": 80, "local_port": 12345, "wait_expiry": True},
     book="""\

@@ -18,6 +18,7 @@ CLIENT, SERVER = "kongming20", "ernest-laptop"
     title="SYNs dropped by the server's firewall: retransmitted on a doubling timer, then ETIMEDOUT",
     section="§3.3.3",
     topology="book-lan.yaml",
+    lasts=16,
     topology6="book-lan6.yaml",
     params={"family": 4, "syn_retries": 3, "linear_timeouts": 0, "port": 8080},
     book="""\

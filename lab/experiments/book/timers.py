@@ -168,6 +168,7 @@ def by_role(packets: list[Packet], port: int) -> dict[str, list[Packet]]:
     title="Kicking idle connections with the book's timers: a sorted list on alarm(), a time wheel, a time heap",
     section="§11.2-§11.4",
     topology="book-lan.yaml",
+    lasts=13,
     needs={"strace"},
     book="""\\
 $ ./lst_timer_server 192.168.1.109 12345        (代码清单11-3: 定时器链表, alarm(TIMESLOT), TIMESLOT 5)

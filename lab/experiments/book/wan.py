@@ -40,6 +40,7 @@ def make_wan(run: Run, rtt: float) -> list[faults.Fault]:
     title="The retransmission timer follows the RTT: RTO = SRTT + max(4·RTTVAR, 200 ms)",
     section="§3.9",
     topology="book-lan.yaml",
+    lasts=12,
     book="""\
 TCP服务必须能够重传超时时间内未收到确认的TCP报文段。为此，TCP模块为每个TCP报文段都维护一个重传定时器，
 该定时器在TCP报文段第一次被发送时启动。如果超时时间内未收到接收方的应答，TCP模块将重传TCP报文段并重置定时器。
@@ -196,6 +197,7 @@ def nagle_rtt(run: Run, port: int = 5012, rtt: Duration = Duration("40ms"), coun
     title="Bulk throughput is bounded by window / RTT: double the RTT and it halves; the window is the receiver's",
     section="§3.7",
     topology="book-lan.yaml",
+    lasts=13,
     book="""\
 那么发送方在收到上一次确认后，能连续发送多少个TCP报文段呢？这是由接收通告窗口（还需要考虑拥塞窗口，见后文）
 的大小决定的。 (The book's bulk transfer runs over lo, where no RTT bounds anything.)""",
