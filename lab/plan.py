@@ -173,9 +173,6 @@ def make_plan(topo: Topology, ports_per_shard: int = BRIDGE_PORTS_PER_SHARD) -> 
     lab = topo.name
     sw = names.switch_netns(lab)
     namespaces: list[NamespaceSpec] = []
-    bridges: list[BridgeSpec] = []
-    veths: list[VethSpec] = []
-    routes: list[RouteSpec] = []
     nodes: dict[str, NodeSpec] = {}
 
     ipv6 = topo.uses_ipv6
@@ -184,30 +181,8 @@ def make_plan(topo: Topology, ports_per_shard: int = BRIDGE_PORTS_PER_SHARD) -> 
         # the switch only bridges: IPv6 stays off there even in an IPv6 lab (no link-local chatter of its own)
         namespaces.append(NamespaceSpec(sw, None, "switch", {**BASE_SYSCTLS, **NO_IPV6, **HOST_SYSCTLS}))
 
-    # Bridges: one per network, sharded when more ports than one bridge takes.
-    ports_per_network: dict[str, int] = {n: 0 for n in topo.networks}
-    for node in topo.nodes.values():
-        for iface in node.interfaces.values():
-            if iface.network:
-                ports_per_network[iface.network] += 1
-    next_sw_index = FIRST_INDEX
-    shards: dict[str, list[BridgeSpec]] = {}
-    for net_name, net in topo.networks.items():
-        count = max(1, -(-ports_per_network[net_name] // ports_per_shard))
-        shards[net_name] = []
-        for shard in range(count):
-            br = BridgeSpec(sw, names.bridge_name(net_name, shard), next_sw_index, net_name, net.mtu)
-            if shard:
-                br.trunk_to = shards[net_name][0].index
-            shards[net_name].append(br)
-            bridges.append(br)
-            next_sw_index += 1
-    # Trunks join shard N to shard 0 with a veth inside the switch namespace.
-    for group in shards.values():
-        for br in group[1:]:
-            veths.append(VethSpec(sw, f"trunk{br.index}a", next_sw_index, sw, f"trunk{br.index}b",
-                                  next_sw_index + 1, peer_master=group[0].index, master=br.index))
-            next_sw_index += 2
+    shards, veths, next_sw_index = _shard_bridges(topo, sw, ports_per_shard)
+    bridges = [br for group in shards.values() for br in group]
 
     port_counts: dict[str, int] = {n: 0 for n in topo.networks}
     for node_name, node in topo.nodes.items():
@@ -215,14 +190,8 @@ def make_plan(topo: Topology, ports_per_shard: int = BRIDGE_PORTS_PER_SHARD) -> 
         kind_sysctls = ROUTER_SYSCTLS if node.kind == "router" else HOST_SYSCTLS
         if ipv6:
             kind_sysctls = {**kind_sysctls, **(ROUTER_SYSCTLS6 if node.kind == "router" else HOST_SYSCTLS6)}
-        wanted = {**common, **kind_sysctls, **_str(topo.sysctls), **_str(node.sysctls)}
-        early, late = {}, {}
-        for key, value in wanted.items():
-            per_interface = any(f".conf.{ifname}." in key for ifname in node.interfaces)
-            if per_interface or key.startswith("net.ipv4.neigh.eth"):
-                late[key] = value
-            else:
-                early[key] = value
+        early, late = _early_and_late({**common, **kind_sysctls, **_str(topo.sysctls), **_str(node.sysctls)},
+                                      list(node.interfaces))
         namespaces.append(NamespaceSpec(ns, node_name, node.kind, early, late))
         interfaces: dict[str, dict[str, str | int | None]] = {}
         for offset, (ifname, iface) in enumerate(node.interfaces.items()):
@@ -245,28 +214,8 @@ def make_plan(topo: Topology, ports_per_shard: int = BRIDGE_PORTS_PER_SHARD) -> 
                 next_sw_index += 1
         nodes[node_name] = NodeSpec(node_name, node.kind, ns, node.image, dict(node.env), interfaces)
 
-    for link in topo.links:
-        (na, ia), (nb, ib) = link.ends
-        fa, fb = topo.nodes[na].interfaces[ia], topo.nodes[nb].interfaces[ib]
-        veths.append(VethSpec(
-            names.netns_name(lab, na), ia, int(nodes[na].interfaces[ia]["index"] or 0),
-            names.netns_name(lab, nb), ib, int(nodes[nb].interfaces[ib]["index"] or 0),
-            address=_ifaddr(fa.address), peer_address=_ifaddr(fb.address),
-            address6=_ifaddr(fa.address6), peer_address6=_ifaddr(fb.address6),
-            mtu=fa.mtu or fb.mtu, mac=fa.mac, peer_mac=fb.mac, node=na, peer_node=nb,
-        ))
-        nodes[na].interfaces[ia]["peer"] = f"{nb}:{ib}"
-        nodes[nb].interfaces[ib]["peer"] = f"{na}:{ia}"
-
-    for node_name, node in topo.nodes.items():
-        ns = names.netns_name(lab, node_name)
-        for route in node.routes:
-            oif = nodes[node_name].interfaces[route.dev]["index"] if route.dev else None
-            routes.append(RouteSpec(ns, str(route.to), str(route.via) if route.via else None,
-                                    int(oif) if oif is not None else None, route.family))
-            nodes[node_name].routes.append({"to": str(route.to), "via": str(route.via) if route.via else None,
-                                            "dev": route.dev or _leaving_by(node, route.via),
-                                            "family": str(route.family)})
+    veths += _link_veths(topo, nodes)
+    routes = _routes(topo, nodes)
 
     hosts = hosts_table(topo)
     hosts_files = {}
@@ -276,6 +225,79 @@ def make_plan(topo: Topology, ports_per_shard: int = BRIDGE_PORTS_PER_SHARD) -> 
     resolv_files = {names.netns_name(lab, n): resolv_conf(nd) for n, nd in topo.nodes.items() if nd.resolv}
     adverts, slaac = _adverts(topo)
     return Plan(lab, namespaces, bridges, veths, routes, hosts_files, nodes, resolv_files, adverts, slaac)
+
+
+def _shard_bridges(topo: Topology, sw: str, ports_per_shard: int
+                   ) -> tuple[dict[str, list[BridgeSpec]], list[VethSpec], int]:
+    """A bridge per network in the switch namespace, sharded when it has more ports than one bridge takes
+    (shard N joined to shard 0 by a trunk veth); the shards per network, the trunks, the next free index."""
+    ports_per_network: dict[str, int] = {n: 0 for n in topo.networks}
+    for node in topo.nodes.values():
+        for iface in node.interfaces.values():
+            if iface.network:
+                ports_per_network[iface.network] += 1
+    next_sw_index = FIRST_INDEX
+    shards: dict[str, list[BridgeSpec]] = {}
+    for net_name, net in topo.networks.items():
+        shards[net_name] = []
+        for shard in range(max(1, -(-ports_per_network[net_name] // ports_per_shard))):
+            br = BridgeSpec(sw, names.bridge_name(net_name, shard), next_sw_index, net_name, net.mtu)
+            if shard:
+                br.trunk_to = shards[net_name][0].index
+            shards[net_name].append(br)
+            next_sw_index += 1
+    trunks: list[VethSpec] = []
+    for group in shards.values():
+        for br in group[1:]:
+            trunks.append(VethSpec(sw, f"trunk{br.index}a", next_sw_index, sw, f"trunk{br.index}b",
+                                   next_sw_index + 1, peer_master=group[0].index, master=br.index))
+            next_sw_index += 2
+    return shards, trunks, next_sw_index
+
+
+def _early_and_late(wanted: dict[str, str], ifnames: list[str]) -> tuple[dict[str, str], dict[str, str]]:
+    """Sysctls written when the namespace is made, and those that need its interfaces first (per-interface
+    ``conf.<if>`` keys and the eth neighbour tables)."""
+    early, late = {}, {}
+    for key, value in wanted.items():
+        if any(f".conf.{ifname}." in key for ifname in ifnames) or key.startswith("net.ipv4.neigh.eth"):
+            late[key] = value
+        else:
+            early[key] = value
+    return early, late
+
+
+def _link_veths(topo: Topology, nodes: dict[str, NodeSpec]) -> list[VethSpec]:
+    """A veth per point-to-point link; each end's ``peer`` noted in its node's interfaces."""
+    veths = []
+    for link in topo.links:
+        (na, ia), (nb, ib) = link.ends
+        fa, fb = topo.nodes[na].interfaces[ia], topo.nodes[nb].interfaces[ib]
+        veths.append(VethSpec(
+            names.netns_name(topo.name, na), ia, int(nodes[na].interfaces[ia]["index"] or 0),
+            names.netns_name(topo.name, nb), ib, int(nodes[nb].interfaces[ib]["index"] or 0),
+            address=_ifaddr(fa.address), peer_address=_ifaddr(fb.address),
+            address6=_ifaddr(fa.address6), peer_address6=_ifaddr(fb.address6),
+            mtu=fa.mtu or fb.mtu, mac=fa.mac, peer_mac=fb.mac, node=na, peer_node=nb,
+        ))
+        nodes[na].interfaces[ia]["peer"] = f"{nb}:{ib}"
+        nodes[nb].interfaces[ib]["peer"] = f"{na}:{ia}"
+    return veths
+
+
+def _routes(topo: Topology, nodes: dict[str, NodeSpec]) -> list[RouteSpec]:
+    """Each node's static routes (by interface index where a dev is named), also kept in its NodeSpec."""
+    routes = []
+    for node_name, node in topo.nodes.items():
+        ns = names.netns_name(topo.name, node_name)
+        for route in node.routes:
+            oif = nodes[node_name].interfaces[route.dev]["index"] if route.dev else None
+            routes.append(RouteSpec(ns, str(route.to), str(route.via) if route.via else None,
+                                    int(oif) if oif is not None else None, route.family))
+            nodes[node_name].routes.append({"to": str(route.to), "via": str(route.via) if route.via else None,
+                                            "dev": route.dev or _leaving_by(node, route.via),
+                                            "family": str(route.family)})
+    return routes
 
 
 def _adverts(topo: Topology) -> tuple[dict[str, dict[str, list[str]]], dict[str, list[str]]]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.table import Table
@@ -97,9 +97,8 @@ def run(
 ) -> None:
     """Run experiments: build the lab, run the steps, capture, decide, report. Exit 0 only if all held."""
     from lab.experiments.engine import discover, find
-    from lab.experiments.runner import run_many, run_one
     from lab.net.netns import require_root
-    from lab.report import jsonreport, text
+    from lab.report import jsonreport
 
     if list_:
         if ids or all_:
@@ -132,49 +131,15 @@ def run(
     if on_cluster is not None:
         chosen = cluster_runnable(chosen, all_)
     if len(chosen) == 1 and not all_:
-        exp = chosen[0]
-        progress = (lambda msg: None) if quiet else (lambda msg: console.print(f"[dim]{exp.id}: {msg}[/]"))
-        if lab is None and not fresh and on_cluster is None:
-            lab = running_lab_of(exp, overrides)
-            if lab and not quiet:
-                console.print(f"[dim]{exp.id}: reusing the running lab {lab} (--fresh builds a new one)[/]")
-        result = run_one(exp, overrides, out_dir, keep=keep, lab=lab, progress=progress,
-                         cluster=on_cluster, spread=spread, uses=uses)
-        items = [jsonreport.experiment_json(result)]
-        if as_json:
-            pass
-        elif quiet:
-            out.print(f"{result.verdict.upper():5} {result.id} {result.duration_s:.1f} s"
-                      + (f"  {result.error}" if result.error else ""))
-        else:
-            text.print_run(result, out)
+        items = [_run_single(chosen[0], overrides, out_dir, keep=keep, lab=lab, fresh=fresh, quiet=quiet,
+                             as_json=as_json, on_cluster=on_cluster, spread=spread, uses=uses)]
     else:
         if lab or keep:
             raise InputError("--lab and --keep go with a single experiment")
-        unknown = set(overrides) - {k for e in chosen for k in e.params}
-        if unknown:
-            raise InputError(f"no experiment here has parameter {', '.join(sorted(unknown))}")
-        unused = set(uses) - {name for e in chosen for name in e.programs}
-        if unused:
-            raise InputError(f"--use {sorted(unused)[0]}: none of these experiments runs it")
-        console.print(f"running {len(chosen)} experiments, {jobs} at a time; reports under {out_dir}")
-
-        def done(item: dict[str, object]) -> None:
-            if not as_json:
-                colour = {"pass": "green", "fail": "red"}.get(str(item["verdict"]), "yellow")
-                out.print(f"[{colour}]{str(item['verdict']).upper():5}[/] {item['id']:28} "
-                          f"{float(str(item['duration_s'])):7.1f} s  {item.get('error') or ''}")
-
-        items = run_many(chosen, overrides, out_dir, jobs, path, done, uses=uses,
-                         cluster_args=["--cluster", str(cluster_file.resolve())] + (["--spread"] if spread else [])
-                         if cluster_file is not None else [])
-        index = out_dir / "index.html"
-        from lab.report.html import render_index
-
-        render_index(items, index)
-        if not as_json:
-            text.print_summary(items, out)
-            out.print(f"report: {index}")
+        cluster_args = (["--cluster", str(cluster_file.resolve())] + (["--spread"] if spread else [])
+                        if cluster_file is not None else [])
+        items = _run_several(chosen, overrides, out_dir, jobs=jobs, path=path, as_json=as_json,
+                             cluster_args=cluster_args, uses=uses)
     document = jsonreport.document(items)
     if json_file:
         json_file.write_text(json.dumps(document, indent=2))
@@ -182,6 +147,59 @@ def run(
         out.print_json(json.dumps(document))
     failed = [i for i in items if i["verdict"] != "pass"]
     raise typer.Exit(ExitCode.FAILED if failed else ExitCode.OK)
+
+
+def _run_single(exp: Experiment, overrides: dict[str, str], out_dir: Path, *, keep: bool, lab: str | None,
+                fresh: bool, quiet: bool, as_json: bool, on_cluster: Any, spread: bool,
+                uses: dict[str, Path]) -> dict[str, Any]:
+    """One experiment in this process, on a running lab of its topology unless ``fresh``; its JSON item."""
+    from lab.experiments.runner import run_one
+    from lab.report import jsonreport, text
+
+    progress = (lambda msg: None) if quiet else (lambda msg: console.print(f"[dim]{exp.id}: {msg}[/]"))
+    if lab is None and not fresh and on_cluster is None:
+        lab = running_lab_of(exp, overrides)
+        if lab and not quiet:
+            console.print(f"[dim]{exp.id}: reusing the running lab {lab} (--fresh builds a new one)[/]")
+    result = run_one(exp, overrides, out_dir, keep=keep, lab=lab, progress=progress,
+                     cluster=on_cluster, spread=spread, uses=uses)
+    if quiet and not as_json:
+        out.print(f"{result.verdict.upper():5} {result.id} {result.duration_s:.1f} s"
+                  + (f"  {result.error}" if result.error else ""))
+    elif not as_json:
+        text.print_run(result, out)
+    return jsonreport.experiment_json(result)
+
+
+def _run_several(chosen: list[Experiment], overrides: dict[str, str], out_dir: Path, *, jobs: int, path: list[Path],
+                 as_json: bool, cluster_args: list[str], uses: dict[str, Path]) -> list[dict[str, Any]]:
+    """Several experiments, each a child ``lab run`` in a lab of its own, ``jobs`` at once; a line as each
+    ends, then the summary and the index page."""
+    from lab.experiments.runner import run_many
+    from lab.report import text
+    from lab.report.html import render_index
+
+    unknown = set(overrides) - {k for e in chosen for k in e.params}
+    if unknown:
+        raise InputError(f"no experiment here has parameter {', '.join(sorted(unknown))}")
+    unused = set(uses) - {name for e in chosen for name in e.programs}
+    if unused:
+        raise InputError(f"--use {sorted(unused)[0]}: none of these experiments runs it")
+    console.print(f"running {len(chosen)} experiments, {jobs} at a time; reports under {out_dir}")
+
+    def done(item: dict[str, object]) -> None:
+        if not as_json:
+            colour = {"pass": "green", "fail": "red"}.get(str(item["verdict"]), "yellow")
+            out.print(f"[{colour}]{str(item['verdict']).upper():5}[/] {item['id']:28} "
+                      f"{float(str(item['duration_s'])):7.1f} s  {item.get('error') or ''}")
+
+    items = run_many(chosen, overrides, out_dir, jobs, path, done, uses=uses, cluster_args=cluster_args)
+    index = out_dir / "index.html"
+    render_index(items, index)
+    if not as_json:
+        text.print_summary(items, out)
+        out.print(f"report: {index}")
+    return items
 
 
 def register(app: typer.Typer) -> None:

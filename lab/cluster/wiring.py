@@ -102,12 +102,38 @@ def plan_wiring(plan: Plan, placement: dict[str, str], pids: dict[str, int], swi
                 machines: Machines) -> Wiring:
     """Every machine's operations, in the order its agent runs them."""
     check_shape(plan)
-    lab = plan.lab
     wiring = Wiring()
-    node_of_ns = {spec.netns: name for name, spec in plan.nodes.items()}
-    switch_ns = {b.netns for b in plan.bridges}
+    _seal(wiring, plan, placement, pids)
+    members = _bridges(wiring, plan, placement, switch_pids)
+    inside = _Inside({node: ["link set lo up"] for node in placement})
+    switch_lines = _links(wiring, plan, placement, pids, switch_pids, machines, inside)
+    for machine, lines in _lan_tunnels(wiring, plan, members, switch_pids, machines).items():
+        switch_lines.setdefault(machine, []).extend(lines)
+    for machine, lines in sorted(switch_lines.items()):
+        wiring.add(machine, _batch(switch_pids[machine], lines))
+    _inside_nodes(wiring, plan, placement, pids, inside)
+    _etc_files(wiring, plan, placement, pids)
+    _guard_vxlan(wiring, plan.lab, machines)
+    return wiring
 
-    # 1. Nothing the engine gave a task stays: every interface but lo goes.
+
+@dataclass
+class _Inside:
+    """What is done inside each node once its links exist: ``ip -batch`` lines, and the interfaces whose
+    offloads go off (veths: tx checksums, so pcaps show correct ones; VXLAN: GRO, so pcaps show the wire's
+    segments)."""
+
+    configs: dict[str, list[str]]
+    tx_off: dict[str, list[str]] = field(default_factory=dict)
+    gro_off: dict[str, list[str]] = field(default_factory=dict)
+
+
+def _switch_namespaces(plan: Plan) -> set[str]:
+    return {b.netns for b in plan.bridges}
+
+
+def _seal(wiring: Wiring, plan: Plan, placement: dict[str, str], pids: dict[str, int]) -> None:
+    """1. Nothing the engine gave a task stays: every interface but lo goes; the early sysctls."""
     for node, machine in placement.items():
         wiring.add(machine, {"op": "seal", "pid": pids[node]})
         early = next(s.sysctls for s in plan.namespaces if s.node == node)
@@ -115,7 +141,11 @@ def plan_wiring(plan: Plan, placement: dict[str, str], pids: dict[str, int], swi
             wiring.add(machine, {"op": "run", "argv": _nsenter(pids[node], "sysctl", "-q", "-w",
                                                                *(f"{k}={v}" for k, v in early.items()))})
 
-    # 2. Bridges, on each machine that has members of the network.
+
+def _bridges(wiring: Wiring, plan: Plan, placement: dict[str, str], switch_pids: dict[str, int]
+             ) -> dict[str, set[str]]:
+    """2. Bridges, on each machine that has members of the network; the member machines per network."""
+    switch_ns = _switch_namespaces(plan)
     members: dict[str, set[str]] = {}  # network -> machines
     for v in plan.veths:
         if v.peer_netns in switch_ns and v.node is not None:
@@ -128,12 +158,17 @@ def plan_wiring(plan: Plan, placement: dict[str, str], pids: dict[str, int], swi
         for machine in sorted(where):
             wiring.add(machine, _batch(switch_pids[machine], [
                 "link set lo up", f"link add {br.name}{mtu_option} type bridge", f"link set {br.name} up"]))
+    return members
 
-    # 3. Links: veths where both ends share a machine, VXLAN where they do not.
-    configs: dict[str, list[str]] = {node: ["link set lo up"] for node in placement}
+
+def _links(wiring: Wiring, plan: Plan, placement: dict[str, str], pids: dict[str, int], switch_pids: dict[str, int],
+           machines: Machines, inside: _Inside) -> dict[str, list[str]]:
+    """3. Links: veths where both ends share a machine, VXLAN where they do not; LAN ports into the switch.
+    Returns the switch's ``ip -batch`` lines per machine (the ports into their bridges)."""
+    switch_ns = _switch_namespaces(plan)
+    node_of_ns = {spec.netns: name for name, spec in plan.nodes.items()}
+    bridges = {b.network: b for b in plan.bridges}
     switch_lines: dict[str, list[str]] = {}
-    tx_off: dict[str, list[str]] = {}  # veths: checksums computed in software, so pcaps show correct ones
-    gro_off: dict[str, list[str]] = {}  # VXLAN devices: no receive offload, so pcaps show the wire's segments
     for v in plan.veths:
         a = v.node or node_of_ns.get(v.netns)
         if a is None:
@@ -146,8 +181,8 @@ def plan_wiring(plan: Plan, placement: dict[str, str], pids: dict[str, int], swi
                 "peer", "name", v.ifname, "netns", str(pids[a])]})
             switch_lines.setdefault(machine_a, []).append(
                 f"link set {v.peer_ifname} mtu {mtu} master {bridges[_network(plan, a, v.ifname)].name} up")
-            tx_off.setdefault(a, []).append(v.ifname)
-            _configure(configs[a], v.ifname, mtu, v.mac, v.address, v.address6)
+            inside.tx_off.setdefault(a, []).append(v.ifname)
+            _configure(inside.configs[a], v.ifname, mtu, v.mac, v.address, v.address6)
             continue
         b = v.peer_node or node_of_ns[v.peer_netns]
         machine_b = placement[b]
@@ -155,23 +190,31 @@ def plan_wiring(plan: Plan, placement: dict[str, str], pids: dict[str, int], swi
             wiring.add(machine_a, {"op": "run", "argv": [
                 "ip", "link", "add", "name", v.ifname, "netns", str(pids[a]), "type", "veth",
                 "peer", "name", v.peer_ifname, "netns", str(pids[b])]})
-            tx_off.setdefault(a, []).append(v.ifname)
-            tx_off.setdefault(b, []).append(v.peer_ifname)
+            inside.tx_off.setdefault(a, []).append(v.ifname)
+            inside.tx_off.setdefault(b, []).append(v.peer_ifname)
         else:
-            number = vni(lab, f"{a}:{v.ifname}-{b}:{v.peer_ifname}")
+            number = vni(plan.lab, f"{a}:{v.ifname}-{b}:{v.peer_ifname}")
             for machine, other, node, ifname in ((machine_a, machine_b, a, v.ifname),
                                                  (machine_b, machine_a, b, v.peer_ifname)):
                 _vxlan(wiring, machine, number, machines, remote=machines.address[other], into=pids[node],
                        rename=ifname)
-                gro_off.setdefault(node, []).append(ifname)
-        _configure(configs[a], v.ifname, mtu, v.mac, v.address, v.address6)
-        _configure(configs[b], v.peer_ifname, mtu, v.peer_mac, v.peer_address, v.peer_address6)
+                inside.gro_off.setdefault(node, []).append(ifname)
+        _configure(inside.configs[a], v.ifname, mtu, v.mac, v.address, v.address6)
+        _configure(inside.configs[b], v.peer_ifname, mtu, v.peer_mac, v.peer_address, v.peer_address6)
+    return switch_lines
 
-    # 4. LANs over several machines: a VXLAN port on each member machine's bridge, flooding to the others.
+
+def _lan_tunnels(wiring: Wiring, plan: Plan, members: dict[str, set[str]], switch_pids: dict[str, int],
+                 machines: Machines) -> dict[str, list[str]]:
+    """4. LANs over several machines: a VXLAN port on each member machine's bridge, flooding to the others.
+    Returns the switch's lines that put each port on its bridge."""
+    switch_ns = _switch_namespaces(plan)
+    bridges = {b.network: b for b in plan.bridges}
+    switch_lines: dict[str, list[str]] = {}
     for network, where in sorted(members.items()):
         if len(where) < 2:
             continue
-        number = vni(lab, f"net:{network}")
+        number = vni(plan.lab, f"net:{network}")
         br = bridges[network]
         mtu = br.mtu or max(v.mtu or DEFAULT_MTU for v in plan.veths  # the largest frame a member sends
                             if v.node and v.peer_netns in switch_ns and _network(plan, v.node, v.ifname) == network)
@@ -183,11 +226,13 @@ def plan_wiring(plan: Plan, placement: dict[str, str], pids: dict[str, int], swi
             wiring.add(machine, {"op": "run", "argv": _nsenter(switch_pids[machine], "ethtool", "-K", name, "gro",
                                                                "off"), "ok": [0, 1]})
             switch_lines.setdefault(machine, []).append(f"link set {name} mtu {mtu} master {br.name} up")
+    return switch_lines
 
-    for machine, lines in sorted(switch_lines.items()):
-        wiring.add(machine, _batch(switch_pids[machine], lines))
 
-    # 5. Inside each node: addresses, MTUs and MACs, routes; then the late sysctls and checksums.
+def _inside_nodes(wiring: Wiring, plan: Plan, placement: dict[str, str], pids: dict[str, int],
+                  inside: _Inside) -> None:
+    """5. Inside each node: addresses, MTUs and MACs, routes; then the offloads and the late sysctls."""
+    node_of_ns = {spec.netns: name for name, spec in plan.nodes.items()}
     for spec_route in plan.routes:
         node = node_of_ns[spec_route.netns]
         dev = ""
@@ -195,14 +240,14 @@ def plan_wiring(plan: Plan, placement: dict[str, str], pids: dict[str, int], swi
             dev = " dev " + next(n for n, i in plan.nodes[node].interfaces.items() if i["index"] == spec_route.oif)
         via = f" via {spec_route.via}" if spec_route.via else ""
         dst = "::/0" if spec_route.dst == "default" and spec_route.family == 6 else spec_route.dst
-        configs[node].append(f"route add {dst}{via}{dev}")
-    for node, lines in configs.items():
+        inside.configs[node].append(f"route add {dst}{via}{dev}")
+    for node, lines in inside.configs.items():
         machine = placement[node]
         wiring.add(machine, _batch(pids[node], lines))
-        for ifname in tx_off.get(node, []):
+        for ifname in inside.tx_off.get(node, []):
             wiring.add(machine, {"op": "run", "argv": _nsenter(pids[node], "ethtool", "-K", ifname, "tx", "off"),
                                  "ok": [0, 1]})  # 1: the driver has no such offload to turn off
-        for ifname in gro_off.get(node, []):
+        for ifname in inside.gro_off.get(node, []):
             wiring.add(machine, {"op": "run", "argv": _nsenter(pids[node], "ethtool", "-K", ifname, "gro", "off"),
                                  "ok": [0, 1]})
         late = next(s.late_sysctls for s in plan.namespaces if s.node == node)
@@ -210,22 +255,25 @@ def plan_wiring(plan: Plan, placement: dict[str, str], pids: dict[str, int], swi
             wiring.add(machine, {"op": "run", "argv": _nsenter(pids[node], "sysctl", "-q", "-w",
                                                                *(f"{k}={v}" for k, v in late.items()))})
 
-    # 6. Each node's /etc/hosts and resolv.conf, written into the files Docker made for it.
+
+def _etc_files(wiring: Wiring, plan: Plan, placement: dict[str, str], pids: dict[str, int]) -> None:
+    """6. Each node's /etc/hosts and resolv.conf, written into the files Docker made for it."""
     for node, machine in placement.items():
         netns = plan.nodes[node].netns
         for path, text in (("/etc/hosts", plan.hosts_files[netns]),
                            ("/etc/resolv.conf", plan.resolv_files.get(netns, NO_RESOLVER))):
             wiring.add(machine, {"op": "write", "pid": pids[node], "path": path, "text": text})
 
-    # 7. The VXLAN port answers the cluster's own machines only. First of all, the agent keeps what
-    #    undoes both, so that it undoes them as it stops, even after an up killed halfway through.
+
+def _guard_vxlan(wiring: Wiring, lab: str, machines: Machines) -> None:
+    """7. The VXLAN port answers the cluster's own machines only. First of all, the agent keeps what
+    undoes both, so that it undoes them as it stops, even after an up killed halfway through."""
     for machine in sorted(wiring.vxlans):
         chain = firewall_chain(lab)
         wiring.firewalls[machine] = chain
         others = sorted(a for m, a in machines.address.items() if m != machine)
         wiring.ops[machine][:0] = [{"op": "on-stop", "ops": unwire(wiring.vxlans[machine], chain)},
                                    *firewall_up(chain, others)]
-    return wiring
 
 
 def _network(plan: Plan, node: str, ifname: str) -> str:

@@ -87,6 +87,16 @@ def test_no_module_over_500_lines_outside_the_servers() -> None:
     assert long == {}
 
 
+def test_no_function_over_80_lines_outside_the_servers() -> None:
+    """A function that does one thing fits on a screen; the servers (standalone programs) aside."""
+    long = [f"{path.relative_to(LAB.parent)}:{node.lineno} {node.name} ({node.end_lineno - node.lineno + 1} lines)"
+            for path in LAB.rglob("*.py") if "servers" not in path.parts
+            for node in ast.walk(ast.parse(path.read_text()))
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno is not None
+            and node.end_lineno - node.lineno + 1 > 80]
+    assert long == []
+
+
 def test_the_experiment_guide_names_every_run_call_and_every_expect_function() -> None:
     """docs/EXPERIMENT_GUIDE.md is the reference: a public verb or claim it does not name is undocumented."""
     import inspect

@@ -165,6 +165,17 @@ def retransmit_cable_pull(run: Run) -> None:
                             and all(0.9 * w <= r <= 1.1 * w for r, w in zip(ratios, wanted, strict=False)),
                             ", ".join(f"{w * 0.9:.1f}-{w * 1.1:.1f}" for w in wanted) or "at least 4 gaps",
                             ", ".join(f"{r:.2f}" for r in ratios) or "too few gaps", on_wire))
+    judge_resolution(run, resolution, arps, first_bcast, times, give_up, earliest_fail, (server_ip, server_mac), ucast)
+    judge_give_up(run, out, second, give_up, rto, tlp, bound)
+    run.note("model transmission times (s after the send): " + ", ".join(f"{t:.3f}" for t in times))
+
+
+def judge_resolution(run: Run, resolution: Resolution, arps: list[Packet], first_bcast: Packet | None,
+                     times: list[float], give_up: float, earliest_fail: float, server: tuple[str, str],
+                     ucast: int) -> None:
+    """The neighbour resolution while the cable is out: unicast probes to the cached MAC, then (if a
+    transmission is due after the entry failed) the question to everyone. ``server``: its IP and MAC."""
+    server_ip, server_mac = server
     run.expect(expect.every(f"every {resolution.name} message the client sends asks for {server_ip}", arps,
                             resolution.asks_for_target,
                             "who-has " + server_ip))
@@ -196,6 +207,10 @@ def retransmit_cable_pull(run: Run) -> None:
         run.expect(expect.every(f"any {resolution.name} after the unicast probes {resolution.everyone}", after,
                                 resolution.to_everyone,
                                 allow_empty=True))
+
+
+def judge_give_up(run: Run, out: str, second: bytes, give_up: float, rto: float, tlp: bool, bound: float) -> None:
+    """The connection gives up: recv fails ETIMEDOUT or EHOSTUNREACH, when the model says."""
     failed = re.search(r"step t=([\d.]+) recv (errno=\S+)", out)
     sent2 = re.search(rf"step t=([\d.]+) send {len(second)} bytes", out)
     errno_text = failed.group(2) if failed else out
@@ -207,4 +222,3 @@ def retransmit_cable_pull(run: Run) -> None:
         f"it fails ≈ {give_up:.2f} s after the send (RTO {rto * 1000:.0f} ms, "
         f"{'TLP, ' if tlp else ''}tcp_retries2={run.p.retries2}: give up {bound:.1f} s after the first RTO) ±10%",
         elapsed, give_up * 0.9, give_up * 1.1))
-    run.note("model transmission times (s after the send): " + ", ".join(f"{t:.3f}" for t in times))

@@ -74,6 +74,24 @@ def kind_names(kinds: list[int]) -> str:
     return ",".join(OPTION_NAMES.get(k, str(k)) for k in kinds)
 
 
+def connect_each(run: Run, variants: list[tuple[str, dict[str, bool]]], wanted: dict[str, bool], server_ip: str,
+                 port: int) -> list[int]:
+    """One connection per variant of the SYN knobs (each set for its connection, then set back); the
+    client ports, so each SYN is found in the capture (-1 where the connect printed none)."""
+    ports: list[int] = []
+    for label, knobs in variants:
+        for key, name in KNOBS:
+            if knobs[name] != wanted[name]:
+                run.sysctl(CLIENT, key, int(knobs[name]))
+        r = run.py(CLIENT, "connect_timer", server_ip, str(port), title=f"connect ({label})")
+        local = field(r.stdout, r"local=\S+:(\d+)")
+        ports.append(int(local) if local else -1)
+        for key, name in KNOBS:
+            if knobs[name] != wanted[name]:
+                run.sysctl(CLIENT, key, int(wanted[name]))
+    return ports
+
+
 @experiment(
     id="tcp-syn-options",
     title="The options of a SYN: MSS, SACK-permitted, timestamps, window scale — and the sysctls behind them",
@@ -131,18 +149,8 @@ def syn_options(run: Run) -> None:
     variants: list[tuple[str, dict[str, bool]]] = [("as the parameters say", dict(wanted))]
     for key, name in KNOBS:
         variants.append((f"{key}={int(not wanted[name])}", {**wanted, name: not wanted[name]}))
-    ports: list[int] = []
     with run.capture([f"{CLIENT}:{ifname}"], f"tcp port {port}"):
-        for label, knobs in variants:
-            for key, name in KNOBS:
-                if knobs[name] != wanted[name]:
-                    run.sysctl(CLIENT, key, int(knobs[name]))
-            r = run.py(CLIENT, "connect_timer", server_ip, str(port), title=f"connect ({label})")
-            local = field(r.stdout, r"local=\S+:(\d+)")
-            ports.append(int(local) if local else -1)
-            for key, name in KNOBS:
-                if knobs[name] != wanted[name]:
-                    run.sysctl(CLIENT, key, int(wanted[name]))
+        ports = connect_each(run, variants, wanted, server_ip, port)
         run.sleep(0.3)
 
     pk = run.packets

@@ -1,6 +1,6 @@
 """Pure models behind the book's web case (§1.7 DNS, ch.4 squid): what the wire and the logs must show.
 
-The experiments in :mod:`lab.experiments.book.web_case` take every expected
+The experiments in :mod:`lab.experiments.book.web_case` and :mod:`~lab.experiments.book.squid` take every expected
 value from the topology and the run's parameters, never from the book's
 figures. The arithmetic and parsing that needs lives here, free of any lab, so
 unit tests can pin it down:
