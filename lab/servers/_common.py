@@ -305,3 +305,30 @@ def run(main: Callable[[argparse.Namespace], int], parser: argparse.ArgumentPars
             err(f"{prog}: {exc}" + "".join(f" ({note})" for note in notes))
         code = 1
     sys.exit(code)
+
+
+class SignalPipe:
+    """The unified event source (book 10-1): each of ``signals`` becomes one byte, its number, to read from
+    ``reader`` in the program's event loop. The handler does nothing else; Python's ``set_wakeup_fd``
+    writes the byte, as the book's ``sig_handler`` writes into ``pipefd[1]``. ``restart`` installs the
+    handlers with SA_RESTART (``siginterrupt(False)``), which select, poll and epoll ignore (signal(7))."""
+
+    def __init__(self, *signals: signal.Signals, restart: bool = False) -> None:
+        self.reader, self.writer = socket.socketpair()  # the writer is kept: its descriptor is the wakeup fd
+        self.reader.setblocking(False)
+        self.writer.setblocking(False)
+        for number in signals:
+            signal.signal(number, lambda n, frame: None)
+            signal.siginterrupt(number, not restart)
+        signal.set_wakeup_fd(self.writer.fileno())
+
+    def fileno(self) -> int:
+        return self.reader.fileno()
+
+    def received(self) -> list[int]:
+        """The signals that came since the last call (their numbers, in order); none if none."""
+        try:
+            return list(self.reader.recv(64))
+        except BlockingIOError:
+            return []
+

@@ -27,7 +27,7 @@ import signal
 import socket
 import time
 
-from lab.servers._common import add_endpoint, listen_tcp, out, positive_float, run
+from lab.servers._common import SignalPipe, add_endpoint, listen_tcp, out, positive_float, run
 
 SLOTS = 60  # the book's time wheel: N = 60
 
@@ -134,30 +134,22 @@ def make_timers(kind: str, timeslot: float) -> Timers:
 
 
 class AlarmSource:
-    """11-3's pipe: SIGALRM's handler writes the signal number to a socketpair the loop watches
-    (Python's ``set_wakeup_fd`` does exactly that), installed with SA_RESTART (``siginterrupt False``)."""
+    """11-3's pipe: ``alarm(TIMESLOT)``, and SIGALRM reaching the loop as a byte (:class:`SignalPipe`),
+    installed with SA_RESTART."""
 
     def __init__(self, timeslot: float) -> None:
-        self.reader, self.writer = socket.socketpair()
-        self.reader.setblocking(False)
-        self.writer.setblocking(False)
+        self.pipe = SignalPipe(signal.SIGALRM, restart=True)
         self.seconds = max(1, round(timeslot))  # alarm() takes whole seconds
-        signal.signal(signal.SIGALRM, lambda number, frame: None)
-        signal.siginterrupt(signal.SIGALRM, False)
-        signal.set_wakeup_fd(self.writer.fileno())
         self.rearm()
 
     def fileno(self) -> int:
-        return self.reader.fileno()
+        return self.pipe.fileno()
 
     def rearm(self) -> None:
         signal.alarm(self.seconds)
 
     def drain(self) -> None:
-        try:
-            self.reader.recv(64)
-        except BlockingIOError:
-            pass
+        self.pipe.received()
 
 
 def parser() -> argparse.ArgumentParser:

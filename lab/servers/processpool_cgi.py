@@ -26,19 +26,7 @@ import signal
 import socket
 import time
 
-from lab.servers._common import add_endpoint, err, listen_tcp, out, positive_float, run
-
-
-def signal_source(*numbers: signal.Signals) -> tuple[socket.socket, socket.socket]:
-    """The unified event source: each of these signals becomes one byte to read in the loop (the
-    reader; keep the writer too, or its descriptor closes)."""
-    reader, writer = socket.socketpair()
-    reader.setblocking(False)
-    writer.setblocking(False)
-    for number in numbers:
-        signal.signal(number, lambda n, frame: None)
-    signal.set_wakeup_fd(writer.fileno())
-    return reader, writer
+from lab.servers._common import SignalPipe, add_endpoint, err, listen_tcp, out, positive_float, run
 
 
 def serve_cgi(conn: socket.socket) -> None:
@@ -62,7 +50,7 @@ def serve_cgi(conn: socket.socket) -> None:
 
 def child(index: int, listener: socket.socket, pipe: socket.socket, end: float) -> None:
     """``run_child``: accept one connection per notification, serve it, reap CGI children."""
-    signals, _writer = signal_source(signal.SIGCHLD, signal.SIGTERM)
+    signals = SignalPipe(signal.SIGCHLD, signal.SIGTERM)
     poller = select.epoll()
     poller.register(pipe.fileno(), select.EPOLLIN | select.EPOLLET)
     poller.register(signals.fileno(), select.EPOLLIN)
@@ -80,7 +68,7 @@ def child(index: int, listener: socket.socket, pipe: socket.socket, end: float) 
                 conn.settimeout(5)
                 serve_cgi(conn)
             elif fd == signals.fileno():
-                for number in signals.recv(64):
+                for number in signals.received():
                     if number == signal.SIGTERM:
                         return
                     reap()
@@ -123,7 +111,7 @@ def main(args: argparse.Namespace) -> int:
                 os._exit(0)
         theirs.close()
         pool.append((pid, ours))
-    signals, _writer = signal_source(signal.SIGCHLD, signal.SIGTERM, signal.SIGINT)
+    signals = SignalPipe(signal.SIGCHLD, signal.SIGTERM, signal.SIGINT)
     poller = select.epoll()
     poller.register(listener.fileno(), select.EPOLLIN | select.EPOLLET)
     poller.register(signals.fileno(), select.EPOLLIN)
@@ -135,7 +123,7 @@ def main(args: argparse.Namespace) -> int:
                     pool[turn][1].send(b"\x01")  # new_conn
                     out(f"send request to child {turn}")
                     turn = (turn + 1) % len(pool)
-                elif fd == signals.fileno() and set(signals.recv(64)) & {signal.SIGTERM, signal.SIGINT}:
+                elif fd == signals.fileno() and set(signals.received()) & {signal.SIGTERM, signal.SIGINT}:
                     return 0
     finally:
         for pid, _ in pool:

@@ -25,7 +25,7 @@ import signal
 import socket
 import time
 
-from lab.servers._common import add_endpoint, fmt_addr, listen_tcp, out, positive_float, run
+from lab.servers._common import SignalPipe, add_endpoint, fmt_addr, listen_tcp, out, positive_float, run
 
 
 def parser() -> argparse.ArgumentParser:
@@ -37,15 +37,10 @@ def parser() -> argparse.ArgumentParser:
 
 def main(args: argparse.Namespace) -> int:
     listener = listen_tcp(args.ip, args.port)
-    reader, writer = socket.socketpair()
-    reader.setblocking(False)
-    writer.setblocking(False)
-    for handled in (signal.SIGHUP, signal.SIGCHLD, signal.SIGTERM, signal.SIGINT):
-        signal.signal(handled, lambda n, frame: None)  # the real work is in the loop, not the handler
-    signal.set_wakeup_fd(writer.fileno())
+    pipe = SignalPipe(signal.SIGHUP, signal.SIGCHLD, signal.SIGTERM, signal.SIGINT)  # the work is in the loop
     poller = select.epoll()
     poller.register(listener.fileno(), select.EPOLLIN)
-    poller.register(reader.fileno(), select.EPOLLIN)
+    poller.register(pipe.fileno(), select.EPOLLIN)
     clients: dict[int, socket.socket] = {}
     end = time.monotonic() + args.duration
     while time.monotonic() < end:
@@ -55,8 +50,8 @@ def main(args: argparse.Namespace) -> int:
                 clients[conn.fileno()] = conn
                 out(f"accepted {fmt_addr(peer)}")
                 poller.register(conn.fileno(), select.EPOLLIN)
-            elif fd == reader.fileno():
-                for number in reader.recv(64):
+            elif fd == pipe.fileno():
+                for number in pipe.received():
                     out(f"signal {number}")
                     if number == signal.SIGTERM:
                         for conn in clients.values():
