@@ -32,8 +32,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from topogen import lan  # noqa: E402
 
 from lab import deploy, procs, state  # noqa: E402
-from lab.cluster import deploy as cluster_deploy  # noqa: E402
 from lab.cluster import local  # noqa: E402
+from lab.cluster.deploy import ClusterMachines  # noqa: E402
 from lab.cluster.model import load_cluster  # noqa: E402
 from lab.topology import load_topology_text  # noqa: E402
 
@@ -64,7 +64,7 @@ def up_down(text: str, cluster) -> tuple[float, float]:  # type: ignore[no-untyp
     if cluster is None:
         up = timed(lambda: deploy.up(topo, smap.text, None))
     else:
-        up = timed(lambda: cluster_deploy.up(topo, smap, cluster, None, spread=True))
+        up = timed(lambda: deploy.up(topo, smap.text, None, where=ClusterMachines(cluster, smap, spread=True)))
     if cluster is not None:  # where the engine put them
         machines = [spec["machine"] for spec in state.read_lab_info(topo.name)["nodes"].values()]
         PLACEMENTS.append("/".join(str(machines.count(m)) for m in sorted(set(machines))))
@@ -81,7 +81,7 @@ def throughput(cluster, repeat: int) -> dict[str, dict[str, list[float]]]:  # ty
     pairs = {"same": "m1", "across": "m2"}
     for where in pairs.values():
         topo, smap = load_topology_text(PAIR.format(name=f"tp-{where}", where=where), "pair.yaml")
-        cluster_deploy.up(topo, smap, cluster, None)
+        deploy.up(topo, smap.text, None, where=ClusterMachines(cluster, smap))
     try:
         pids = {}
         for kind, where in pairs.items():

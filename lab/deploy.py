@@ -47,10 +47,10 @@ def up(
     info, so later ``lab fault add`` impairments use the same one.
     """
     where = where or ThisMachine()
+    where.check(topo)
     progress = stopat.stopping(progress)
     plan = where.plan(topo)
     emulator = impair.choose(emulator) if topo.impairments() or emulator else None
-    where.check(plan, topo)
     with lab_lock(topo.name):
         journal = Journal(topo.name)
         if journal.exists():
@@ -84,11 +84,11 @@ class ThisMachine:
     """A lab on this machine: network namespaces, veths and bridges through netlink, containers through the
     local engine (a :class:`lab.place.Place`)."""
 
+    def check(self, topo: Topology) -> None:
+        netns.require_root()
+
     def plan(self, topo: Topology) -> Plan:
         return make_plan(topo)
-
-    def check(self, plan: Plan, topo: Topology) -> None:
-        netns.require_root()
 
     def ready(self, plan: Plan, topo: Topology, progress: Progress) -> None:
         netns.ensure_netns_dir()

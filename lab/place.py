@@ -25,12 +25,13 @@ Progress = Callable[[str, int, int], None]
 class Place(Protocol):
     """What building a lab asks of where it runs, in the order ``up`` asks it."""
 
-    def plan(self, topo: Topology) -> Plan:
-        """The lab's plan (pure): a cluster keeps a LAN on one bridge, this machine shards big ones."""
+    def check(self, topo: Topology) -> None:
+        """What can be refused before anything else: no root here; a pin to a machine the cluster lacks."""
         ...
 
-    def check(self, plan: Plan, topo: Topology) -> None:
-        """What can be refused before the lab's lock: no root, a pin to a machine the cluster lacks."""
+    def plan(self, topo: Topology) -> Plan:
+        """The lab's plan (pure), refused if this place cannot build it (a cluster keeps a LAN on one bridge;
+        this machine shards big ones)."""
         ...
 
     def ready(self, plan: Plan, topo: Topology, progress: Progress) -> None:

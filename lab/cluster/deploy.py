@@ -100,12 +100,13 @@ class ClusterMachines:
         self.tags: dict[str, str] = {}
         self.machines: wiring.Machines | None = None
 
-    def plan(self, topo: Topology) -> Plan:
-        return make_plan(topo, ports_per_shard=MAX_PORTS_PER_SHARD)  # a cluster's LAN is one bridge
-
-    def check(self, plan: Plan, topo: Topology) -> None:
-        wiring.check_shape(plan)
+    def check(self, topo: Topology) -> None:
         check_pins(topo, self.smap, self.cluster)
+
+    def plan(self, topo: Topology) -> Plan:
+        plan = make_plan(topo, ports_per_shard=MAX_PORTS_PER_SHARD)  # a cluster's LAN is one bridge
+        wiring.check_shape(plan)
+        return plan
 
     def ready(self, plan: Plan, topo: Topology, progress: Progress) -> None:
         """The engines answer, the images are on every machine, each machine makes VXLAN and fits the MTU."""

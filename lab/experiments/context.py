@@ -62,6 +62,7 @@ class Run:
         self._procs: list[Proc] = []
         self.processes: list[ProcessRecord] = []  # the traced programs' processes, for the report
         self._traced: dict[str, str] = {}  # a trace file → the program traced into it
+        self._straces = 0
         self._faults: list[str] = []
         self._captures = 0
         self.observations: list[dict[str, Any]] = []  # what the steps saw, in order: saved for lab check
@@ -227,7 +228,8 @@ class Run:
 
         if isinstance(self.node(node), ContainerNode) and not self.replaying:
             raise InputError(f"strace in {node}: a container node; the traced experiments run on namespace nodes")
-        path = self.run_dir / f"strace-{node}-{sum(1 for _ in self.run_dir.glob('strace-*')) + 1}.txt"
+        self._straces += 1  # counted here, not from the files: a strace just started may not have made its own
+        path = self.run_dir / f"strace-{node}-{self._straces}.txt"
         argv = ["strace", "-f", "-qq", "-ttt", "-T", "-e", f"trace={','.join(calls)}",
                 "-e", f"signal={','.join(signals) or 'none'}",
                 "-o", str(path)]

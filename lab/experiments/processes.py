@@ -1,4 +1,4 @@
-"""Which process did what: the processes of a traced program, from its strace -f records, for the report.
+"""Which process did what: the processes (and threads) of a traced program, from its strace -f records.
 
 A fork server or a pool is one trace with many pids; a sequence diagram of its packets says nothing of
 which process accepted which connection or ran which program. This module turns the trace into one
@@ -26,7 +26,7 @@ def describe(call: Syscall) -> str | None:
         where = f" from {peer.group(2) or peer.group(3)}:{peer.group(1)}" if peer else ""
         return f"accepted fd {ret}{where}"
     if name in ("clone", "clone3", "fork", "vfork") and ret:
-        return f"forked pid {ret}"
+        return f"started thread {ret}" if "CLONE_THREAD" in call.args else f"forked pid {ret}"
     if name in ("dup2", "dup3") and ret is not None and ret >= 0:
         onto = ": its standard output" if ret == 1 else ""
         return f"dup2({call.args.split(',')[0].strip()}, {ret}){onto}"
@@ -52,7 +52,8 @@ def process_table(calls: list[Syscall], node: str, program: str) -> list[Process
         if call.name in ("clone", "clone3", "fork", "vfork") and call.ret and call.ret > 0:
             child = rows.setdefault(call.ret, ProcessRecord(node, call.ret, call.pid, row.program))
             child.parent = call.pid  # the child's own first call may come first in the trace
-            child.program = child.program or row.program
+            thread = " (thread)" if "CLONE_THREAD" in call.args else ""
+            child.program = (child.program or row.program.removesuffix(" (thread)")) + thread
         if call.name == "execve" and call.ret == 0 and (executed := EXECUTED.match(call.args)) and row.parent:
             row.program = " ".join(executed.group(2).replace('"', "").split(", ")) or executed.group(1)
             # (the traced root's own exec is the command strace started: it keeps the program's name)

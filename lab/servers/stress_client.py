@@ -37,7 +37,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from lab.servers._common import add_endpoint, errno_tag, family_of, out, positive_float, run
+from lab.servers._common import add_endpoint, errno_tag, family_of, out, run
 
 MAX_CONNECTIONS, MAX_SECONDS = 20_000, 300.0
 Number = TypeVar("Number", int, float)
@@ -192,12 +192,12 @@ class Load:
         self.poller.close()
 
 
-def bounded(limit: float, kind: Callable[[str], Number]) -> Callable[[str], Number]:
-    """An argparse type: ``kind`` of the text, from 0 to ``limit`` (a load is bounded by its arguments)."""
+def bounded(limit: float, kind: Callable[[str], Number], low: float = 0) -> Callable[[str], Number]:
+    """An argparse type: ``kind`` of the text, from ``low`` to ``limit`` (a load is bounded by its arguments)."""
     def parse(text: str) -> Number:
         value = kind(text)
-        if not 0 <= value <= limit:
-            raise argparse.ArgumentTypeError(f"{value} is outside 0..{limit:g}")
+        if not low <= value <= limit:
+            raise argparse.ArgumentTypeError(f"{value} is outside {low:g}..{limit:g}")
         return value
     return parse
 
@@ -206,12 +206,15 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="stress_client", description="Hold many HTTP connections, a request in flight "
                                 "on each (book 16-4).")
     add_endpoint(p, server=False)
-    p.add_argument("--connections", type=bounded(MAX_CONNECTIONS, int), default=1000)
-    p.add_argument("--pace", type=positive_float, default=0.0, help="connections opened per second (0: all at once)")
-    p.add_argument("--duration", type=bounded(MAX_SECONDS, float), default=10.0, help="seconds of load (10)")
-    p.add_argument("--think", type=positive_float, default=0.0, help="seconds between a response and the next request")
+    p.add_argument("--connections", type=bounded(MAX_CONNECTIONS, int, low=1), default=1000)
+    p.add_argument("--pace", type=bounded(MAX_CONNECTIONS, float), default=0.0,
+                   help="connections opened per second (0: all at once)")
+    p.add_argument("--duration", type=bounded(MAX_SECONDS, float, low=0.1), default=10.0,
+                   help="seconds of load (10)")
+    p.add_argument("--think", type=bounded(60, float), default=0.0,
+                   help="seconds between a response and the next request")
     p.add_argument("--path", default="/index.html")
-    p.add_argument("--connect-timeout", type=positive_float, default=15.0,
+    p.add_argument("--connect-timeout", type=bounded(60, float), default=15.0,
                    help="after the load, how long to wait for the responses still due")
     return p
 

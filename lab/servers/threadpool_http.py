@@ -115,16 +115,16 @@ class Server:
     def __init__(self, args: argparse.Namespace, root: Path) -> None:
         self.root = root
         self.poller = select.epoll()
-        self.listener = listen_tcp(args.ip, args.port, backlog=args.backlog)
-        self.listener.setblocking(False)
-        self.poller.register(self.listener.fileno(), select.EPOLLIN)
         self.conns: dict[int, HttpConn] = {}
         self.work: queue.Queue[HttpConn | None] = queue.Queue()
         self.served = 0
         self.lock = threading.Lock()
         self.workers = [threading.Thread(target=self.worker, daemon=True) for _ in range(args.threads)]
-        for thread in self.workers:
+        for thread in self.workers:  # the pool first: "listening on" means every thread exists
             thread.start()
+        self.listener = listen_tcp(args.ip, args.port, backlog=args.backlog)
+        self.listener.setblocking(False)
+        self.poller.register(self.listener.fileno(), select.EPOLLIN)
 
     def worker(self) -> None:
         """A pool thread (15-3 ``threadpool::run``): parse a queued connection's request, then hand it back

@@ -36,8 +36,8 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(args: argparse.Namespace) -> int:
+    pipe = SignalPipe(signal.SIGHUP, signal.SIGCHLD, signal.SIGTERM, signal.SIGINT)  # before "listening on"
     listener = listen_tcp(args.ip, args.port)
-    pipe = SignalPipe(signal.SIGHUP, signal.SIGCHLD, signal.SIGTERM, signal.SIGINT)  # the work is in the loop
     poller = select.epoll()
     poller.register(listener.fileno(), select.EPOLLIN)
     poller.register(pipe.fileno(), select.EPOLLIN)

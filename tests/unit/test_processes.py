@@ -37,3 +37,12 @@ def test_the_traced_programs_own_exec_keeps_its_name() -> None:
             '0x7ffc /* 35 vars */) = 0 <0.000300>\n')
     (row,) = process_table(parse(text), "n", "mtlt")
     assert row.program == "mtlt" and row.did == ["exec /usr/bin/python3"]
+
+
+def test_a_thread_is_named_a_thread() -> None:
+    text = ("100 1796600000.000001 clone3({flags=CLONE_VM|CLONE_FS|CLONE_FILES|CLONE_SIGHAND|CLONE_THREAD|"
+            "CLONE_SYSVSEM|CLONE_SETTLS|CLONE_PARENT_SETTID|CLONE_CHILD_CLEARTID, child_tid=0x7f, parent_tid=0x7f, "
+            "exit_signal=0, stack=0x7f, stack_size=0x7fff00, tls=0x7f} => {parent_tid=[101]}, 88) = 101 <0.000050>\n")
+    rows = process_table(parse(text), "n", "oneshot")
+    assert [(r.pid, r.parent, r.program) for r in rows] == [(100, None, "oneshot"), (101, 100, "oneshot (thread)")]
+    assert rows[0].did == ["started thread 101"]

@@ -83,13 +83,14 @@ def threadpool_http_server(run: Run, port: int = 12480, threads: int = 8, big: i
     with run.capture([f"{CLIENT}:eth0"], f"tcp port {port}"):
         server = run.spawn(SERVER, [*prefix, run.python(SERVER), "-m", "lab.servers.threadpool_http", server_ip,
                                     str(port), "--threads", str(threads), "--files", f"index.html=64,big.bin={big}",
-                                    "--duration", "6"],
+                                    "--duration", "60"],
                            title=f"threadpool_http {server_ip} {port} --threads {threads} (strace)",
                            ready="listening on")
         pid = listener_pid(run, port)
         tasks = run.sh(SERVER, ["ls", f"/proc/{pid}/task"], title=f"ls /proc/{pid}/task").stdout.split() if pid else []
         for _, args in CASES:
             run.py(CLIENT, "http_get", server_ip, str(port), *args, timeout=20)
+        run.sh(SERVER, ["kill", "-TERM", str(pid)], title=f"kill -TERM {pid} (the server: its cases are done)")
         server.wait(20)
     run.expect(expect.equals(f"the server has 1 + {threads} threads (/proc/PID/task: the reactor and the pool)",
                              1 + threads, len(tasks)))

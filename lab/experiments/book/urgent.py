@@ -63,7 +63,7 @@ def oob_select_and_sigurg(run: Run, port: int = 12530) -> None:
                                         str(port + offset), *args],
                                title=f"oob_watch {server_ip} {port + offset} {' '.join(args)} (strace)",
                                ready="listening on")
-            run.py(CLIENT, "oob_send", server_ip, str(port + offset), "--pause", "0.2")
+            run.py(CLIENT, "oob_send", server_ip, str(port + offset), "--pause", "0.5")  # each read its own
             server.wait(15)
             traces[way] = run.syscalls(SERVER, trace)
     urgent = [p for p in expect.data([p for p in run.packets if p.src == client_ip]) if flows.seg(p).urg]
