@@ -48,8 +48,10 @@ class LocalTimeout(Exception):
 
 
 def out(line: str) -> None:
-    """Print one event line on stdout and flush it now."""
-    print(line, flush=True)
+    """Print one event line on stdout and flush it now, in one write(2): processes that share the pipe (a
+    fork server's, a pool's) never interleave inside a line, buffered or not (PYTHONUNBUFFERED)."""
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
 
 
 def err(message: str) -> None:
