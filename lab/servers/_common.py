@@ -333,4 +333,3 @@ class SignalPipe:
             return list(self.reader.recv(64))
         except BlockingIOError:
             return []
-

@@ -15,6 +15,7 @@ from lab.errors import InputError
 from lab.experiments import expect, syscalls
 from lab.experiments.book import flows, sockstate
 from lab.experiments.book.signals import listener_pid
+from lab.experiments.book.socket_api import listener_on, nstat
 from lab.experiments.context import Run
 from lab.experiments.engine import experiment
 from lab.servers.threadpool_http import file_bytes
@@ -132,11 +133,6 @@ def judge_responses(run: Run, conns: list[list[Packet]], server_ip: str, big: in
     run.expect(expect.count("no connection is reset", expect.rsts([p for c in conns for p in c]), 0))
 
 
-def read_counters(run: Run, node: str) -> dict[str, int]:
-    """The node's TCP counters (``nstat -asz``: absolute, the history file untouched)."""
-    return sockstate.parse_nstat(run.sh(node, ["nstat", "-asz"], title="nstat -asz").stdout)
-
-
 def established(run: Run, node: str, port: int, side: str) -> int:
     """How many ESTAB sockets ``node`` holds with ``port`` as its ``side`` (sport or dport), counted by ss."""
     counted = run.sh(node, ["sh", "-c", f"ss -HtnO state established '( {side} = :{port} )' | wc -l"],
@@ -206,10 +202,10 @@ def stress_test_webserver(run: Run, port: int = 12490, connections: int = 1000, 
 
 @dataclass
 class Phase:
-    """What one load showed: the listener's ss line, the ESTAB sockets on each end, the server's counter
-    deltas, and the generator's own figures."""
+    """What one load showed: the listener's backlog as ss shows it (Send-Q), the ESTAB sockets on each end,
+    the server's counter deltas, and the generator's own figures."""
 
-    listener: list[str]
+    backlog: int | None
     held: dict[str, int]
     counters: dict[str, int]
     figures: dict[str, str]
@@ -219,20 +215,20 @@ def stress_phase(run: Run, port: int, connections: int, backlog: int, load: int,
     """One load: the server with ``backlog``, the generator's burst, ss on both ends a second before the
     load ends, the server's counters before and after."""
     server_ip = run.ip(SERVER)
-    before = read_counters(run, SERVER)
+    before = nstat(run, SERVER)
     server = run.serve(SERVER, "threadpool_http", server_ip, str(port), "--backlog", str(backlog),
                        "--duration", str(load + 8))
-    listener = run.sh(SERVER, ["ss", "-Hltn", f"sport = :{port}"], title=f"ss -ltn sport = :{port}").stdout.split()
+    listener = listener_on(run, port)
     client = run.start(CLIENT, "stress_client", server_ip, str(port), "--connections", str(connections),
                        "--duration", str(load), "--think", f"{think:g}", "--connect-timeout", "2")
     run.sleep(load - 1)
     held = {"server": established(run, SERVER, port, "sport"), "client": established(run, CLIENT, port, "dport")}
     client.wait(load + 10)
     server.stop()
-    after = read_counters(run, SERVER)
+    after = nstat(run, SERVER)
     counters = {name: sockstate.delta(before, after, name) for name in
                 ("TcpExtListenOverflows", "TcpExtSyncookiesSent", "TcpExtListenDrops")}
-    return Phase(listener, held, counters, generator_figures(client.stdout))
+    return Phase(listener.send_q if listener else None, held, counters, generator_figures(client.stdout))
 
 
 def syn_retries(packets: list[Packet], port: int, client_ip: str) -> list[list[Packet]]:
@@ -242,9 +238,8 @@ def syn_retries(packets: list[Packet], port: int, client_ip: str) -> list[list[P
 
 
 def judge_burst(run: Run, phase: Phase, port: int, connections: int, backlog: int, client_ip: str) -> None:
-    listener, held, counters = phase.listener, phase.held, phase.counters
-    run.expect(expect.equals(f"listen({backlog}): ss -ltn shows the backlog as Send-Q", str(backlog),
-                             listener[2] if len(listener) > 2 else "no listener"))
+    held, counters = phase.held, phase.counters
+    run.expect(expect.equals(f"listen({backlog}): ss -ltn shows the backlog as Send-Q", backlog, phase.backlog))
     run.expect(expect.within(f"listen({backlog}): the burst overflows the accept queue (TcpExtListenOverflows, "
                              "nstat in the server's namespace)", counters["TcpExtListenOverflows"], low=1))
     run.expect(expect.within(f"listen({backlog}): SYNs that meet a full SYN queue get a SYN cookie "
@@ -266,9 +261,9 @@ def judge_burst(run: Run, phase: Phase, port: int, connections: int, backlog: in
 
 
 def judge_roomy(run: Run, phase: Phase, port: int, connections: int, client_ip: str) -> None:
-    listener, held, counters, f = phase.listener, phase.held, phase.counters, phase.figures
-    run.expect(expect.equals(f"listen({connections}): ss -ltn shows the backlog as Send-Q", str(connections),
-                             listener[2] if len(listener) > 2 else "no listener"))
+    held, counters, f = phase.held, phase.counters, phase.figures
+    run.expect(expect.equals(f"listen({connections}): ss -ltn shows the backlog as Send-Q", connections,
+                             phase.backlog))
     run.expect(expect.equals(f"listen({connections}): no overflow (TcpExtListenOverflows)", 0,
                              counters["TcpExtListenOverflows"]))
     run.expect(expect.count(f"listen({connections}): no SYN is retransmitted (pcap)",

@@ -35,6 +35,33 @@ def ss(run: Run, node: str, listening: bool = False) -> list[Sock]:
     return sstext.parse(run.sh(node, argv, title=f"{' '.join(argv)} on {node}").stdout)
 
 
+QUEUE_POLL = 0.25  # seconds between two looks at an accept queue
+
+
+def listener_on(run: Run, port: int, node: str = SERVER) -> Sock | None:
+    """The LISTEN socket on ``port`` in ``node`` (ss -ltn: Recv-Q is its accept queue, Send-Q its backlog)."""
+    listeners = sockstate.on_port(ss(run, node, listening=True), port)
+    return listeners[0] if listeners else None
+
+
+def queued_on(run: Run, port: int) -> int:
+    """How many connections wait in the accept queue of the listener on ``port`` (ss -ltn Recv-Q)."""
+    listener = listener_on(run, port)
+    return listener.recv_q if listener else 0
+
+
+def queue_reaches(run: Run, port: int, count: int, timeout: float) -> int:
+    """Look at the accept queue on ``port`` until it holds ``count`` connections, at most ``timeout`` seconds
+    (counted in looks, not by the clock, so ``lab check`` replays the same readings); the last reading."""
+    queued = -1
+    for _ in range(int(timeout / QUEUE_POLL)):
+        queued = queued_on(run, port)
+        if queued == count:
+            break
+        run.sleep(QUEUE_POLL)
+    return queued
+
+
 def sent_and_acked(packets: list[Packet], sender: str) -> tuple[int, int]:
     """Bytes of data ``sender`` sent (the end of its stream, ISN-relative) and how many its peer acknowledged
     (a FIN's sequence number not counted), from the capture: the kernel's account, whatever the programs print."""

@@ -16,30 +16,18 @@ import re
 from lab.errors import InputError
 from lab.experiments import expect
 from lab.experiments.book import flows, sockstate
-from lab.experiments.book.socket_api import CLIENT, SERVER, show, ss
+from lab.experiments.book.socket_api import CLIENT, SERVER, queue_reaches, queued_on, show, ss
 from lab.experiments.book.sockstate import port_of
 from lab.experiments.book.sstext import SsSocket as Sock
 from lab.experiments.context import Run
 from lab.experiments.engine import experiment
 
 YOURS_ACCEPT_WAIT = 30.0  # the printed book sleeps 20 s before accept(); a reader's program gets that and more
-POLL = 0.25
-
-
-def queued_on(run: Run, port: int) -> int:
-    """How many connections wait in the accept queue of the listener on ``port`` (ss -ltn Recv-Q)."""
-    listeners = sockstate.on_port(ss(run, SERVER, listening=True), port)
-    return listeners[0].recv_q if listeners else 0
 
 
 def accepted_by_kernel(run: Run, port: int, timeout: float) -> bool:
-    """Whether the accept queue on ``port`` emptied (the program called accept()) within ``timeout``.
-    Counted in polls, not by the clock, so ``lab check`` replays the same readings."""
-    for _ in range(int(timeout / POLL)):
-        if queued_on(run, port) == 0:
-            return True
-        run.sleep(POLL)
-    return False
+    """Whether the accept queue on ``port`` emptied (the program called accept()) within ``timeout``."""
+    return queue_reaches(run, port, 0, timeout) == 0
 
 
 @experiment(
